@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` runs the product, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Tests and targets read seaborn's diamonds from the shared copy when it is there (no internet
+# on the build machines); otherwise seaborn downloads it as usual.
+SHARED_SEABORN := $(abspath ../shared/data/seaborn)
+ifeq ($(origin SEABORN_DATA), undefined)
+  ifneq ($(wildcard $(SHARED_SEABORN)/diamonds.csv),)
+    export SEABORN_DATA := $(SHARED_SEABORN)
+  endif
+endif
+export MODEL_DIR ?= artifacts
+
+.PHONY: setup test test-all demo train bench clean
+
+setup: $(STAMP)
+
+# Re-installs only when a requirements file changes: a second `make setup` installs nothing.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(MODEL_DIR)/model.joblib: | $(STAMP)
+	$(PY) -m scorer train
+
+train: setup
+	$(PY) -m scorer train
+
+test: setup
+	$(PY) -m pytest -m "not slow"
+
+test-all: setup
+	$(PY) -m pytest
+
+demo: setup $(MODEL_DIR)/model.joblib
+	$(PY) -m devstack.demo
+
+bench: setup $(MODEL_DIR)/model.joblib
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .demo

@@ -1,0 +1,95 @@
+"""Topic names and Kafka client settings, read from the environment in one place.
+
+Every librdkafka key comes from here: `KAFKA_BOOTSTRAP_SERVERS` gives `bootstrap.servers`, and
+any other `KAFKA_<KEY>` maps to the dotted librdkafka key (`KAFKA_SECURITY_PROTOCOL` ->
+`security.protocol`, `KAFKA_SASL_MECHANISMS` -> `sasl.mechanisms`), so SASL/SSL clusters need
+no code change.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+DEFAULT_PARTITIONS = 3
+
+# Env vars that look like KAFKA_* but configure the broker container, not a client.
+_NOT_CLIENT_KEYS = frozenset({"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS", "KAFKA_LOG4J_OPTS"})
+
+
+@dataclass(frozen=True)
+class Topics:
+    features: str = "diamonds"
+    labels: str = "diamonds.labels"
+    predictions: str = "diamonds.predictions"
+    dlq: str = "diamonds.dlq"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            features=env.get("FEATURES_TOPIC", defaults.features),
+            labels=env.get("LABELS_TOPIC", defaults.labels),
+            predictions=env.get("PREDICTIONS_TOPIC", defaults.predictions),
+            dlq=env.get("DLQ_TOPIC", defaults.dlq),
+        )
+
+
+def client_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings common to every client, from KAFKA_* env vars."""
+    env = os.environ if environ is None else environ
+    config = {"bootstrap.servers": DEFAULT_BOOTSTRAP}
+    for name, value in env.items():
+        if name.startswith("KAFKA_") and name not in _NOT_CLIENT_KEYS and len(name) > len("KAFKA_"):
+            config[name[len("KAFKA_"):].lower().replace("_", ".")] = value
+    return config
+
+
+def producer_config(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """Durable producer: acks from all replicas, idempotent so retries add no duplicates."""
+    return {
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        **client_config(environ),
+    }
+
+
+def consumer_config(group: str, environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """Group consumer that commits only what the caller says is done (at-least-once)."""
+    return {
+        "group.id": group,
+        # A new group reads the topic from its start, so nothing produced before the first
+        # deployment is skipped.
+        "auto.offset.reset": "earliest",
+        # Offsets are stored by the service after its outputs are delivered, then committed.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        **client_config(environ),
+    }
+
+
+def ensure_topics(names: list[str], partitions: int = DEFAULT_PARTITIONS, environ: Mapping[str, str] | None = None, timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(client_config(environ))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [n for n in dict.fromkeys(names) if n not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in missing], operation_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result(timeout)
+            log.info("created topic %s with %d partitions", name, partitions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise

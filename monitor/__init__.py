@@ -1,0 +1,1 @@
+"""Drift monitor: the pure statistical core (reference profile, pane windows, label join, calibration, evaluation)."""

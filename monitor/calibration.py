@@ -1,0 +1,114 @@
+"""Thresholds from a false-alarm budget: `ert`, the expected records between false alarms.
+
+An evaluation that follows r new records (r = step for count windows, the closed pane's records
+for time windows) gets the false-alarm probability r / ert, so on a no-drift stream the expected
+number of alarms per record is 1 / ert whatever the rate (evaluations per ert = ert / step). That
+budget is split evenly (Bonferroni) across the tests run at each evaluation: one per feature, one
+for predictions and one for the MSE ratio, 8 for the diamonds model. Defaults (window 1000, step
+250, ert 1e7) give alpha = 250 / 1e7 / 8 = 3.1e-6 per test.
+
+Each threshold is the (1 - alpha) quantile of its statistic's null distribution (see `stats`):
+KS from Kolmogorov's law at effective size n*m/(n+m), chi-square from scipy's chi2 with the
+evaluation's dof, the MSE ratio from the saddlepoint tail of resampled held-out squared errors.
+
+Why the realised false-alarm rate is at most the budget:
+- consecutive windows overlap (window/step = 4 panes share records), so alarms cluster: the
+  expected *number of evaluations* that alarm is r/ert per evaluation, but alarms come in runs,
+  so the expected number of distinct alarm episodes is lower;
+- Bonferroni ignores the correlation between tests (prediction and carat move together);
+- KS on discrete columns (carat, depth, table) is conservative (see `stats`);
+- a window drawn from the held-out rows themselves has no reference sampling noise, while the
+  effective sizes budget for it.
+The false-alarm *rate per record* is what is calibrated, not the episode rate.
+
+`mode="fixed"` keeps the tutorial's rule for comparison: a feature drifts when its distance (KS or
+total variation) exceeds 0.1, the dataset when the mean distance exceeds 0.1, concept drift when
+the relative MSE exceeds 0.1. Those thresholds ignore window size and are not calibrated.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+from monitor import stats
+from monitor.reference import Reference
+
+MODES = ("calibrated", "fixed")
+
+
+class Calibration:
+    """Per-test thresholds for a reference and a budget; `alpha(r)` is the per-test level."""
+
+    def __init__(
+        self,
+        reference: Reference,
+        ert: float = 10_000_000,
+        mode: str = "calibrated",
+        fixed_threshold: float = 0.1,
+        pseudo_count: float = 0.5,
+    ) -> None:
+        if not ert > 0 or not math.isfinite(ert):
+            raise ValueError(f"ert (records between false alarms) must be a positive number, got {ert}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not fixed_threshold > 0:
+            raise ValueError(f"fixed_threshold must be > 0, got {fixed_threshold}")
+        if not pseudo_count > 0:
+            raise ValueError(f"pseudo_count must be > 0 (it keeps unseen categories finite), got {pseudo_count}")
+        self.reference = reference
+        self.ert, self.mode = float(ert), mode
+        self.fixed_threshold, self.pseudo_count = fixed_threshold, pseudo_count
+        self.tests = len(reference.features) + 2  # features + predictions + MSE ratio
+        self._mse_ratio = lru_cache(maxsize=4096)(self._mse_ratio_uncached)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.mode == "calibrated"
+
+    def alpha(self, new_records: int) -> float:
+        """Per-test false-alarm probability of an evaluation following `new_records` records."""
+        return min(max(new_records, 1) / self.ert, 0.5) / self.tests
+
+    def ks(self, n: int, alpha: float) -> float:
+        """KS threshold on D for a window of n records."""
+        if not self.calibrated:
+            return self.fixed_threshold
+        return stats.ks_threshold(alpha, n, self.reference.size)
+
+    def chi2(self, dof: int, alpha: float) -> float:
+        """Chi-square threshold on the statistic (fixed mode: on the total variation distance)."""
+        if not self.calibrated:
+            return self.fixed_threshold
+        return stats.chi2_threshold(alpha, dof)
+
+    def mse_ratio(self, joined: int, alpha: float) -> float:
+        """Threshold on (rolling MSE - reference MSE) / reference MSE over `joined` records.
+
+        Cached; `joined` above 1,000 is rounded down to 3 significant digits and alpha down to a
+        2**(1/4) grid, both of which can only raise the threshold (conservative)."""
+        if not self.calibrated:
+            return self.fixed_threshold
+        if joined > 1000:
+            unit = 10 ** (int(math.log10(joined)) - 2)
+            joined = joined // unit * unit
+        return self._mse_ratio(joined, 2.0 ** (math.floor(math.log2(alpha) * 4) / 4))
+
+    def _mse_ratio_uncached(self, joined: int, alpha: float) -> float:
+        m = self.reference.size
+        effective = joined * m / (joined + m)
+        quantile = stats.mean_upper_quantile(self.reference.squared_errors, effective, alpha)
+        return quantile / self.reference.mse - 1.0
+
+    def thresholds(self, window: int, step: int) -> dict[str, Any]:
+        """Thresholds of a full count window of `window` records evaluated every `step`."""
+        alpha = self.alpha(step)
+        out: dict[str, Any] = {"alpha_per_test": alpha, "tests": self.tests}
+        for name in self.reference.numeric:
+            out[name] = self.ks(window, alpha)
+        for name, profile in self.reference.categorical.items():
+            out[name] = self.chi2(profile.size - 1, alpha)
+        out["prediction"] = self.ks(window, alpha)
+        out["mse_ratio"] = self.mse_ratio(window, alpha)
+        return out
+

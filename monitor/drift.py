@@ -1,0 +1,208 @@
+"""Evaluating a window against the reference, and the monitor that ties window, join and budget.
+
+Result semantics: when the window holds fewer than `min_records` records, `ready` is False and
+every statistic, threshold and detection is None (never a reassuring 0 or False); likewise the
+concept-drift fields are None while fewer than `min_joined` records of the window have labels.
+Gauges should then be absent or NaN, not zero.
+
+The shell's loop:
+    monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250))   # or TimeWindow(...)
+    results = monitor.update(PredictionBatch.from_messages(msgs, NUMERIC, CATEGORICAL))
+    monitor.update_labels(ids, ts, prices)      # whenever labels arrive, before or after
+    gauges <- results[-1] (or monitor.result() for the latest closed window, labels included)
+    persist monitor.to_dict() (JSON-friendly); on restart monitor.load_dict(state)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from monitor import stats
+from monitor.calibration import Calibration
+from monitor.join import Joined, LabelJoin
+from monitor.reference import PREDICTION, Reference
+from monitor.windows import CountWindow, Pane, PaneLayout, PredictionBatch, TimeWindow
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One column's test. statistic: KS D ("ks") or Pearson X2 ("chi2"); distance in [0, 1]: KS D or
+    total variation. Calibrated mode compares `threshold` with `statistic`, fixed mode with `distance`."""
+
+    name: str
+    test: str
+    statistic: float
+    distance: float
+    p_value: float
+    threshold: float
+    detected: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """The evaluation of the window ending at pane `pane`; None = not enough data to say."""
+
+    pane: int
+    records: int  # predictions in the window
+    ready: bool  # records >= min_records
+    alpha: float | None  # per-test false-alarm probability (calibrated mode)
+    features: tuple[FeatureDrift, ...]  # empty when not ready
+    data_drift: float | None  # mean feature distance: the tutorial's dataset score
+    share_detected: float | None
+    dataset_detected: bool | None
+    prediction_drift: float | None  # KS D of predictions
+    prediction_threshold: float | None
+    prediction_detected: bool | None
+    joined: int  # window records with a label
+    label_coverage: float | None  # joined / records
+    rolling_mse: float | None
+    rolling_mae: float | None
+    reference_mse: float
+    concept_drift: float | None  # (rolling MSE - reference MSE) / reference MSE
+    concept_threshold: float | None
+    concept_detected: bool | None
+
+    @property
+    def drift_detected(self) -> bool:
+        """Any alarm: dataset, prediction or concept drift."""
+        return bool(self.dataset_detected or self.prediction_detected or self.concept_detected)
+
+
+def evaluate(
+    layout: PaneLayout,
+    calibration: Calibration,
+    window: Pane,
+    new_records: int,
+    min_records: int = 1000,
+    min_joined: int = 100,
+) -> DriftResult:
+    """Tests of one aggregated window pane; `new_records` since the previous evaluation sets alpha."""
+    reference = layout.reference
+    n, m = window.records, reference.size
+    alpha = calibration.alpha(new_records) if calibration.calibrated else None
+    concept = _concept(reference, calibration, window, alpha, min_joined)
+    if n < max(min_records, 1):
+        return DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept)
+    a = alpha or 0.0
+    features = []
+    for name, bins in reference.numeric.items():
+        d = stats.ks_statistic(bins.reference_cdf, window.counts[layout.slices[name]])
+        threshold = calibration.ks(n, a)
+        features.append(FeatureDrift(name, "ks", d, d, stats.ks_pvalue(d, n, m), threshold, d > threshold))
+    for name, profile in reference.categorical.items():
+        counts = window.counts[layout.slices[name]]
+        unseen = np.fromiter(window.unseen.get(name, {}).values(), dtype=np.float64)
+        x2, dof = stats.chi2_statistic(profile.counts, counts, unseen, calibration.pseudo_count)
+        tv = stats.total_variation(profile.counts, counts, int(unseen.sum()))
+        threshold = calibration.chi2(dof, a)
+        compared = x2 if calibration.calibrated else tv
+        features.append(FeatureDrift(name, "chi2", x2, tv, stats.chi2_pvalue(x2, dof), threshold, compared > threshold))
+    data_drift = float(np.mean([f.distance for f in features]))
+    detected = sum(f.detected for f in features)
+    dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
+    d = stats.ks_statistic(reference.prediction.reference_cdf, window.counts[layout.slices[PREDICTION]])
+    threshold = calibration.ks(n, a)
+    return DriftResult(
+        window.id, n, True, alpha, tuple(features), data_drift, detected / len(features), dataset,
+        d, threshold, d > threshold, **concept,
+    )
+
+
+def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int) -> dict:
+    k, n = window.joined, window.records
+    out: dict[str, Any] = {
+        "joined": k,
+        "label_coverage": k / n if n else None,
+        "reference_mse": reference.mse,
+        "rolling_mse": None,
+        "rolling_mae": None,
+        "concept_drift": None,
+        "concept_threshold": None,
+        "concept_detected": None,
+    }
+    if k >= max(min_joined, 1):
+        mse = window.sse / k
+        ratio = (mse - reference.mse) / reference.mse
+        threshold = calibration.mse_ratio(k, alpha or 0.0)
+        out.update(rolling_mse=mse, rolling_mae=window.sae / k, concept_drift=ratio,
+                   concept_threshold=threshold, concept_detected=ratio > threshold)
+    return out
+
+
+class DriftMonitor:
+    """A window of prediction panes, the label join feeding it errors, and calibrated tests.
+
+    min_records: window records needed to evaluate (default: `window` for a CountWindow, 100 for a
+    TimeWindow); min_joined: labelled records needed for concept drift (default 100).
+    """
+
+    def __init__(
+        self,
+        reference: Reference,
+        window: CountWindow | TimeWindow,
+        ert: float = 10_000_000,
+        mode: str = "calibrated",
+        label_ttl_ms: int = 3_600_000,
+        max_pending: int = 200_000,
+        min_records: int | None = None,
+        min_joined: int = 100,
+    ) -> None:
+        if window.layout.reference is not reference:
+            raise ValueError("window was built for another reference")
+        if min_records is None:
+            min_records = window.window if isinstance(window, CountWindow) else 100
+        if min_records < 1 or min_joined < 1:
+            raise ValueError(f"min_records and min_joined must be >= 1, got {min_records} and {min_joined}")
+        self.reference, self.window = reference, window
+        self.calibration = Calibration(reference, ert, mode)
+        self.join = LabelJoin(label_ttl_ms, max_pending)
+        self.min_records, self.min_joined = min_records, min_joined
+
+    def update(self, batch: PredictionBatch) -> list[DriftResult]:
+        """Add n predictions; returns one result per pane this batch closed (oldest first)."""
+        pane_ids, closed = self.window.update(batch)
+        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids))
+        results = [self._evaluate(q) for q in closed]
+        self.window.expire()
+        return results
+
+    def update_labels(self, ids: Sequence[str], ts: ArrayLike, prices: ArrayLike) -> None:
+        """Add n labels (id, event ts ms, true price); joined errors go to their prediction's pane."""
+        self._errors(self.join.add_labels(ids, ts, prices))
+
+    def result(self) -> DriftResult | None:
+        """The window ending at the newest closed pane, with labels joined since; None before one closes."""
+        q = self.window.last_closed
+        return None if q is None else self._evaluate(q)
+
+    def _errors(self, joined: Joined) -> None:
+        if len(joined):
+            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute)
+
+    def _evaluate(self, pane_id: int) -> DriftResult:
+        closed = self.window.panes.get(pane_id)
+        new_records = closed.records if closed is not None else 0
+        return evaluate(self.window.layout, self.calibration, self.window.aggregate(pane_id),
+                        new_records, self.min_records, self.min_joined)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Monotonic totals for the shell's *_total counters."""
+        w, j = self.window, self.join
+        return {
+            "records": w.records, "late_records": w.late_records, "late_errors": w.late_errors,
+            "joined": j.joined, "expired_predictions": j.expired_predictions,
+            "expired_labels": j.expired_labels, "duplicate_predictions": j.duplicates, "pending": j.pending,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Window panes and pending join entries, JSON-friendly."""
+        return {"window": self.window.to_dict(), "join": self.join.to_dict()}
+
+    def load_dict(self, state: Mapping[str, Any]) -> None:
+        self.window.load_dict(state["window"])
+        self.join.load_dict(state["join"])

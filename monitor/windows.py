@@ -1,0 +1,318 @@
+"""Sliding windows built from panes: tumbling sub-windows of `step` that merge by addition.
+
+A pane holds, for the records assigned to it, per-bin counts of every numeric column and of the
+predictions, counts of known categories plus unseen ones by name, and the concept-drift sums
+(records joined to a label, sum of squared and of absolute errors). A window is the sum of its
+last `window // step` panes, so memory is panes x bins whatever the rate or stream length, panes
+from several partitions or instances combine with `Pane.merge`, and a pane round-trips through a
+plain JSON-friendly dict (`to_dict` / `from_dict`) so the shell can persist state on restart.
+
+Two ways to cut the stream into panes:
+- CountWindow(window=1000, step=250): record i (in arrival order) goes to pane i // step; a pane
+  closes, and the window ending at it is evaluated, every `step` records.
+- TimeWindow(window_ms=300_000, step_ms=10_000): a record goes to pane floor(ts / step_ms); the
+  newest pane seen is the watermark; a pane closes when a record of a later pane arrives. A record
+  whose pane is older than the window ending at the last closed pane (pane < newest - window/step)
+  is dropped and counted in `late_records`. Panes are keyed by id, so out-of-order records within the window are kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from monitor.reference import PREDICTION, Reference
+
+UNSEEN_OVERFLOW = "__other__"  # unseen names beyond `max_unseen` per column and pane are lumped here
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """n scored records as columns: ids (n,) str, ts (n,) int epoch ms, predictions (n,) float,
+    numeric {feature: (n,) float}, categorical {feature: (n,) str}."""
+
+    ids: np.ndarray
+    ts: np.ndarray
+    predictions: np.ndarray
+    numeric: Mapping[str, np.ndarray]
+    categorical: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name, column in {"ts": self.ts, "predictions": self.predictions, **self.numeric, **self.categorical}.items():
+            if len(column) != n:
+                raise ValueError(f"batch column '{name}' has {len(column)} rows, ids have {n}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_messages(
+        cls, messages: Sequence[Mapping[str, Any]], numeric: Sequence[str], categorical: Sequence[str]
+    ) -> "PredictionBatch":
+        """Columns from decoded prediction messages {"id","ts","prediction","features":{...}}."""
+        features = [m["features"] for m in messages]
+        return cls(
+            ids=np.array([str(m["id"]) for m in messages], dtype=object),
+            ts=np.array([m["ts"] for m in messages], dtype=np.int64),
+            predictions=np.array([m["prediction"] for m in messages], dtype=np.float64),
+            numeric={c: np.array([f[c] for f in features], dtype=np.float64) for c in numeric},
+            categorical={c: np.array([f[c] for f in features], dtype=str) for c in categorical},
+        )
+
+
+@dataclass
+class Pane:
+    """Summaries of the records of one step. counts: flat (bins,) int64 laid out by `PaneLayout`."""
+
+    id: int
+    counts: np.ndarray
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)
+    records: int = 0
+    joined: int = 0
+    sse: float = 0.0  # sum of squared errors of joined records
+    sae: float = 0.0  # sum of absolute errors of joined records
+
+    def merge(self, other: "Pane") -> "Pane":
+        """The pane holding both panes' records (addition); id is the larger of the two."""
+        unseen = {c: dict(v) for c, v in self.unseen.items()}
+        for column, names in other.unseen.items():
+            target = unseen.setdefault(column, {})
+            for name, count in names.items():
+                target[name] = target.get(name, 0) + count
+        return Pane(
+            id=max(self.id, other.id),
+            counts=self.counts + other.counts,
+            unseen=unseen,
+            records=self.records + other.records,
+            joined=self.joined + other.joined,
+            sse=self.sse + other.sse,
+            sae=self.sae + other.sae,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: ints, floats, lists and dicts only."""
+        return {
+            "id": int(self.id),
+            "counts": self.counts.tolist(),
+            "unseen": {c: dict(v) for c, v in self.unseen.items()},
+            "records": int(self.records),
+            "joined": int(self.joined),
+            "sse": float(self.sse),
+            "sae": float(self.sae),
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> "Pane":
+        return cls(
+            id=int(state["id"]),
+            counts=np.asarray(state["counts"], dtype=np.int64),
+            unseen={c: {str(k): int(v) for k, v in names.items()} for c, names in state["unseen"].items()},
+            records=int(state["records"]),
+            joined=int(state["joined"]),
+            sse=float(state["sse"]),
+            sae=float(state["sae"]),
+        )
+
+
+class PaneLayout:
+    """Where each column's bins sit in a pane's flat counts: numeric..., prediction, categorical..."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+        self.sizes = reference.layout
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for name, size in self.sizes.items():
+            self.slices[name] = slice(start, start + size)
+            start += size
+        self.total = start
+
+    def empty(self, pane_id: int) -> Pane:
+        return Pane(pane_id, np.zeros(self.total, dtype=np.int64))
+
+    def bins(self, batch: PredictionBatch) -> np.ndarray:
+        """Flat bin index of every record and column, (n, numeric + 1) int64 (categoricals apart)."""
+        ref = self.reference
+        columns = [self.slices[c].start + ref.numeric[c].bin_index(batch.numeric[c]) for c in ref.numeric]
+        columns.append(self.slices[PREDICTION].start + ref.prediction.bin_index(batch.predictions))
+        return np.stack(columns, axis=1)
+
+
+class PaneWindow:
+    """Panes keyed by id; the window ending at pane q is the sum of panes q - panes + 1 .. q.
+
+    At most panes + 1 panes are kept (the window ending at the last closed pane, plus the newest,
+    partial one), so memory is (panes + 1) x bins."""
+
+    def __init__(self, reference: Reference, panes: int, max_unseen: int = 100) -> None:
+        if max_unseen < 1:
+            raise ValueError(f"max_unseen must be >= 1, got {max_unseen}")
+        self.layout = PaneLayout(reference)
+        self.panes_per_window = panes
+        self.max_unseen = max_unseen
+        self.panes: dict[int, Pane] = {}
+        self.newest: int | None = None  # id of the newest pane that received a record
+        self.records = 0  # records accepted
+        self.late_records = 0  # records dropped: their pane had left the window
+        self.late_errors = 0  # joined errors dropped: their prediction's pane had left the window
+
+    # -- adding -------------------------------------------------------------------------------------
+    def _add(self, pane_ids: np.ndarray, batch: PredictionBatch, keep: np.ndarray) -> None:
+        # (n, columns) flat bins; one bincount per distinct pane in the batch (usually 1 or 2).
+        flat = self.layout.bins(batch)
+        for pane_id in np.unique(pane_ids[keep]):
+            rows = keep & (pane_ids == pane_id)
+            pane = self.panes.get(int(pane_id))
+            if pane is None:
+                pane = self.panes[int(pane_id)] = self.layout.empty(int(pane_id))
+            pane.counts += np.bincount(flat[rows].ravel(), minlength=self.layout.total)
+            pane.records += int(rows.sum())
+            for name, profile in self.layout.reference.categorical.items():
+                known, unseen = profile.split(batch.categorical[name][rows])
+                pane.counts[self.layout.slices[name]] += known
+                if unseen:
+                    self._count_unseen(pane.unseen.setdefault(name, {}), unseen)
+        self.records += int(keep.sum())
+
+    def _count_unseen(self, target: dict[str, int], unseen: dict[str, int]) -> None:
+        for name, count in unseen.items():
+            if name not in target and len(target) >= self.max_unseen:
+                name = UNSEEN_OVERFLOW
+            target[name] = target.get(name, 0) + count
+
+    def add_errors(self, pane_ids: ArrayLike, squared: ArrayLike, absolute: ArrayLike) -> None:
+        """Concept-drift sums of joined records, (k,) each, added to their prediction's pane."""
+        pane_ids = np.asarray(pane_ids, dtype=np.int64)
+        squared = np.asarray(squared, dtype=np.float64)
+        absolute = np.asarray(absolute, dtype=np.float64)
+        for pane_id in np.unique(pane_ids):
+            pane = self.panes.get(int(pane_id))
+            rows = pane_ids == pane_id
+            if pane is None or not self.is_live(int(pane_id)):
+                self.late_errors += int(rows.sum())
+                continue
+            pane.joined += int(rows.sum())
+            pane.sse += float(squared[rows].sum())
+            pane.sae += float(absolute[rows].sum())
+
+    # -- reading ------------------------------------------------------------------------------------
+    def is_live(self, pane_id: int) -> bool:
+        # The newest pane may be partial; the window ending at the pane before it (the last closed
+        # one, which `result()` evaluates) needs panes_per_window panes before it: keep one more.
+        return self.newest is not None and pane_id >= self.newest - self.panes_per_window
+
+    def aggregate(self, upto: int) -> Pane:
+        """Sum of the panes of the window ending at pane `upto`."""
+        total = self.layout.empty(upto)
+        for pane_id, pane in self.panes.items():
+            if upto - self.panes_per_window < pane_id <= upto:
+                total = total.merge(pane)
+        total.id = upto
+        return total
+
+    def expire(self) -> None:
+        """Forget panes that left the window; called after the closed panes are evaluated."""
+        for pane_id in [p for p in self.panes if not self.is_live(p)]:
+            del self.panes[pane_id]
+
+    # -- persistence --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Window state as plain lists and dicts (JSON-friendly), including the bin layout."""
+        return {
+            "kind": type(self).__name__,
+            "layout": dict(self.layout.sizes),
+            "newest": self.newest,
+            "records": self.records,
+            "late_records": self.late_records,
+            "late_errors": self.late_errors,
+            "panes": [pane.to_dict() for pane in self.panes.values()],
+            **self._extra_state(),
+        }
+
+    def load_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `to_dict` output; refuses state written for another window kind or reference."""
+        if state.get("kind") != type(self).__name__:
+            raise ValueError(f"state is for a {state.get('kind')}, not a {type(self).__name__}")
+        if dict(state["layout"]) != dict(self.layout.sizes):
+            raise ValueError("state was written with another reference (bin layout differs): start afresh")
+        self.newest = state["newest"]
+        self.records = int(state["records"])
+        self.late_records = int(state["late_records"])
+        self.late_errors = int(state["late_errors"])
+        self.panes = {p["id"]: Pane.from_dict(p) for p in state["panes"]}
+        self._load_extra(state)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+class CountWindow(PaneWindow):
+    """The last `window` records, evaluated every `step` records (window a multiple of step)."""
+
+    def __init__(self, reference: Reference, window: int = 1000, step: int = 250, max_unseen: int = 100) -> None:
+        check_window(window, step, "records")
+        super().__init__(reference, window // step, max_unseen)
+        self.window, self.step = window, step
+
+    @property
+    def last_closed(self) -> int | None:
+        closed = self.records // self.step - 1
+        return closed if closed >= 0 else None
+
+    def update(self, batch: PredictionBatch) -> tuple[np.ndarray, list[int]]:
+        """Add a batch; returns (pane id of every record (n,), panes closed by this batch)."""
+        before = self.records
+        pane_ids = (before + np.arange(len(batch), dtype=np.int64)) // self.step
+        self._add(pane_ids, batch, np.ones(len(batch), dtype=bool))
+        if len(batch):
+            self.newest = int(pane_ids[-1])
+        closed = list(range(before // self.step, self.records // self.step))
+        return pane_ids, closed
+
+
+class TimeWindow(PaneWindow):
+    """The last `window_ms` of event time, evaluated every `step_ms` (panes floor(ts / step_ms))."""
+
+    def __init__(
+        self, reference: Reference, window_ms: int = 300_000, step_ms: int = 10_000, max_unseen: int = 100
+    ) -> None:
+        check_window(window_ms, step_ms, "ms")
+        super().__init__(reference, window_ms // step_ms, max_unseen)
+        self.window, self.step = window_ms, step_ms
+
+    @property
+    def last_closed(self) -> int | None:
+        return None if self.newest is None else self.newest - 1
+
+    def update(self, batch: PredictionBatch) -> tuple[np.ndarray, list[int]]:
+        """Add a batch; returns (pane id per record, -1 if dropped as late; panes closed)."""
+        if len(batch) == 0:
+            return np.empty(0, dtype=np.int64), []
+        pane_ids = np.asarray(batch.ts, dtype=np.int64) // self.step
+        start = int(pane_ids[0]) if self.newest is None else self.newest
+        # Watermark before each record: newest pane seen so far, this batch included.
+        watermark = np.maximum.accumulate(np.concatenate(([start], pane_ids[:-1])))
+        keep = pane_ids >= watermark - self.panes_per_window
+        self.late_records += int((~keep).sum())
+        self._add(pane_ids, batch, keep)
+        self.newest = max(start, int(pane_ids.max()))
+        closed = list(range(max(start, self.newest - self.panes_per_window), self.newest))
+        return np.where(keep, pane_ids, -1), closed
+
+
+def check_window(window: int, step: int, unit: str) -> None:
+    """ValueError unless 0 < step <= window and window is a multiple of step."""
+    if not isinstance(window, (int, np.integer)) or not isinstance(step, (int, np.integer)):
+        raise ValueError(f"window and step must be integers ({unit}), got {window!r} and {step!r}")
+    if step <= 0:
+        raise ValueError(f"step must be > 0 {unit}, got {step}")
+    if window < step:
+        raise ValueError(f"window ({window} {unit}) must not be smaller than step ({step} {unit})")
+    if window % step:
+        raise ValueError(f"window ({window} {unit}) must be a multiple of step ({step} {unit})")

@@ -1,0 +1,174 @@
+"""`python -m producer simulate`: seeded diamond traffic, with an optional drift scenario.
+
+Records are drawn from the held-out 20% of diamonds (rows the model never trained on, like
+production traffic), so the monitor's no-drift reference and the stream share a distribution.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator, TextIO
+
+import numpy as np
+import pandas as pd
+from confluent_kafka import Producer
+
+from contract.delivery import DeliveryReport, produce
+from contract.records import FEATURE_COLUMNS, encode
+from contract.settings import Topics, producer_config
+from producer.scenarios import Chunk, bad_payload, bad_record_mask, validate_scenario
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    count: int = 10_000  # 0 = until stopped
+    rate: float = 1000.0  # records per second, 0 = as fast as possible
+    scenario: str = "none"
+    onset: int = 0
+    seed: int = 42
+    label_delay: float = 2.0  # seconds between a record and its label
+    bad_share: float = 0.1  # bad-records only: share of invalid payloads after onset
+    id_prefix: str = "sim"
+
+    def __post_init__(self) -> None:
+        validate_scenario(self.scenario)
+        if self.count < 0:
+            raise ValueError("--count must be >= 0 (0 runs until stopped)")
+        if self.rate < 0:
+            raise ValueError("--rate must be >= 0 (0 is as fast as possible)")
+        if self.onset < 0:
+            raise ValueError("--onset must be >= 0")
+        if self.label_delay < 0:
+            raise ValueError("--label-delay must be >= 0 seconds")
+        if not 0 <= self.bad_share <= 1:
+            raise ValueError("--bad-share must be between 0 and 1")
+
+
+def source_columns(frame: pd.DataFrame) -> Chunk:
+    return {c: frame[c].to_numpy() for c in (*FEATURE_COLUMNS, "price")}
+
+
+def generate_chunks(source: Chunk, config: SimulateConfig, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[np.ndarray, Chunk, np.ndarray]]:
+    """Yield (positions, columns, bad mask) chunk by chunk: rows sampled with replacement, seeded."""
+    rng = np.random.default_rng(config.seed)
+    transform = validate_scenario(config.scenario)
+    rows = len(next(iter(source.values())))
+    start = 0
+    while config.count == 0 or start < config.count:
+        size = chunk_size if config.count == 0 else min(chunk_size, config.count - start)
+        positions = np.arange(start, start + size)
+        picked = rng.integers(0, rows, size=size)
+        chunk = transform({c: v[picked] for c, v in source.items()}, positions, config.onset, rng)
+        if config.scenario == "bad-records":
+            bad = bad_record_mask(positions, config.onset, config.bad_share, rng)
+        else:
+            bad = np.zeros(size, dtype=bool)
+        yield positions, chunk, bad
+        start += size
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    invalid: int = 0
+    labels: int = 0
+    elapsed: float = 0.0
+
+    def line(self, report: DeliveryReport) -> str:
+        rate = self.records / self.elapsed if self.elapsed > 0 else 0.0
+        return (f"records {self.records} (invalid {self.invalid}), labels {self.labels}, delivered {report.delivered}, "
+                f"failed {report.failed}, {self.elapsed:.1f} s, {rate:,.0f} records/s")
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT: stop drawing records, still deliver what was promised."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, *_: object) -> None:
+        self.requested = True
+
+
+def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr) -> int:
+    """Produce the stream; returns the process exit code (1 if anything was not delivered)."""
+    from contract.dataset import load_diamonds, split_holdout
+
+    _, holdout = split_holdout(load_diamonds())
+    producer = Producer(producer_config())
+    report = DeliveryReport()
+    summary = Summary()
+    pending_labels: deque[tuple[float, str, bytes]] = deque()  # (due monotonic time, id, label JSON)
+    stop = _Stop()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    live = out.isatty()
+    started = time.monotonic()
+    last_progress = started
+
+    def publish_due_labels(now: float, everything: bool = False) -> None:
+        while pending_labels and (everything or pending_labels[0][0] <= now):
+            _, record_id, label = pending_labels.popleft()
+            produce(producer, topics.labels, label, record_id, report)
+            summary.labels += 1
+
+    try:
+        for positions, chunk, bad in generate_chunks(source_columns(holdout), config):
+            columns = {c: chunk[c].tolist() for c in chunk}
+            for i, position in enumerate(positions.tolist()):
+                if stop.requested:
+                    break
+                if config.rate > 0:
+                    # Pace against the start time, not the previous record, so drift in sleep
+                    # granularity does not accumulate.
+                    ahead = started + summary.records / config.rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+                now = time.monotonic()
+                ts = int(time.time() * 1000)
+                record_id = f"{config.id_prefix}-{position}"
+                if bad[i]:
+                    _, value = bad_payload(position, record_id, ts)
+                    summary.invalid += 1
+                else:
+                    record = {"id": record_id, "ts": ts, **{c: columns[c][i] for c in FEATURE_COLUMNS}}
+                    value = encode(record)
+                    label = encode({"id": record_id, "ts": ts, "price": float(columns["price"][i])})
+                    pending_labels.append((now + config.label_delay, record_id, label))
+                produce(producer, topics.features, value, record_id, report)
+                summary.records += 1
+                publish_due_labels(now)
+                producer.poll(0)
+                if live and now - last_progress > 0.5:
+                    last_progress = now
+                    summary.elapsed = now - started
+                    out.write("\r" + summary.line(report) + " ")
+                    out.flush()
+            if stop.requested:
+                break
+        # Labels still waiting for their delay are due eventually: wait for them, unless stopping.
+        while pending_labels and not stop.requested:
+            time.sleep(max(0.0, min(0.2, pending_labels[0][0] - time.monotonic())))
+            publish_due_labels(time.monotonic())
+            producer.poll(0)
+        publish_due_labels(time.monotonic(), everything=True)
+    finally:
+        remaining = producer.flush(30)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    summary.elapsed = time.monotonic() - started
+    if live:
+        out.write("\r")
+    undelivered = report.failed + remaining
+    out.write(summary.line(report) + (f", undelivered {remaining}" if remaining else "") + "\n")
+    if undelivered:
+        out.write(f"error: {undelivered} messages were not delivered ({report.last_error or 'flush timed out'})\n")
+        return 1
+    return 0

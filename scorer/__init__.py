@@ -1,0 +1,1 @@
+"""The scorer service: trains the price model, scores the features topic, serves /predict."""

@@ -1,0 +1,85 @@
+"""`python -m scorer serve`: the tutorial's Flask API, kept for request/response use.
+
+POST /predict takes one record or a list; `id` and `ts` are optional here. The answer uses
+the same model as the stream, so it equals offline `model.predict`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from contract.records import FeatureRecord, Rejection, parse_json, validate_features, InvalidRecord
+from scorer.model import LoadedModel
+from scorer.scoring import predict_records
+
+MAX_BODY_BYTES = 1 << 20
+MAX_BATCH_RECORDS = 10_000
+
+
+def _with_identity(obj: Any, index: int, now_ms: int) -> Any:
+    if isinstance(obj, dict):
+        return {"id": str(index), "ts": now_ms, **obj}
+    return obj
+
+
+def create_app(model: LoadedModel, registry: CollectorRegistry | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH_RECORDS) -> Flask:
+    registry = registry or CollectorRegistry()
+    requests_total = Counter("api_requests_total", "POST /predict requests by status", ["status"], registry=registry)
+    predictions_total = Counter("api_predictions_total", "Records predicted over HTTP", registry=registry)
+    seconds = Histogram("api_request_duration_seconds", "POST /predict handling time", registry=registry)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    def reject(status: int, errors: list[dict[str, Any]]) -> tuple[Response, int]:
+        requests_total.labels(str(status)).inc()
+        return jsonify({"errors": errors}), status
+
+    @app.post("/predict")
+    def predict() -> tuple[Response, int]:
+        started = time.perf_counter()
+        raw = request.get_data(cache=False)
+        try:
+            body = parse_json(raw, limit=max_body_bytes)
+        except InvalidRecord as invalid:
+            return reject(400, [{"reason": invalid.rejection.reason, "detail": invalid.rejection.detail}])
+        many = isinstance(body, list)
+        items = body if many else [body]
+        if many and not 1 <= len(items) <= max_batch:
+            return reject(400, [{"reason": "batch_size", "detail": f"send 1-{max_batch} records per request"}])
+        now_ms = int(time.time() * 1000)
+        records: list[FeatureRecord] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            checked = validate_features(_with_identity(item, index, now_ms))
+            if isinstance(checked, Rejection):
+                errors.append({"index": index, "reason": checked.reason, "detail": checked.detail})
+            else:
+                records.append(checked)
+        if errors:
+            return reject(400, errors)
+        predictions = predict_records(records, model.predict)
+        answers = [{"id": r.id, "prediction": float(p), "model_version": model.version,
+                    "unseen_categories": list(r.unseen_categories)} for r, p in zip(records, predictions)]
+        predictions_total.inc(len(answers))
+        requests_total.labels("200").inc()
+        seconds.observe(time.perf_counter() - started)
+        return jsonify({"predictions": answers} if many else answers[0]), 200
+
+    @app.errorhandler(413)
+    def too_large(_error: Exception) -> tuple[Response, int]:
+        return reject(413, [{"reason": "oversize", "detail": f"body over {max_body_bytes} bytes"}])
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        return jsonify({"status": "ok", "model_version": model.version}), 200
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return app

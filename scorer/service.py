@@ -1,0 +1,141 @@
+"""`python -m scorer run`: the features topic in, predictions and dead letters out.
+
+Delivery guarantee: at-least-once. A batch's offsets are stored and committed only after every
+prediction and DLQ message of that batch is acknowledged by the broker, so a crash replays at
+most the uncommitted batch (duplicates, never gaps). Predictions are keyed by record id, so a
+replayed record lands in the same partition as its first prediction.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from contract.delivery import DeliveryReport, produce
+from contract.records import REJECTION_REASONS
+from contract.settings import Topics, consumer_config, producer_config
+from scorer.model import LoadedModel
+from scorer.scoring import ScoredBatch, score_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    group: str = "scorer"
+    model_dir: Path = Path("artifacts")
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8001
+    batch_size: int = 2000
+    batch_timeout: float = 0.2  # seconds to wait for a batch to fill before scoring what came
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("--batch-size must be at least 1")
+        if self.batch_timeout <= 0:
+            raise ValueError("--batch-timeout must be > 0 seconds")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError("--metrics-port must be 0-65535 (0 disables the metrics server)")
+
+
+class ScorerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.consumed = Counter("scorer_records_consumed_total", "Feature messages consumed", registry=registry)
+        self.predictions = Counter("scorer_predictions_total", "Predictions delivered to the predictions topic", registry=registry)
+        self.invalid = Counter("scorer_invalid_records_total", "Records sent to the DLQ, by reason", ["reason"], registry=registry)
+        self.unseen = Counter("scorer_unseen_category_total", "Scored records with a category unseen in training",
+                              ["feature"], registry=registry)
+        self.batch_seconds = Histogram("scorer_batch_duration_seconds", "Decode, predict, deliver and commit one batch",
+                                       registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.latency = Histogram("scorer_event_to_prediction_seconds", "Features message sent (its Kafka timestamp) to prediction delivered",
+                                 registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.model = Gauge("scorer_model_info", "The model being served", ["model_version"], registry=registry)
+        for reason in REJECTION_REASONS:  # export zeros so rate() works before the first bad record
+            self.invalid.labels(reason)
+
+
+def _check(message: Message) -> bool:
+    """True for a record; False for a benign event; raises on an error the service cannot survive."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.code() == KafkaError._PARTITION_EOF:
+        return False
+    if error.fatal() or not error.retriable():
+        raise KafkaException(error)
+    log.warning("consumer: %s", error)
+    return False
+
+
+def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics) -> DeliveryReport:
+    """Produce a scored batch (predictions + DLQ with the original bytes) and wait for acks."""
+    report = DeliveryReport()
+    for key, value in batch.predictions:
+        produce(producer, topics.predictions, value, key, report)
+    for position, rejection in batch.rejections:
+        source = messages[position]
+        headers = [("reason", rejection.reason.encode()), ("detail", rejection.detail.encode()[:1000]),
+                   ("source_topic", source.topic().encode()), ("source_partition", str(source.partition()).encode()),
+                   ("source_offset", str(source.offset()).encode())]
+        produce(producer, topics.dlq, source.value() or b"", source.key(), report, headers=headers)
+    producer.flush()
+    return report
+
+
+def commit(consumer: Consumer, messages: list[Message]) -> None:
+    for message in messages:
+        consumer.store_offsets(message=message)
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            raise
+
+
+def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: CollectorRegistry,
+        stop: threading.Event) -> int:
+    """Consume until `stop` is set; the batch in hand is finished, delivered and committed first."""
+    metrics = ScorerMetrics(registry)
+    metrics.model.labels(model.version).set(1)
+    consumer = Consumer(consumer_config(config.group))
+    producer = Producer(producer_config())
+    consumer.subscribe([topics.features])
+    log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
+    try:
+        while not stop.is_set():
+            polled = consumer.consume(num_messages=config.batch_size, timeout=config.batch_timeout)
+            messages = [m for m in polled if _check(m)]
+            if not messages:
+                continue
+            started = time.perf_counter()
+            now_ms = int(time.time() * 1000)
+            batch = score_batch([m.value() for m in messages], model.predict, model.version, now_ms)
+            report = deliver(batch, messages, producer, topics)
+            if report.failed:
+                # Not committing makes the batch replay after restart; stopping loudly beats
+                # running on while outputs are lost.
+                raise RuntimeError(f"{report.failed} outputs not delivered ({report.last_error}); offsets not committed")
+            commit(consumer, messages)
+            delivered_at = time.time()
+            metrics.consumed.inc(len(messages))
+            metrics.predictions.inc(len(batch.predictions))
+            for _, rejection in batch.rejections:
+                metrics.invalid.labels(rejection.reason).inc()
+            for feature, count in batch.unseen.items():
+                metrics.unseen.labels(feature).inc(count)
+            # The features message's Kafka timestamp is when its producer sent it.
+            sent_ms = np.fromiter((m.timestamp()[1] for m in messages), dtype=float, count=len(messages))
+            for lag in delivered_at - sent_ms[sent_ms > 0] / 1000.0:
+                metrics.latency.observe(lag)
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+    finally:
+        producer.flush(10)
+        consumer.close()  # leaves the group now, so partitions move to other instances at once
+    log.info("scorer stopped")
+    return 0

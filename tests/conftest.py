@@ -1,0 +1,44 @@
+"""Shared fixtures: the data folder, one trained model, and the local broker for a session."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, KafkaEnv
+
+SHARED_SEABORN = ROOT.parent / "shared" / "data" / "seaborn"
+if "SEABORN_DATA" not in os.environ and (SHARED_SEABORN / "diamonds.csv").exists():
+    os.environ["SEABORN_DATA"] = str(SHARED_SEABORN)
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The trained model: MODEL_DIR's if it loads here, else trained once into it (~40 s)."""
+    import sklearn
+
+    from scorer.model import METADATA_FILE, train
+
+    path = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
+    metadata = path / METADATA_FILE
+    if not metadata.exists() or json.loads(metadata.read_text())["libraries"]["scikit-learn"] != sklearn.__version__:
+        train(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    from devstack.broker import start_broker
+
+    local = start_broker(log_path=tmp_path_factory.mktemp("broker") / "tansu.log")
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def kafka(broker, model_dir) -> KafkaEnv:
+    """Per-test topic names on the session's broker."""
+    return KafkaEnv(broker.bootstrap, uuid.uuid4().hex[:10], model_dir)

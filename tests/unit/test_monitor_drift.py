@@ -1,0 +1,229 @@
+"""The monitor end to end on seeded streams resampled from the held-out rows."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # no conftest: make monitor importable
+
+from monitor.drift import DriftMonitor, DriftResult  # noqa: E402
+from monitor.reference import Reference  # noqa: E402
+from monitor.windows import CountWindow, PredictionBatch, TimeWindow  # noqa: E402
+
+NUMERIC = ("carat", "depth", "table")
+CATEGORICAL = ("cut", "color", "clarity")
+CORE_MODULES = ("monitor", "monitor.reference", "monitor.stats", "monitor.windows", "monitor.join",
+                "monitor.calibration", "monitor.drift")
+ONSET = 5000
+
+
+@pytest.fixture(scope="module")
+def heldout() -> dict[str, np.ndarray]:
+    from scorer.model import load_reference
+
+    frame = load_reference(ROOT / "artifacts")
+    return {c: frame[c].to_numpy(str if c in CATEGORICAL else np.float64) for c in frame.columns}
+
+
+@pytest.fixture(scope="module")
+def reference(heldout) -> Reference:
+    return Reference.from_arrays(
+        {c: heldout[c] for c in NUMERIC}, {c: heldout[c] for c in CATEGORICAL}, heldout["prediction"], heldout["price"]
+    )
+
+
+def stream(heldout: dict, n: int, seed: int, scenario: str | None = None, onset: int = ONSET) -> dict[str, np.ndarray]:
+    """n records resampled from the held-out rows; `scenario` changes records from `onset` on."""
+    rng = np.random.default_rng(seed)
+    m = len(heldout["price"])
+    idx = rng.integers(0, m, n)
+    if scenario == "cut_mix":  # Ideal halved, Fair and Good tripled, then renormalised
+        weight = {"Ideal": 0.5, "Fair": 3.0, "Good": 3.0}
+        p = np.array([weight.get(c, 1.0) for c in heldout["cut"]])
+        idx[onset:] = rng.choice(m, n - onset, p=p / p.sum())
+    cols = {c: heldout[c][idx].copy() for c in heldout}
+    cols["id"] = np.array([f"{seed}-{i}" for i in range(n)], dtype=object)
+    cols["ts"] = np.arange(n, dtype=np.int64) * 100  # 10 records per second
+    if scenario == "carat_1.1":
+        cols["carat"][onset:] *= 1.1
+    elif scenario == "new_clarity":
+        cols["clarity"] = cols["clarity"].astype("<U8")
+        cols["clarity"][onset:][rng.random(n - onset) < 0.05] = "FL"
+    elif scenario == "price_1.2":  # labels only: features and the model's predictions unchanged
+        cols["price"][onset:] *= 1.2
+    return cols
+
+
+def feed(monitor: DriftMonitor, cols: dict, batch: int = 250, labels: bool = True) -> list[DriftResult]:
+    results = []
+    for start in range(0, len(cols["id"]), batch):
+        part = slice(start, start + batch)
+        results += monitor.update(PredictionBatch(
+            cols["id"][part], cols["ts"][part], cols["prediction"][part],
+            {c: cols[c][part] for c in NUMERIC}, {c: cols[c][part] for c in CATEGORICAL},
+        ))
+        if labels:
+            monitor.update_labels(cols["id"][part], cols["ts"][part], cols["price"][part])
+    return results
+
+
+def first_alarm(results: list[DriftResult], step: int = 250) -> tuple[int | None, DriftResult | None]:
+    """Records after onset when the first evaluation alarmed, and that evaluation."""
+    for r in results:
+        if r.drift_detected:
+            return (r.pane + 1) * step - ONSET, r
+    return None, None
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_core_imports_no_io_libraries(module):
+    code = (f"import sys; import {module}; "
+            "bad = [m for m in ('pandas', 'confluent_kafka', 'prometheus_client', 'flask') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_alarm_on_200k_no_drift_records(heldout, reference):
+    monitor = DriftMonitor(reference, CountWindow(reference))
+    results = feed(monitor, stream(heldout, 200_000, seed=1))
+    assert len(results) == 800
+    assert not any(r.drift_detected for r in results)
+    ready = [r for r in results if r.ready]
+    assert len(ready) == 797  # the first three evaluations see < 1,000 records
+    worst_ks = max(f.statistic / f.threshold for r in ready for f in r.features if f.test == "ks")
+    worst_pred = max(r.prediction_drift / r.prediction_threshold for r in ready)
+    worst_concept = max(r.concept_drift for r in ready)
+    print(f"no-drift worst KS/threshold {worst_ks:.3f}, prediction {worst_pred:.3f}, MSE ratio {worst_concept:.3f}")
+    assert worst_ks < 1 and worst_pred < 1 and worst_concept < ready[0].concept_threshold
+
+
+@pytest.mark.slow
+def test_no_alarm_on_1m_no_drift_records(heldout, reference):
+    monitor = DriftMonitor(reference, CountWindow(reference))
+    results = feed(monitor, stream(heldout, 1_000_000, seed=2), batch=1000)
+    assert len(results) == 4000 and not any(r.drift_detected for r in results)
+
+
+@pytest.mark.parametrize(
+    "scenario, after, flagged",
+    [("carat_1.1", 750, {"carat"}), ("cut_mix", 250, {"cut"}), ("new_clarity", 250, {"clarity"})],
+)
+def test_feature_drift_flagged_within_one_window(heldout, reference, scenario, after, flagged):
+    monitor = DriftMonitor(reference, CountWindow(reference))
+    index, alarm = first_alarm(feed(monitor, stream(heldout, ONSET + 2000, seed=3, scenario=scenario)))
+    assert index == after <= 1000
+    assert {f.name for f in alarm.features if f.detected} == flagged
+    assert alarm.dataset_detected and alarm.share_detected == pytest.approx(1 / 6)
+    assert not alarm.concept_detected
+
+
+def test_new_category_counted_not_crashing(heldout, reference):
+    monitor = DriftMonitor(reference, CountWindow(reference))
+    last = feed(monitor, stream(heldout, ONSET + 2000, seed=4, scenario="new_clarity"))[-1]
+    clarity = next(f for f in last.features if f.name == "clarity")
+    assert monitor.window.panes[last.pane].unseen["clarity"]["FL"] > 0
+    assert np.isfinite(clarity.statistic) and clarity.statistic > 1000 and clarity.p_value == 0.0
+    assert 0.04 < clarity.distance < 0.07
+
+
+def test_price_shift_is_concept_drift_only(heldout, reference):
+    monitor = DriftMonitor(reference, CountWindow(reference))
+    results = feed(monitor, stream(heldout, ONSET + 2000, seed=5, scenario="price_1.2"))
+    index, alarm = first_alarm(results)
+    assert index == 500 <= 2000
+    assert alarm.concept_detected and not alarm.dataset_detected and not alarm.prediction_detected
+    # the batch's labels follow its predictions, so the pane just closed has none yet
+    assert alarm.label_coverage == 0.75 and alarm.joined == 750
+    assert not any(r.dataset_detected or r.prediction_detected for r in results if r.ready)
+    assert results[-1].concept_drift > 3
+
+
+def test_fixed_mode_uses_the_tutorials_thresholds(heldout, reference):
+    monitor = DriftMonitor(reference, CountWindow(reference), mode="fixed")
+    last = feed(monitor, stream(heldout, ONSET + 1000, seed=6, scenario="carat_1.1"))[-1]
+    assert last.prediction_threshold == last.concept_threshold == 0.1 and last.alpha is None
+    assert all(f.threshold == 0.1 for f in last.features)
+    assert last.data_drift == pytest.approx(np.mean([f.distance for f in last.features]))
+    assert last.dataset_detected == (last.data_drift > 0.1)
+
+
+def test_window_not_full_reports_none_not_zero(heldout, reference):
+    monitor = DriftMonitor(reference, CountWindow(reference), min_joined=100)
+    cols = stream(heldout, 600, seed=7)
+    results = feed(monitor, cols, labels=False)
+    first = results[0]
+    assert not first.ready and first.records == 250 and first.features == ()
+    assert first.data_drift is None and first.dataset_detected is None and first.prediction_drift is None
+    assert first.concept_drift is None and first.rolling_mse is None and first.label_coverage == 0.0
+    monitor.update_labels(cols["id"][:300], cols["ts"][:300], cols["price"][:300])
+    latest = monitor.result()
+    assert latest.pane == 1 and latest.joined == 300 and latest.rolling_mse is not None and not latest.ready
+
+
+def test_state_restored_mid_stream_gives_identical_results(heldout, reference):
+    cols = stream(heldout, 4000, seed=8, scenario="price_1.2", onset=2000)
+    whole = DriftMonitor(reference, CountWindow(reference))
+    expected = feed(whole, cols)
+    first = DriftMonitor(reference, CountWindow(reference))
+    head = {k: v[:1750] for k, v in cols.items()}
+    tail = {k: v[1750:] for k, v in cols.items()}
+    got = feed(first, head)
+    restarted = DriftMonitor(reference, CountWindow(reference))
+    restarted.load_dict(json.loads(json.dumps(first.to_dict())))
+    got += feed(restarted, tail)
+    assert got == expected
+
+
+def test_time_window_with_delayed_labels(heldout, reference):
+    """10 records/s, 60 s window, 10 s step; labels arrive 20-30 s after their predictions."""
+    monitor = DriftMonitor(reference, TimeWindow(reference, window_ms=60_000, step_ms=10_000),
+                           label_ttl_ms=120_000, min_records=500)
+    cols = stream(heldout, 3000, seed=9)  # ts = i * 100 ms: 300 s
+    results = []
+    for start in range(0, 3000, 100):  # 10 s of records per batch
+        part = slice(start, start + 100)
+        results += monitor.update(PredictionBatch(
+            cols["id"][part], cols["ts"][part], cols["prediction"][part],
+            {c: cols[c][part] for c in NUMERIC}, {c: cols[c][part] for c in CATEGORICAL}))
+        late = slice(max(start - 300, 0), max(start - 200, 0))
+        monitor.update_labels(cols["id"][late], cols["ts"][late] + 30_000, cols["price"][late])
+    assert [r.pane for r in results] == list(range(29))
+    assert [r.records for r in results[:7]] == [100, 200, 300, 400, 500, 600, 600]
+    assert [r.ready for r in results[3:6]] == [False, True, True]
+    # Labels joined after a pane closed count in later evaluations of windows holding that pane.
+    # Labels have arrived for records 0..2699; the last closed window holds records 2300..2899.
+    assert monitor.result().joined == 400 and monitor.result().label_coverage == pytest.approx(2 / 3)
+    assert not any(r.drift_detected for r in results)
+    assert monitor.counters["late_records"] == 0 and monitor.counters["expired_predictions"] == 0
+
+
+def test_evaluation_cost_under_one_millisecond(heldout, reference):
+    costs = {}
+    for window in (1_000, 10_000, 100_000):
+        monitor = DriftMonitor(reference, CountWindow(reference, window, window // 4))
+        feed(monitor, stream(heldout, window, seed=10), batch=5000)
+        monitor.result()  # warms the MSE-threshold cache
+        started = time.perf_counter()
+        for _ in range(200):
+            monitor.result()
+        costs[window] = (time.perf_counter() - started) / 200
+    print("evaluation seconds by window", costs)
+    assert costs[1_000] < 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"ert": 0}, "ert"), ({"ert": -5}, "ert"), ({"mode": "strict"}, "mode"), ({"min_records": 0}, "min_records"),
+     ({"label_ttl_ms": 0}, "label_ttl")],
+)
+def test_monitor_arguments_are_checked(reference, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DriftMonitor(reference, CountWindow(reference), **kwargs)
