@@ -1,0 +1,64 @@
+"""The scoring step and the model files, with the real trained model (no broker)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from contract.records import FEATURE_COLUMNS
+from scorer.model import ModelError, load, load_reference
+from scorer.scoring import score_batch
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return load(model_dir)
+
+
+def test_batch_gives_predictions_equal_to_offline_and_dlq_positions(model, model_dir):
+    reference = load_reference(model_dir).head(50)
+    values = [json.dumps({"id": f"r{i}", "ts": 1000 + i, **{c: row[c] for c in FEATURE_COLUMNS}}).encode()
+              for i, row in reference.iterrows()]
+    values.insert(3, b"garbage")
+    values.insert(10, b'{"id":"x","ts":1,"carat":"big"}')
+    unseen = {"id": "u", "ts": 5, "carat": 1.0, "cut": "Ideal", "color": "E", "clarity": "I2", "depth": 61.0, "table": 56.0}
+    values.append(json.dumps(unseen).encode())
+
+    batch = score_batch(values, model.predict, model.version, now_ms=99)
+
+    assert [(p, r.reason) for p, r in batch.rejections] == [(3, "not_json"), (10, "wrong_type")]
+    assert len(batch.predictions) == 51
+    expected = model.predict(reference[list(FEATURE_COLUMNS)])
+    got = {key: json.loads(value) for key, value in batch.predictions}
+    np.testing.assert_allclose([got[f"r{i}"]["prediction"] for i in range(50)], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(expected, reference["prediction"], rtol=1e-9)  # the reference file agrees
+    assert got["u"]["model_version"] == model.version and got["u"]["scored_at"] == 99
+    assert batch.unseen == {"clarity": 1}
+    # The encoder ignores the unseen category instead of failing.
+    assert got["u"]["prediction"] == pytest.approx(float(model.predict(pd.DataFrame([unseen])[list(FEATURE_COLUMNS)])[0]))
+
+
+def test_empty_and_all_invalid_batches(model):
+    assert score_batch([], model.predict, "v", 0).predictions == []
+    batch = score_batch([b"", None], model.predict, "v", 0)
+    assert batch.predictions == [] and [r.reason for _, r in batch.rejections] == ["not_json", "not_json"]
+
+
+def test_metadata_describes_the_model(model):
+    meta = model.metadata
+    assert len(meta["model_version"]) == 16 and meta["n_holdout"] == 10788 and meta["n_train"] == 43152
+    assert 250_000 < meta["holdout_mse"] < 400_000
+    assert meta["model_bytes"] < 339_000_000 / 3
+
+
+def test_missing_or_foreign_model_gives_a_message(tmp_path, model_dir):
+    with pytest.raises(ModelError, match="run `python -m scorer train`"):
+        load(tmp_path)
+    (tmp_path / "model.joblib").write_bytes((model_dir / "model.joblib").read_bytes())
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["libraries"]["scikit-learn"] = "0.24.2"
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="trained with scikit-learn 0.24.2"):
+        load(tmp_path)
