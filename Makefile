@@ -15,7 +15,7 @@ ifeq ($(origin SEABORN_DATA), undefined)
 endif
 export MODEL_DIR ?= artifacts
 
-.PHONY: setup test test-all demo train bench clean
+.PHONY: setup tools test test-all demo train bench clean
 
 setup: $(STAMP)
 
@@ -26,16 +26,21 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# Prometheus, Alertmanager, promtool and amtool from Debian (the tests run them for real);
+# installs only what is missing, needs root or sudo.
+tools:
+	bash scripts/install-observability.sh
+
 $(MODEL_DIR)/model.joblib: | $(STAMP)
 	$(PY) -m scorer train
 
 train: setup
 	$(PY) -m scorer train
 
-test: setup
+test: setup tools
 	$(PY) -m pytest -m "not slow"
 
-test-all: setup
+test-all: setup tools
 	$(PY) -m pytest
 
 demo: setup $(MODEL_DIR)/model.joblib

@@ -71,6 +71,9 @@ def consumer_config(group: str, environ: Mapping[str, str] | None = None) -> dic
         # Offsets are stored by the service after its outputs are delivered, then committed.
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
+        # Some brokers (Tansu among them) hold a fetch for the whole wait even when data is
+        # there; a short wait bounds latency at the cost of more fetches on an idle topic.
+        "fetch.wait.max.ms": 50,
         **client_config(environ),
     }
 

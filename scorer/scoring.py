@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from contract.records import FEATURE_COLUMNS, FeatureRecord, Rejection, decode_features, encode, prediction_message
+from contract.records import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KNOWN_CATEGORIES, FeatureRecord, Rejection, decode_features, encode, prediction_message
 
 Predict = Callable[[pd.DataFrame], np.ndarray]
 
@@ -26,9 +26,13 @@ class ScoredBatch:
     unseen: Counter = field(default_factory=Counter)  # column -> records with an unseen category
 
 
+_FIELD_INDEX = {name: i for i, name in enumerate(FeatureRecord._fields)}
+
+
 def records_frame(records: Sequence[FeatureRecord]) -> pd.DataFrame:
     """Column-wise frame in the order the pipeline was trained on."""
-    return pd.DataFrame({c: [getattr(r, c) for r in records] for c in FEATURE_COLUMNS})
+    columns = list(zip(*records))  # records are tuples: transpose once
+    return pd.DataFrame({c: columns[_FIELD_INDEX[c]] for c in FEATURE_COLUMNS})
 
 
 def predict_records(records: Sequence[FeatureRecord], predict: Predict) -> np.ndarray:
@@ -51,9 +55,14 @@ def score_batch(values: Sequence[bytes], predict: Predict, model_version: str, n
             batch.rejections.append((position, decoded))
         else:
             valid.append(decoded)
-    for record in valid:
-        batch.unseen.update(record.unseen_categories)
-    for record, prediction in zip(valid, predict_records(valid, predict)):
-        message = prediction_message(record, float(prediction), model_version, now_ms)
+    if not valid:
+        return batch
+    frame = records_frame(valid)
+    for column in CATEGORICAL_FEATURES:
+        unseen = int((~frame[column].isin(KNOWN_CATEGORIES[column])).sum())
+        if unseen:
+            batch.unseen[column] = unseen
+    for record, prediction in zip(valid, predict(frame).tolist()):
+        message = prediction_message(record, prediction, model_version, now_ms)
         batch.predictions.append((record.id, encode(message)))
     return batch

@@ -88,5 +88,12 @@ def test_prediction_message_shape_and_encoding():
     assert message == {"id": "r-1", "ts": VALID["ts"], "scored_at": 42, "model_version": "v1",
                        "prediction": 2500.5, "features": {k: VALID[k] for k in
                                                           ("carat", "cut", "color", "clarity", "depth", "table")}}
-    with pytest.raises(ValueError):
-        encode({"prediction": float("nan")})
+    with pytest.raises(ValueError, match="model returned nan"):
+        prediction_message(record, float("nan"), "v1", 42)
+
+
+def test_integers_too_large_for_a_float_are_out_of_range():
+    assert decode_features(with_(carat=10**400)).reason == "out_of_range"
+    # orjson reads integers beyond 64 bits as floats, so such a ts is reported as not an integer.
+    assert decode_features(with_(ts=10**30)).reason == "wrong_type"
+    assert decode_features(with_(ts=2**60)).reason == "out_of_range"

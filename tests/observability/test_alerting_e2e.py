@@ -1,0 +1,147 @@
+"""End to end, for real: gauge → Prometheus rule → Alertmanager → Discord-format POST at a sink.
+
+The monitor service is still being written, so a small prometheus_client HTTP server started
+here stands in for it, exposing the monitor's gauge names. It is scraped by a real Prometheus
+(1 s scrape and evaluation) running the expressions, labels and annotations of
+prometheus/alerts.yml with `for` shortened to 0s, which alerts a real Alertmanager configured
+from alertmanager/alertmanager.yml (receiver and templates as written, webhook URL pointed at
+devstack.webhook_sink, group_wait 1s). The full-pipeline version (producer → scorer → monitor)
+replaces the stand-in once the monitor exists.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from devstack import observability
+from devstack.broker import free_port
+from devstack.webhook_sink import WebhookSink
+
+FEATURES = {"carat": "ks", "depth": "ks", "table": "ks", "cut": "chi2", "color": "chi2", "clarity": "chi2"}
+# Measured 1.6-1.9 s from gauge change to POST (OBSERVABILITY.md); the bound leaves room for a
+# slow CI machine: one scrape + one evaluation + group_wait + delivery.
+DELIVERY_DEADLINE_S = 10.0
+
+
+@dataclass
+class StandInMonitor:
+    """The monitor's drift gauges on a free port (a stand-in for `python -m monitor run`)."""
+
+    port: int
+    detected: Gauge
+    statistic: Gauge
+    threshold: Gauge
+    pvalue: Gauge
+
+
+@pytest.fixture
+def stand_in_monitor() -> Iterator[StandInMonitor]:
+    registry = CollectorRegistry()
+    detected = Gauge("drift_feature_detected", "1 when the feature drifted in the last window", ["feature"], registry=registry)
+    statistic = Gauge("drift_feature_statistic", "Drift statistic of the last window", ["feature", "test"], registry=registry)
+    threshold = Gauge("drift_feature_threshold", "Calibrated threshold of the statistic", ["feature"], registry=registry)
+    pvalue = Gauge("drift_feature_pvalue", "p-value of the last window", ["feature"], registry=registry)
+    window = Gauge("window_records", "Records per window", registry=registry)
+    window.set(1000)
+    for feature, test in FEATURES.items():
+        detected.labels(feature).set(0)
+        statistic.labels(feature, test).set(0.01)
+        threshold.labels(feature).set(0.05)
+        pvalue.labels(feature).set(0.9)
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield StandInMonitor(port, detected, statistic, threshold, pvalue)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[WebhookSink, int]]:
+    collector = WebhookSink(echo=False)
+    server = collector.serve("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield collector, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def prometheus_url(stand_in_monitor, sink, tmp_path) -> Iterator[str]:
+    """Alertmanager → sink, Prometheus → stand-in monitor; both stopped at the end."""
+    _, sink_port = sink
+    am_config = observability.alertmanager_config(f"http://127.0.0.1:{sink_port}/discord",
+                                                  group_wait="1s", group_interval="1s", repeat_interval="1h")
+    alertmanager = observability.start_alertmanager(am_config, tmp_path / "alertmanager")
+    prometheus = None
+    try:
+        prometheus = observability.start_prometheus(
+            {"monitor": [f"127.0.0.1:{stand_in_monitor.port}"]}, tmp_path / "prometheus",
+            rules=observability.alert_rules(for_="0s"), alertmanager=alertmanager.url.removeprefix("http://"))
+        wait_for_up(prometheus.url, deadline_s=30.0)
+        yield prometheus.url
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        alertmanager.stop()
+
+
+def wait_for_up(prometheus_url: str, deadline_s: float) -> None:
+    """Prometheus scrapes ~5 s after it reports ready: wait until the target is up."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if any(sample["value"][1] == "1" for sample in observability.query(prometheus_url, 'up{job="monitor"}')):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the stand-in monitor was not scraped (up == 1) within {deadline_s} s")
+
+
+def discord_texts(collector: WebhookSink) -> list[str]:
+    """Title and description of every Discord embed received."""
+    texts = []
+    for delivery in collector.deliveries():
+        assert isinstance(delivery.body, dict), delivery.body
+        for embed in delivery.body.get("embeds", []):
+            texts.append(f"{embed.get('title', '')}\n{embed.get('description', '')}")
+    return texts
+
+
+def test_carat_drift_reaches_the_discord_sink(stand_in_monitor, sink, prometheus_url):
+    collector, _ = sink
+    stand_in_monitor.statistic.labels("carat", "ks").set(0.31)
+    stand_in_monitor.pvalue.labels("carat").set(0.0001)
+    changed_at = time.monotonic()
+    stand_in_monitor.detected.labels("carat").set(1)
+
+    deadline = changed_at + DELIVERY_DEADLINE_S
+    while time.monotonic() < deadline and not collector.deliveries():
+        time.sleep(0.05)
+    deliveries = collector.deliveries()
+    assert deliveries, f"no Discord message within {DELIVERY_DEADLINE_S} s of the gauge change"
+    elapsed = deliveries[0].received_at - changed_at
+    print(f"gauge -> Discord-format message: {elapsed:.2f} s")
+
+    body = deliveries[0].body
+    assert isinstance(body, dict) and set(body) >= {"content", "embeds"}, body
+    title, description = discord_texts(collector)[0].split("\n", 1)
+    assert title == "[FIRING:1] FeatureDataDrift on carat"
+    assert "Feature carat drifted: ks statistic 0.31 above threshold 0.05 (p-value 0.0001)" in description
+    assert "over a window of 1000 records" in description
+    assert all("depth" not in text for text in discord_texts(collector))
+
+
+def test_no_drift_sends_nothing(stand_in_monitor, sink, prometheus_url):
+    collector, _ = sink
+    time.sleep(DELIVERY_DEADLINE_S)  # nothing to await: the claim is that nothing arrives
+    assert collector.deliveries() == []
