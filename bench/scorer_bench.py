@@ -1,0 +1,154 @@
+"""Scorer benchmarks, all in one run so the ratios hold on a noisy machine.
+
+1. offline: one vectorized model.predict over N records (the bar's denominator);
+2. the tutorial's one-record-per-call predict (for contrast);
+3. the scorer process through the local broker on the same N records (bar: >= 0.8 x offline);
+4. produce -> prediction latency p50/p99 with the simulator at 1,000 records/s.
+
+Run: `make bench` or `.venv/bin/python bench/scorer_bench.py [--records N]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer, Producer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from contract.records import FEATURE_COLUMNS, encode  # noqa: E402
+from devstack.broker import start_broker  # noqa: E402
+from scorer.model import load, load_reference  # noqa: E402
+
+
+def sample_records(model_dir: Path, count: int, seed: int = 1) -> pd.DataFrame:
+    reference = load_reference(model_dir)
+    rows = np.random.default_rng(seed).integers(0, len(reference), size=count)
+    return reference.iloc[rows][list(FEATURE_COLUMNS)].reset_index(drop=True)
+
+
+def consume_predictions(bootstrap: str, topic: str, expected: int, timeout: float) -> list[tuple[float, dict]]:
+    """(receive time, prediction) until `expected` arrive."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "fetch.wait.max.ms": 50})
+    while topic not in consumer.list_topics(timeout=10).topics:
+        time.sleep(0.1)
+    consumer.subscribe([topic])
+    received: list[tuple[float, dict]] = []
+    deadline = time.monotonic() + timeout
+    while len(received) < expected and time.monotonic() < deadline:
+        for message in consumer.consume(2000, 0.2):
+            if not message.error():
+                received.append((time.time(), json.loads(message.value())))
+    consumer.close()
+    return received
+
+
+def service_env(bootstrap: str, topics: dict[str, str], model_dir: Path) -> dict[str, str]:
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "MODEL_DIR": str(model_dir), **topics}
+
+
+def scorer_throughput(bootstrap: str, frame: pd.DataFrame, model_dir: Path) -> float:
+    """Records/s of a running scorer draining a topic already holding every record."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"FEATURES_TOPIC": f"bench-f-{suffix}", "PREDICTIONS_TOPIC": f"bench-p-{suffix}",
+              "DLQ_TOPIC": f"bench-d-{suffix}", "LABELS_TOPIC": f"bench-l-{suffix}"}
+    from contract.settings import ensure_topics
+
+    ensure_topics(list(topics.values()), environ={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    now = int(time.time() * 1000)
+    for i, record in enumerate(frame.to_dict("records")):
+        while True:
+            try:
+                producer.produce(topics["FEATURES_TOPIC"], encode({"id": f"b-{i}", "ts": now, **record}), key=f"b-{i}")
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush()
+    scorer = subprocess.Popen([sys.executable, "-m", "scorer", "run", "--metrics-port", "0", "--group", f"bench-{suffix}", *os.environ.get("BENCH_SCORER_ARGS", "").split()],
+                              env=service_env(bootstrap, topics, model_dir), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        received = consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], len(frame), timeout=600)
+    finally:
+        scorer.terminate()
+        scorer.wait(30)
+    # scored_at is stamped per batch: the rate between the first and the last batch excludes
+    # process start-up and group join, which are not throughput.
+    scored = np.array([p["scored_at"] for _, p in received], dtype=float)
+    first, last = scored.min(), scored.max()
+    after_first = int((scored > first).sum())
+    return after_first / ((last - first) / 1000.0)
+
+
+def latency_at_rate(bootstrap: str, model_dir: Path, rate: int, count: int) -> tuple[float, float]:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"FEATURES_TOPIC": f"lat-f-{suffix}", "PREDICTIONS_TOPIC": f"lat-p-{suffix}",
+              "DLQ_TOPIC": f"lat-d-{suffix}", "LABELS_TOPIC": f"lat-l-{suffix}"}
+    env = service_env(bootstrap, topics, model_dir)
+    scorer = subprocess.Popen([sys.executable, "-m", "scorer", "run", "--metrics-port", "0", "--group", f"lat-{suffix}"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Warm up: the scorer joins its group before the timed stream starts.
+        subprocess.run([sys.executable, "-m", "producer", "simulate", "--count", "10", "--rate", "0", "--id-prefix", "warm"],
+                       env=env, cwd=ROOT, check=True, capture_output=True)
+        consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], 10, timeout=120)
+        producer = subprocess.Popen([sys.executable, "-m", "producer", "simulate", "--count", str(count), "--rate", str(rate),
+                                     "--label-delay", "0"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        received = consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], count + 10, timeout=count / rate + 120)
+        producer.wait(60)
+    finally:
+        scorer.terminate()
+        scorer.wait(30)
+    latencies = np.array([at * 1000 - p["ts"] for at, p in received if p["id"].startswith("sim-")])
+    return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--latency-records", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
+    model = load(model_dir)
+    frame = sample_records(model_dir, args.records)
+
+    started = time.perf_counter()
+    model.predict(frame)
+    offline = args.records / (time.perf_counter() - started)
+    single = frame.head(300)
+    started = time.perf_counter()
+    for i in range(len(single)):
+        model.predict(single.iloc[[i]])
+    per_record = len(single) / (time.perf_counter() - started)
+
+    broker = start_broker()
+    try:
+        through_broker = scorer_throughput(broker.bootstrap, frame, model_dir)
+        p50, p99 = latency_at_rate(broker.bootstrap, model_dir, 1000, args.latency_records)
+    finally:
+        broker.stop()
+
+    print(f"| measure ({args.records:,} records) | records/s | ratio to offline batch |")
+    print("|---|---:|---:|")
+    print(f"| offline `model.predict`, one call | {offline:,.0f} | 1.00 |")
+    print(f"| scorer through the local broker (decode, predict, produce, commit) | {through_broker:,.0f} | {through_broker / offline:.2f} |")
+    print(f"| tutorial: one record per `predict` call | {per_record:,.0f} | {per_record / offline:.3f} |")
+    print()
+    print(f"produce -> prediction received at 1,000 records/s ({args.latency_records:,} records): p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""`make demo`: the whole product on this machine, no Docker.
+
+Starts the local broker (Tansu), the scorer, the monitor, Prometheus + Alertmanager with a
+local webhook sink standing in for Discord (when they are installed), and a simulator whose
+stream drifts after --onset records. Prints predictions, drift and alerts as they happen.
+Ctrl-C stops every process it started. Logs go to .demo/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from devstack.broker import LocalBroker, free_port, start_broker
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKDIR = ROOT / ".demo"
+
+
+def port_or_free(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def read_metrics(port: int) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} from a /metrics page, {} when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def status_line(scorer: dict, monitor: dict) -> str:
+    predictions = scorer.get(("scorer_predictions_total", ()), 0)
+    invalid = sum(v for (name, _), v in scorer.items() if name == "scorer_invalid_records_total")
+    flagged = sorted(dict(labels)["feature"] for (name, labels), v in monitor.items()
+                     if name == "drift_feature_detected" and v == 1)
+    concept = monitor.get(("concept_drift", ()), float("nan"))
+    data = monitor.get(("data_drift", ()), float("nan"))
+    return (f"predictions {predictions:,.0f} | DLQ {invalid:,.0f} | data_drift {data:.3f} | concept_drift {concept:+.3f} | "
+            f"flagged: {', '.join(flagged) or 'nothing'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", default="carat-shift", help="drift after the onset (see `python -m producer simulate --help`)")
+    parser.add_argument("--onset", type=int, default=15_000, help="records of normal traffic before the drift")
+    parser.add_argument("--rate", type=float, default=500.0, help="records per second")
+    parser.add_argument("--kafka-port", type=int, default=9092, help="broker port (a free one if taken)")
+    parser.add_argument("--no-alerts", action="store_true", help="do not start Prometheus and Alertmanager")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    WORKDIR.mkdir(exist_ok=True)
+    started: list[subprocess.Popen] = []
+    stoppers: list = []
+    broker: LocalBroker | None = None
+    try:
+        broker = start_broker(port_or_free(args.kafka_port), log_path=WORKDIR / "tansu.log")
+        scorer_port, monitor_port = port_or_free(8001), port_or_free(8000)
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "PYTHONUNBUFFERED": "1"}
+        print(f"broker      {broker.bootstrap}  (export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap} to use the CLIs beside the demo)")
+
+        def launch(name: str, *command: str) -> None:
+            log = open(WORKDIR / f"{name}.log", "ab")
+            started.append(subprocess.Popen([sys.executable, "-m", *command], env=env, cwd=ROOT, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True))
+
+        launch("scorer", "scorer", "run", "--metrics-port", str(scorer_port))
+        print(f"scorer      metrics http://127.0.0.1:{scorer_port}/metrics")
+        launch("monitor", "monitor", "run", "--metrics-port", str(monitor_port))
+        print(f"monitor     metrics http://127.0.0.1:{monitor_port}/metrics  "
+              f"(python -m monitor status --url http://127.0.0.1:{monitor_port}/metrics)")
+
+        sink = None
+        if args.no_alerts or not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")):
+            if not args.no_alerts:
+                print("alerts      off: Prometheus/Alertmanager not installed (bash scripts/install-observability.sh)")
+        else:
+            from devstack.observability import alert_rules, alertmanager_config, start_alertmanager, start_prometheus
+            from devstack.webhook_sink import WebhookSink
+
+            sink = WebhookSink(echo=False)
+            server = sink.serve("127.0.0.1", 0)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            stoppers.append(server.shutdown)
+            sink_url = f"http://127.0.0.1:{server.server_address[1]}/discord"
+            alertmanager = start_alertmanager(alertmanager_config(sink_url, group_wait="1s", group_interval="10s"),
+                                              WORKDIR / "alertmanager")
+            stoppers.append(alertmanager.stop)
+            # The demo fires alerts at once; the committed rules wait `for` their durations.
+            prometheus = start_prometheus({"scorer": [f"127.0.0.1:{scorer_port}"], "monitor": [f"127.0.0.1:{monitor_port}"]},
+                                          WORKDIR / "prometheus", rules=alert_rules(for_="0s"),
+                                          alertmanager=alertmanager.url.removeprefix("http://"))
+            stoppers.append(prometheus.stop)
+            print(f"prometheus  {prometheus.url}   alertmanager {alertmanager.url}   Discord stand-in {sink_url}")
+
+        launch("simulator", "producer", "simulate", "--count", "0", "--rate", str(args.rate), "--scenario", args.scenario,
+               "--onset", str(args.onset), "--label-delay", "1")
+        print(f"simulator   {args.rate:g} records/s, {args.scenario} from record {args.onset:,} "
+              f"(~{args.onset / args.rate:.0f} s); logs in {WORKDIR}/. Ctrl-C stops everything.\n")
+
+        tail = subprocess.Popen([sys.executable, "-m", "scorer", "tail", "--json"], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        started.append(tail)
+        seen_alerts = 0
+        last_status = 0.0
+        for count, line in enumerate(tail.stdout):
+            if count % max(1, int(args.rate)) == 0:  # one prediction a second
+                p = json.loads(line)
+                f = p["features"]
+                print(f"  prediction {p['id']:<12} {f['carat']:>5} ct {f['cut']:<9} {f['color']} {f['clarity']:<5} -> {p['prediction']:>10,.0f}")
+            if time.monotonic() - last_status > 5:
+                last_status = time.monotonic()
+                print(status_line(read_metrics(scorer_port), read_metrics(monitor_port)))
+            if sink is not None:
+                for delivery in sink.deliveries()[seen_alerts:]:
+                    seen_alerts += 1
+                    embeds = delivery.body.get("embeds", [{}]) if isinstance(delivery.body, dict) else [{}]
+                    print(f"ALERT (Discord message) {embeds[0].get('title', '')}\n    {embeds[0].get('description', '')[:300]}")
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        for process in reversed(started):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for stop in reversed(stoppers):
+            stop()
+        if broker:
+            broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
