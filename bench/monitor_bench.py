@@ -1,0 +1,271 @@
+"""Monitor benchmarks: service throughput on the local broker, and the core's cost, delay, memory, false alarms.
+
+    .venv/bin/python bench/monitor_bench.py [--records 200000] [--seeds 5] [--no-broker] [--quick]
+
+Prints markdown tables (copied into bench/MONITOR_RESULTS.md). Streams are resampled from the
+model's held-out rows; feature scenarios come from producer.scenarios and are re-scored with the
+real model, so predictions carry the drift as they would in production.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from contract.records import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES  # noqa: E402
+from monitor.drift import DriftMonitor  # noqa: E402
+from monitor.reference import Reference  # noqa: E402
+from monitor.windows import CountWindow, PredictionBatch  # noqa: E402
+
+MODEL_DIR = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts"))
+SCENARIO_FEATURE = {"carat-shift": "carat", "gradual-carat": "carat", "cut-mix": "cut", "new-category": "clarity",
+                    "price-inflation": "concept"}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def heldout() -> pd.DataFrame:
+    from scorer.model import load_reference
+
+    return load_reference(MODEL_DIR)
+
+
+def reference_from(frame: pd.DataFrame) -> Reference:
+    return Reference.from_arrays({c: frame[c].to_numpy(np.float64) for c in NUMERIC_FEATURES},
+                                 {c: frame[c].to_numpy(str) for c in CATEGORICAL_FEATURES},
+                                 frame["prediction"].to_numpy(np.float64), frame["price"].to_numpy(np.float64))
+
+
+def batch_of(columns: dict[str, np.ndarray], ids: np.ndarray, ts: np.ndarray, predictions: np.ndarray) -> PredictionBatch:
+    return PredictionBatch(ids=ids, ts=ts, predictions=predictions,
+                           numeric={c: np.asarray(columns[c], np.float64) for c in NUMERIC_FEATURES},
+                           categorical={c: np.asarray(columns[c]).astype(str) for c in CATEGORICAL_FEATURES})
+
+
+def scenario_stream(frame: pd.DataFrame, model, scenario: str, count: int, onset: int, seed: int):
+    """(columns, predictions, prices) of a producer.scenarios stream, re-scored when features drift."""
+    from producer.scenarios import SCENARIOS
+
+    rng = np.random.default_rng(seed)
+    source = {c: frame[c].to_numpy() for c in (*FEATURE_COLUMNS, "price")}
+    picked = rng.integers(0, len(frame), count)
+    chunk = SCENARIOS[scenario]({c: v[picked] for c, v in source.items()}, np.arange(count), onset, rng)
+    if scenario in ("none", "price-inflation"):
+        predictions = frame["prediction"].to_numpy()[picked]  # features unchanged: the model's held-out output
+    else:
+        predictions = model.predict(pd.DataFrame({c: chunk[c] for c in FEATURE_COLUMNS}))
+    return chunk, np.asarray(predictions, np.float64), np.asarray(chunk["price"], np.float64)
+
+
+def feed(monitor: DriftMonitor, chunk, predictions, prices, step: int = 250, seed: int = 0):
+    """Step-sized batches, labels right after their predictions; yields (records so far, result) per evaluation."""
+    n = len(predictions)
+    ids = np.array([f"{seed}-{i}" for i in range(n)], dtype=object)
+    ts = np.arange(n, dtype=np.int64) * 10
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        results = monitor.update(batch_of({c: chunk[c][rows] for c in FEATURE_COLUMNS}, ids[rows], ts[rows], predictions[rows]))
+        monitor.update_labels(ids[rows], ts[rows], prices[rows])
+        if results:
+            # the concept fields of a pane closed in this batch see the labels just added
+            yield rows.stop, monitor.result()
+
+
+def detection_delay(frame, model, reference, scenario: str, mode: str, seed: int, onset: int = 10_000, after: int = 10_000) -> int | None:
+    """Records after onset until the first alarm for the scenario (None: never within `after`)."""
+    chunk, predictions, prices = scenario_stream(frame, model, scenario, onset + after, onset, seed)
+    monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250), mode=mode)
+    target = SCENARIO_FEATURE[scenario]
+    for seen, result in feed(monitor, chunk, predictions, prices, seed=seed):
+        if seen <= onset or result is None or not result.ready:
+            continue
+        if target == "concept":
+            hit = bool(result.concept_detected)
+        elif mode == "fixed":
+            hit = bool(result.dataset_detected)  # the tutorial: mean per-feature distance > 0.1
+        else:
+            hit = any(f.detected for f in result.features if f.name == target)
+        if hit:
+            return seen - onset
+    return None
+
+
+def false_alarms(frame, reference, records: int, seed: int = 99) -> dict[str, int]:
+    """Evaluations with any alarm (dataset, prediction or concept) on a no-drift stream, per mode."""
+    chunk, predictions, prices = scenario_stream(frame, None, "none", records, 0, seed)
+    out = {}
+    for mode in ("calibrated", "fixed"):
+        monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250), mode=mode)
+        out[mode] = sum(r is not None and r.drift_detected for _, r in feed(monitor, chunk, predictions, prices, seed=seed))
+    return out
+
+
+def evaluation_cost(frame, reference, window: int, repeats: int = 50) -> float:
+    chunk, predictions, prices = scenario_stream(frame, None, "none", window, 0, 1)
+    monitor = DriftMonitor(reference, CountWindow(reference, window, window // 4))
+    ids = np.array([str(i) for i in range(window)], dtype=object)
+    monitor.update(batch_of(chunk, ids, np.arange(window, dtype=np.int64), predictions))
+    monitor.update_labels(ids, np.arange(window, dtype=np.int64), prices)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        monitor.result()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def memory(frame, reference, checkpoints=(1_000_000, 5_000_000), batch: int = 10_000) -> dict[int, float]:
+    chunk, predictions, prices = scenario_stream(frame, None, "none", batch, 0, 2)
+    monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250))
+    b = batch_of(chunk, np.empty(batch, object), np.zeros(batch, np.int64), predictions)
+    out, seen = {}, 0
+    for checkpoint in checkpoints:
+        while seen < checkpoint:
+            ids = np.array([f"r{seen + i}" for i in range(batch)], dtype=object)
+            ts = np.arange(seen, seen + batch, dtype=np.int64)
+            monitor.update(PredictionBatch(ids, ts, b.predictions, b.numeric, b.categorical))
+            monitor.update_labels(ids, ts, prices)
+            seen += batch
+        out[checkpoint] = rss_mb()
+    return out
+
+
+# -- on the broker ------------------------------------------------------------------------------
+def throughput(frame, records: int) -> dict[str, float]:
+    """records/s, first to last message: a bare consumer vs the monitor's run loop, same topic."""
+    from confluent_kafka import Consumer, Producer
+    from prometheus_client import CollectorRegistry
+
+    from contract.records import encode
+    from contract.settings import Topics, ensure_topics, producer_config
+    from devstack.broker import start_broker
+    from monitor.service import MonitorConfig, load_reference, run
+
+    broker = start_broker(log_path=Path("/tmp") / f"monitor-bench-{uuid.uuid4().hex[:6]}.log")
+    suffix = uuid.uuid4().hex[:8]
+    os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                       "PREDICTIONS_TOPIC": f"bench-predictions-{suffix}", "LABELS_TOPIC": f"bench-labels-{suffix}"})
+    topics = Topics.from_env()
+    try:
+        ensure_topics([topics.predictions, topics.labels], 3)
+        producer = Producer(producer_config())
+        rows = frame.sample(records, replace=True, random_state=3)
+        for i, row in enumerate(rows.itertuples()):
+            value = encode({"id": f"b-{i}", "ts": i, "scored_at": i, "model_version": "bench", "prediction": row.prediction,
+                            "features": {c: getattr(row, c) for c in FEATURE_COLUMNS}})
+            while True:
+                try:
+                    producer.produce(topics.predictions, value, key=f"b-{i}")
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(60)
+
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"bare-{suffix}", "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False, "session.timeout.ms": 6000})
+        consumer.subscribe([topics.predictions])
+        seen, first = 0, None
+        while seen < records:
+            got = [m for m in consumer.consume(5000, 0.5) if m.error() is None]
+            if got and first is None:
+                first = time.perf_counter()
+            seen += len(got)
+        bare = seen / (time.perf_counter() - first)
+        consumer.close()
+
+        registry, stop = CollectorRegistry(), threading.Event()
+        config = MonitorConfig(group=f"monitor-{suffix}", model_dir=MODEL_DIR, metrics_port=0,
+                               state_topic=f"bench-state-{suffix}", state_interval=5.0)
+        from monitor.state import create_state_topic
+
+        create_state_topic(config.state_topic)
+        thread = threading.Thread(target=run, args=(config, load_reference(MODEL_DIR), topics, registry, stop))
+        thread.start()
+        first = None
+        while True:
+            value = registry.get_sample_value("monitor_records_consumed_total", {"topic": topics.predictions}) or 0
+            if value and first is None:
+                first = time.perf_counter()
+            if value >= records:
+                break
+            time.sleep(0.005)
+        monitored = records / (time.perf_counter() - first)
+        stop.set()
+        thread.join(60)
+        return {"bare": bare, "monitor": monitored}
+    finally:
+        broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000, help="messages for the throughput run")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per scenario for detection delays")
+    parser.add_argument("--no-broker", action="store_true", help="skip the throughput run")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (no 5M memory run, 200k no-drift records)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("SEABORN_DATA", str(ROOT.parent / "shared" / "data" / "seaborn"))
+    from scorer.model import load
+
+    frame, model = heldout(), load(MODEL_DIR)
+    reference = reference_from(frame)
+
+    if not args.no_broker:
+        t = throughput(frame, args.records)
+        print(f"## Throughput ({args.records:,} predictions, 3 partitions, local Tansu)\n")
+        print("| consumer | records/s | ratio |\n|---|---:|---:|")
+        print(f"| bare confluent-kafka consume() | {t['bare']:,.0f} | 1.00 |")
+        print(f"| monitor run loop (decode + update + evaluate + gauges) | {t['monitor']:,.0f} | {t['monitor'] / t['bare']:.2f} |\n")
+
+    print("## Evaluation cost (median of 50 `monitor.result()` calls, full window)\n")
+    print("| window records | ms per evaluation |\n|---:|---:|")
+    for window in (1_000, 10_000, 100_000):
+        print(f"| {window:,} | {evaluation_cost(frame, reference, window) * 1000:.3f} |")
+
+    no_drift = 200_000 if args.quick else 1_000_000
+    print(f"\n## Detection delay (records after onset, median over {args.seeds} seeds; window 1000, step 250) "
+          f"and false alarms on {no_drift:,} no-drift records\n")
+    print("| scenario | calibrated (ert 1e7): delay | tutorial rules (fixed 0.1): delay |\n|---|---:|---:|")
+    for scenario in SCENARIO_FEATURE:
+        cells = []
+        for mode in ("calibrated", "fixed"):
+            delays = [detection_delay(frame, model, reference, scenario, mode, seed) for seed in range(args.seeds)]
+            missed = sum(d is None for d in delays)
+            found = [d for d in delays if d is not None]
+            cells.append((f"{np.median(found):,.0f}" if found else "never") + (f" ({missed} of {len(delays)} missed in 10,000)" if missed else ""))
+        print(f"| {scenario} | {cells[0]} | {cells[1]} |")
+    alarms = false_alarms(frame, reference, no_drift)
+    scale = 1_000_000 / no_drift
+    print(f"| none: evaluations alarming per 1M records | {alarms['calibrated'] * scale:,.1f} | {alarms['fixed'] * scale:,.1f} |")
+
+    checkpoints = (1_000_000,) if args.quick else (1_000_000, 5_000_000)
+    rss = memory(frame, reference, checkpoints)
+    print("\n## Memory of the core (RSS of this process, window 1000, labels joined)\n")
+    print("| records through the core | RSS MB |\n|---:|---:|")
+    for records, mb in rss.items():
+        print(f"| {records:,} | {mb:.1f} |")
+    if len(rss) == 2:
+        a, b = rss.values()
+        print(f"\ngrowth 1M -> 5M: {(b - a) / a * 100:+.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
