@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 
 from monitor import stats
 from monitor.calibration import Calibration
-from monitor.join import Joined, LabelJoin
+from monitor.join import ErrorWindow, Joined, LabelJoin
 from monitor.reference import PREDICTION, Reference
 from monitor.windows import CountWindow, Pane, PaneLayout, PredictionBatch, TimeWindow
 
@@ -57,8 +57,8 @@ class DriftResult:
     prediction_drift: float | None  # KS D of predictions
     prediction_threshold: float | None
     prediction_detected: bool | None
-    joined: int  # window records with a label
-    label_coverage: float | None  # joined / records
+    joined: int  # labelled records behind rolling_mse (the latest joined, see ErrorWindow)
+    label_coverage: float | None  # share of the window's predictions whose label has arrived
     rolling_mse: float | None
     rolling_mae: float | None
     reference_mse: float
@@ -79,12 +79,17 @@ def evaluate(
     new_records: int,
     min_records: int = 1000,
     min_joined: int = 100,
+    errors: tuple[int, float, float] | None = None,
 ) -> DriftResult:
-    """Tests of one aggregated window pane; `new_records` since the previous evaluation sets alpha."""
+    """Tests of one aggregated window pane; `new_records` since the previous evaluation sets alpha.
+
+    errors: (joined, sum squared, sum absolute) of the latest labelled records (an ErrorWindow);
+    without it, the errors joined to the window's own panes."""
     reference = layout.reference
     n, m = window.records, reference.size
     alpha = calibration.alpha(new_records) if calibration.calibrated else None
-    concept = _concept(reference, calibration, window, alpha, min_joined)
+    concept = _concept(reference, calibration, window, alpha, min_joined,
+                       errors if errors is not None else (window.joined, window.sse, window.sae))
     if n < max(min_records, 1):
         return DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept)
     a = alpha or 0.0
@@ -112,11 +117,14 @@ def evaluate(
     )
 
 
-def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int) -> dict:
-    k, n = window.joined, window.records
+def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int,
+             errors: tuple[int, float, float]) -> dict:
+    k, sse, sae = errors
+    n = window.records
     out: dict[str, Any] = {
         "joined": k,
-        "label_coverage": k / n if n else None,
+        # How many of the window's own predictions have their label yet.
+        "label_coverage": window.joined / n if n else None,
         "reference_mse": reference.mse,
         "rolling_mse": None,
         "rolling_mae": None,
@@ -125,10 +133,10 @@ def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha
         "concept_detected": None,
     }
     if k >= max(min_joined, 1):
-        mse = window.sse / k
+        mse = sse / k
         ratio = (mse - reference.mse) / reference.mse
         threshold = calibration.mse_ratio(k, alpha or 0.0)
-        out.update(rolling_mse=mse, rolling_mae=window.sae / k, concept_drift=ratio,
+        out.update(rolling_mse=mse, rolling_mae=sae / k, concept_drift=ratio,
                    concept_threshold=threshold, concept_detected=ratio > threshold)
     return out
 
@@ -138,6 +146,9 @@ class DriftMonitor:
 
     min_records: window records needed to evaluate (default: `window` for a CountWindow, 100 for a
     TimeWindow); min_joined: labelled records needed for concept drift (default 100).
+    concept_window / concept_step: the rolling MSE covers the latest `concept_window` joined
+    records (default: the count window's size and step, 1000/250 for a TimeWindow), whenever
+    their labels came.
     """
 
     def __init__(
@@ -150,6 +161,8 @@ class DriftMonitor:
         max_pending: int = 200_000,
         min_records: int | None = None,
         min_joined: int = 100,
+        concept_window: int | None = None,
+        concept_step: int | None = None,
     ) -> None:
         if window.layout.reference is not reference:
             raise ValueError("window was built for another reference")
@@ -160,6 +173,9 @@ class DriftMonitor:
         self.reference, self.window = reference, window
         self.calibration = Calibration(reference, ert, mode)
         self.join = LabelJoin(label_ttl_ms, max_pending)
+        counted = isinstance(window, CountWindow)
+        self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
+                                  concept_step or (window.step if counted else 250))
         self.min_records, self.min_joined = min_records, min_joined
 
     def update(self, batch: PredictionBatch) -> list[DriftResult]:
@@ -181,13 +197,14 @@ class DriftMonitor:
 
     def _errors(self, joined: Joined) -> None:
         if len(joined):
-            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute)
+            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute)  # label coverage
+            self.errors.add(joined.squared, joined.absolute)
 
     def _evaluate(self, pane_id: int) -> DriftResult:
         closed = self.window.panes.get(pane_id)
         new_records = closed.records if closed is not None else 0
         return evaluate(self.window.layout, self.calibration, self.window.aggregate(pane_id),
-                        new_records, self.min_records, self.min_joined)
+                        new_records, self.min_records, self.min_joined, self.errors.totals())
 
     @property
     def counters(self) -> dict[str, int]:
@@ -201,8 +218,9 @@ class DriftMonitor:
 
     def to_dict(self) -> dict[str, Any]:
         """Window panes and pending join entries, JSON-friendly."""
-        return {"window": self.window.to_dict(), "join": self.join.to_dict()}
+        return {"window": self.window.to_dict(), "join": self.join.to_dict(), "errors": self.errors.to_dict()}
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         self.window.load_dict(state["window"])
         self.join.load_dict(state["join"])
+        self.errors.load_dict(state["errors"])

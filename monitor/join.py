@@ -139,3 +139,47 @@ def _expire(pending: dict[str, tuple], watermark: int | None, ttl_ms: int, max_p
             del pending[key]
             expired += 1
     return expired
+
+
+class ErrorWindow:
+    """Errors of the latest labelled records, in the order their labels joined: concept drift.
+
+    Labels often come long after their predictions (minutes to days); tying their errors to the
+    prediction's pane would drop every label slower than one window. Here the rolling MSE covers
+    the latest joined records however late each label was: `size / step` panes of `step` joined
+    records, the newest of them filling, so a result covers between `size - step` and `size`
+    records once the stream has that many.
+    """
+
+    def __init__(self, size: int = 1000, step: int = 250) -> None:
+        if step < 1 or size < step or size % step:
+            raise ValueError(f"concept window must be a positive multiple of its step, got {size} and {step}")
+        self.size, self.step = size, step
+        self.panes: list[list[float]] = [[0, 0.0, 0.0]]  # [joined, sum squared, sum absolute], newest last
+
+    def add(self, squared: np.ndarray, absolute: np.ndarray) -> None:
+        """k joined errors, (k,) each, in join order."""
+        start = 0
+        while start < len(squared):
+            pane = self.panes[-1]
+            take = min(self.step - int(pane[0]), len(squared) - start)
+            pane[0] += take
+            pane[1] += float(squared[start:start + take].sum())
+            pane[2] += float(absolute[start:start + take].sum())
+            start += take
+            if pane[0] == self.step:  # full: start the next one, forget panes beyond the window
+                self.panes.append([0, 0.0, 0.0])
+                del self.panes[: -(self.size // self.step)]
+
+    def totals(self) -> tuple[int, float, float]:
+        """(joined records, sum of squared errors, sum of absolute errors) over the window."""
+        panes = self.panes
+        return int(sum(p[0] for p in panes)), sum(p[1] for p in panes), sum(p[2] for p in panes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "step": self.step, "panes": [list(p) for p in self.panes]}
+
+    def load_dict(self, state: Mapping[str, Any]) -> None:
+        if (state["size"], state["step"]) != (self.size, self.step):
+            raise ValueError(f"state has a concept window of {state['size']}/{state['step']}, this is {self.size}/{self.step}")
+        self.panes = [[int(n), float(s), float(a)] for n, s, a in state["panes"]]

@@ -1,9 +1,9 @@
 """Prometheus gauges and counters of the drift monitor, set from the core's `DriftResult`.
 
 Gauges describe the latest evaluated window (`DriftMonitor.result()`: the window ending at the
-newest closed pane, with the labels joined since). Until that window holds enough records
+newest closed pane; concept drift over the latest joined labels, however late). Until that window holds enough records
 (`min_records`: the window size for count windows, 100 for time windows) every drift gauge is NaN,
-and the concept-drift gauges stay NaN until 100 of the window's records have labels: NaN says
+and the concept-drift gauges stay NaN until 100 labelled records have joined: NaN says
 "not known yet", where 0 would be a reassuring lie. `reference_mse` is known from the start.
 
 Counters count evaluations (one per closed pane, i.e. every step) and what they flagged, so a
@@ -45,7 +45,7 @@ class MonitorMetrics:
         self.prediction_statistic = Gauge("prediction_drift_statistic", "KS D of the window's predictions against the reference predictions", registry=r)
         self.prediction_threshold = Gauge("prediction_drift_threshold", "Alarm threshold on prediction_drift_statistic", registry=r)
         self.prediction_detected = Gauge("prediction_drift_detected", "1 if the predictions drifted in the latest window", registry=r)
-        self.concept_drift = Gauge("concept_drift", "(rolling MSE - reference MSE) / reference MSE over the window's labelled records", registry=r)
+        self.concept_drift = Gauge("concept_drift", "(rolling MSE - reference MSE) / reference MSE over the latest labelled records", registry=r)
         self.rolling_mse = Gauge("rolling_mse", "MSE of the window's records that have a label", registry=r)
         self.reference_mse = Gauge("reference_mse", "MSE of the model on the held-out reference rows", registry=r)
         self.concept_threshold = Gauge("concept_drift_threshold", "Alarm threshold on concept_drift", registry=r)
@@ -67,7 +67,7 @@ class MonitorMetrics:
         self.consumed = Counter("monitor_records_consumed", "Messages consumed, by topic", ["topic"], registry=r)
         self.invalid = Counter("monitor_invalid_records", "Undecodable messages skipped, by topic (reasons in the log)", ["topic"], registry=r)
         self.late = Counter("monitor_late_records", "Predictions dropped: their event-time pane had left the window", registry=r)
-        self.late_errors = Counter("monitor_late_labels", "Labels joined after their prediction's pane left the window", registry=r)
+        self.late_errors = Counter("monitor_late_labels", "Labels joined after their prediction's pane left the window (in the rolling MSE, not in label coverage)", registry=r)
         self.expired = Counter("monitor_expired_joins", "Pending predictions or labels whose partner never came (TTL or size bound)", ["side"], registry=r)
         self.duplicates = Counter("monitor_duplicate_predictions", "Predictions redelivered while still waiting for a label", registry=r)
         self.pending = Gauge("monitor_pending_joins", "Predictions and labels waiting for their partner", registry=r)

@@ -3,7 +3,7 @@
 One consumer reads both topics in batches:
     messages -> decoded predictions (PredictionBatch) + labels (ids, ts, prices) + rejections
     monitor.update(predictions) -> one DriftResult per closed pane (every `step`): counted
-    monitor.update_labels(...)  -> joined errors land in their prediction's pane
+    monitor.update_labels(...)  -> joined errors feed the rolling MSE (the latest labelled records)
     monitor.result()            -> the latest window, labels included: the gauges
 Until the window holds enough records (the window size for count windows, 100 records for time
 windows) the drift gauges are NaN, never 0; concept-drift gauges wait for 100 labelled records.

@@ -198,11 +198,32 @@ def test_time_window_with_delayed_labels(heldout, reference):
     assert [r.pane for r in results] == list(range(29))
     assert [r.records for r in results[:7]] == [100, 200, 300, 400, 500, 600, 600]
     assert [r.ready for r in results[3:6]] == [False, True, True]
-    # Labels joined after a pane closed count in later evaluations of windows holding that pane.
-    # Labels have arrived for records 0..2699; the last closed window holds records 2300..2899.
-    assert monitor.result().joined == 400 and monitor.result().label_coverage == pytest.approx(2 / 3)
+    # Labels have arrived for records 0..2699; the last closed window holds records 2300..2899,
+    # 400 of them labelled. The rolling MSE covers the latest joined records: 3 full panes of
+    # 250 and 200 in the filling one.
+    assert monitor.result().joined == 950 and monitor.result().label_coverage == pytest.approx(2 / 3)
     assert not any(r.drift_detected for r in results)
     assert monitor.counters["late_records"] == 0 and monitor.counters["expired_predictions"] == 0
+
+
+def test_labels_slower_than_a_window_still_measure_concept_drift(heldout, reference):
+    """Labels 3,000 records behind their predictions: three windows late, all still joined."""
+    monitor = DriftMonitor(reference, CountWindow(reference), label_ttl_ms=10**9)
+    cols = stream(heldout, 9000, seed=12, scenario="price_1.2", onset=4000)
+    results = []
+    for start in range(0, 9000, 250):
+        part = slice(start, start + 250)
+        results += monitor.update(PredictionBatch(
+            cols["id"][part], cols["ts"][part], cols["prediction"][part],
+            {c: cols[c][part] for c in NUMERIC}, {c: cols[c][part] for c in CATEGORICAL}))
+        late = slice(max(start - 3000, 0), max(start - 2750, 0))
+        monitor.update_labels(cols["id"][late], cols["ts"][late], cols["price"][late])
+    assert monitor.counters["joined"] == 6000 and monitor.counters["late_errors"] == 6000  # all after their panes left
+    concept = [(i, r.concept_detected) for i, r in enumerate(results) if r.concept_drift is not None]
+    assert concept and not any(flag for i, flag in concept if i < (4000 + 3000) // 250 - 1)
+    first = next(i for i, flag in concept if flag)
+    # The inflated labels (records >= 4000) arrive from record 7000 on: flagged 500 records later.
+    assert (first + 1) * 250 == 7500
 
 
 def test_evaluation_cost_under_one_millisecond(heldout, reference):
