@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM as on Ctrl-C
     WORKDIR.mkdir(exist_ok=True)
     started: list[subprocess.Popen] = []
     stoppers: list = []
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_alerts:
                 print("alerts      off: Prometheus/Alertmanager not installed (bash scripts/install-observability.sh)")
         else:
-            from devstack.observability import alert_rules, alertmanager_config, start_alertmanager, start_prometheus
+            from devstack.observability import DRIFT_ALERTS, alert_rules, alertmanager_config, start_alertmanager, start_prometheus
             from devstack.webhook_sink import WebhookSink
 
             sink = WebhookSink(echo=False)
@@ -111,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             alertmanager = start_alertmanager(alertmanager_config(sink_url, group_wait="1s", group_interval="10s"),
                                               WORKDIR / "alertmanager")
             stoppers.append(alertmanager.stop)
-            # The demo fires alerts at once; the committed rules wait `for` their durations.
+            # Drift alerts fire at once in the demo (the committed rules wait a minute); health
+            # rules keep their `for`, so an idle start does not page.
             prometheus = start_prometheus({"scorer": [f"127.0.0.1:{scorer_port}"], "monitor": [f"127.0.0.1:{monitor_port}"]},
-                                          WORKDIR / "prometheus", rules=alert_rules(for_="0s"),
+                                          WORKDIR / "prometheus", rules=alert_rules(for_="0s", only=DRIFT_ALERTS),
                                           alertmanager=alertmanager.url.removeprefix("http://"))
             stoppers.append(prometheus.stop)
             print(f"prometheus  {prometheus.url}   alertmanager {alertmanager.url}   Discord stand-in {sink_url}")

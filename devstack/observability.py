@@ -71,13 +71,18 @@ class Process:
             return ""
 
 
-def alert_rules(for_: str | None = None, source: Path = ALERT_RULES) -> dict[str, Any]:
-    """The rule groups of alerts.yml; with `for_`, every rule's `for` replaced by it (e.g. "0s")."""
+DRIFT_ALERTS = frozenset({"FeatureDataDrift", "ConceptDrift"})
+
+
+def alert_rules(for_: str | None = None, source: Path = ALERT_RULES, only: frozenset[str] | None = None) -> dict[str, Any]:
+    """The rule groups of alerts.yml; with `for_`, the `for` of every rule (or of the alerts named in
+    `only`) replaced by it (e.g. "0s"), every expression, label and annotation kept."""
     rules = yaml.safe_load(source.read_text())
     if for_ is not None:
         for group in rules["groups"]:
             for rule in group["rules"]:
-                rule["for"] = for_
+                if only is None or rule.get("alert") in only:
+                    rule["for"] = for_
     return rules
 
 

@@ -1,12 +1,12 @@
 """End to end, for real: gauge → Prometheus rule → Alertmanager → Discord-format POST at a sink.
 
-The monitor service is still being written, so a small prometheus_client HTTP server started
-here stands in for it, exposing the monitor's gauge names. It is scraped by a real Prometheus
+A small prometheus_client HTTP server stands in for the monitor, exposing its gauge names, so
+the rule → Alertmanager → Discord leg is timed on its own, to the second. It is scraped by a real Prometheus
 (1 s scrape and evaluation) running the expressions, labels and annotations of
 prometheus/alerts.yml with `for` shortened to 0s, which alerts a real Alertmanager configured
 from alertmanager/alertmanager.yml (receiver and templates as written, webhook URL pointed at
-devstack.webhook_sink, group_wait 1s). The full-pipeline version (producer → scorer → monitor)
-replaces the stand-in once the monitor exists.
+devstack.webhook_sink, group_wait 1s). test_pipeline_alerts_e2e.py runs the same chain behind
+the real producer, scorer and monitor.
 """
 from __future__ import annotations
 

@@ -24,16 +24,6 @@ RATE, ONSET, COUNT = 1000, 8000, 16000
 # One window after onset is 1 s of records at this rate; the bound covers scrape, evaluation,
 # group_wait and a slow CI machine.
 MESSAGE_DEADLINE_S = 30.0
-FAST_RULES = {"FeatureDataDrift", "ConceptDrift"}
-
-
-def drift_rules_without_delay() -> dict:
-    rules = observability.alert_rules()
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") in FAST_RULES:
-                rule["for"] = "0s"
-    return rules
 
 
 def run_pipeline(kafka, tmp_path, scenario: str) -> tuple[WebhookSink, float, float]:
@@ -54,7 +44,7 @@ def run_pipeline(kafka, tmp_path, scenario: str) -> tuple[WebhookSink, float, fl
                                               group_wait="1s", group_interval="5s"), tmp_path / "am")
         prometheus = observability.start_prometheus(
             {"scorer": [f"127.0.0.1:{scorer_port}"], "monitor": [f"127.0.0.1:{monitor_port}"]}, tmp_path / "prom",
-            rules=drift_rules_without_delay(), alertmanager=alertmanager.url.removeprefix("http://"))
+            rules=observability.alert_rules(for_="0s", only=observability.DRIFT_ALERTS), alertmanager=alertmanager.url.removeprefix("http://"))
         wait_until(lambda: len(observability.query(prometheus.url, "up == 1")) == 2, 60, message="both targets up")
         started = time.monotonic()
         producer = kafka.start("producer", "simulate", "--count", str(COUNT), "--rate", str(RATE), "--scenario", scenario,
