@@ -5,6 +5,16 @@ every statistic, threshold and detection is None (never a reassuring 0 or False)
 concept-drift fields are None while fewer than `min_joined` records of the window have labels.
 Gauges should then be absent or NaN, not zero.
 
+Two scales (calibrated mode, windows of 2 panes or more; see `calibration`): every feature and the
+predictions are tested on the whole window and on its newest half (`recent`: the last panes // 2
+panes, 500 of 1,000 records at the defaults), each against its own threshold for its own n, with
+the budget split over both scales' tests (15 at the defaults instead of 8). A column is detected
+when either scale exceeds its threshold. Each FeatureDrift, and the prediction fields, report the
+scale with the larger statistic / threshold ratio: its statistic, distance, p-value and threshold,
+with `scale` ("window" or "recent") and `records` (records behind that statistic) naming it, so
+"detected" always equals "statistic > threshold" as shown. `data_drift` (the tutorial's mean
+score) stays the mean of the whole window's distances. Fixed mode tests the whole window only.
+
 The shell's loop:
     monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250))   # or TimeWindow(...)
     results = monitor.update(PredictionBatch.from_messages(msgs, NUMERIC, CATEGORICAL))
@@ -39,7 +49,9 @@ class FeatureDrift:
     distance: float
     p_value: float
     threshold: float
-    detected: bool
+    detected: bool  # either scale exceeded its threshold (= statistic > threshold of the reported scale)
+    scale: str = "window"  # the reported scale: "window" (whole window) or "recent" (its newest half)
+    records: int = 0  # records behind the reported statistic
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class DriftResult:
     concept_drift: float | None  # (rolling MSE - reference MSE) / reference MSE
     concept_threshold: float | None
     concept_detected: bool | None
+    prediction_scale: str | None = None  # scale of prediction_drift: "window" or "recent" (see FeatureDrift)
 
     @property
     def drift_detected(self) -> bool:
@@ -80,41 +93,67 @@ def evaluate(
     min_records: int = 1000,
     min_joined: int = 100,
     errors: tuple[int, float, float] | None = None,
+    recent: Pane | None = None,
 ) -> DriftResult:
     """Tests of one aggregated window pane; `new_records` since the previous evaluation sets alpha.
 
     errors: (joined, sum squared, sum absolute) of the latest labelled records (an ErrorWindow);
-    without it, the errors joined to the window's own panes."""
+    without it, the errors joined to the window's own panes. recent: the window's newest panes
+    (calibrated mode with `calibration.recent` only), tested as a second scale when it holds at
+    least min_records / 2 records and fewer than the window."""
     reference = layout.reference
-    n, m = window.records, reference.size
+    n = window.records
     alpha = calibration.alpha(new_records) if calibration.calibrated else None
     concept = _concept(reference, calibration, window, alpha, min_joined,
                        errors if errors is not None else (window.joined, window.sse, window.sae))
     if n < max(min_records, 1):
         return DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept)
     a = alpha or 0.0
-    features = []
-    for name, bins in reference.numeric.items():
-        d = stats.ks_statistic(bins.reference_cdf, window.counts[layout.slices[name]])
-        threshold = calibration.ks(n, a)
-        features.append(FeatureDrift(name, "ks", d, d, stats.ks_pvalue(d, n, m), threshold, d > threshold))
-    for name, profile in reference.categorical.items():
-        counts = window.counts[layout.slices[name]]
-        unseen = np.fromiter(window.unseen.get(name, {}).values(), dtype=np.float64)
-        x2, dof = stats.chi2_statistic(profile.counts, counts, unseen, calibration.pseudo_count)
-        tv = stats.total_variation(profile.counts, counts, int(unseen.sum()))
-        threshold = calibration.chi2(dof, a)
-        compared = x2 if calibration.calibrated else tv
-        features.append(FeatureDrift(name, "chi2", x2, tv, stats.chi2_pvalue(x2, dof), threshold, compared > threshold))
-    data_drift = float(np.mean([f.distance for f in features]))
+    scales = [(window, "window")]
+    if (calibration.recent and recent is not None
+            and max(min_records, 1) / 2 <= recent.records < n):
+        scales.append((recent, "recent"))
+    features, distances = [], []
+    for name in reference.features:
+        tests = [_test(layout, calibration, pane, name, a, scale) for pane, scale in scales]
+        distances.append(tests[0].distance)  # the whole window's
+        features.append(max(tests, key=_ratio) if len(tests) > 1 else tests[0])
+    data_drift = float(np.mean(distances))
     detected = sum(f.detected for f in features)
     dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
-    d = stats.ks_statistic(reference.prediction.reference_cdf, window.counts[layout.slices[PREDICTION]])
-    threshold = calibration.ks(n, a)
+    tests = [_test(layout, calibration, pane, PREDICTION, a, scale) for pane, scale in scales]
+    prediction = max(tests, key=_ratio) if len(tests) > 1 else tests[0]
     return DriftResult(
         window.id, n, True, alpha, tuple(features), data_drift, detected / len(features), dataset,
-        d, threshold, d > threshold, **concept,
+        prediction.statistic, prediction.threshold, prediction.detected, **concept,
+        prediction_scale=prediction.scale,
     )
+
+
+def _ratio(test: FeatureDrift) -> float:
+    """Statistic over threshold (calibrated mode); nan sorts below any number."""
+    ratio = test.statistic / test.threshold
+    return ratio if ratio == ratio else -math.inf
+
+
+def _test(layout: PaneLayout, calibration: Calibration, pane: Pane, name: str, alpha: float,
+          scale: str) -> FeatureDrift:
+    """One column's test on one scale (an aggregated pane); PREDICTION for the predictions."""
+    reference, n = layout.reference, pane.records
+    counts = pane.counts[layout.slices[name]]
+    profile = reference.categorical.get(name)
+    if profile is None:
+        bins = reference.prediction if name == PREDICTION else reference.numeric[name]
+        d = stats.ks_statistic(bins.reference_cdf, counts)
+        threshold = calibration.ks(n, alpha)
+        return FeatureDrift(name, "ks", d, d, stats.ks_pvalue(d, n, reference.size), threshold, d > threshold,
+                            scale, n)
+    unseen = np.fromiter(pane.unseen.get(name, {}).values(), dtype=np.float64)
+    x2, dof = stats.chi2_statistic(profile.counts, counts, unseen, calibration.pseudo_count)
+    tv = stats.total_variation(profile.counts, counts, int(unseen.sum()))
+    threshold = calibration.chi2(dof, alpha)
+    compared = x2 if calibration.calibrated else tv
+    return FeatureDrift(name, "chi2", x2, tv, stats.chi2_pvalue(x2, dof), threshold, compared > threshold, scale, n)
 
 
 def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int,
@@ -171,7 +210,8 @@ class DriftMonitor:
         if min_records < 1 or min_joined < 1:
             raise ValueError(f"min_records and min_joined must be >= 1, got {min_records} and {min_joined}")
         self.reference, self.window = reference, window
-        self.calibration = Calibration(reference, ert, mode)
+        # The newest-half scale needs at least 2 panes per window (see `calibration`).
+        self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2)
         self.join = LabelJoin(label_ttl_ms, max_pending)
         counted = isinstance(window, CountWindow)
         self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
@@ -203,8 +243,10 @@ class DriftMonitor:
     def _evaluate(self, pane_id: int) -> DriftResult:
         closed = self.window.panes.get(pane_id)
         new_records = closed.records if closed is not None else 0
+        recent = (self.window.aggregate(pane_id, self.window.panes_per_window // 2)
+                  if self.calibration.recent else None)
         return evaluate(self.window.layout, self.calibration, self.window.aggregate(pane_id),
-                        new_records, self.min_records, self.min_joined, self.errors.totals())
+                        new_records, self.min_records, self.min_joined, self.errors.totals(), recent)
 
     @property
     def counters(self) -> dict[str, int]:

@@ -18,6 +18,7 @@ instance per group: the windows are not shared between instances.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -26,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from contract.records import (CATEGORICAL_FEATURES, MISSING_FIELD, NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES,
+from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
+                              NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, NUMERIC_RANGES, OUT_OF_RANGE, PRICE_RANGE,
                               WRONG_TYPE, InvalidRecord, Rejection, decode_label, parse_json, validate_features)
 from contract.settings import Topics, consumer_config, producer_config
 from monitor.calibration import MODES
@@ -137,8 +140,21 @@ def build_monitor(config: MonitorConfig, reference: Reference) -> DriftMonitor:
 
 
 # -- decoding: bytes -> columns, bad records become data ------------------------------------------
-def _prediction(raw: bytes) -> tuple[str, int, float, dict[str, Any]]:
-    """(id, ts, prediction, features) of one prediction message; raises InvalidRecord."""
+# Per batch of thousands: a well-formed record takes an inlined fast path (one orjson parse, type and
+# range checks equivalent to contract.records' `_fast_features`, one tuple); anything that fails it
+# goes through the full validation (`_prediction` / `decode_label`), which names the reason. The
+# fast checks only ever accept what the full validation accepts, so no invalid record slips through.
+_MAX_TS = 2**53
+_CARAT_HIGH, _DEPTH_HIGH, _TABLE_HIGH = (NUMERIC_RANGES[c][1] for c in NUMERIC_FEATURES)
+_PRICE_LOW, _PRICE_HIGH = PRICE_RANGE
+if (NUMERIC_FEATURES != ("carat", "depth", "table") or CATEGORICAL_FEATURES != ("cut", "color", "clarity")
+        or any(NUMERIC_RANGES[c][0] != 0.0 for c in NUMERIC_FEATURES) or _PRICE_LOW != 0.0):
+    raise ImportError("contract.records changed: update the fast decoding path in monitor.service")
+
+
+def _prediction(raw: bytes) -> tuple[str, int, float, float, float, float, str, str, str]:
+    """(id, ts, prediction, carat, depth, table, cut, color, clarity) of one prediction message;
+    raises InvalidRecord naming why it is refused."""
     obj = parse_json(raw)
     if not isinstance(obj, dict):
         raise InvalidRecord(NOT_OBJECT, f"prediction must be a JSON object, got {type(obj).__name__}")
@@ -151,33 +167,89 @@ def _prediction(raw: bytes) -> tuple[str, int, float, dict[str, Any]]:
     prediction = obj.get("prediction")
     if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
         raise InvalidRecord(MISSING_FIELD if prediction is None else WRONG_TYPE, "'prediction' must be a number")
-    if not np.isfinite(prediction):
+    try:
+        prediction = float(prediction)
+    except OverflowError:  # an integer too large for a float
+        raise InvalidRecord(OUT_OF_RANGE, "'prediction' is too large") from None
+    if not math.isfinite(prediction):
         raise InvalidRecord(NOT_FINITE, f"'prediction' is {prediction}")
-    return record.id, record.ts, float(prediction), record.features()
+    return (record.id, record.ts, prediction, record.carat, record.depth, record.table,
+            record.cut, record.color, record.clarity)
 
 
 def decode_predictions(values: list[bytes]) -> tuple[PredictionBatch, list[tuple[int, Rejection]]]:
     """Columns of the valid predictions, and (position, rejection) of the others."""
-    rows, rejections = [], []
+    rows: list[tuple] = []
+    rejections: list[tuple[int, Rejection]] = []
+    append, loads, limit, max_id, max_cat, max_ts = rows.append, orjson.loads, MAX_RECORD_BYTES, MAX_ID_LENGTH, MAX_CATEGORY_LENGTH, _MAX_TS
+    carat_high, depth_high, table_high = _CARAT_HIGH, _DEPTH_HIGH, _TABLE_HIGH
+    str_, int_, float_, dict_, len_ = str, int, float, dict, len
     for position, raw in enumerate(values):
+        # fast path: comparisons are False for NaN, so a NaN never passes; orjson refuses NaN/Infinity
+        if len_(raw) <= limit:
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError:
+                obj = None
+            if type(obj) is dict_:
+                f = obj.get("features")
+                if type(f) is dict_:
+                    record_id, ts, prediction = obj.get("id"), obj.get("ts"), obj.get("prediction")
+                    carat, depth, table = f.get("carat"), f.get("depth"), f.get("table")
+                    cut, color, clarity = f.get("cut"), f.get("color"), f.get("clarity")
+                    if (type(record_id) is str_ and 0 < len_(record_id) <= max_id
+                            and type(ts) is int_ and 0 <= ts < max_ts
+                            and type(prediction) is float_ and -math.inf < prediction < math.inf
+                            and (type(carat) is float_ or type(carat) is int_) and 0.0 < carat <= carat_high
+                            and (type(depth) is float_ or type(depth) is int_) and 0.0 < depth <= depth_high
+                            and (type(table) is float_ or type(table) is int_) and 0.0 < table <= table_high
+                            and type(cut) is str_ and 0 < len_(cut) <= max_cat
+                            and type(color) is str_ and 0 < len_(color) <= max_cat
+                            and type(clarity) is str_ and 0 < len_(clarity) <= max_cat
+                            and f.get("price") is None):
+                        append((record_id, ts, prediction, carat, depth, table, cut, color, clarity))
+                        continue
         try:
-            rows.append(_prediction(raw))
+            append(_prediction(raw))
         except InvalidRecord as invalid:
             rejections.append((position, invalid.rejection))
+    if rows:
+        ids, ts_, preds, carat, depth, table, cut, color, clarity = zip(*rows)
+    else:
+        ids = ts_ = preds = carat = depth = table = cut = color = clarity = ()
     batch = PredictionBatch(
-        ids=np.array([r[0] for r in rows], dtype=object),
-        ts=np.array([r[1] for r in rows], dtype=np.int64),
-        predictions=np.array([r[2] for r in rows], dtype=np.float64),
-        numeric={c: np.array([r[3][c] for r in rows], dtype=np.float64) for c in NUMERIC_FEATURES},
-        categorical={c: np.array([r[3][c] for r in rows], dtype=str) for c in CATEGORICAL_FEATURES},
+        ids=np.array(ids, dtype=object),
+        ts=np.array(ts_, dtype=np.int64),
+        predictions=np.array(preds, dtype=np.float64),
+        numeric={"carat": np.array(carat, dtype=np.float64), "depth": np.array(depth, dtype=np.float64),
+                 "table": np.array(table, dtype=np.float64)},
+        categorical={"cut": np.array(cut, dtype=str), "color": np.array(color, dtype=str),
+                     "clarity": np.array(clarity, dtype=str)},
     )
     return batch, rejections
 
 
 def decode_labels(values: list[bytes]) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[int, Rejection]]]:
     """(ids, ts (k,) int64, prices (k,) float64) of the valid labels, and the rejections."""
-    ids, ts, prices, rejections = [], [], [], []
+    ids: list[str] = []
+    ts: list[int] = []
+    prices: list[float] = []
+    rejections: list[tuple[int, Rejection]] = []
+    loads, limit, max_id, max_ts, price_high = orjson.loads, MAX_RECORD_BYTES, MAX_ID_LENGTH, _MAX_TS, _PRICE_HIGH
     for position, raw in enumerate(values):
+        if len(raw) <= limit:  # fast path, as for predictions
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError:
+                obj = None
+            if type(obj) is dict:
+                record_id, stamp, price = obj.get("id"), obj.get("ts"), obj.get("price")
+                if (type(record_id) is str and 0 < len(record_id) <= max_id and type(stamp) is int and 0 <= stamp < max_ts
+                        and (type(price) is float or type(price) is int) and 0.0 < price <= price_high):
+                    ids.append(record_id)
+                    ts.append(stamp)
+                    prices.append(price)
+                    continue
         label = decode_label(raw)
         if isinstance(label, Rejection):
             rejections.append((position, label))
@@ -242,9 +314,11 @@ class _Runner:
     def process(self, messages: list[Message]) -> None:
         """One batch: predictions into the windows, then labels into the join; gauges refreshed."""
         predictions, labels = [], []
+        prediction_topic, positions = self.topics.predictions, self.positions
         for message in messages:
-            (predictions if message.topic() == self.topics.predictions else labels).append(message)
-            self.positions[(message.topic(), message.partition())] = message.offset() + 1
+            topic = message.topic()
+            (predictions if topic == prediction_topic else labels).append(message)
+            positions[(topic, message.partition())] = message.offset() + 1
         results = []
         if predictions:
             batch, rejected = decode_predictions([m.value() or b"" for m in predictions])
@@ -332,7 +406,7 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
     try:
         while not stop.is_set():
             polled = consumer.consume(num_messages=config.batch_size, timeout=config.batch_timeout)
-            messages = [m for m in polled if _check(m)]
+            messages = [m for m in polled if m.error() is None or _check(m)]
             if messages:
                 runner.process(messages)
                 changed = True

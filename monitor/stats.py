@@ -37,10 +37,11 @@ from scipy import optimize, special
 
 def ks_statistic(reference_cdf: np.ndarray, counts: np.ndarray) -> float:
     """Binned two-sample KS: max |F_ref - F_window| over bin boundaries; counts (2K+1,) int."""
-    n = counts.sum()
+    cumulative = np.cumsum(counts)
+    n = cumulative[-1]
     if n == 0:
         return math.nan
-    return float(np.max(np.abs(np.cumsum(counts) / n - reference_cdf)))
+    return float(np.abs(cumulative / n - reference_cdf).max())
 
 
 def _ks_scale(n: int, m: int) -> float:
@@ -77,14 +78,16 @@ def chi2_statistic(
     of categories absent from the reference. Each of the C + U categories gets `pseudo_count` added
     to its reference count before normalising.
     """
-    n = counts.sum() + unseen.sum()
+    n = counts.sum() + (unseen.sum() if len(unseen) else 0.0)
     if n == 0:
         return math.nan, 0
     m = reference_counts.sum()
     total = m + pseudo_count * (len(reference_counts) + len(unseen))
     expected = n * (reference_counts + pseudo_count) / total
-    expected_unseen = n * pseudo_count / total
-    x2 = np.sum((counts - expected) ** 2 / expected) + np.sum((unseen - expected_unseen) ** 2) / expected_unseen
+    x2 = ((counts - expected) ** 2 / expected).sum()
+    if len(unseen):
+        expected_unseen = n * pseudo_count / total
+        x2 += ((unseen - expected_unseen) ** 2).sum() / expected_unseen
     return float(x2 * m / (n + m)), len(reference_counts) + len(unseen) - 1
 
 

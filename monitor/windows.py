@@ -204,11 +204,13 @@ class PaneWindow:
         # one, which `result()` evaluates) needs panes_per_window panes before it: keep one more.
         return self.newest is not None and pane_id >= self.newest - self.panes_per_window
 
-    def aggregate(self, upto: int) -> Pane:
-        """Sum of the panes of the window ending at pane `upto`."""
+    def aggregate(self, upto: int, panes: int | None = None) -> Pane:
+        """Sum of the panes of the window ending at pane `upto`; `panes`: only its newest `panes`
+        panes (the recent scale, see `calibration`), default the whole window."""
+        span = self.panes_per_window if panes is None else min(panes, self.panes_per_window)
         total = self.layout.empty(upto)
         for pane_id, pane in self.panes.items():
-            if upto - self.panes_per_window < pane_id <= upto:
+            if upto - span < pane_id <= upto:
                 total = total.merge(pane)
         total.id = upto
         return total

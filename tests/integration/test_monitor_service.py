@@ -57,6 +57,43 @@ def test_bad_predictions_and_labels_become_rejections_not_exceptions():
     assert [r.reason for _, r in rejected] == ["missing_field"]
 
 
+def test_the_fast_decoding_path_accepts_only_what_full_validation_accepts():
+    from monitor.service import _prediction, decode_labels, decode_predictions
+
+    good = (b'{"id":"a","ts":5,"prediction":512.5,"features":{"carat":0.3,"cut":"Ideal","color":"E","clarity":"SI1",'
+            b'"depth":61.0,"table":55.0}}')
+    cases = {
+        good: None,
+        good.replace(b'"id":"a"', b'"id":7'): None,  # integer ids normalised to "7" by the full path
+        good.replace(b"512.5", b"512"): None,
+        good.replace(b'"id":"a",', b'').replace(b'"carat"', b'"id":"f","carat"'): None,  # id inside features
+        good.replace(b"512.5", b"NaN"): "not_finite",
+        good.replace(b"512.5", b"1e400"): "not_finite",
+        good.replace(b"512.5", b"1" + b"0" * 400): "out_of_range",  # an integer too large for a float
+        good.replace(b"512.5", b"true"): "wrong_type",
+        good.replace(b'"carat":0.3', b'"carat":20.5'): "out_of_range",
+        good.replace(b'"carat":0.3', b'"carat":NaN'): "not_finite",
+        good.replace(b'"cut":"Ideal"', b'"cut":""'): "out_of_range",
+        good.replace(b'"ts":5', b'"ts":-1'): "out_of_range",
+        good.replace(b'"ts":5', b'"ts":5.0'): "wrong_type",
+        good.replace(b'"table":55.0}', b'"table":55.0,"price":-3}'): "out_of_range",
+        good.replace(b'"id":"a"', b'"id":"' + b"x" * 129 + b'"'): "out_of_range",
+        good[:-1]: "not_json",
+    }
+    batch, rejected = decode_predictions(list(cases))
+    assert [(i, r.reason) for i, r in rejected] == [(i, why) for i, why in enumerate(cases.values()) if why]
+    accepted = [_prediction(raw) for raw, why in cases.items() if why is None]
+    assert batch.ids.tolist() == [r[0] for r in accepted] == ["a", "7", "a", "f"]
+    assert batch.predictions.tolist() == [r[2] for r in accepted] and batch.predictions.dtype == np.float64
+    assert batch.numeric["carat"].tolist() == [0.3] * 4 and batch.categorical["clarity"].tolist() == ["SI1"] * 4
+    empty, rejected = decode_predictions([b"{}"])
+    assert len(empty) == 0 and empty.numeric["carat"].dtype == np.float64 and [r.reason for _, r in rejected] == ["missing_field"]
+    ids, ts, prices, rejected = decode_labels([b'{"id":"a","ts":5,"price":326}', b'{"id":7,"ts":6,"price":1.5}',
+                                               b'{"id":"b","ts":5,"price":0}', b'{"id":"c","ts":5,"price":NaN}'])
+    assert ids == ["a", "7"] and ts.tolist() == [5, 6] and prices.tolist() == [326.0, 1.5] and prices.dtype == np.float64
+    assert [(i, r.reason) for i, r in rejected] == [(2, "out_of_range"), (3, "not_finite")]
+
+
 def test_gauges_are_nan_until_the_window_is_full_and_state_round_trips(model_dir):
     from monitor.metrics import MonitorMetrics
     from monitor.service import MonitorConfig, build_monitor, load_reference
@@ -184,7 +221,9 @@ def test_price_inflation_flags_concept_drift_and_no_feature(kafka, tmp_path):
     assert samples[("drift_dataset_detections_total", ())] == 0
     assert samples[("concept_drift_detected", ())] == 1 and samples[("concept_drift_detections_total", ())] > 0
     assert samples[("concept_drift", ())] > samples[("concept_drift_threshold", ())]
-    assert first_detection(log, "concept") is None or first_detection(log, "concept") > 6000
+    # Labels go straight from the producer and can join before their predictions' pane closes, so
+    # the window ending exactly at the onset may already hold inflated errors; earlier is a false alarm.
+    assert first_detection(log, "concept") is None or first_detection(log, "concept") >= 6000
 
 
 @pytest.mark.broker

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # no conftest: make monitor importable
 
+from monitor import stats  # noqa: E402
 from monitor.drift import DriftMonitor, DriftResult  # noqa: E402
 from monitor.reference import Reference  # noqa: E402
 from monitor.windows import CountWindow, PredictionBatch, TimeWindow  # noqa: E402
@@ -22,6 +23,7 @@ CATEGORICAL = ("cut", "color", "clarity")
 CORE_MODULES = ("monitor", "monitor.reference", "monitor.stats", "monitor.windows", "monitor.join",
                 "monitor.calibration", "monitor.drift")
 ONSET = 5000
+DELAYS = [500] * 9  # carat-shift delays of seeds 100..108 (750 with the whole window only)
 
 
 @pytest.fixture(scope="module")
@@ -114,15 +116,59 @@ def test_no_alarm_on_1m_no_drift_records(heldout, reference):
 
 @pytest.mark.parametrize(
     "scenario, after, flagged",
-    [("carat_1.1", 750, {"carat"}), ("cut_mix", 250, {"cut"}), ("new_clarity", 250, {"clarity"})],
+    [("carat_1.1", 500, {"carat"}), ("cut_mix", 250, {"cut"}), ("new_clarity", 250, {"clarity"})],
 )
 def test_feature_drift_flagged_within_one_window(heldout, reference, scenario, after, flagged):
     monitor = DriftMonitor(reference, CountWindow(reference))
     index, alarm = first_alarm(feed(monitor, stream(heldout, ONSET + 2000, seed=3, scenario=scenario)))
     assert index == after <= 1000
     assert {f.name for f in alarm.features if f.detected} == flagged
+    # flagged by the newest half window (500 records, all drifted), reported with its own threshold
+    for f in alarm.features:
+        if f.detected:
+            assert f.scale == "recent" and f.records == 500 and f.statistic > f.threshold
     assert alarm.dataset_detected and alarm.share_detected == pytest.approx(1 / 6)
     assert not alarm.concept_detected
+
+
+def test_abrupt_carat_shift_detected_within_500_records(heldout, reference):
+    """carat x1.1 rounded to 2 decimals (the producer's carat-shift), 9 seeds: the newest half window
+    is fully drifted 500 records after onset, where the whole window's D (~0.07) is still below its
+    threshold; 750 records with the whole window alone."""
+    delays = []
+    for seed in range(100, 109):
+        cols = stream(heldout, ONSET + 2000, seed=seed, scenario="carat_1.1")
+        cols["carat"][ONSET:] = np.round(cols["carat"][ONSET:], 2)
+        index, alarm = first_alarm(feed(DriftMonitor(reference, CountWindow(reference)), cols))
+        assert {f.name for f in alarm.features if f.detected} == {"carat"}
+        delays.append(index)
+    print("carat-shift delays", delays)
+    assert delays == DELAYS and np.median(delays) <= 500
+
+
+def test_scales_reported_coherently(heldout, reference):
+    """Each column reports the scale with the larger statistic / threshold; data_drift stays on the
+    whole window's distances."""
+    monitor = DriftMonitor(reference, CountWindow(reference))
+    assert monitor.calibration.recent and monitor.calibration.tests == 15
+    results = [r for r in feed(monitor, stream(heldout, ONSET + 500, seed=3, scenario="carat_1.1")) if r.ready]
+    for r in results:
+        for f in r.features:
+            assert (f.scale, f.records) in (("window", 1000), ("recent", 500))
+            assert f.detected == (f.statistic > f.threshold)
+        assert r.prediction_scale in ("window", "recent")
+    last = results[-1]
+    carat = last.features[0]
+    assert carat.scale == "recent" and carat.statistic > carat.threshold
+    whole = monitor.window.aggregate(last.pane)
+    d = stats.ks_statistic(reference.numeric["carat"].reference_cdf, whole.counts[monitor.window.layout.slices["carat"]])
+    # half drifted: the whole window alone would not flag it yet
+    assert carat.distance == carat.statistic > 0.12 and 0.06 < d < monitor.calibration.ks(1000, last.alpha) < 0.09
+    assert last.data_drift > 0 and last.data_drift != pytest.approx(np.mean([f.distance for f in last.features]))
+    # one-pane windows have no newest half: 8 tests, whole window only
+    single = DriftMonitor(reference, CountWindow(reference, 1000, 1000))
+    assert not single.calibration.recent and single.calibration.tests == 8
+    assert all(f.scale == "window" for f in feed(single, stream(heldout, 2000, seed=3))[-1].features)
 
 
 def test_new_category_counted_not_crashing(heldout, reference):
@@ -153,6 +199,9 @@ def test_fixed_mode_uses_the_tutorials_thresholds(heldout, reference):
     assert all(f.threshold == 0.1 for f in last.features)
     assert last.data_drift == pytest.approx(np.mean([f.distance for f in last.features]))
     assert last.dataset_detected == (last.data_drift > 0.1)
+    # the tutorial's rules: whole window only, no recent scale
+    assert not monitor.calibration.recent and last.prediction_scale == "window"
+    assert all(f.scale == "window" and f.records == 1000 for f in last.features)
 
 
 def test_window_not_full_reports_none_not_zero(heldout, reference):
@@ -203,6 +252,8 @@ def test_time_window_with_delayed_labels(heldout, reference):
     # 250 and 200 in the filling one.
     assert monitor.result().joined == 950 and monitor.result().label_coverage == pytest.approx(2 / 3)
     assert not any(r.drift_detected for r in results)
+    # half the 6 panes (3 x 10 s = 300 records) is the recent scale
+    assert {f.records for r in results if r.ready for f in r.features} <= {300, 500, 600}
     assert monitor.counters["late_records"] == 0 and monitor.counters["expired_predictions"] == 0
 
 

@@ -115,35 +115,45 @@ def test_saddlepoint_tail_matches_bootstrap_where_bootstrap_reaches(reference):
 
 def test_calibrated_thresholds_at_defaults(reference):
     t = Calibration(reference).thresholds(1000, 250)
-    assert t["alpha_per_test"] == 250 / 1e7 / 8
-    assert t["carat"] == pytest.approx(0.08512, abs=1e-5)
+    assert t["tests"] == 15 and t["alpha_per_test"] == 250 / 1e7 / 15  # 7 tests at 2 scales + MSE ratio
+    assert t["carat"] == pytest.approx(0.08710, abs=1e-5)
     assert t["prediction"] == t["carat"]
-    assert (t["cut"], t["color"], t["clarity"]) == pytest.approx((30.956, 35.720, 37.930), abs=1e-3)
-    assert t["mse_ratio"] == pytest.approx(0.911, abs=1e-3)
+    assert (t["cut"], t["color"], t["clarity"]) == pytest.approx((32.293, 37.122, 39.362), abs=1e-3)
+    assert t["mse_ratio"] == pytest.approx(0.938, abs=1e-3)
+    recent = t["recent"]  # the newest half window: 500 records
+    assert t["recent_records"] == 500 and recent["carat"] == pytest.approx(0.12033, abs=1e-5)
+    assert recent["prediction"] == recent["carat"] and recent["cut"] == t["cut"]
+    single = Calibration(reference, recent=False).thresholds(1000, 250)  # one scale: as before, 8 tests
+    assert single["alpha_per_test"] == 250 / 1e7 / 8 and "recent" not in single
+    assert single["carat"] == pytest.approx(0.08512, abs=1e-5)
     fixed = Calibration(reference, mode="fixed").thresholds(1000, 250)
-    assert fixed["carat"] == fixed["cut"] == fixed["mse_ratio"] == 0.1
+    assert fixed["carat"] == fixed["cut"] == fixed["mse_ratio"] == 0.1 and "recent" not in fixed
 
 
 def test_false_alarm_rate_matches_budget_at_loose_alpha(heldout, reference):
-    """Non-overlapping 1,000-record windows, per-test alpha = 0.05 (ert = 1000 / 0.4, 8 tests).
+    """Non-overlapping 1,000-record windows, per-test alpha = 0.05 (set directly: with 15 tests the
+    budget alpha(r) = r / ert / 15 is capped at 0.5 / 15 = 0.033).
 
     KS: an independent continuous population (lognormal), 20 references x 200 windows: the rate
-    must be 0.05 within 0.015 (4 binomial s.d. of 4,000 windows). Windows resampled from the
+    must be 0.05 within 0.015 (4 binomial s.d. of 4,000 windows), at both scales: the whole
+    window (n = 1000) and its newest half (n = 500, its own threshold). Windows resampled from the
     held-out predictions themselves carry no reference noise, so their rate is lower (0.035 by
     Kolmogorov's law at n=1000 instead of n*m/(n+m)); the MSE ratio likewise. Both stay <= 0.05.
     """
-    calibration = Calibration(reference, ert=2500)
-    alpha = calibration.alpha(1000)
-    assert alpha == pytest.approx(0.05)
+    calibration = Calibration(reference, ert=1e4)
+    assert calibration.tests == 15 and calibration.alpha(1000) == pytest.approx(1000 / 1e4 / 15)
+    alpha = 0.05
     rng = np.random.default_rng(5)
-    alarms = 0
+    alarms = {1000: 0, 500: 0}
     for _ in range(20):
         bins = build_bins("x", rng.lognormal(8, 1, 10788))
-        threshold = stats.ks_threshold(alpha, 1000, 10788)
-        for _ in range(200):
-            alarms += stats.ks_statistic(bins.reference_cdf, bins.counts(rng.lognormal(8, 1, 1000))) > threshold
-    print("lognormal KS false-alarm rate", alarms / 4000)
-    assert abs(alarms / 4000 - 0.05) < 0.015
+        for n in alarms:
+            threshold = stats.ks_threshold(alpha, n, 10788)
+            assert threshold == calibration.ks(n, alpha)
+            for _ in range(200):
+                alarms[n] += stats.ks_statistic(bins.reference_cdf, bins.counts(rng.lognormal(8, 1, n))) > threshold
+    print("lognormal KS false-alarm rate by n", {n: a / 4000 for n, a in alarms.items()})
+    assert all(abs(a / 4000 - 0.05) < 0.015 for a in alarms.values())
 
     bins, threshold = reference.prediction, calibration.ks(1000, alpha)
     windows = rng.integers(0, reference.size, (4000, 1000))
