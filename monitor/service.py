@@ -39,7 +39,7 @@ from monitor.calibration import MODES
 from monitor.drift import DriftMonitor, DriftResult
 from monitor.metrics import MonitorMetrics
 from monitor.reference import Reference
-from monitor.state import Offsets, StateTooLarge, encode_state, read_latest, write_state
+from monitor.state import Offsets, encode_state, read_latest, write_state
 from monitor.windows import CountWindow, PredictionBatch, TimeWindow
 
 log = logging.getLogger(__name__)
@@ -374,11 +374,7 @@ class _Runner:
     def persist(self, consumer: Consumer, producer: Producer) -> None:
         """Snapshot, wait for its ack, then commit the same offsets to the group."""
         value = encode_state(self.config.group, self.config.window_state, self.positions, self.monitor.to_dict())
-        try:
-            write_state(producer, self.config.state_topic, self.config.group, value)
-        except StateTooLarge as exc:
-            log.error("%s; offsets not committed, a restart replays from the previous snapshot", exc)
-            return
+        write_state(producer, self.config.state_topic, self.config.group, value)
         self.metrics.state_writes.inc()
         self.metrics.state_bytes.set(len(value))
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
