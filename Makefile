@@ -46,8 +46,13 @@ test-all: setup tools
 demo: setup $(MODEL_DIR)/model.joblib
 	$(PY) -m devstack.demo
 
+# Benchmarks (not tests): numbers for the README, ratios within one run.
 bench: setup $(MODEL_DIR)/model.joblib
-	$(PY) -m bench
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/model_bench.py
+	$(PY) bench/scorer_bench.py
+	$(PY) bench/monitor_bench.py --records 200000 --seeds 5
+	$(PY) bench/faust_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .demo

@@ -58,28 +58,8 @@ def service_env(bootstrap: str, topics: dict[str, str], model_dir: Path) -> dict
             "MODEL_DIR": str(model_dir), **topics}
 
 
-def bare_consume_rate(bootstrap: str, topic: str, expected: int) -> float:
-    """Records/s of a bare consumer reading the topic, first to last message: the fetch path's ceiling.
-
-    librdkafka prefetches while the group join completes; a 1 MB prefetch queue keeps that from
-    hiding the fetch cost (otherwise the whole topic is local before the clock starts)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "fetch.wait.max.ms": 50,
-                         "queued.max.messages.kbytes": 1024})
-    consumer.subscribe([topic])
-    total, first_batch, first = 0, 0, None
-    while total < expected:
-        got = [m for m in consumer.consume(5000, 0.2) if not m.error()]
-        if got and first is None:
-            first, first_batch = time.perf_counter(), len(got)  # time from the first batch on
-        total += len(got)
-    elapsed = time.perf_counter() - first
-    consumer.close()
-    return (total - first_batch) / elapsed
-
-
-def scorer_throughput(bootstrap: str, frame: pd.DataFrame, model_dir: Path) -> tuple[float, float]:
-    """(scorer records/s, bare consumer records/s) on a topic already holding every record."""
+def scorer_throughput(bootstrap: str, frame: pd.DataFrame, model_dir: Path) -> float:
+    """Records/s of a running scorer draining a topic already holding every record."""
     suffix = uuid.uuid4().hex[:8]
     topics = {"FEATURES_TOPIC": f"bench-f-{suffix}", "PREDICTIONS_TOPIC": f"bench-p-{suffix}",
               "DLQ_TOPIC": f"bench-d-{suffix}", "LABELS_TOPIC": f"bench-l-{suffix}"}
@@ -96,8 +76,7 @@ def scorer_throughput(bootstrap: str, frame: pd.DataFrame, model_dir: Path) -> t
             except BufferError:
                 producer.poll(0.05)
     producer.flush()
-    bare = bare_consume_rate(bootstrap, topics["FEATURES_TOPIC"], len(frame))
-    scorer = subprocess.Popen([sys.executable, "-m", "scorer", "run", "--metrics-port", "0", "--group", f"bench-{suffix}", *os.environ.get("BENCH_SCORER_ARGS", "").split()],
+    scorer = subprocess.Popen([sys.executable, "-m", "scorer", "run", "--metrics-port", "0", "--group", f"bench-{suffix}"],
                               env=service_env(bootstrap, topics, model_dir), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -110,7 +89,7 @@ def scorer_throughput(bootstrap: str, frame: pd.DataFrame, model_dir: Path) -> t
     scored = np.array([p["scored_at"] for _, p in received], dtype=float)
     first, last = scored.min(), scored.max()
     after_first = int((scored > first).sum())
-    return after_first / ((last - first) / 1000.0), bare
+    return after_first / ((last - first) / 1000.0)
 
 
 def latency_at_rate(bootstrap: str, model_dir: Path, rate: int, count: int) -> tuple[float, float]:
@@ -138,7 +117,7 @@ def latency_at_rate(bootstrap: str, model_dir: Path, rate: int, count: int) -> t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--latency-records", type=int, default=20_000)
     args = parser.parse_args(argv)
     model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
@@ -156,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = start_broker()
     try:
-        through_broker, bare = scorer_throughput(broker.bootstrap, frame, model_dir)
+        through_broker = scorer_throughput(broker.bootstrap, frame, model_dir)
         p50, p99 = latency_at_rate(broker.bootstrap, model_dir, 1000, args.latency_records)
     finally:
         broker.stop()
@@ -165,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|")
     print(f"| offline `model.predict`, one call | {offline:,.0f} | 1.00 |")
     print(f"| scorer through the local broker (decode, predict, produce, commit) | {through_broker:,.0f} | {through_broker / offline:.2f} |")
-    print(f"| bare confluent-kafka consumer reading the same topic (no work) | {bare:,.0f} | {bare / offline:.2f} |")
     print(f"| tutorial: one record per `predict` call | {per_record:,.0f} | {per_record / offline:.3f} |")
     print()
     print(f"produce -> prediction received at 1,000 records/s ({args.latency_records:,} records): p50 {p50:.0f} ms, p99 {p99:.0f} ms")

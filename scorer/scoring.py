@@ -1,6 +1,5 @@
 """The scoring step: raw feature messages in, predictions and dead letters out. No I/O.
 
-Two halves, so the service can run the model on one batch while it decodes the next:
     decode_batch(values)                      -> DecodedBatch (valid records as a frame, rejections)
     predict(decoded.frame)                    -> one prediction per valid record
     finish_batch(decoded, predictions, ...)   -> ScoredBatch (prediction messages, rejections)

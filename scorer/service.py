@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from contract.delivery import DeliveryReport, produce
 from contract.records import REJECTION_REASONS
 from contract.settings import Topics, consumer_config, producer_config
 from scorer.model import LoadedModel
-from scorer.scoring import DecodedBatch, ScoredBatch, decode_batch, finish_batch, predict_decoded
+from scorer.scoring import ScoredBatch, score_batch
 
 log = logging.getLogger(__name__)
 
@@ -124,102 +123,53 @@ def commit(consumer: Consumer, messages: list[Message]) -> None:
             raise
 
 
-@dataclass
-class _InFlight:
-    """A batch whose prediction is running on the predictor thread."""
-
-    messages: list[Message]
-    decoded: DecodedBatch
-    predictions: Future | None = None
-    started: float = 0.0
-
-
-class _Scorer:
-    """The run loop's state: at most one batch in flight between `predict` and commit.
-
-    While the model predicts batch N on the predictor thread (the forest's tree traversal
-    releases the GIL), the main thread delivers and commits batch N-1 and decodes batch N+1.
-    Batch N's outputs are produced only after batch N-1 is committed, so a crash still
-    duplicates at most one batch.
-    """
-
-    def __init__(self, config: ScorerConfig, model: LoadedModel, topics: Topics, metrics: ScorerMetrics,
-                 consumer: Consumer, producer: Producer, predictor: ThreadPoolExecutor) -> None:
-        self.config, self.model, self.topics, self.metrics = config, model, topics, metrics
-        self.consumer, self.producer, self.predictor = consumer, producer, predictor
-        self.in_flight: _InFlight | None = None
-
-    def start(self, messages: list[Message]) -> None:
-        """Decode a new batch and set its prediction going, finishing the one before it."""
-        batch = _InFlight(messages, decode_batch([m.value() for m in messages]), started=time.perf_counter())
-        previous, self.in_flight = self.in_flight, None
-        if previous is not None:
-            previous.predictions.result()  # one prediction at a time on the predictor thread
-        batch.predictions = self.predictor.submit(predict_decoded, batch.decoded, self.model.predict)
-        if previous is not None:
-            self.finish(previous)
-        self.in_flight = batch
-
-    def finish_in_flight(self) -> None:
-        if self.in_flight is not None:
-            batch, self.in_flight = self.in_flight, None
-            self.finish(batch)
-
-    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Called inside consume() on a rebalance: commit what is in hand while we still own it.
-        self.finish_in_flight()
-
-    def finish(self, batch: _InFlight) -> None:
-        """Deliver a batch's predictions and dead letters, then commit its offsets."""
-        scored = finish_batch(batch.decoded, batch.predictions.result(), self.model.version, int(time.time() * 1000))
-        report = deliver(scored, batch.messages, self.producer, self.topics)
-        if report.failed:
-            # Not committing makes the batch replay after restart; stopping loudly beats
-            # running on while outputs are lost.
-            raise RuntimeError(f"{report.failed} outputs not delivered ({report.last_error}); offsets not committed")
-        commit(self.consumer, batch.messages)
-        self.record(batch, scored)
-
-    def record(self, batch: _InFlight, scored: ScoredBatch) -> None:
-        metrics, messages = self.metrics, batch.messages
-        delivered_at = time.time()
-        metrics.consumed.inc(len(messages))
-        metrics.predictions.inc(len(scored.predictions))
-        for _, rejection in scored.rejections:
-            metrics.invalid.labels(rejection.reason).inc()
-        for feature, count in scored.unseen.items():
-            metrics.unseen.labels(feature).inc(count)
-        # The features message's Kafka timestamp is when its producer sent it. Observing
-        # every record costs as much as decoding it: the histogram takes an even sample.
-        sample = messages[:: max(1, len(messages) // LATENCY_SAMPLES_PER_BATCH)]
-        sent_ms = np.array([m.timestamp()[1] for m in sample], dtype=float)
-        for lag in delivered_at - sent_ms[sent_ms > 0] / 1000.0:
-            metrics.latency.observe(lag)
-        metrics.batch_seconds.observe(time.perf_counter() - batch.started)
+def record_metrics(metrics: ScorerMetrics, messages: list[Message], scored: ScoredBatch, started: float) -> None:
+    delivered_at = time.time()
+    metrics.consumed.inc(len(messages))
+    metrics.predictions.inc(len(scored.predictions))
+    for _, rejection in scored.rejections:
+        metrics.invalid.labels(rejection.reason).inc()
+    for feature, count in scored.unseen.items():
+        metrics.unseen.labels(feature).inc(count)
+    # The features message's Kafka timestamp is when its producer sent it. Observing every
+    # record costs as much as decoding it: the histogram takes an even sample.
+    sample = messages[:: max(1, len(messages) // LATENCY_SAMPLES_PER_BATCH)]
+    sent_ms = np.array([m.timestamp()[1] for m in sample], dtype=float)
+    for lag in delivered_at - sent_ms[sent_ms > 0] / 1000.0:
+        metrics.latency.observe(lag)
+    metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
 def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: CollectorRegistry,
         stop: threading.Event) -> int:
-    """Consume until `stop` is set; the batches in hand are finished, delivered and committed first."""
+    """Consume until `stop` is set; the batch in hand is finished, delivered and committed first.
+
+    One batch at a time: predicting on a second thread while the main thread decodes and
+    delivers measured no faster (the forest and the decoder contend for the GIL), so the
+    simpler loop stays.
+    """
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
     consumer = Consumer(consumer_config(config.group))
     producer = Producer(producer_config())
+    consumer.subscribe([topics.features])
     log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict") as predictor:
-        scorer = _Scorer(config, model, topics, metrics, consumer, producer, predictor)
-        consumer.subscribe([topics.features], on_revoke=scorer.on_revoke)
-        try:
-            while not stop.is_set():
-                messages = [m for m in collect_batch(consumer, config.batch_size, config.batch_timeout) if _check(m)]
-                if messages:
-                    scorer.start(messages)
-                else:
-                    scorer.finish_in_flight()  # a lull: deliver now rather than wait for the next batch
-            scorer.finish_in_flight()
-        finally:
-            scorer.in_flight = None  # on an error, leave it uncommitted: it replays after restart
-            producer.flush(10)
-            consumer.close()  # leaves the group now, so partitions move to other instances at once
+    try:
+        while not stop.is_set():
+            messages = [m for m in collect_batch(consumer, config.batch_size, config.batch_timeout) if _check(m)]
+            if not messages:
+                continue
+            started = time.perf_counter()
+            scored = score_batch([m.value() for m in messages], model.predict, model.version, int(time.time() * 1000))
+            report = deliver(scored, messages, producer, topics)
+            if report.failed:
+                # Not committing makes the batch replay after restart; stopping loudly beats
+                # running on while outputs are lost.
+                raise RuntimeError(f"{report.failed} outputs not delivered ({report.last_error}); offsets not committed")
+            commit(consumer, messages)
+            record_metrics(metrics, messages, scored, started)
+    finally:
+        producer.flush(10)
+        consumer.close()  # leaves the group now, so partitions move to other instances at once
     log.info("scorer stopped")
     return 0
