@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -27,7 +26,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from devstack.broker import free_port
+from devstack.broker import free_port, terminate
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +55,7 @@ class Process:
     log_path: Path
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
 
     def log_tail(self, lines: int = 20) -> str:
         try:

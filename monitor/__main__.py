@@ -5,9 +5,7 @@ import argparse
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -66,18 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=fmt, epilog=NAN_NOTE)
     status.add_argument("--url", default=f"http://localhost:{port}/metrics", help="the monitor's metrics URL")
     return parser
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("%s: finishing the current batch, saving state, then stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
@@ -139,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from contract.delivery import wait_for_broker
+    from contract.service import stop_on_signals
     from contract.settings import Topics, ensure_topics
     from monitor.service import MonitorConfig, StateMismatch, load_reference, run
     from monitor.state import create_state_topic
@@ -155,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     topics = Topics.from_env()
-    stop = _stop_on_signals()
+    stop = stop_on_signals("finishing the current batch, saving state")
     wait_for_broker(timeout=args.startup_timeout)
     ensure_topics([topics.predictions, topics.labels], args.partitions)
     create_state_topic(config.state_topic)

@@ -219,7 +219,21 @@ class DriftMonitor:
         self.min_records, self.min_joined = min_records, min_joined
 
     def update(self, batch: PredictionBatch) -> list[DriftResult]:
-        """Add n predictions; returns one result per pane this batch closed (oldest first)."""
+        """Add n predictions; returns one result per pane this batch closed (oldest first).
+
+        A count window takes the batch one step at a time, so each evaluation sees only the
+        labels joined by records up to its own end (a batch can hold records far past it)."""
+        if not isinstance(self.window, CountWindow):
+            return self._update(batch)
+        results: list[DriftResult] = []
+        start = 0
+        while start < len(batch):
+            stop = start + self.window.step - self.window.records % self.window.step
+            results += self._update(batch.rows(start, stop))
+            start = stop
+        return results
+
+    def _update(self, batch: PredictionBatch) -> list[DriftResult]:
         pane_ids, closed = self.window.update(batch)
         self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids))
         results = [self._evaluate(q) for q in closed]

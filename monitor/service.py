@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
                               NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, NUMERIC_RANGES, OUT_OF_RANGE, PRICE_RANGE,
                               WRONG_TYPE, InvalidRecord, Rejection, decode_label, parse_json, validate_features)
+from contract.service import is_record
 from contract.settings import Topics, consumer_config, producer_config
 from monitor.calibration import MODES
 from monitor.drift import DriftMonitor, DriftResult
@@ -260,19 +261,6 @@ def decode_labels(values: list[bytes]) -> tuple[list[str], np.ndarray, np.ndarra
     return ids, np.array(ts, dtype=np.int64), np.array(prices, dtype=np.float64), rejections
 
 
-def _check(message: Message) -> bool:
-    """True for a record; False for a benign event; raises on an error the service cannot survive."""
-    error = message.error()
-    if error is None:
-        return True
-    if error.code() == KafkaError._PARTITION_EOF:
-        return False
-    if error.fatal() or not error.retriable():
-        raise KafkaException(error)
-    log.warning("consumer: %s", error)
-    return False
-
-
 class _Runner:
     """The loop's mutable parts: monitor, positions covered, metrics, reasons already logged."""
 
@@ -402,7 +390,7 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
     try:
         while not stop.is_set():
             polled = consumer.consume(num_messages=config.batch_size, timeout=config.batch_timeout)
-            messages = [m for m in polled if m.error() is None or _check(m)]
+            messages = [m for m in polled if m.error() is None or is_record(m)]
             if messages:
                 runner.process(messages)
                 changed = True

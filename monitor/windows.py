@@ -48,6 +48,13 @@ class PredictionBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def rows(self, start: int, stop: int) -> "PredictionBatch":
+        """Records start..stop-1 (views, no copy)."""
+        part = slice(start, stop)
+        return PredictionBatch(self.ids[part], self.ts[part], self.predictions[part],
+                               {c: v[part] for c, v in self.numeric.items()},
+                               {c: v[part] for c, v in self.categorical.items()})
+
     @classmethod
     def from_messages(
         cls, messages: Sequence[Mapping[str, Any]], numeric: Sequence[str], categorical: Sequence[str]

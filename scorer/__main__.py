@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from contract.service import stop_on_signals
 from contract.settings import DEFAULT_PARTITIONS, Topics
 
 log = logging.getLogger("scorer")
@@ -55,18 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("%s: finishing the current batch, then stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -108,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stop = _stop_on_signals()
+    stop = stop_on_signals("finishing the current batch")
     wait_for_broker(timeout=args.startup_timeout)
     ensure_topics([topics.features, topics.predictions, topics.dlq], args.partitions)
     registry = CollectorRegistry()

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contract.delivery import DeliveryReport, produce
 from contract.records import REJECTION_REASONS
+from contract.service import is_record
 from contract.settings import Topics, consumer_config, producer_config
 from scorer.model import LoadedModel
 from scorer.scoring import ScoredBatch, score_batch
@@ -60,19 +61,6 @@ class ScorerMetrics:
         self.model = Gauge("scorer_model_info", "The model being served", ["model_version"], registry=registry)
         for reason in REJECTION_REASONS:  # export zeros so rate() works before the first bad record
             self.invalid.labels(reason)
-
-
-def _check(message: Message) -> bool:
-    """True for a record; False for a benign event; raises on an error the service cannot survive."""
-    error = message.error()
-    if error is None:
-        return True
-    if error.code() == KafkaError._PARTITION_EOF:
-        return False
-    if error.fatal() or not error.retriable():
-        raise KafkaException(error)
-    log.warning("consumer: %s", error)
-    return False
 
 
 def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics) -> DeliveryReport:
@@ -156,7 +144,7 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
     try:
         while not stop.is_set():
-            messages = [m for m in collect_batch(consumer, config.batch_size, config.batch_timeout) if _check(m)]
+            messages = [m for m in collect_batch(consumer, config.batch_size, config.batch_timeout) if is_record(m)]
             if not messages:
                 continue
             started = time.perf_counter()

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer
 from contract.records import FEATURE_COLUMNS, Rejection, decode_features
 from devstack.broker import free_port
 from scorer.model import load
-from tests.support import ROOT, stop_process, wait_until
+from tests.support import stop_process, wait_until
 
 pytestmark = pytest.mark.broker
 

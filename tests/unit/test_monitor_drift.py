@@ -277,6 +277,19 @@ def test_labels_slower_than_a_window_still_measure_concept_drift(heldout, refere
     assert (first + 1) * 250 == 7500
 
 
+def test_labels_ahead_of_a_large_batch_count_only_at_their_own_step(heldout, reference):
+    """Labels first, then 8,000 predictions in one batch: an evaluation must not see the errors
+    of records after its own end (price inflation from 6,000 on)."""
+    monitor = DriftMonitor(reference, CountWindow(reference))
+    cols = stream(heldout, 8000, seed=13, scenario="price_1.2", onset=6000)
+    monitor.update_labels(cols["id"], cols["ts"], cols["price"])
+    results = monitor.update(PredictionBatch(cols["id"], cols["ts"], cols["prediction"],
+                                             {c: cols[c] for c in NUMERIC}, {c: cols[c] for c in CATEGORICAL}))
+    assert len(results) == 32
+    flagged = [(i + 1) * 250 for i, r in enumerate(results) if r.concept_detected]
+    assert flagged and min(flagged) == 6250  # none before the onset; one step after it
+
+
 def test_evaluation_cost_under_one_millisecond(heldout, reference):
     costs = {}
     for window in (1_000, 10_000, 100_000):
