@@ -60,6 +60,18 @@ def status_line(scorer: dict, monitor: dict) -> str:
             f"flagged: {', '.join(flagged) or 'nothing'}")
 
 
+def watch(processes: list[subprocess.Popen], names: dict[int, str], stopping: threading.Event) -> None:
+    """Stop the demo, saying why, when a service it started dies (not while the demo stops them)."""
+    while not stopping.is_set():
+        for process in processes:
+            if process.pid in names and process.poll() is not None and not stopping.is_set():
+                name = names[process.pid]
+                print(f"\n{name} exited with code {process.returncode}; its log: {WORKDIR / (name + '.log')}", flush=True)
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+        time.sleep(0.5)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM as on Ctrl-C
     WORKDIR.mkdir(exist_ok=True)
+    try:  # fail now, with seaborn's message, rather than in the simulator's log
+        from contract.dataset import load_diamonds
+
+        load_diamonds()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Fresh Prometheus and Alertmanager data: series left by an earlier run would raise ghost alerts.
+    for folder in ("prometheus", "alertmanager"):
+        shutil.rmtree(WORKDIR / folder, ignore_errors=True)
     started: list[subprocess.Popen] = []
+    names: dict[int, str] = {}
+    stopping = threading.Event()
     stoppers: list = []
     broker: LocalBroker | None = None
     try:
@@ -87,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def launch(name: str, *command: str) -> None:
             log = open(WORKDIR / f"{name}.log", "ab")
-            started.append(subprocess.Popen([sys.executable, "-m", *command], env=env, cwd=ROOT, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True))
+            process = subprocess.Popen([sys.executable, "-m", *command], env=env, cwd=ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            started.append(process)
+            names[process.pid] = name
 
         launch("scorer", "scorer", "run", "--metrics-port", str(scorer_port))
         print(f"scorer      metrics http://127.0.0.1:{scorer_port}/metrics")
@@ -128,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         tail = subprocess.Popen([sys.executable, "-m", "scorer", "tail", "--json"], env=env, cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
         started.append(tail)
+        threading.Thread(target=watch, args=(started, names, stopping), daemon=True).start()
         seen_alerts = 0
         last_status = 0.0
         for count, line in enumerate(tail.stdout):
@@ -146,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
+        stopping.set()
         for process in reversed(started):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
