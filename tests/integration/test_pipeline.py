@@ -207,3 +207,37 @@ def test_http_predict_matches_offline_and_refuses_bad_input(kafka, tmp_path, mod
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
+
+
+def test_ten_thousand_mixed_records_reconcile_in_the_scorers_own_counters(kafka, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    scorer = kafka.start("scorer", "run", "--metrics-port", str(port), "--group", f"scorer-{kafka.suffix}",
+                         log=tmp_path / "scorer-metrics.log")
+
+    def counters() -> dict[str, float]:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return {}
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return totals
+
+    try:
+        sim = kafka.run("producer", "simulate", "--count", "10000", "--rate", "0", "--scenario", "bad-records",
+                        "--bad-share", "0.1", "--label-delay", "0", "--seed", "21")
+        assert sim.returncode == 0, sim.stderr.decode()
+        invalid = int(sim.stderr.decode().split("(invalid ")[1].split(")")[0])
+        wait_until(lambda: counters().get("scorer_records_consumed_total") == 10_000, 120, message="all consumed")
+        totals = counters()
+    finally:
+        assert stop_process(scorer) == 0
+    assert 900 < invalid < 1100  # about 10%
+    assert totals["scorer_invalid_records_total"] == invalid
+    assert totals["scorer_predictions_total"] == 10_000 - invalid
+    assert totals["scorer_records_consumed_total"] == totals["scorer_predictions_total"] + totals["scorer_invalid_records_total"]
