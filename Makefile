@@ -51,6 +51,7 @@ bench: setup $(MODEL_DIR)/model.joblib
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/model_bench.py
 	$(PY) bench/scorer_bench.py
+	$(PY) bench/scorer_breakdown.py
 	$(PY) bench/monitor_bench.py --records 200000 --seeds 5
 	$(PY) bench/faust_bench.py
 

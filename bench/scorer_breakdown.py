@@ -1,0 +1,92 @@
+"""Where the scorer's time goes: each step of its loop timed in-process on N records.
+
+The scorer's own functions are wrapped with timers, then `scorer.service.run` drains a topic that
+already holds every record; times are summed from the first non-empty batch on (group join excluded).
+Run: `.venv/bin/python bench/scorer_breakdown.py [--records N]`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import scorer.scoring as scoring  # noqa: E402
+import scorer.service as service  # noqa: E402
+from bench.scorer_bench import sample_records  # noqa: E402
+from contract.records import encode  # noqa: E402
+from contract.settings import Topics, ensure_topics  # noqa: E402
+from devstack.broker import start_broker  # noqa: E402
+from scorer.model import load  # noqa: E402
+
+timings: dict[str, list[tuple[float, float, int]]] = {}  # step -> [(start, seconds, records)]
+
+
+def timed(name: str, function):
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        result = function(*args, **kwargs)
+        size = len(result) if isinstance(result, list) else len(args[0]) if args and hasattr(args[0], "__len__") else 0
+        timings.setdefault(name, []).append((started, time.perf_counter() - started, size))
+        return result
+    return wrapper
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    args = parser.parse_args(argv)
+    model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
+    broker = start_broker()
+    try:
+        os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                           "FEATURES_TOPIC": "bf", "PREDICTIONS_TOPIC": "bp", "DLQ_TOPIC": "bd"})
+        ensure_topics(["bf", "bp", "bd"])
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+        for i, record in enumerate(sample_records(model_dir, args.records).to_dict("records")):
+            while True:
+                try:
+                    producer.produce("bf", encode({"id": f"b-{i}", "ts": 1, **record}), key=f"b-{i}")
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush()
+        model = load(model_dir)
+        service.collect_batch = timed("consume (collect_batch)", service.collect_batch)
+        scoring.decode_batch = timed("decode + validate", scoring.decode_batch)
+        scoring.predict_decoded = timed("predict (forest)", scoring.predict_decoded)
+        scoring.finish_batch = timed("prediction messages", scoring.finish_batch)
+        service.deliver = timed("produce + flush", service.deliver)
+        service.commit = timed("commit", service.commit)
+        registry, stop = CollectorRegistry(), threading.Event()
+
+        def stop_when_done() -> None:
+            while (registry.get_sample_value("scorer_records_consumed_total") or 0) < args.records:
+                time.sleep(0.01)
+            stop.set()
+
+        threading.Thread(target=stop_when_done, daemon=True).start()
+        service.run(service.ScorerConfig(metrics_port=0), model, Topics.from_env(), registry, stop)
+    finally:
+        broker.stop()
+    first = min(start for start, _, size in timings["consume (collect_batch)"] if size)
+    end = max(start + seconds for rows in timings.values() for start, seconds, _ in rows)
+    print(f"| step ({args.records:,} records, from the first batch) | seconds | us per record |")
+    print("|---|---:|---:|")
+    for name, rows in timings.items():
+        seconds = sum(s for start, s, _ in rows if start >= first)
+        print(f"| {name} | {seconds:.2f} | {seconds / args.records * 1e6:.1f} |")
+    print(f"| wall | {end - first:.2f} | {(end - first) / args.records * 1e6:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
