@@ -43,6 +43,10 @@ def produce(producer: Producer, topic: str, value: bytes, key: str | bytes | Non
             producer.poll(0.05)
 
 
+class BrokerUnavailable(RuntimeError):
+    """The cluster did not answer within the start-up timeout."""
+
+
 def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 120.0, interval: float = 2.0) -> None:
     """Block until the cluster answers a metadata request, logging each retry.
 
@@ -63,7 +67,7 @@ def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 1
             return
         except KafkaException as exc:
             if time.monotonic() >= deadline:
-                raise RuntimeError(
+                raise BrokerUnavailable(
                     f"Kafka at {config['bootstrap.servers']} did not answer within {timeout:.0f} s: "
                     "check KAFKA_BOOTSTRAP_SERVERS and that the broker is running"
                 ) from exc

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from contract.delivery import wait_for_broker
+    from contract.delivery import BrokerUnavailable, wait_for_broker
     from contract.service import stop_on_signals
     from contract.settings import Topics, ensure_topics
     from monitor.service import MonitorConfig, StateMismatch, load_reference, run
@@ -143,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     topics = Topics.from_env()
     stop = stop_on_signals("finishing the current batch, saving state")
-    wait_for_broker(timeout=args.startup_timeout)
+    try:
+        wait_for_broker(timeout=args.startup_timeout)
+    except BrokerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ensure_topics([topics.predictions, topics.labels], args.partitions)
     create_state_topic(config.state_topic)
     registry = CollectorRegistry()

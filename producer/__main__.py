@@ -7,7 +7,7 @@ import os
 import sys
 
 from contract.settings import DEFAULT_PARTITIONS, Topics, ensure_topics
-from contract.delivery import wait_for_broker
+from contract.delivery import BrokerUnavailable, wait_for_broker
 from producer.scenarios import SCENARIOS
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     topics = Topics.from_env()
     if args.command == "simulate":
-        from producer.simulate import SimulateConfig, simulate
+        from producer.simulate import SimulateConfig
 
         try:
             config = SimulateConfig(count=args.count, rate=args.rate, scenario=args.scenario, onset=args.onset,
@@ -59,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    try:
         wait_for_broker()
-        ensure_topics([topics.features, topics.labels], args.partitions)
+    except BrokerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ensure_topics([topics.features, topics.labels], args.partitions)
+    if args.command == "simulate":
+        from producer.simulate import simulate
+
         return simulate(config, topics)
     from producer.publish import publish
 
-    wait_for_broker()
-    ensure_topics([topics.features, topics.labels], args.partitions)
     return publish(args.file, topics, strict=args.strict)
 
 

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from contract.delivery import wait_for_broker
+    from contract.delivery import BrokerUnavailable, wait_for_broker
     from contract.settings import ensure_topics
     from scorer.service import ScorerConfig, run
 
@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = stop_on_signals("finishing the current batch")
-    wait_for_broker(timeout=args.startup_timeout)
+    try:
+        wait_for_broker(timeout=args.startup_timeout)
+    except BrokerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ensure_topics([topics.features, topics.predictions, topics.dlq], args.partitions)
     registry = CollectorRegistry()
     if config.metrics_port:
