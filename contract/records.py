@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, Union
+from typing import Any, Mapping, NamedTuple
 
 import orjson
 
@@ -242,8 +242,6 @@ def decode_label(raw: bytes | str) -> LabelRecord | Rejection:
     except InvalidRecord as invalid:
         return invalid.rejection
 
-
-Decoded = Union[FeatureRecord, Rejection]
 
 
 def encode(obj: Mapping[str, Any]) -> bytes:

@@ -241,7 +241,8 @@ class DriftMonitor:
         return results
 
     def update_labels(self, ids: Sequence[str], ts: ArrayLike, prices: ArrayLike) -> None:
-        """Add n labels (id, event ts ms, true price); joined errors go to their prediction's pane."""
+        """Add n labels (id, event ts ms, true price); joined errors feed the rolling MSE
+        (the latest joined records) and the label coverage of their prediction's pane."""
         self._errors(self.join.add_labels(ids, ts, prices))
 
     def result(self) -> DriftResult | None:

@@ -46,7 +46,7 @@ class MonitorMetrics:
         self.prediction_threshold = Gauge("prediction_drift_threshold", "Alarm threshold on prediction_drift_statistic", registry=r)
         self.prediction_detected = Gauge("prediction_drift_detected", "1 if the predictions drifted in the latest window", registry=r)
         self.concept_drift = Gauge("concept_drift", "(rolling MSE - reference MSE) / reference MSE over the latest labelled records", registry=r)
-        self.rolling_mse = Gauge("rolling_mse", "MSE of the window's records that have a label", registry=r)
+        self.rolling_mse = Gauge("rolling_mse", "MSE of the latest labelled records (see concept_drift)", registry=r)
         self.reference_mse = Gauge("reference_mse", "MSE of the model on the held-out reference rows", registry=r)
         self.concept_threshold = Gauge("concept_drift_threshold", "Alarm threshold on concept_drift", registry=r)
         self.concept_detected = Gauge("concept_drift_detected", "1 if concept_drift exceeds its threshold", registry=r)

@@ -164,7 +164,7 @@ class PaneWindow:
         self.newest: int | None = None  # id of the newest pane that received a record
         self.records = 0  # records accepted
         self.late_records = 0  # records dropped: their pane had left the window
-        self.late_errors = 0  # joined errors dropped: their prediction's pane had left the window
+        self.late_errors = 0  # joined after their prediction's pane left the window: not in label coverage
 
     # -- adding -------------------------------------------------------------------------------------
     def _add(self, pane_ids: np.ndarray, batch: PredictionBatch, keep: np.ndarray) -> None:
