@@ -15,7 +15,7 @@ ifeq ($(origin SEABORN_DATA), undefined)
 endif
 export MODEL_DIR ?= artifacts
 
-.PHONY: setup tools test test-all demo train bench clean
+.PHONY: setup tools test test-all soak demo train bench clean
 
 setup: $(STAMP)
 
@@ -38,10 +38,15 @@ train: setup
 	$(PY) -m scorer train
 
 test: setup tools
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not soak"
 
 test-all: setup tools
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not soak"
+
+# Sustained load: 5,000 records/s for 5 minutes through producer -> scorer -> monitor
+# (SOAK_SECONDS, SOAK_RATE change it); the numbers go to soak-report.json.
+soak: setup
+	$(PY) -m pytest -m soak -s tests/soak
 
 demo: setup $(MODEL_DIR)/model.joblib
 	$(PY) -m devstack.demo

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -47,10 +48,12 @@ class BrokerUnavailable(RuntimeError):
     """The cluster did not answer within the start-up timeout."""
 
 
-def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 120.0, interval: float = 2.0) -> None:
-    """Block until the cluster answers a metadata request, logging each retry.
+def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 120.0, interval: float = 2.0,
+                    stop: threading.Event | None = None) -> bool:
+    """Block until the cluster answers a metadata request, logging each retry; False if `stop` was set first.
 
-    Services started before the broker (compose, systemd) wait here instead of crashing.
+    Services started before the broker (compose, systemd) wait here instead of crashing, and a
+    SIGTERM while waiting ends the wait at once.
     """
     from confluent_kafka.admin import AdminClient
 
@@ -58,13 +61,14 @@ def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 1
     admin = AdminClient(config)
     deadline = time.monotonic() + timeout
     attempt = 0
-    while True:
+    stop = stop or threading.Event()
+    while not stop.is_set():
         attempt += 1
         try:
             admin.list_topics(timeout=min(interval * 2, 10.0))
             if attempt > 1:
                 log.info("Kafka at %s is reachable", config["bootstrap.servers"])
-            return
+            return True
         except KafkaException as exc:
             if time.monotonic() >= deadline:
                 raise BrokerUnavailable(
@@ -72,4 +76,5 @@ def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 1
                     "check KAFKA_BOOTSTRAP_SERVERS and that the broker is running"
                 ) from exc
             log.warning("waiting for Kafka at %s (attempt %d): %s", config["bootstrap.servers"], attempt, exc)
-            time.sleep(interval)
+            stop.wait(interval)
+    return False

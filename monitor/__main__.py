@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     topics = Topics.from_env()
     stop = stop_on_signals("finishing the current batch, saving state")
     try:
-        wait_for_broker(timeout=args.startup_timeout)
+        if not wait_for_broker(timeout=args.startup_timeout, stop=stop):
+            return 0  # stopped while waiting: nothing was consumed, nothing to finish
     except BrokerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -90,8 +90,12 @@ class MonitorConfig:
         step, step_kind = parse_span(self.step, "--step")
         if kind != step_kind:
             raise ValueError(f"--window {self.window} and --step {self.step} must both be record counts or both durations")
-        if step > window or window % step:
-            raise ValueError(f"--window ({self.window}) must be a multiple of --step ({self.step})")
+        if step > window:
+            raise ValueError(f"--step ({self.step}) is longer than --window ({self.window}): records between "
+                             "evaluations would never be tested; lower --step or raise --window")
+        if window % step:
+            raise ValueError(f"--window ({self.window}) must be a multiple of --step ({self.step}): windows are "
+                             "built from whole steps")
         object.__setattr__(self, "window_size", window)
         object.__setattr__(self, "step_size", step)
         object.__setattr__(self, "time_based", kind == "ms")
@@ -402,5 +406,5 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
     finally:
         producer.flush(10)
         consumer.close()
-    log.info("monitor stopped")
+    log.info("monitor stopped: state saved at %d records seen", runner.monitor.counters["records"])
     return 0

@@ -13,9 +13,11 @@ Compaction keeps the newest message per key. The offsets are the consumer positi
 snapshot covers: the service commits them to the group only after the snapshot is delivered, and
 on restart it seeks to the snapshot's offsets (not the group's), so window and offsets always agree.
 
-Reading: the topic is read from its beginning until no message came for `idle` seconds, and the
-last snapshot for the key wins. The broker's end offsets are not used: they are wrong on some
-brokers (Tansu, see BROKER.md), and counting until idle works on all of them.
+Reading: the reader first appends a barrier message (key `__barrier__/GROUP`, a fresh id) and then
+reads the partition from its beginning up to that barrier; the last complete snapshot for the key
+before it wins. Everything written before the read began is before the barrier, and other groups
+writing to the same topic while it reads cannot keep it reading forever. The broker's end offsets
+are not used: they are wrong on some brokers (Tansu, see BROKER.md).
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 VERSION = 1
 # librdkafka refuses messages over message.max.bytes (1 MB by default).
 PART_BYTES = 500_000
+
+# Keys of read barriers; one per group, so compaction keeps only the latest.
+BARRIER_PREFIX = "__barrier__/"
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
 
@@ -84,10 +89,11 @@ def create_state_topic(topic: str, timeout: float = 30.0) -> None:
             raise
 
 
-def read_latest(topic: str, key: str, idle: float = 2.0, timeout: float = 120.0) -> dict[str, Any] | None:
-    """The newest readable snapshot for `key`, or None; reads from the start until `idle` s of silence."""
+def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] | None:
+    """The newest readable snapshot for `key` written before this call, or None."""
+    barrier_id, barrier_key = uuid.uuid4().hex.encode(), f"{BARRIER_PREFIX}{key}".encode()
     consumer = Consumer({**client_config(), "group.id": f"monitor-state-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
     latest: bytes | None = None
     count = 0
     snapshot_id, parts = None, {}  # the newest snapshot's parts seen so far: {index: bytes}
@@ -96,22 +102,34 @@ def read_latest(topic: str, key: str, idle: float = 2.0, timeout: float = 120.0)
         metadata = consumer.list_topics(topic, timeout=30).topics[topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
+        if len(metadata.partitions) != 1:
+            raise RuntimeError(f"state topic {topic} has {len(metadata.partitions)} partitions; snapshots need "
+                               "exactly one (delete it or set MONITOR_STATE_TOPIC to a new name)")
+        producer = Producer({**client_config(), "acks": "all"})
+        report = DeliveryReport()
+        produce(producer, topic, barrier_id, barrier_key, report)
+        if producer.flush(timeout) or not report.delivered:
+            raise RuntimeError(f"cannot write to the state topic {topic}: {report.last_error or 'flush timed out'}")
         # assign(), not subscribe(): no group join, so no rebalance wait on start-up.
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + timeout
-        last = time.monotonic()
-        while time.monotonic() - last < idle:
+        reached_barrier = False
+        while not reached_barrier:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"state topic {topic} still sending after {timeout:.0f} s")
+                raise RuntimeError(f"state topic {topic}: its barrier was not read back within {timeout:.0f} s")
             for message in consumer.consume(500, 0.2):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
                         continue
                     raise KafkaException(error)
-                last = time.monotonic()
                 count += 1
                 message_key = message.key() or b""
+                if message_key.startswith(BARRIER_PREFIX.encode()):
+                    if message_key == barrier_key and message.value() == barrier_id:
+                        reached_barrier = True
+                        break
+                    continue
                 if message_key.startswith(part_prefix):
                     headers = dict(message.headers() or [])
                     if headers.get("snapshot") != snapshot_id:

@@ -8,6 +8,7 @@ import sys
 
 from contract.settings import DEFAULT_PARTITIONS, Topics, ensure_topics
 from contract.delivery import BrokerUnavailable, wait_for_broker
+from contract.service import stop_on_signals
 from producer.scenarios import SCENARIOS
 
 
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--label-delay", type=float, default=2.0, help="seconds before each record's label is sent")
     sim.add_argument("--bad-share", type=float, default=0.1, help="bad-records: share of invalid records")
     sim.add_argument("--id-prefix", default="sim", help="record ids are PREFIX-POSITION")
+    sim.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
+    sim.add_argument("--metrics-port", type=int, default=int(env.get("PRODUCER_METRICS_PORT", 0)),
+                     help="Prometheus /metrics port for records sent and delivered, 0 = off (env PRODUCER_METRICS_PORT)")
 
     pub = commands.add_parser("publish", help="publish JSONL feature records (labels too when a line has price)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -52,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         from producer.simulate import SimulateConfig
 
+        if not 0 <= args.metrics_port <= 65535:
+            print("error: --metrics-port must be 0-65535 (0 = off)", file=sys.stderr)
+            return 2
         try:
             config = SimulateConfig(count=args.count, rate=args.rate, scenario=args.scenario, onset=args.onset,
                                     seed=args.seed, label_delay=args.label_delay, bad_share=args.bad_share,
@@ -59,16 +66,27 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    # simulate stops drawing on SIGTERM/Ctrl-C from the start (even while waiting for the broker)
+    # and still delivers what it sent; publish is a one-shot copy and keeps the default handlers.
+    stop = stop_on_signals("delivering what was sent") if args.command == "simulate" else None
     try:
-        wait_for_broker()
+        if not wait_for_broker(stop=stop):
+            return 0
     except BrokerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ensure_topics([topics.features, topics.labels], args.partitions)
     if args.command == "simulate":
-        from producer.simulate import simulate
+        from producer.simulate import SimulatorMetrics, simulate
 
-        return simulate(config, topics)
+        metrics = None
+        if args.metrics_port:
+            from prometheus_client import CollectorRegistry, start_http_server
+
+            registry = CollectorRegistry()
+            metrics = SimulatorMetrics(registry)
+            start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
+        return simulate(config, topics, metrics=metrics, stop=stop)
     from producer.publish import publish
 
     return publish(args.file, topics, strict=args.strict)

@@ -6,12 +6,12 @@ production traffic), so the monitor's no-drift reference and the stream share a 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, TextIO
+from typing import TYPE_CHECKING, Iterator, TextIO
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from contract.delivery import DeliveryReport, produce
 from contract.records import FEATURE_COLUMNS, encode
 from contract.settings import Topics, producer_config
 from producer.scenarios import Chunk, bad_payload, bad_record_mask, validate_scenario
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +91,35 @@ class Summary:
                 f"failed {report.failed}, {self.elapsed:.1f} s, {rate:,.0f} records/s")
 
 
-class _Stop:
-    """Set by SIGTERM/SIGINT: stop drawing records, still deliver what was promised."""
+class SimulatorMetrics:
+    """Prometheus counters mirroring the summary: what was sent and what the broker acknowledged.
 
-    def __init__(self) -> None:
-        self.requested = False
+    Synced from the summary every half second rather than per record, so the hot loop stays cheap.
+    """
 
-    def __call__(self, *_: object) -> None:
-        self.requested = True
+    def __init__(self, registry: "CollectorRegistry") -> None:
+        from prometheus_client import Counter
+
+        self.records = Counter("producer_records_total", "Feature records sent to the features topic", registry=registry)
+        self.labels = Counter("producer_labels_total", "Labels sent to the labels topic", registry=registry)
+        self.delivered = Counter("producer_delivered_total", "Messages acknowledged by the broker", registry=registry)
+        self.failed = Counter("producer_failed_total", "Messages the broker did not take", registry=registry)
+        self._synced = (0, 0, 0, 0)
+
+    def sync(self, summary: Summary, report: DeliveryReport) -> None:
+        now = (summary.records, summary.labels, report.delivered, report.failed)
+        for counter, before, after in zip((self.records, self.labels, self.delivered, self.failed), self._synced, now):
+            if after > before:
+                counter.inc(after - before)
+        self._synced = now
 
 
-def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr) -> int:
-    """Produce the stream; returns the process exit code (1 if anything was not delivered)."""
+def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr,
+             metrics: SimulatorMetrics | None = None, stop: threading.Event | None = None) -> int:
+    """Produce the stream until done or `stop` is set; returns the exit code (1 if anything was not delivered).
+
+    On `stop` no further record is drawn, but every record already sent gets its label and all
+    of it is flushed: a stopped run still delivers what it promised."""
     from contract.dataset import load_diamonds, split_holdout
 
     _, holdout = split_holdout(load_diamonds())
@@ -107,8 +127,7 @@ def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr) -
     report = DeliveryReport()
     summary = Summary()
     pending_labels: deque[tuple[float, str, bytes]] = deque()  # (due monotonic time, id, label JSON)
-    stop = _Stop()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = stop or threading.Event()
     live = out.isatty()
     started = time.monotonic()
     last_progress = started
@@ -123,14 +142,14 @@ def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr) -
         for positions, chunk, bad in generate_chunks(source_columns(holdout), config):
             columns = {c: chunk[c].tolist() for c in chunk}
             for i, position in enumerate(positions.tolist()):
-                if stop.requested:
+                if stop.is_set():
                     break
                 if config.rate > 0:
                     # Pace against the start time, not the previous record, so drift in sleep
                     # granularity does not accumulate.
                     ahead = started + summary.records / config.rate - time.monotonic()
                     if ahead > 0:
-                        time.sleep(ahead)
+                        stop.wait(ahead)
                 now = time.monotonic()
                 ts = int(time.time() * 1000)
                 record_id = f"{config.id_prefix}-{position}"
@@ -146,24 +165,27 @@ def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr) -
                 summary.records += 1
                 publish_due_labels(now)
                 producer.poll(0)
-                if live and now - last_progress > 0.5:
+                if now - last_progress > 0.5:
                     last_progress = now
-                    summary.elapsed = now - started
-                    out.write("\r" + summary.line(report) + " ")
-                    out.flush()
-            if stop.requested:
+                    if metrics:
+                        metrics.sync(summary, report)
+                    if live:
+                        summary.elapsed = now - started
+                        out.write("\r" + summary.line(report) + " ")
+                        out.flush()
+            if stop.is_set():
                 break
         # Labels still waiting for their delay are due eventually: wait for them, unless stopping.
-        while pending_labels and not stop.requested:
+        while pending_labels and not stop.is_set():
             time.sleep(max(0.0, min(0.2, pending_labels[0][0] - time.monotonic())))
             publish_due_labels(time.monotonic())
             producer.poll(0)
         publish_due_labels(time.monotonic(), everything=True)
     finally:
         remaining = producer.flush(30)
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     summary.elapsed = time.monotonic() - started
+    if metrics:
+        metrics.sync(summary, report)
     if live:
         out.write("\r")
     undelivered = report.failed + remaining

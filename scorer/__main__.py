@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="HTTP API: POST /predict, GET /healthz, GET /metrics", formatter_class=fmt)
     serve.add_argument("--host", default=env.get("API_HOST", "127.0.0.1"), help="bind address (env API_HOST)")
     serve.add_argument("--port", type=int, default=int(env.get("API_PORT", 5000)), help="port (env API_PORT)")
+    from scorer.api import MAX_BATCH_RECORDS, MAX_BODY_BYTES
+
+    serve.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="largest request body; bigger ones get 413")
+    serve.add_argument("--max-batch", type=int, default=MAX_BATCH_RECORDS, help="most records in one POST /predict list")
     return parser
 
 
@@ -78,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        from scorer.api import create_app
+        from scorer.api import create_app, serve
 
-        create_app(model).run(host=args.host, port=args.port)
-        return 0
+        if args.max_body_bytes < 1 or args.max_batch < 1:
+            print("error: --max-body-bytes and --max-batch must be at least 1", file=sys.stderr)
+            return 2
+        return serve(create_app(model, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch), args.host, args.port)
 
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stop = stop_on_signals("finishing the current batch")
     try:
-        wait_for_broker(timeout=args.startup_timeout)
+        if not wait_for_broker(timeout=args.startup_timeout, stop=stop):
+            return 0  # stopped while waiting: nothing was consumed, nothing to finish
     except BrokerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

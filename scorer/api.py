@@ -83,3 +83,22 @@ def create_app(model: LoadedModel, registry: CollectorRegistry | None = None,
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def serve(app: Flask, host: str, port: int) -> int:
+    """Run the API until SIGTERM or Ctrl-C; both end it cleanly with exit code 0.
+
+    Werkzeug's server stops its loop on KeyboardInterrupt, so SIGTERM (what `docker stop` and
+    systemd send) is turned into one instead of killing the process mid-response.
+    """
+    import signal
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        app.run(host=host, port=port)
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,17 +1,24 @@
 """Helpers for tests that talk to the local broker: per-test topics, CLI runs, draining topics."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import urllib.request
+
 from confluent_kafka import Consumer, KafkaError, Message
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,44 @@ class KafkaEnv:
         return messages
 
 
+class PredictionIds:
+    """Every prediction id on the test's predictions topic, read by a background consumer."""
+
+    def __init__(self, kafka: KafkaEnv) -> None:
+        self.kafka, self.ids = kafka, []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> "PredictionIds":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(10)
+
+    def _read(self) -> None:
+        topic = self.kafka.topics["PREDICTIONS_TOPIC"]
+        consumer = Consumer({"bootstrap.servers": self.kafka.bootstrap, "group.id": f"ids-{uuid.uuid4().hex}",
+                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        try:
+            while topic not in consumer.list_topics(timeout=10).topics and not self._done.is_set():
+                time.sleep(0.2)
+            consumer.subscribe([topic])
+            while not self._done.is_set():
+                self.ids.extend(json.loads(m.value())["id"] for m in consumer.consume(1000, 0.2) if not m.error())
+        finally:
+            consumer.close()
+
+    @property
+    def distinct(self) -> int:
+        return len(set(self.ids))
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.ids) - self.distinct
+
+
 def wait_until(condition, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -99,3 +144,32 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> int:
             process.wait()
             raise
     return process.returncode
+
+
+# -- the monitor's /metrics --------------------------------------------------------------------
+def scrape(port: int) -> Samples:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def stream_records(port: int) -> float:
+    return scrape(port).get(("monitor_stream_records", ()), -1)
+
+
+def window_view(samples: Samples) -> dict[str, float]:
+    """What the restart test compares: window size, feature statistics, prediction and dataset drift."""
+    keys = [("window_records", ()), ("data_drift", ()), ("prediction_drift_statistic", ()), ("monitor_stream_records", ())]
+    keys += [k for k in samples if k[0] == "drift_feature_statistic"]
+    return {f"{name}{dict(labels)}": samples[(name, labels)] for name, labels in keys}
+
+
+def start_monitor(kafka: KafkaEnv, log: Path, group: str, port: int, *args: str) -> subprocess.Popen:
+    return kafka.start("monitor", "run", "--group", group, "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+                       "--state-interval", "0.3", *args, log=log, TOPIC_PARTITIONS="1",
+                       MONITOR_STATE_TOPIC=f"monitor-state-{kafka.suffix}")
+
+

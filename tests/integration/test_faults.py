@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -38,3 +39,20 @@ def test_a_broker_that_never_comes_fails_with_a_message(tmp_path, model_dir):
     assert result.returncode == 2
     assert b"error: Kafka at" in result.stderr and b"did not answer within 3 s: check KAFKA_BOOTSTRAP_SERVERS" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("module, args", [("scorer", ["run", "--metrics-port", "0"]),
+                                          ("monitor", ["run", "--metrics-port", "0"]),
+                                          ("producer", ["simulate", "--count", "0"])])
+def test_sigterm_while_waiting_for_the_broker_exits_0_at_once(tmp_path, model_dir, module, args):
+    kafka = KafkaEnv(f"127.0.0.1:{free_port()}", uuid.uuid4().hex[:10], model_dir)
+    log = tmp_path / f"{module}.log"
+    process = kafka.start(module, *args, log=log)
+    try:
+        wait_until(lambda: "waiting for Kafka at" in log.read_text(), 60, message="a clear waiting line")
+        started = time.monotonic()
+        process.terminate()
+        assert process.wait(10) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        stop_process(process)

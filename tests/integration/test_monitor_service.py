@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.broker import free_port
-from tests.support import KafkaEnv, stop_process, wait_until
+from tests.support import KafkaEnv, Samples, scrape, start_monitor, stop_process, stream_records, wait_until, window_view
 
 FEATURES = ("carat", "depth", "table", "cut", "color", "clarity")
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 # -- without a broker ----------------------------------------------------------------------------
@@ -129,34 +125,8 @@ def test_gauges_are_nan_until_the_window_is_full_and_state_round_trips(model_dir
 
 
 # -- on the local broker -------------------------------------------------------------------------
-def scrape(port: int) -> Samples:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
-
-
-def stream_records(port: int) -> float:
-    return scrape(port).get(("monitor_stream_records", ()), -1)
-
-
 def detections(samples: Samples) -> dict[str, float]:
     return {f: samples[("drift_feature_detections_total", (("feature", f),))] for f in FEATURES}
-
-
-def window_view(samples: Samples) -> dict[str, float]:
-    """What the restart test compares: window size, feature statistics, prediction and dataset drift."""
-    keys = [("window_records", ()), ("data_drift", ()), ("prediction_drift_statistic", ()), ("monitor_stream_records", ())]
-    keys += [k for k in samples if k[0] == "drift_feature_statistic"]
-    return {f"{name}{dict(labels)}": samples[(name, labels)] for name, labels in keys}
-
-
-def start_monitor(kafka: KafkaEnv, log: Path, group: str, port: int, *args: str) -> subprocess.Popen:
-    return kafka.start("monitor", "run", "--group", group, "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
-                       "--state-interval", "0.3", *args, log=log, TOPIC_PARTITIONS="1",
-                       MONITOR_STATE_TOPIC=f"monitor-state-{kafka.suffix}")
 
 
 def first_detection(log: Path, name: str) -> int | None:

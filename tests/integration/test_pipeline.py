@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -11,12 +10,12 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from contract.records import FEATURE_COLUMNS, Rejection, decode_features
 from devstack.broker import free_port
 from scorer.model import load
-from tests.support import stop_process, wait_until
+from tests.support import PredictionIds, stop_process, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -134,45 +133,27 @@ def test_tail_prints_count_predictions_as_json_or_columns(kafka, tmp_path):
 
 def test_scorer_killed_mid_stream_loses_nothing_and_duplicates_at_most_one_batch(kafka, tmp_path):
     total, batch_size = 20_000, 500
-    seen: list[str] = []
-    done = threading.Event()
-
-    def count_predictions() -> None:
-        consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"count-{kafka.suffix}",
-                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
-        while kafka.topics["PREDICTIONS_TOPIC"] not in consumer.list_topics(timeout=10).topics:
-            time.sleep(0.2)
-        consumer.subscribe([kafka.topics["PREDICTIONS_TOPIC"]])
-        while not done.is_set():
-            seen.extend(json.loads(m.value())["id"] for m in consumer.consume(1000, 0.2) if not m.error())
-        consumer.close()
-
-    counter = threading.Thread(target=count_predictions, daemon=True)
-    counter.start()
     producer = kafka.start("producer", "simulate", "--count", str(total), "--rate", "4000", "--label-delay", "0",
                            log=tmp_path / "sim.log")
     first = start_scorer(kafka, tmp_path, "--batch-size", str(batch_size), name="first")
-    try:
-        wait_until(lambda: len(seen) >= 3000, 90, message="first predictions")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        killed_at = len(seen)
-        assert killed_at < total, "the stream ended before the kill: nothing was tested"
-        second = start_scorer(kafka, tmp_path, "--batch-size", str(batch_size), name="second")
+    with PredictionIds(kafka) as seen:
         try:
-            wait_until(lambda: len(set(seen)) >= total, 120, message="every record predicted after restart")
-            assert producer.wait(60) == 0
-            time.sleep(2)  # let any straggling duplicate arrive before counting
+            wait_until(lambda: len(seen.ids) >= 3000, 90, message="first predictions")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            assert len(seen.ids) < total, "the stream ended before the kill: nothing was tested"
+            second = start_scorer(kafka, tmp_path, "--batch-size", str(batch_size), name="second")
+            try:
+                wait_until(lambda: seen.distinct >= total, 120, message="every record predicted after restart")
+                assert producer.wait(60) == 0
+                time.sleep(2)  # let any straggling duplicate arrive before counting
+            finally:
+                assert stop_process(second) == 0
         finally:
-            assert stop_process(second) == 0
-    finally:
-        done.set()
-        stop_process(first)
-        stop_process(producer)
-        counter.join(10)
-    assert set(seen) == {f"sim-{i}" for i in range(total)}
-    duplicates = len(seen) - len(set(seen))
-    assert duplicates <= batch_size, f"{duplicates} duplicates for one kill with batches of {batch_size}"
+            stop_process(first)
+            stop_process(producer)
+    assert set(seen.ids) == {f"sim-{i}" for i in range(total)}
+    assert seen.duplicates <= batch_size, f"{seen.duplicates} duplicates for one kill with batches of {batch_size}"
 
 
 def test_http_predict_matches_offline_and_refuses_bad_input(kafka, tmp_path, model, model_dir):
