@@ -22,6 +22,7 @@ class DeliveryReport:
     failed: int = 0
     last_error: str | None = None
     failures: list[str] = field(default_factory=list)
+    permanent: int = 0  # failures that sending again cannot fix (too large, not authorized, ...)
 
     def on_delivery(self, error: KafkaError | None, _message: object) -> None:
         if error is None:
@@ -29,8 +30,25 @@ class DeliveryReport:
             return
         self.failed += 1
         self.last_error = str(error)
+        if not is_transient(error):
+            self.permanent += 1
         if len(self.failures) < 10:  # keep a few for the summary, not all of them
             self.failures.append(str(error))
+
+
+# Failures a new attempt can cure (deliveries with a new producer, consumers by polling on): the broker was away, was
+# replaced (its producer ids and topics gone), or moved a partition.
+_TRANSIENT_CODES = frozenset({
+    KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
+    KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._PURGE_QUEUE,
+    KafkaError._PURGE_INFLIGHT, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._MAX_POLL_EXCEEDED,
+})
+
+
+def is_transient(error: KafkaError) -> bool:
+    return error.code() in _TRANSIENT_CODES or (error.retriable() and not error.fatal())
 
 
 def produce(producer: Producer, topic: str, value: bytes, key: str | bytes | None, report: DeliveryReport,

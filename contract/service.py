@@ -4,8 +4,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from confluent_kafka import KafkaError, KafkaException, Message
+
+from contract.delivery import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +26,25 @@ def stop_on_signals(what: str) -> threading.Event:
     return stop
 
 
+_last_warning: dict[int, float] = {}  # error code -> when it was last logged
+WARNING_EVERY_SECONDS = 10.0
+
+
 def is_record(message: Message) -> bool:
-    """True for a record; False for a benign event; raises on an error the service cannot survive."""
+    """True for a record; False for a benign or transient event; raises on an error the service cannot survive.
+
+    Transient errors (broker away or replaced, topic gone for a while) are logged at most every
+    10 s per kind; librdkafka keeps reconnecting, and the consumer rejoins its group by itself.
+    """
     error = message.error()
     if error is None:
         return True
     if error.code() == KafkaError._PARTITION_EOF:
         return False
-    if error.fatal() or not error.retriable():
+    if error.fatal() or not is_transient(error):
         raise KafkaException(error)
-    log.warning("consumer: %s", error)
+    now = time.monotonic()
+    if now - _last_warning.get(error.code(), -WARNING_EVERY_SECONDS) >= WARNING_EVERY_SECONDS:
+        _last_warning[error.code()] = now
+        log.warning("consumer: %s (retrying)", error)
     return False

@@ -57,6 +57,13 @@ def producer_config(environ: Mapping[str, str] | None = None) -> dict[str, objec
         "acks": "all",
         "linger.ms": 5,
         "batch.num.messages": 10000,
+        # A message not acknowledged within 15 s fails instead of waiting librdkafka's default
+        # 5 minutes: the services then re-send the batch with a new producer (an idempotent
+        # producer can stay stuck on a broker that lost its producer ids, see README "Faults").
+        "message.timeout.ms": 15000,
+        # Topics are created by the services with their partition count and settings; a
+        # replaced broker must not get them back auto-created with the broker's defaults.
+        "allow.auto.create.topics": False,
         **client_config(environ),
     }
 
@@ -74,6 +81,9 @@ def consumer_config(group: str, environ: Mapping[str, str] | None = None) -> dic
         # Some brokers (Tansu among them) hold a fetch for the whole wait even when data is
         # there; a short wait bounds latency at the cost of more fetches on an idle topic.
         "fetch.wait.max.ms": 50,
+        # A topic that disappears with a replaced broker and is created again is seen within
+        # seconds instead of librdkafka's default 5 minutes.
+        "topic.metadata.refresh.interval.ms": 5000,
         **client_config(environ),
     }
 

@@ -72,6 +72,7 @@ class MonitorMetrics:
         self.duplicates = Counter("monitor_duplicate_predictions", "Predictions redelivered while still waiting for a label", registry=r)
         self.pending = Gauge("monitor_pending_joins", "Predictions and labels waiting for their partner", registry=r)
         self.state_writes = Counter("monitor_state_writes", "State snapshots delivered to the state topic (offsets committed after each)", registry=r)
+        self.state_failures = Counter("monitor_state_write_failures", "State snapshots the broker did not take (tried again at the next interval)", registry=r)
         self.state_bytes = Gauge("monitor_state_bytes", "Size of the last state snapshot (compressed)", registry=r)
 
         for role, topic in topics.items():  # zeros from the start so rate() works at once

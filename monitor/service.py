@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
@@ -40,7 +40,7 @@ from monitor.calibration import MODES
 from monitor.drift import DriftMonitor, DriftResult
 from monitor.metrics import MonitorMetrics
 from monitor.reference import Reference
-from monitor.state import Offsets, encode_state, read_latest, write_state
+from monitor.state import Offsets, create_state_topic, encode_state, read_latest, write_state
 from monitor.windows import CountWindow, PredictionBatch, TimeWindow
 
 log = logging.getLogger(__name__)
@@ -273,6 +273,9 @@ class _Runner:
         self.monitor = build_monitor(config, reference)
         self.metrics = MonitorMetrics(registry, reference, {"predictions": topics.predictions, "labels": topics.labels})
         self.positions: Offsets = {}
+        self.snapshot_positions: Offsets = {}  # from the restored snapshot, used at the first assignment only
+        self.changed = False  # records processed since the last snapshot
+        self.producer: Producer | None = None
         self.logged: set[tuple[str, str]] = set()
         self.flagged: dict[str, bool] = {}  # alarm name -> flagged at the previous evaluation
 
@@ -290,18 +293,27 @@ class _Runner:
         except ValueError as exc:
             raise StateMismatch(f"state of group {self.config.group}: {exc}") from None
         self.positions = dict(state["offsets"])
+        self.snapshot_positions = dict(state["offsets"])
         counters = self.monitor.counters
         log.info("restored state of group %s: %d records seen, %d pending joins, offsets %s",
                  self.config.group, counters["records"], counters["pending"],
                  {f"{t}[{p}]": o for (t, p), o in sorted(self.positions.items())})
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Seek to the snapshot's positions, not the group's committed offsets: the snapshot's
-        # windows hold exactly the records before them.
+        # After a restore, seek to the snapshot's positions, not the group's committed offsets:
+        # the snapshot's windows hold exactly the records before them. Later assignments start
+        # at the committed offsets, which on_revoke brought up to date (and which a replaced
+        # broker no longer has, so its new logs are read from their start).
         for tp in partitions:
-            if (tp.topic, tp.partition) in self.positions:
-                tp.offset = self.positions[(tp.topic, tp.partition)]
+            if (tp.topic, tp.partition) in self.snapshot_positions:
+                tp.offset = self.snapshot_positions.pop((tp.topic, tp.partition))
         consumer.assign(partitions)
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Snapshot and commit before partitions go, so the next assignment resumes where the windows are."""
+        if self.changed:
+            self.persist(consumer)
+        consumer.unassign()
 
     def process(self, messages: list[Message]) -> None:
         """One batch: predictions into the windows, then labels into the join; gauges refreshed."""
@@ -363,19 +375,43 @@ class _Runner:
                             "in monitor_invalid_records_total)", rejection.reason, message.topic(),
                             message.partition(), message.offset(), rejection.detail)
 
-    def persist(self, consumer: Consumer, producer: Producer) -> None:
-        """Snapshot, wait for its ack, then commit the same offsets to the group."""
+    def persist(self, consumer: Consumer) -> bool:
+        """Snapshot, wait for its ack, then commit the same offsets to the group; False if not delivered.
+
+        A failed snapshot is not fatal: the previous one stays in force with its offsets (a restart
+        would replay from there), and the next interval tries again with a new producer and, if
+        the broker lost it, a re-created state topic.
+        """
         value = encode_state(self.config.group, self.config.window_state, self.positions, self.monitor.to_dict())
-        write_state(producer, self.config.state_topic, self.config.group, value)
+        try:
+            write_state(self.producer, self.config.state_topic, self.config.group, value)
+        except RuntimeError as exc:
+            self.metrics.state_failures.inc()
+            log.warning("state snapshot not saved, trying again in %.0f s: %s", self.config.state_interval, exc)
+            self.producer.purge()
+            self.producer = Producer(producer_config())
+            try:
+                create_state_topic(self.config.state_topic, timeout=10)
+            except KafkaException as create_error:
+                log.warning("cannot check the state topic yet: %s", create_error)
+            return False
+        self.changed = False
         self.metrics.state_writes.inc()
         self.metrics.state_bytes.set(len(value))
+        # Asynchronous (see scorer.service.commit: a synchronous commit can block through a
+        # rebalance). The snapshot, not the group, is what a restart resumes from; the committed
+        # offsets serve lag tools and later assignments, so a failed commit is only logged.
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
-            # The snapshot, not the group, is what a restart resumes from; the committed offsets
-            # only serve lag tools, so a failed commit (e.g. during a rebalance) is not fatal.
             log.warning("offset commit failed (state snapshot is delivered): %s", exc)
+        return True
+
+
+def log_failed_commit(error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+    if error is not None and error.code() != KafkaError._NO_OFFSET:
+        log.warning("offset commit failed (state snapshot is delivered): %s", error)
 
 
 def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: CollectorRegistry,
@@ -385,26 +421,30 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
     runner.restore()
     runner.metrics.show(runner.monitor.result())
     runner.metrics.follow(runner.monitor.counters)
-    consumer = Consumer(consumer_config(config.group))
-    producer = Producer(producer_config())
-    consumer.subscribe([topics.predictions, topics.labels], on_assign=runner.on_assign)
+    consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
+    runner.producer = Producer(producer_config())
+    consumer.subscribe([topics.predictions, topics.labels], on_assign=runner.on_assign, on_revoke=runner.on_revoke)
     log.info("monitoring %s + %s (group %s, window %s step %s, %s thresholds, ert %g)", topics.predictions,
              topics.labels, config.group, config.window, config.step, config.thresholds, config.ert)
-    changed, last_write = False, time.monotonic()
+    last_write = time.monotonic()
+    saved = True
     try:
         while not stop.is_set():
             polled = consumer.consume(num_messages=config.batch_size, timeout=config.batch_timeout)
             messages = [m for m in polled if m.error() is None or is_record(m)]
             if messages:
                 runner.process(messages)
-                changed = True
-            if changed and time.monotonic() - last_write >= config.state_interval:
-                runner.persist(consumer, producer)
-                changed, last_write = False, time.monotonic()
-        if changed:
-            runner.persist(consumer, producer)
+                runner.changed = True
+            if runner.changed and time.monotonic() - last_write >= config.state_interval:
+                runner.persist(consumer)
+                last_write = time.monotonic()
+        if runner.changed:
+            saved = runner.persist(consumer)
     finally:
-        producer.flush(10)
+        runner.producer.flush(10)
         consumer.close()
-    log.info("monitor stopped: state saved at %d records seen", runner.monitor.counters["records"])
+    if saved:
+        log.info("monitor stopped: state saved at %d records seen", runner.monitor.counters["records"])
+    else:
+        log.warning("monitor stopped without saving its last state: a restart resumes from the previous snapshot")
     return 0

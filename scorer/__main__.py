@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = ScorerConfig(group=args.group, model_dir=args.model_dir, metrics_host=args.metrics_host,
-                              metrics_port=args.metrics_port, batch_size=args.batch_size, batch_timeout=args.batch_timeout)
+                              metrics_port=args.metrics_port, batch_size=args.batch_size, batch_timeout=args.batch_timeout,
+                              topic_partitions=args.partitions)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

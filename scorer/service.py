@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from contract.delivery import DeliveryReport, produce
 from contract.records import REJECTION_REASONS
 from contract.service import is_record
-from contract.settings import Topics, consumer_config, producer_config
+from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics, producer_config
 from scorer.model import LoadedModel
 from scorer.scoring import ScoredBatch, score_batch
 
@@ -37,6 +37,7 @@ class ScorerConfig:
     metrics_port: int = 8001
     batch_size: int = 5000
     batch_timeout: float = 0.5  # longest time spent filling one batch while records keep arriving
+    topic_partitions: int = DEFAULT_PARTITIONS  # for output topics it has to create again
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -58,6 +59,8 @@ class ScorerMetrics:
                                        registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.latency = Histogram("scorer_event_to_prediction_seconds", "Features message sent (its Kafka timestamp) to prediction delivered; up to 100 records sampled per batch",
                                  registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.redeliveries = Counter("scorer_batch_redeliveries_total", "Batches sent again after a transient delivery failure",
+                                    registry=registry)
         self.model = Gauge("scorer_model_info", "The model being served", ["model_version"], registry=registry)
         for reason in REJECTION_REASONS:  # export zeros so rate() works before the first bad record
             self.invalid.labels(reason)
@@ -76,6 +79,37 @@ def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, top
         produce(producer, topics.dlq, source.value() or b"", source.key(), report, headers=headers)
     producer.flush()
     return report
+
+
+def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics,
+                       metrics: ScorerMetrics, stop: threading.Event, config: ScorerConfig) -> tuple[Producer, bool]:
+    """Deliver the batch, re-sending it with a new producer after transient failures.
+
+    Returns the producer to keep using and whether everything was delivered (False only when
+    `stop` was set first). A broker that was away or replaced (its producer ids and topics gone)
+    is ridden out without a restart; a re-sent batch can duplicate the outputs delivered by the
+    failed attempt (at-least-once). Failures no retry can cure (message too large, not
+    authorized) raise: the batch stays uncommitted and replays after the cause is fixed.
+    """
+    while True:
+        report = deliver(batch, messages, producer, topics)
+        if not report.failed:
+            return producer, True
+        if report.permanent:
+            raise RuntimeError(f"{report.failed} outputs not delivered ({report.last_error}); offsets not committed")
+        metrics.redeliveries.inc()
+        log.warning("%d of %d outputs not delivered (%s): re-sending the batch with a new producer",
+                    report.failed, report.failed + report.delivered, report.last_error)
+        producer.purge()
+        producer = Producer(producer_config())
+        if stop.is_set():
+            log.warning("stopping with an undelivered batch: its offsets are not committed, it is scored again after restart")
+            return producer, False
+        try:
+            # A replaced broker lost the topics too; they are not auto-created (see contract.settings).
+            ensure_topics([topics.predictions, topics.dlq], config.topic_partitions)
+        except KafkaException as exc:
+            log.warning("cannot check the output topics yet: %s", exc)
 
 
 POLL_SLICE_SECONDS = 0.02
@@ -99,16 +133,29 @@ def collect_batch(consumer: Consumer, size: int, max_wait: float) -> list[Messag
 
 
 def commit(consumer: Consumer, messages: list[Message]) -> None:
-    """Commit past the last message of each partition in the batch (offsets are next-to-read)."""
+    """Commit past the last message of each partition in the batch (offsets are next-to-read).
+
+    Asynchronous: a synchronous commit waits for the group coordinator without serving the
+    consumer's queue, so during a rebalance (a broker replaced, a member joining) it can block
+    the loop for the whole max.poll.interval. The commit reply is in within milliseconds, long
+    before the next batch is scored; close() waits for commits still in flight, so a SIGTERM
+    still leaves everything delivered committed.
+    """
     last: dict[tuple[str, int], int] = {}
     for message in messages:
         last[(message.topic(), message.partition())] = message.offset()
     consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
     try:
-        consumer.commit(asynchronous=False)
+        consumer.commit(asynchronous=True)
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError._NO_OFFSET:
             raise
+
+
+def log_failed_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """on_commit callback: a failed commit only means the batch may be scored again after a restart."""
+    if error is not None and error.code() != KafkaError._NO_OFFSET:
+        log.warning("offset commit failed (those records may be scored again after a restart): %s", error)
 
 
 def record_metrics(metrics: ScorerMetrics, messages: list[Message], scored: ScoredBatch, started: float) -> None:
@@ -138,7 +185,7 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     """
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
-    consumer = Consumer(consumer_config(config.group))
+    consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
     producer = Producer(producer_config())
     consumer.subscribe([topics.features])
     log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
@@ -149,11 +196,9 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
                 continue
             started = time.perf_counter()
             scored = score_batch([m.value() for m in messages], model.predict, model.version, int(time.time() * 1000))
-            report = deliver(scored, messages, producer, topics)
-            if report.failed:
-                # Not committing makes the batch replay after restart; stopping loudly beats
-                # running on while outputs are lost.
-                raise RuntimeError(f"{report.failed} outputs not delivered ({report.last_error}); offsets not committed")
+            producer, delivered = deliver_until_done(scored, messages, producer, topics, metrics, stop, config)
+            if not delivered:
+                break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
             commit(consumer, messages)
             record_metrics(metrics, messages, scored, started)
     finally:

@@ -28,6 +28,7 @@ class KafkaEnv:
     bootstrap: str
     suffix: str
     model_dir: Path
+    settings: tuple[tuple[str, str], ...] = ()  # extra env (KAFKA_* client settings) for every process
 
     @property
     def topics(self) -> dict[str, str]:
@@ -47,6 +48,7 @@ class KafkaEnv:
             "MODEL_DIR": str(self.model_dir),
             "PYTHONUNBUFFERED": "1",
             **self.topics,
+            **dict(self.settings),
             **extra,
         }
 
