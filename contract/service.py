@@ -48,3 +48,12 @@ def is_record(message: Message) -> bool:
         _last_warning[error.code()] = now
         log.warning("consumer: %s (retrying)", error)
     return False
+
+
+def log_failed_commit(error: KafkaError | None, _partitions: list) -> None:
+    """Consumer `on_commit` callback: commits are asynchronous, so a failure shows up here.
+
+    A failed commit loses nothing: the records since the last commit are read again after a
+    restart (at-least-once; the monitor resumes from its state snapshot anyway)."""
+    if error is not None and error.code() != KafkaError._NO_OFFSET:
+        log.warning("offset commit failed (records since the last commit are read again after a restart): %s", error)

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
                               NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, NUMERIC_RANGES, OUT_OF_RANGE, PRICE_RANGE,
                               WRONG_TYPE, InvalidRecord, Rejection, decode_label, parse_json, validate_features)
-from contract.service import is_record
+from contract.service import is_record, log_failed_commit
 from contract.settings import Topics, consumer_config, producer_config
 from monitor.calibration import MODES
 from monitor.drift import DriftMonitor, DriftResult
@@ -407,11 +407,6 @@ class _Runner:
         except KafkaException as exc:
             log.warning("offset commit failed (state snapshot is delivered): %s", exc)
         return True
-
-
-def log_failed_commit(error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
-    if error is not None and error.code() != KafkaError._NO_OFFSET:
-        log.warning("offset commit failed (state snapshot is delivered): %s", error)
 
 
 def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: CollectorRegistry,

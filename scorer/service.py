@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contract.delivery import DeliveryReport, produce
 from contract.records import REJECTION_REASONS
-from contract.service import is_record
+from contract.service import is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics, producer_config
 from scorer.model import LoadedModel
 from scorer.scoring import ScoredBatch, score_batch
@@ -150,12 +150,6 @@ def commit(consumer: Consumer, messages: list[Message]) -> None:
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError._NO_OFFSET:
             raise
-
-
-def log_failed_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-    """on_commit callback: a failed commit only means the batch may be scored again after a restart."""
-    if error is not None and error.code() != KafkaError._NO_OFFSET:
-        log.warning("offset commit failed (those records may be scored again after a restart): %s", error)
 
 
 def record_metrics(metrics: ScorerMetrics, messages: list[Message], scored: ScoredBatch, started: float) -> None:

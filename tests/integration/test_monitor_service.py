@@ -140,9 +140,9 @@ def run_scenario(kafka: KafkaEnv, tmp_path: Path, scenario: str, count: int, ons
                          "--onset", str(onset), "--seed", "7", "--label-delay", "0", TOPIC_PARTITIONS="1")
     assert produced.returncode == 0, produced.stderr.decode()[-2000:]
     port, log = free_port(), tmp_path / "monitor.log"
-    scorer = kafka.start("scorer", "run", "--metrics-port", "0", "--group", "scorer", log=tmp_path / "scorer.log",
+    scorer = kafka.start("scorer", "run", "--metrics-port", "0", "--group", f"scorer-{kafka.suffix}", log=tmp_path / "scorer.log",
                          TOPIC_PARTITIONS="1")
-    monitor = start_monitor(kafka, log, "monitor", port)
+    monitor = start_monitor(kafka, log, f"monitor-{kafka.suffix}", port)
     try:
         labels_topic = kafka.topics["LABELS_TOPIC"]
         # All predictions in the windows and all labels joined: the final window is complete.
@@ -202,7 +202,7 @@ def test_sigkill_mid_stream_then_restart_ends_with_the_uninterrupted_window(kafk
     producer = kafka.start("producer", "simulate", "--count", str(count), "--rate", "3000", "--scenario", "carat-shift",
                            "--onset", "15000", "--seed", "11", "--label-delay", "0", log=tmp_path / "producer.log",
                            TOPIC_PARTITIONS="1")
-    scorer = kafka.start("scorer", "run", "--metrics-port", "0", "--group", "scorer", log=tmp_path / "scorer.log",
+    scorer = kafka.start("scorer", "run", "--metrics-port", "0", "--group", f"scorer-{kafka.suffix}", log=tmp_path / "scorer.log",
                          TOPIC_PARTITIONS="1")
     port_a, port_b = free_port(), free_port()
     log_b = tmp_path / "monitor-b.log"

@@ -106,10 +106,11 @@ def test_no_secret_is_committed():
 
 
 def test_the_secret_patterns_catch_what_they_are_for():
-    samples = {"Discord webhook with its token": "https://discord.com/api/webhooks/123456789/abcdefghijklmnopqrstuvwxyz-_0123",
-               "AWS access key": "AKIAABCDEFGHIJKLMNOP",
-               "private key": "-----BEGIN RSA PRIVATE KEY-----",
-               "password set in a URL": "postgres://admin:hunter22@db:5432/x"}
+    # Built from pieces, so this file does not trip the scan above.
+    samples = {"Discord webhook with its token": "https://discord.com/api/" + "webhooks/123456789/" + "a1_-" * 8,
+               "AWS access key": "AK" + "IA" + "ABCDEFGHIJKLMNOP",
+               "private key": "-----BEGIN RSA " + "PRIVATE KEY-----",
+               "password set in a URL": "postgres://admin:" + "hunter22@db:5432/x"}
     assert {what: bool(SECRET_PATTERNS[what].search(text)) for what, text in samples.items()} == dict.fromkeys(samples, True)
     assert not SECRET_PATTERNS["password set in a URL"].search("${DISCORD_WEBHOOK_URL:-http://webhook-sink:9095/x}")
 
