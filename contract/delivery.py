@@ -36,8 +36,8 @@ class DeliveryReport:
             self.failures.append(str(error))
 
 
-# Failures a new attempt can cure (deliveries with a new producer, consumers by polling on): the broker was away, was
-# replaced (its producer ids and topics gone), or moved a partition.
+# Failures a new attempt can cure (a delivery with a new producer, a consumer by polling on):
+# the broker was away, was replaced (its producer ids and topics gone), or moved a partition.
 _TRANSIENT_CODES = frozenset({
     KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
     KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_PRODUCER_ID,
