@@ -44,6 +44,8 @@ _TRANSIENT_CODES = frozenset({
     KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._PURGE_QUEUE,
     KafkaError._PURGE_INFLIGHT, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError._MAX_POLL_EXCEEDED,
+    # The producer itself is dead (e.g. fenced after a broker lost its ids): a new one is the cure.
+    KafkaError._FATAL, KafkaError._FENCED,
 })
 
 
@@ -83,7 +85,7 @@ def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 1
     while not stop.is_set():
         attempt += 1
         try:
-            admin.list_topics(timeout=min(interval * 2, 10.0))
+            admin.list_topics(timeout=interval)  # short, so a SIGTERM is answered within `interval`
             if attempt > 1:
                 log.info("Kafka at %s is reachable", config["bootstrap.servers"])
             return True

@@ -50,17 +50,21 @@ def client_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return config
 
 
-def producer_config(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+# Services that re-send a failed batch with a new producer (scorer, monitor) give up on a
+# message after 15 s instead of librdkafka's 5 minutes: an idempotent producer can stay stuck
+# for good on a broker that lost its producer ids (see README "Faults"). The command-line
+# producers keep the default and so ride out outages of up to 5 minutes.
+RESEND_AFTER_MS = 15_000
+
+
+def producer_config(environ: Mapping[str, str] | None = None, message_timeout_ms: int | None = None) -> dict[str, object]:
     """Durable producer: acks from all replicas, idempotent so retries add no duplicates."""
     return {
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
         "batch.num.messages": 10000,
-        # A message not acknowledged within 15 s fails instead of waiting librdkafka's default
-        # 5 minutes: the services then re-send the batch with a new producer (an idempotent
-        # producer can stay stuck on a broker that lost its producer ids, see README "Faults").
-        "message.timeout.ms": 15000,
+        **({"message.timeout.ms": message_timeout_ms} if message_timeout_ms else {}),
         # Topics are created by the services with their partition count and settings; a
         # replaced broker must not get them back auto-created with the broker's defaults.
         "allow.auto.create.topics": False,

@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
                               NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, NUMERIC_RANGES, OUT_OF_RANGE, PRICE_RANGE,
                               WRONG_TYPE, InvalidRecord, Rejection, decode_label, parse_json, validate_features)
 from contract.service import is_record, log_failed_commit
-from contract.settings import Topics, consumer_config, producer_config
+from contract.settings import RESEND_AFTER_MS, Topics, consumer_config, producer_config
 from monitor.calibration import MODES
 from monitor.drift import DriftMonitor, DriftResult
 from monitor.metrics import MonitorMetrics
@@ -273,8 +273,8 @@ class _Runner:
         self.monitor = build_monitor(config, reference)
         self.metrics = MonitorMetrics(registry, reference, {"predictions": topics.predictions, "labels": topics.labels})
         self.positions: Offsets = {}
-        self.snapshot_positions: Offsets = {}  # from the restored snapshot, used at the first assignment only
         self.changed = False  # records processed since the last snapshot
+        self.closing = False  # set before consumer.close(): the last snapshot is already written
         self.producer: Producer | None = None
         self.logged: set[tuple[str, str]] = set()
         self.flagged: dict[str, bool] = {}  # alarm name -> flagged at the previous evaluation
@@ -293,25 +293,39 @@ class _Runner:
         except ValueError as exc:
             raise StateMismatch(f"state of group {self.config.group}: {exc}") from None
         self.positions = dict(state["offsets"])
-        self.snapshot_positions = dict(state["offsets"])
         counters = self.monitor.counters
         log.info("restored state of group %s: %d records seen, %d pending joins, offsets %s",
                  self.config.group, counters["records"], counters["pending"],
                  {f"{t}[{p}]": o for (t, p), o in sorted(self.positions.items())})
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # After a restore, seek to the snapshot's positions, not the group's committed offsets:
-        # the snapshot's windows hold exactly the records before them. Later assignments start
-        # at the committed offsets, which on_revoke brought up to date (and which a replaced
-        # broker no longer has, so its new logs are read from their start).
-        for tp in partitions:
-            if (tp.topic, tp.partition) in self.snapshot_positions:
-                tp.offset = self.snapshot_positions.pop((tp.topic, tp.partition))
+        # Resume where the windows are (the restored snapshot's positions, or what this process
+        # has read), not at the group's committed offsets, which may lag them (a commit that did
+        # not land): those records would be counted twice. The exception is a broker that lost
+        # the group (a replaced memory broker: no committed offset at all for a partition we have
+        # read), whose logs start again at 0 and are read from their start.
+        held = [tp for tp in partitions if (tp.topic, tp.partition) in self.positions]
+        committed = {}
+        if held:
+            try:
+                committed = {(tp.topic, tp.partition): tp.offset
+                             for tp in consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in held], timeout=10)}
+            except KafkaException as exc:
+                log.warning("cannot read the group's committed offsets (%s): resuming at the monitor's own positions", exc)
+        for tp in held:
+            key = (tp.topic, tp.partition)
+            if committed.get(key, 0) < 0 and self.positions[key] > 0:
+                log.warning("the group has no committed offset for %s[%d] although the monitor read it up to %d: the "
+                            "broker lost the group (replaced?); reading that partition from its start",
+                            tp.topic, tp.partition, self.positions[key])
+                tp.offset = OFFSET_BEGINNING
+            else:
+                tp.offset = self.positions[key]
         consumer.assign(partitions)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Snapshot and commit before partitions go, so the next assignment resumes where the windows are."""
-        if self.changed:
+        """Snapshot and commit before partitions go (not while closing: run() has saved already)."""
+        if self.changed and not self.closing:
             self.persist(consumer)
         consumer.unassign()
 
@@ -385,11 +399,11 @@ class _Runner:
         value = encode_state(self.config.group, self.config.window_state, self.positions, self.monitor.to_dict())
         try:
             write_state(self.producer, self.config.state_topic, self.config.group, value)
-        except RuntimeError as exc:
+        except (RuntimeError, KafkaException) as exc:  # not acknowledged, or the producer itself is dead
             self.metrics.state_failures.inc()
             log.warning("state snapshot not saved, trying again in %.0f s: %s", self.config.state_interval, exc)
             self.producer.purge()
-            self.producer = Producer(producer_config())
+            self.producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
             try:
                 create_state_topic(self.config.state_topic, timeout=10)
             except KafkaException as create_error:
@@ -417,7 +431,7 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
     runner.metrics.show(runner.monitor.result())
     runner.metrics.follow(runner.monitor.counters)
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-    runner.producer = Producer(producer_config())
+    runner.producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
     consumer.subscribe([topics.predictions, topics.labels], on_assign=runner.on_assign, on_revoke=runner.on_revoke)
     log.info("monitoring %s + %s (group %s, window %s step %s, %s thresholds, ert %g)", topics.predictions,
              topics.labels, config.group, config.window, config.step, config.thresholds, config.ert)
@@ -436,6 +450,7 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
         if runner.changed:
             saved = runner.persist(consumer)
     finally:
+        runner.closing = True
         runner.producer.flush(10)
         consumer.close()
     if saved:

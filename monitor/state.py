@@ -92,8 +92,8 @@ def create_state_topic(topic: str, timeout: float = 30.0) -> None:
 def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] | None:
     """The newest readable snapshot for `key` written before this call, or None."""
     barrier_id, barrier_key = uuid.uuid4().hex.encode(), f"{BARRIER_PREFIX}{key}".encode()
-    consumer = Consumer({**client_config(), "group.id": f"monitor-state-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    consumer = Consumer({"enable.auto.commit": False, "fetch.wait.max.ms": 50, **client_config(),
+                         "group.id": f"monitor-state-reader-{uuid.uuid4().hex}"})
     latest: bytes | None = None
     count = 0
     snapshot_id, parts = None, {}  # the newest snapshot's parts seen so far: {index: bytes}
@@ -105,7 +105,7 @@ def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] 
         if len(metadata.partitions) != 1:
             raise RuntimeError(f"state topic {topic} has {len(metadata.partitions)} partitions; snapshots need "
                                "exactly one (delete it or set MONITOR_STATE_TOPIC to a new name)")
-        producer = Producer({**client_config(), "acks": "all"})
+        producer = Producer({"acks": "all", **client_config()})
         report = DeliveryReport()
         produce(producer, topic, barrier_id, barrier_key, report)
         if producer.flush(timeout) or not report.delivered:

@@ -17,10 +17,10 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contract.delivery import DeliveryReport, produce
+from contract.delivery import DeliveryReport, is_transient, produce
 from contract.records import REJECTION_REASONS
 from contract.service import is_record, log_failed_commit
-from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics, producer_config
+from contract.settings import DEFAULT_PARTITIONS, RESEND_AFTER_MS, Topics, consumer_config, ensure_topics, producer_config
 from scorer.model import LoadedModel
 from scorer.scoring import ScoredBatch, score_batch
 
@@ -92,7 +92,12 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
     authorized) raise: the batch stays uncommitted and replays after the cause is fixed.
     """
     while True:
-        report = deliver(batch, messages, producer, topics)
+        try:
+            report = deliver(batch, messages, producer, topics)
+        except KafkaException as exc:  # produce() itself refuses: this producer hit a fatal error
+            if not is_transient(exc.args[0]):
+                raise
+            report = DeliveryReport(failed=1, last_error=str(exc.args[0]))
         if not report.failed:
             return producer, True
         if report.permanent:
@@ -101,13 +106,13 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
         log.warning("%d of %d outputs not delivered (%s): re-sending the batch with a new producer",
                     report.failed, report.failed + report.delivered, report.last_error)
         producer.purge()
-        producer = Producer(producer_config())
+        producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
         if stop.is_set():
             log.warning("stopping with an undelivered batch: its offsets are not committed, it is scored again after restart")
             return producer, False
         try:
             # A replaced broker lost the topics too; they are not auto-created (see contract.settings).
-            ensure_topics([topics.predictions, topics.dlq], config.topic_partitions)
+            ensure_topics([topics.predictions, topics.dlq], config.topic_partitions, timeout=5)
         except KafkaException as exc:
             log.warning("cannot check the output topics yet: %s", exc)
 
@@ -180,7 +185,7 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-    producer = Producer(producer_config())
+    producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
     consumer.subscribe([topics.features])
     log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
     try:

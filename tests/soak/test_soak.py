@@ -35,6 +35,7 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+@pytest.mark.timeout(SECONDS + 300)
 def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
     ports = {name: free_port() for name in ("producer", "scorer", "monitor")}
     producer = kafka.start("producer", "simulate", "--count", "0", "--rate", str(RATE), "--label-delay", "2",
@@ -46,8 +47,15 @@ def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
     services = {"producer": producer, "scorer": scorer, "monitor": monitor}
     predictions, labels = (("topic", kafka.topics["PREDICTIONS_TOPIC"]),), (("topic", kafka.topics["LABELS_TOPIC"]),)
 
+    def scrape_retrying(port: int) -> dict:
+        for _ in range(3):  # one slow answer on a loaded machine is not a failed service
+            if samples_ := scrape(port):
+                return samples_
+            time.sleep(0.5)
+        return {}
+
     def sample(started: float) -> dict:
-        p, s, m = (scrape(ports[n]) for n in ("producer", "scorer", "monitor"))
+        p, s, m = (scrape_retrying(ports[n]) for n in ("producer", "scorer", "monitor"))
         return {
             "t": round(time.monotonic() - started, 1),
             "produced": p.get(("producer_records_total", ()), math.nan),
