@@ -45,12 +45,23 @@ _TRANSIENT_CODES = frozenset({
     KafkaError._PURGE_INFLIGHT, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError._MAX_POLL_EXCEEDED,
     # The producer itself is dead (e.g. fenced after a broker lost its ids): a new one is the cure.
-    KafkaError._FATAL, KafkaError._FENCED,
+    KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_ID_MAPPING,
 })
 
 
 def is_transient(error: KafkaError) -> bool:
     return error.code() in _TRANSIENT_CODES or (error.retriable() and not error.fatal())
+
+
+def producer_failure(exc: BaseException) -> KafkaError | None:
+    """The KafkaError behind an exception from produce()/flush(), or None if it is not one.
+
+    A fatal producer error raised while librdkafka runs a Python callback surfaces as a
+    SystemError whose cause is the KafkaException."""
+    for candidate in (exc, exc.__cause__):
+        if isinstance(candidate, KafkaException) and candidate.args and isinstance(candidate.args[0], KafkaError):
+            return candidate.args[0]
+    return None
 
 
 def produce(producer: Producer, topic: str, value: bytes, key: str | bytes | None, report: DeliveryReport,

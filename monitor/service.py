@@ -17,6 +17,7 @@ instance per group: the windows are not shared between instances.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
                               NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, NUMERIC_RANGES, OUT_OF_RANGE, PRICE_RANGE,
                               WRONG_TYPE, InvalidRecord, Rejection, decode_label, parse_json, validate_features)
+from contract.delivery import producer_failure
 from contract.service import is_record, log_failed_commit
 from contract.settings import RESEND_AFTER_MS, Topics, consumer_config, producer_config
 from monitor.calibration import MODES
@@ -399,10 +401,13 @@ class _Runner:
         value = encode_state(self.config.group, self.config.window_state, self.positions, self.monitor.to_dict())
         try:
             write_state(self.producer, self.config.state_topic, self.config.group, value)
-        except (RuntimeError, KafkaException) as exc:  # not acknowledged, or the producer itself is dead
+        except (RuntimeError, KafkaException, SystemError) as exc:  # not acknowledged, or the producer is dead
+            if isinstance(exc, SystemError) and producer_failure(exc) is None:
+                raise
             self.metrics.state_failures.inc()
             log.warning("state snapshot not saved, trying again in %.0f s: %s", self.config.state_interval, exc)
-            self.producer.purge()
+            with contextlib.suppress(KafkaException):  # a fatal producer may refuse even that
+                self.producer.purge()
             self.producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
             try:
                 create_state_topic(self.config.state_topic, timeout=10)

@@ -7,6 +7,7 @@ replayed record lands in the same partition as its first prediction.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contract.delivery import DeliveryReport, is_transient, produce
+from contract.delivery import DeliveryReport, is_transient, produce, producer_failure
 from contract.records import REJECTION_REASONS
 from contract.service import is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, RESEND_AFTER_MS, Topics, consumer_config, ensure_topics, producer_config
@@ -94,10 +95,11 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
     while True:
         try:
             report = deliver(batch, messages, producer, topics)
-        except KafkaException as exc:  # produce() itself refuses: this producer hit a fatal error
-            if not is_transient(exc.args[0]):
+        except (KafkaException, SystemError) as exc:  # produce() itself refuses: this producer hit a fatal error
+            error = producer_failure(exc)
+            if error is None or not is_transient(error):
                 raise
-            report = DeliveryReport(failed=1, last_error=str(exc.args[0]))
+            report = DeliveryReport(failed=1, last_error=str(error))
         if not report.failed:
             return producer, True
         if report.permanent:
@@ -105,7 +107,8 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
         metrics.redeliveries.inc()
         log.warning("%d of %d outputs not delivered (%s): re-sending the batch with a new producer",
                     report.failed, report.failed + report.delivered, report.last_error)
-        producer.purge()
+        with contextlib.suppress(KafkaException):  # a fatal producer may refuse even that
+            producer.purge()
         producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
         if stop.is_set():
             log.warning("stopping with an undelivered batch: its offsets are not committed, it is scored again after restart")
