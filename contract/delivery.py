@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,3 +110,13 @@ def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 1
             log.warning("waiting for Kafka at %s (attempt %d): %s", config["bootstrap.servers"], attempt, exc)
             stop.wait(interval)
     return False
+
+
+def startup_exit_code(timeout: float = 120.0, stop: threading.Event | None = None) -> int | None:
+    """Wait for the broker as a command starts: None to go on, else the exit code to end with
+    (0 when stopped while waiting, 2 with a message when the broker never answered)."""
+    try:
+        return None if wait_for_broker(timeout=timeout, stop=stop) else 0
+    except BrokerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

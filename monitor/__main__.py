@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from contract.delivery import BrokerUnavailable, wait_for_broker
+    from contract.delivery import startup_exit_code
     from contract.service import stop_on_signals
     from contract.settings import Topics, ensure_topics
     from monitor.service import MonitorConfig, StateMismatch, load_reference, run
@@ -143,12 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     topics = Topics.from_env()
     stop = stop_on_signals("finishing the current batch, saving state")
-    try:
-        if not wait_for_broker(timeout=args.startup_timeout, stop=stop):
-            return 0  # stopped while waiting: nothing was consumed, nothing to finish
-    except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
+        return code  # stopped while waiting (0), or no broker (2)
     ensure_topics([topics.predictions, topics.labels], args.partitions)
     create_state_topic(config.state_topic)
     registry = CollectorRegistry()

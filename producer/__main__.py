@@ -7,7 +7,7 @@ import os
 import sys
 
 from contract.settings import DEFAULT_PARTITIONS, Topics, ensure_topics
-from contract.delivery import BrokerUnavailable, wait_for_broker
+from contract.delivery import startup_exit_code
 from contract.service import stop_on_signals
 from producer.scenarios import SCENARIOS
 
@@ -69,12 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     # simulate stops drawing on SIGTERM/Ctrl-C from the start (even while waiting for the broker)
     # and still delivers what it sent; publish is a one-shot copy and keeps the default handlers.
     stop = stop_on_signals("delivering what was sent") if args.command == "simulate" else None
-    try:
-        if not wait_for_broker(stop=stop):
-            return 0
-    except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if (code := startup_exit_code(stop=stop)) is not None:
+        return code  # stopped while waiting (0), or no broker (2)
     ensure_topics([topics.features, topics.labels], args.partitions)
     if args.command == "simulate":
         from producer.simulate import SimulatorMetrics, simulate

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from contract.delivery import BrokerUnavailable, wait_for_broker
+    from contract.delivery import startup_exit_code
     from contract.settings import ensure_topics
     from scorer.service import ScorerConfig, run
 
@@ -103,12 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = stop_on_signals("finishing the current batch")
-    try:
-        if not wait_for_broker(timeout=args.startup_timeout, stop=stop):
-            return 0  # stopped while waiting: nothing was consumed, nothing to finish
-    except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
+        return code  # stopped while waiting (0), or no broker (2)
     ensure_topics([topics.features, topics.predictions, topics.dlq], args.partitions)
     registry = CollectorRegistry()
     if config.metrics_port:
