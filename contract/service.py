@@ -17,9 +17,15 @@ def stop_on_signals(what: str) -> threading.Event:
     """An event set by SIGTERM or SIGINT; the service finishes `what` and stops."""
     stop = threading.Event()
 
-    def request_stop(signum: int, _frame: object) -> None:
+    def set_stop(signum: int) -> None:
         log.info("%s: %s, then stopping", signal.Signals(signum).name, what)
         stop.set()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        # The handler runs in the main thread, maybe inside stop.wait() while it holds the
+        # event's (non-reentrant) lock: setting the event here could deadlock, so another
+        # thread sets it once the main thread has let go of the lock.
+        threading.Thread(target=set_stop, args=(signum,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
