@@ -391,12 +391,13 @@ class _Runner:
                             "in monitor_invalid_records_total)", rejection.reason, message.topic(),
                             message.partition(), message.offset(), rejection.detail)
 
-    def persist(self, consumer: Consumer) -> bool:
+    def persist(self, consumer: Consumer, final: bool = False) -> bool:
         """Snapshot, wait for its ack, then commit the same offsets to the group; False if not delivered.
 
         A failed snapshot is not fatal: the previous one stays in force with its offsets (a restart
         would replay from there), and the next interval tries again with a new producer and, if
-        the broker lost it, a re-created state topic.
+        the broker lost it, a re-created state topic. The `final` snapshot at stop has no next
+        interval, so nothing is prepared for one (the broker may be gone: no waiting on it).
         """
         value = encode_state(self.config.group, self.config.window_state, self.positions, self.monitor.to_dict())
         try:
@@ -405,9 +406,12 @@ class _Runner:
             if isinstance(exc, SystemError) and producer_failure(exc) is None:
                 raise
             self.metrics.state_failures.inc()
-            log.warning("state snapshot not saved, trying again in %.0f s: %s", self.config.state_interval, exc)
             with contextlib.suppress(KafkaException):  # a fatal producer may refuse even that
                 self.producer.purge()
+            if final:
+                log.warning("last state snapshot not saved: %s", exc)
+                return False
+            log.warning("state snapshot not saved, trying again in %.0f s: %s", self.config.state_interval, exc)
             self.producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
             try:
                 create_state_topic(self.config.state_topic, timeout=10)
@@ -453,7 +457,7 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
                 runner.persist(consumer)
                 last_write = time.monotonic()
         if runner.changed:
-            saved = runner.persist(consumer)
+            saved = runner.persist(consumer, final=True)
     finally:
         runner.closing = True
         runner.producer.flush(10)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import urllib.request
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +88,16 @@ class KafkaEnv:
         finally:
             consumer.close()
         return messages
+
+    def committed(self, group: str, topic_env: str) -> dict[int, int]:
+        """{partition: offset} that `group` has committed on the topic (-1001 when none); reads, never joins."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False})
+        try:
+            topic = self.topics[topic_env]
+            partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+            return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+        finally:
+            consumer.close()
 
 
 class PredictionIds:

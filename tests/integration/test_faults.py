@@ -84,6 +84,36 @@ def recreate_topics(kafka: KafkaEnv) -> None:
         future.result(30)
 
 
+def test_sigterm_after_the_broker_died_exits_0_in_bounded_time(tmp_path, model_dir):
+    """A service asked to stop while its broker is gone does not wait for the broker: it gives up
+    what cannot be delivered (the monitor's last snapshot; the previous one stays in force) and exits 0."""
+    broker = start_broker(log_path=tmp_path / "tansu.log")
+    kafka = KafkaEnv(broker.bootstrap, uuid.uuid4().hex[:10], model_dir)
+    scorer, _, monitor, monitor_port = start_services(kafka, tmp_path)
+    # A second monitor that never saves on its own: at SIGTERM its state is unsaved and the broker gone.
+    unsaved_port = free_port()
+    unsaved = start_monitor(kafka, tmp_path / "unsaved.log", "unsaved", unsaved_port, "--state-interval", "3600")
+    try:
+        sent = kafka.run("producer", "simulate", "--count", "2000", "--rate", "0", "--label-delay", "0", TOPIC_PARTITIONS="1")
+        assert sent.returncode == 0, sent.stderr.decode()[-2000:]
+        wait_until(lambda: stream_records(monitor_port) == 2000 and stream_records(unsaved_port) == 2000, 90,
+                   message="stream monitored")
+        broker.kill()
+        time.sleep(1)
+        started = time.monotonic()
+        for process in (scorer, monitor, unsaved):
+            process.terminate()
+        assert [process.wait(60) for process in (scorer, monitor, unsaved)] == [0, 0, 0]
+        elapsed = time.monotonic() - started
+        print(f"exit after SIGTERM with the broker gone: {elapsed:.1f} s")
+        assert elapsed < 25  # the 15 s delivery timeout of the unsaved snapshot, then close
+        assert "monitor stopped without saving its last state" in (tmp_path / "unsaved.log").read_text()
+    finally:
+        for process in (unsaved, monitor, scorer):
+            stop_process(process)
+        broker.stop()
+
+
 def test_a_replaced_memory_broker_is_reconnected_to_without_a_restart(tmp_path, model_dir):
     """Memory engine: the new broker has nothing (records, offsets, topics, the monitor's state topic).
     The services keep their processes and in-memory windows and carry on with the new stream."""
@@ -134,10 +164,11 @@ def test_a_broker_on_durable_storage_killed_and_restarted_keeps_the_stream(tmp_p
     """s3 engine over a local S3 server: records and committed offsets survive a SIGKILL of the broker,
     and every running client (simulator, scorer, monitor) rides out the gap.
 
-    What Tansu itself acknowledged just before the SIGKILL is not always durable: in 1 of 7 runs here
-    one scorer batch (500 predictions written around the kill) was missing after the restart. The
-    test bounds that loss to one batch and prints it; everything produced after the restart must be
-    there, and so must everything committed before (a new scorer has nothing to score again)."""
+    What was in flight at the SIGKILL is not always durable on Tansu: in some runs one scorer batch
+    (500 predictions) or one small simulator batch of features was gone after the restart although
+    the client had been told it was delivered. The test bounds each loss to one batch and prints it;
+    every feature record the broker holds must be predicted (bar that one batch), and so must
+    everything committed before (a new scorer has nothing to score again)."""
     s3 = start_s3(log_path=tmp_path / "s3.log")
     port = free_port()
     broker = start_broker(port, log_path=tmp_path / "tansu-1.log", storage=s3.storage, env=s3.tansu_env())
@@ -155,18 +186,25 @@ def test_a_broker_on_durable_storage_killed_and_restarted_keeps_the_stream(tmp_p
         time.sleep(1)
         broker = start_broker(port, log_path=tmp_path / "tansu-2.log", storage=s3.storage, env=s3.tansu_env())
         assert producer.wait(120) == 0, "the simulator could not deliver across the broker restart"
-        wait_until(lambda: counter(scorer_port, "scorer_records_consumed_total") >= total, 120, message="all scored")
+        # "Caught up" is the scorer's committed offset at the end of the features log as a reader finds
+        # it: not a count of 15,000 (records Tansu lost at the kill never arrive), nor Tansu's latest
+        # offset (wrong on Tansu, README "The local broker": 13,905 while 14,873 records could be read).
+        feature_messages = kafka.consume("FEATURES_TOPIC", expected=0, timeout=60, idle=3)
+        log_end = max(m.offset() for m in feature_messages) + 1
+        wait_until(lambda: kafka.committed("scorer", "FEATURES_TOPIC")[0] >= log_end, 120, interval=1,
+                   message=f"the scorer committing the features log to its end ({log_end})")
+        features = {json.loads(m.value())["id"] for m in feature_messages}
         predictions = [json.loads(m.value())["id"] for m in kafka.consume("PREDICTIONS_TOPIC", expected=0, timeout=60, idle=3)]
-        features = {json.loads(m.value())["id"] for m in kafka.consume("FEATURES_TOPIC", expected=0, timeout=60, idle=3)}
         expected = {f"sim-{i}" for i in range(total)}
-        missing = sorted(expected - set(predictions), key=lambda i: int(i[4:]))
-        print(f"s3 broker restart at ~{scored_at_kill} predictions: {len(expected - features)} feature records and "
-              f"{len(missing)} predictions missing {missing[:3]}...{missing[-3:]}, "
-              f"{len(predictions) - len(set(predictions))} duplicates, "
+        lost_features = sorted(expected - features, key=lambda i: int(i[4:]))
+        unpredicted = sorted(features - set(predictions), key=lambda i: int(i[4:]))
+        print(f"s3 broker restart at ~{scored_at_kill} predictions: {len(lost_features)} feature records lost "
+              f"{lost_features[:2]}...{lost_features[-2:]}, {len(unpredicted)} held features without a prediction "
+              f"{unpredicted[:2]}...{unpredicted[-2:]}, {len(predictions) - len(set(predictions))} duplicates, "
               f"{counter(scorer_port, 'scorer_batch_redeliveries_total')} batches re-sent")
-        assert len(missing) <= batch and len(expected - features) <= batch
+        assert len(lost_features) <= batch and len(unpredicted) <= batch
         # The stream from well after the restart is complete: the services did not lose their way.
-        assert {f"sim-{i}" for i in range(scored_at_kill + 3000, total)} <= set(predictions)
+        assert {f"sim-{i}" for i in range(scored_at_kill + 3000, total)} & features <= set(predictions)
         assert len(predictions) - len(set(predictions)) <= 2 * batch  # the batch in flight, sent twice at most
         wait_until(lambda: stream_records(monitor_port) == len(predictions), 90, message="monitor read everything")
         assert scorer.poll() is None and monitor.poll() is None, "a service exited instead of reconnecting"
