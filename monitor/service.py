@@ -270,8 +270,11 @@ def decode_labels(values: list[bytes]) -> tuple[list[str], np.ndarray, np.ndarra
 class _Runner:
     """The loop's mutable parts: monitor, positions covered, metrics, reasons already logged."""
 
-    def __init__(self, config: MonitorConfig, reference: Reference, topics: Topics, registry: CollectorRegistry) -> None:
+    def __init__(self, config: MonitorConfig, reference: Reference, topics: Topics, registry: CollectorRegistry,
+                 stop: threading.Event | None = None) -> None:
         self.config, self.topics = config, topics
+        self.stop = stop or threading.Event()
+        self.gave_up = False  # a snapshot failed once stopping had begun: no further try
         self.monitor = build_monitor(config, reference)
         self.metrics = MonitorMetrics(registry, reference, {"predictions": topics.predictions, "labels": topics.labels})
         self.positions: Offsets = {}
@@ -391,13 +394,13 @@ class _Runner:
                             "in monitor_invalid_records_total)", rejection.reason, message.topic(),
                             message.partition(), message.offset(), rejection.detail)
 
-    def persist(self, consumer: Consumer, final: bool = False) -> bool:
+    def persist(self, consumer: Consumer) -> bool:
         """Snapshot, wait for its ack, then commit the same offsets to the group; False if not delivered.
 
         A failed snapshot is not fatal: the previous one stays in force with its offsets (a restart
         would replay from there), and the next interval tries again with a new producer and, if
-        the broker lost it, a re-created state topic. The `final` snapshot at stop has no next
-        interval, so nothing is prepared for one (the broker may be gone: no waiting on it).
+        the broker lost it, a re-created state topic. Once stopping has begun there is no next
+        interval: nothing is prepared for one and no other try is made (the broker may be gone).
         """
         value = encode_state(self.config.group, self.config.window_state, self.positions, self.monitor.to_dict())
         try:
@@ -408,7 +411,8 @@ class _Runner:
             self.metrics.state_failures.inc()
             with contextlib.suppress(KafkaException):  # a fatal producer may refuse even that
                 self.producer.purge()
-            if final:
+            if self.stop.is_set():
+                self.gave_up = True
                 log.warning("last state snapshot not saved: %s", exc)
                 return False
             log.warning("state snapshot not saved, trying again in %.0f s: %s", self.config.state_interval, exc)
@@ -435,7 +439,7 @@ class _Runner:
 def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: CollectorRegistry,
         stop: threading.Event) -> int:
     """Consume until `stop` is set; the batch in hand is finished, its state persisted and committed."""
-    runner = _Runner(config, reference, topics, registry)
+    runner = _Runner(config, reference, topics, registry, stop)
     runner.restore()
     runner.metrics.show(runner.monitor.result())
     runner.metrics.follow(runner.monitor.counters)
@@ -456,8 +460,9 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
             if runner.changed and time.monotonic() - last_write >= config.state_interval:
                 runner.persist(consumer)
                 last_write = time.monotonic()
-        if runner.changed:
-            saved = runner.persist(consumer, final=True)
+        if runner.changed and not runner.gave_up:
+            saved = runner.persist(consumer)
+        saved = saved and not runner.gave_up
     finally:
         runner.closing = True
         runner.producer.flush(10)

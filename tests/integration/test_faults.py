@@ -84,21 +84,25 @@ def recreate_topics(kafka: KafkaEnv) -> None:
         future.result(30)
 
 
-def test_sigterm_after_the_broker_died_exits_0_in_bounded_time(tmp_path, model_dir):
+def test_sigterm_after_the_broker_died_mid_stream_exits_0_in_bounded_time(tmp_path, model_dir):
     """A service asked to stop while its broker is gone does not wait for the broker: it gives up
-    what cannot be delivered (the monitor's last snapshot; the previous one stays in force) and exits 0."""
+    what cannot be delivered (the monitor's last snapshot; the previous one stays in force) and exits 0.
+
+    The broker dies while records flow, so the monitor saving every 0.3 s is caught in the middle of
+    a snapshot (the case that took 40 s: after that one failed it prepared, then tried, another) and
+    the monitor that never saves on its own (`--state-interval 3600`) stops with unsaved state."""
     broker = start_broker(log_path=tmp_path / "tansu.log")
     kafka = KafkaEnv(broker.bootstrap, uuid.uuid4().hex[:10], model_dir)
     scorer, _, monitor, monitor_port = start_services(kafka, tmp_path)
-    # A second monitor that never saves on its own: at SIGTERM its state is unsaved and the broker gone.
     unsaved_port = free_port()
     unsaved = start_monitor(kafka, tmp_path / "unsaved.log", "unsaved", unsaved_port, "--state-interval", "3600")
+    producer = kafka.start("producer", "simulate", "--count", "0", "--rate", "500", "--label-delay", "0",
+                           log=tmp_path / "producer.log", TOPIC_PARTITIONS="1")
     try:
-        sent = kafka.run("producer", "simulate", "--count", "2000", "--rate", "0", "--label-delay", "0", TOPIC_PARTITIONS="1")
-        assert sent.returncode == 0, sent.stderr.decode()[-2000:]
-        wait_until(lambda: stream_records(monitor_port) == 2000 and stream_records(unsaved_port) == 2000, 90,
+        wait_until(lambda: stream_records(monitor_port) >= 2000 and stream_records(unsaved_port) >= 2000, 90,
                    message="stream monitored")
         broker.kill()
+        producer.kill()  # not under test: it would wait its 5-minute delivery timeout
         time.sleep(1)
         started = time.monotonic()
         for process in (scorer, monitor, unsaved):
@@ -106,10 +110,11 @@ def test_sigterm_after_the_broker_died_exits_0_in_bounded_time(tmp_path, model_d
         assert [process.wait(60) for process in (scorer, monitor, unsaved)] == [0, 0, 0]
         elapsed = time.monotonic() - started
         print(f"exit after SIGTERM with the broker gone: {elapsed:.1f} s")
-        assert elapsed < 25  # the 15 s delivery timeout of the unsaved snapshot, then close
-        assert "monitor stopped without saving its last state" in (tmp_path / "unsaved.log").read_text()
+        assert elapsed < 25  # one 15 s delivery timeout of a snapshot, then close
+        for log in ("monitor.log", "unsaved.log"):
+            assert "monitor stopped without saving its last state" in (tmp_path / log).read_text(), log
     finally:
-        for process in (unsaved, monitor, scorer):
+        for process in (producer, unsaved, monitor, scorer):
             stop_process(process)
         broker.stop()
 
