@@ -1,6 +1,7 @@
 """Producing with back-pressure and delivery accounting, shared by every service that writes."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -10,7 +11,7 @@ from typing import Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from contract.settings import client_config
+from contract.settings import RESEND_AFTER_MS, client_config, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,18 @@ def producer_failure(exc: BaseException) -> KafkaError | None:
         if isinstance(candidate, KafkaException) and candidate.args and isinstance(candidate.args[0], KafkaError):
             return candidate.args[0]
     return None
+
+
+def resending_producer() -> Producer:
+    """A producer for the services that re-send what failed (scorer, monitor): it gives up on a
+    message after RESEND_AFTER_MS, and the caller sends again with a new one."""
+    return Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
+
+
+def discard(producer: Producer) -> None:
+    """Drop what a failed producer still holds before it is replaced."""
+    with contextlib.suppress(KafkaException):  # a fatal producer may refuse even that
+        producer.purge()
 
 
 def produce(producer: Producer, topic: str, value: bytes, key: str | bytes | None, report: DeliveryReport,

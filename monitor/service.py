@@ -17,7 +17,6 @@ instance per group: the windows are not shared between instances.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import re
@@ -35,9 +34,9 @@ from prometheus_client import CollectorRegistry
 from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
                               NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, NUMERIC_RANGES, OUT_OF_RANGE, PRICE_RANGE,
                               WRONG_TYPE, InvalidRecord, Rejection, decode_label, parse_json, validate_features)
-from contract.delivery import producer_failure
+from contract.delivery import discard, producer_failure, resending_producer
 from contract.service import is_record, log_failed_commit
-from contract.settings import RESEND_AFTER_MS, Topics, consumer_config, producer_config
+from contract.settings import Topics, consumer_config
 from monitor.calibration import MODES
 from monitor.drift import DriftMonitor, DriftResult
 from monitor.metrics import MonitorMetrics
@@ -409,14 +408,13 @@ class _Runner:
             if isinstance(exc, SystemError) and producer_failure(exc) is None:
                 raise
             self.metrics.state_failures.inc()
-            with contextlib.suppress(KafkaException):  # a fatal producer may refuse even that
-                self.producer.purge()
+            discard(self.producer)
             if self.stop.is_set():
                 self.gave_up = True
                 log.warning("last state snapshot not saved: %s", exc)
                 return False
             log.warning("state snapshot not saved, trying again in %.0f s: %s", self.config.state_interval, exc)
-            self.producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
+            self.producer = resending_producer()
             try:
                 create_state_topic(self.config.state_topic, timeout=10)
             except KafkaException as create_error:
@@ -444,7 +442,7 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
     runner.metrics.show(runner.monitor.result())
     runner.metrics.follow(runner.monitor.counters)
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-    runner.producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
+    runner.producer = resending_producer()
     consumer.subscribe([topics.predictions, topics.labels], on_assign=runner.on_assign, on_revoke=runner.on_revoke)
     log.info("monitoring %s + %s (group %s, window %s step %s, %s thresholds, ert %g)", topics.predictions,
              topics.labels, config.group, config.window, config.step, config.thresholds, config.ert)
@@ -460,9 +458,10 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
             if runner.changed and time.monotonic() - last_write >= config.state_interval:
                 runner.persist(consumer)
                 last_write = time.monotonic()
-        if runner.changed and not runner.gave_up:
+        if runner.gave_up:  # a snapshot already failed after the stop was asked for: the broker is away
+            saved = False
+        elif runner.changed:
             saved = runner.persist(consumer)
-        saved = saved and not runner.gave_up
     finally:
         runner.closing = True
         runner.producer.flush(10)

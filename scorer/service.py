@@ -7,7 +7,6 @@ replayed record lands in the same partition as its first prediction.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -18,10 +17,10 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contract.delivery import DeliveryReport, is_transient, produce, producer_failure
+from contract.delivery import DeliveryReport, discard, is_transient, produce, producer_failure, resending_producer
 from contract.records import REJECTION_REASONS
 from contract.service import is_record, log_failed_commit
-from contract.settings import DEFAULT_PARTITIONS, RESEND_AFTER_MS, Topics, consumer_config, ensure_topics, producer_config
+from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel
 from scorer.scoring import ScoredBatch, score_batch
 
@@ -107,9 +106,8 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
         metrics.redeliveries.inc()
         log.warning("%d of %d outputs not delivered (%s): re-sending the batch with a new producer",
                     report.failed, report.failed + report.delivered, report.last_error)
-        with contextlib.suppress(KafkaException):  # a fatal producer may refuse even that
-            producer.purge()
-        producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
+        discard(producer)
+        producer = resending_producer()
         if stop.is_set():
             log.warning("stopping with an undelivered batch: its offsets are not committed, it is scored again after restart")
             return producer, False
@@ -188,7 +186,7 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-    producer = Producer(producer_config(message_timeout_ms=RESEND_AFTER_MS))
+    producer = resending_producer()
     consumer.subscribe([topics.features])
     log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
     try:
