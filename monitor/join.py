@@ -8,13 +8,15 @@ Each side waits in an insertion-ordered dict until its partner arrives. State is
 Expiry walks from the oldest inserted entry and stops at the first young one, so an entry inserted
 after a younger one may outlive its TTL by a little; `max_pending` still bounds it.
 
-Matching is per record in a dict (O(1) each), the one part of an update that is not vectorised.
+Matching is a dict lookup per record, done in C for a whole batch (see `_Pending`).
 A second prediction with a pending id replaces the first (at-least-once redelivery) and is counted
 in `duplicates`; a label for an id already joined waits and expires like any unmatched label.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -33,17 +35,133 @@ class Joined:
         return len(self.pane_ids)
 
 
-def _joined(rows: list[tuple[int, float, float]]) -> Joined:
-    # rows: (pane id, prediction, price)
-    if not rows:
-        return Joined(np.empty(0, np.int64), np.empty(0), np.empty(0))
-    pane_ids, predictions, prices = (np.array(c) for c in zip(*rows))
-    errors = predictions.astype(np.float64) - prices.astype(np.float64)
-    return Joined(pane_ids.astype(np.int64), errors**2, np.abs(errors))
+class _Pending:
+    """Entries waiting for their partner, insertion-ordered: id -> slot in columnar arrays.
+
+    Adding and taking a batch are a few C-level dict calls (`map(slots.pop, ids)`) and numpy slices,
+    not a Python loop per record. A taken or replaced entry only loses its id in `slots` and is
+    marked dead; dead slots are compacted away when the arrays fill, so memory follows the live
+    entries. Live slots, in slot order, are exactly `slots` in insertion order."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.slots: dict[str, int] = {}
+        self.ids = np.empty(capacity, dtype=object)
+        self.ts = np.empty(capacity, dtype=np.int64)
+        self.value = np.empty(capacity, dtype=np.float64)  # prediction, or the label's price
+        self.pane = np.empty(capacity, dtype=np.int64)  # the prediction's pane (labels: unused)
+        self.alive = np.zeros(capacity, dtype=bool)
+        self.head = 0  # every slot before head is dead
+        self.size = 0  # slots used
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def __iter__(self):
+        return iter(self.slots)
+
+    def take(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the entries of `keys` that wait; returns (found (k,) bool, their slots in key order)."""
+        slots = np.fromiter(map(self.slots.pop, keys, repeat(-1)), np.int64, len(keys))
+        found = slots >= 0
+        slots = slots[found]
+        self.alive[slots] = False
+        return found, slots
+
+    def put(self, keys: Sequence[str], ts: np.ndarray, value: np.ndarray, pane: np.ndarray) -> int:
+        """Append k entries; an id already waiting is replaced (it moves to the end). Returns how many replaced."""
+        k = len(keys)
+        if not k:
+            return 0
+        _, replaced = self.take(keys)
+        self._reserve(k)
+        start, stop = self.size, self.size + k
+        before = len(self.slots)
+        self.slots.update(zip(keys, range(start, stop)))
+        self.ids[start:stop], self.ts[start:stop], self.value[start:stop], self.pane[start:stop] = keys, ts, value, pane
+        self.alive[start:stop] = True
+        self.size = stop
+        repeated = before + k - len(self.slots)
+        if repeated:  # ids more than once in this batch: the last one waits, in its own place
+            last: dict[str, int] = {}
+            for key, slot in zip(reversed(keys), range(stop - 1, start - 1, -1)):
+                last.setdefault(key, slot)
+            for key in last:
+                del self.slots[key]
+            self.slots.update(sorted(last.items(), key=itemgetter(1)))
+            self.alive[start:stop] = False
+            self.alive[list(last.values())] = True
+        return len(replaced) + repeated
+
+    def expire(self, cutoff: int | None, max_pending: int) -> int:
+        """Drop the oldest entries beyond `max_pending`, then those older than `cutoff` from the oldest
+        on, stopping at the first young one. Returns how many were dropped."""
+        dropped = 0
+        excess = len(self.slots) - max_pending
+        while excess > 0:
+            live = self._live_chunk()[:excess]
+            self._drop(live)
+            dropped += len(live)
+            excess -= len(live)
+        while cutoff is not None and self.slots:
+            live = self._live_chunk()
+            young = np.flatnonzero(self.ts[live] >= cutoff)
+            old = live[: young[0]] if len(young) else live
+            self._drop(old)
+            dropped += len(old)
+            if len(young):
+                break
+        return dropped
+
+    def _live_chunk(self, chunk: int = 4096) -> np.ndarray:
+        """Slots of the oldest live entries (at least one while any waits); moves head to the first."""
+        while not self.alive[self.head]:
+            window = self.alive[self.head:self.head + chunk]
+            first = int(np.argmax(window))  # 0 when none in the window is alive
+            self.head += first if window[first] else len(window)
+        return self.head + np.flatnonzero(self.alive[self.head:self.head + chunk])
+
+    def _drop(self, slots: np.ndarray) -> None:
+        for key in self.ids[slots].tolist():
+            del self.slots[key]
+        self.alive[slots] = False
+        self.ids[slots] = None
+
+    def _reserve(self, k: int) -> None:
+        """Room for k more slots: grow the arrays (slots keep their places) while few are dead, else
+        compact the live entries to the front, which renumbers every slot (a new dict)."""
+        capacity = len(self.alive)
+        if self.size + k <= capacity:
+            return
+        n = len(self.slots)
+        dead = self.size - n
+        capacity = max(2 * (n + k), capacity)
+        if 4 * dead < capacity:  # growing: amortised O(1) per entry, and no dict rebuilt
+            keep = np.arange(self.size)
+            capacity = max(capacity, 2 * (self.size + k))
+        else:
+            keep = self.head + np.flatnonzero(self.alive[self.head:self.size])
+        columns = []
+        for column in (self.ids, self.ts, self.value, self.pane, self.alive):
+            moved = np.zeros(capacity, dtype=column.dtype)
+            moved[:len(keep)] = column[keep]
+            columns.append(moved)
+        self.ids, self.ts, self.value, self.pane, self.alive = columns
+        if len(keep) == n and n != self.size:  # compacted: every live entry has a new slot
+            self.slots = dict(zip(self.ids[:n].tolist(), range(n)))
+            self.head = 0
+        self.size = len(keep)
+
+    def columns(self) -> tuple[list[str], list[int], list[float], list[int]]:
+        """(ids, ts, values, panes) of the live entries, oldest first."""
+        live = self.head + np.flatnonzero(self.alive[self.head:self.size])
+        return self.ids[live].tolist(), self.ts[live].tolist(), self.value[live].tolist(), self.pane[live].tolist()
+
+
+_NONE_JOINED = Joined(np.empty(0, np.int64), np.empty(0), np.empty(0))
 
 
 class LabelJoin:
-    """Pending predictions {id: (ts, prediction, pane id)} and labels {id: (ts, price)}."""
+    """Pending predictions (ts, prediction, pane id) and labels (ts, price) by id; see the module doc."""
 
     def __init__(self, ttl_ms: int = 3_600_000, max_pending: int = 200_000) -> None:
         if ttl_ms <= 0:
@@ -51,8 +169,8 @@ class LabelJoin:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.ttl_ms, self.max_pending = ttl_ms, max_pending
-        self.predictions: dict[str, tuple[int, float, int]] = {}
-        self.labels: dict[str, tuple[int, float]] = {}
+        self.predictions = _Pending()
+        self.labels = _Pending()
         self.watermark: int | None = None
         self.joined = 0
         self.expired_predictions = 0
@@ -61,55 +179,60 @@ class LabelJoin:
 
     def add_predictions(self, ids: Sequence[str], ts: ArrayLike, predictions: ArrayLike, pane_ids: ArrayLike) -> Joined:
         """n predictions (pane id -1 = dropped by the window: not kept); returns those joined now."""
-        rows = []
-        for key, t, p, pane in zip(ids, np.asarray(ts).tolist(), np.asarray(predictions).tolist(), np.asarray(pane_ids).tolist()):
-            if pane < 0:
-                continue
-            label = self.labels.pop(key, None)
-            if label is not None:
-                rows.append((pane, p, label[1]))
-                continue
-            if key in self.predictions:
-                self.duplicates += 1
-                del self.predictions[key]
-            self.predictions[key] = (t, p, pane)
+        ts, predictions, pane_ids = np.asarray(ts, np.int64), np.asarray(predictions, np.float64), np.asarray(pane_ids, np.int64)
+        keys, stamps, values, panes = ids, ts, predictions, pane_ids
+        keep = pane_ids >= 0
+        if not keep.all():
+            keys, stamps, values, panes = np.asarray(ids, dtype=object)[keep], ts[keep], predictions[keep], pane_ids[keep]
+        joined = _NONE_JOINED
+        if len(self.labels):
+            found, slots = self.labels.take(keys)
+            if len(slots):
+                joined = self._done(panes[found], values[found], self.labels.value[slots])
+                waiting = ~found
+                keys, stamps, values, panes = np.asarray(keys, dtype=object)[waiting], stamps[waiting], values[waiting], panes[waiting]
+        self.duplicates += self.predictions.put(keys, stamps, values, panes)
         self._advance(ts)
-        return self._done(rows)
+        return joined
 
     def add_labels(self, ids: Sequence[str], ts: ArrayLike, prices: ArrayLike) -> Joined:
         """n labels (true prices); returns the records joined now."""
-        rows = []
-        for key, t, price in zip(ids, np.asarray(ts).tolist(), np.asarray(prices).tolist()):
-            pending = self.predictions.pop(key, None)
-            if pending is not None:
-                rows.append((pending[2], pending[1], price))
-            else:
-                self.labels.pop(key, None)
-                self.labels[key] = (t, price)
+        ts, prices = np.asarray(ts, np.int64), np.asarray(prices, np.float64)
+        found, slots = self.predictions.take(ids)
+        joined = _NONE_JOINED
+        keys, stamps, values = ids, ts, prices
+        if len(slots):
+            joined = self._done(self.predictions.pane[slots], self.predictions.value[slots], prices[found])
+            waiting = ~found
+            keys, stamps, values = np.asarray(ids, dtype=object)[waiting], ts[waiting], prices[waiting]
+        self.labels.put(keys, stamps, values, np.zeros(len(keys), np.int64))
         self._advance(ts)
-        return self._done(rows)
+        return joined
 
-    def _done(self, rows: list[tuple[int, float, float]]) -> Joined:
-        self.joined += len(rows)
-        return _joined(rows)
+    def _done(self, pane_ids: np.ndarray, predictions: np.ndarray, prices: np.ndarray) -> Joined:
+        self.joined += len(pane_ids)
+        errors = predictions - prices
+        return Joined(pane_ids, errors**2, np.abs(errors))
 
-    def _advance(self, ts: ArrayLike) -> None:
-        ts = np.asarray(ts)
+    def _advance(self, ts: np.ndarray) -> None:
         if ts.size:
             newest = int(ts.max())
             self.watermark = newest if self.watermark is None else max(self.watermark, newest)
-        self.expired_predictions += _expire(self.predictions, self.watermark, self.ttl_ms, self.max_pending)
-        self.expired_labels += _expire(self.labels, self.watermark, self.ttl_ms, self.max_pending)
+        cutoff = None if self.watermark is None else self.watermark - self.ttl_ms
+        self.expired_predictions += self.predictions.expire(cutoff, self.max_pending)
+        self.expired_labels += self.labels.expire(cutoff, self.max_pending)
 
     @property
     def pending(self) -> int:
         return len(self.predictions) + len(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        """Pending entries and counters as plain lists (JSON-friendly)."""
+        """Pending entries (as columns: a snapshot may hold 200,000) and counters, JSON-friendly."""
+        ids, ts, values, panes = self.predictions.columns()
+        label_ids, label_ts, prices, _ = self.labels.columns()
         return {
-            "predictions": [[k, *v] for k, v in self.predictions.items()],
-            "labels": [[k, *v] for k, v in self.labels.items()],
+            "predictions": {"id": ids, "ts": ts, "prediction": values, "pane": panes},
+            "labels": {"id": label_ids, "ts": label_ts, "price": prices},
             "watermark": self.watermark,
             "joined": self.joined,
             "expired_predictions": self.expired_predictions,
@@ -118,27 +241,22 @@ class LabelJoin:
         }
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
-        self.predictions = {k: (int(t), float(p), int(pane)) for k, t, p, pane in state["predictions"]}
-        self.labels = {k: (int(t), float(price)) for k, t, price in state["labels"]}
+        """Restore `to_dict` output; also snapshots of earlier versions, which listed [id, ts, value(, pane)] rows."""
+        predictions, labels = state["predictions"], state["labels"]
+        if isinstance(predictions, list):
+            predictions = dict(zip(("id", "ts", "prediction", "pane"), map(list, zip(*predictions)))) if predictions else {}
+        if isinstance(labels, list):
+            labels = dict(zip(("id", "ts", "price"), map(list, zip(*labels)))) if labels else {}
+        self.predictions, self.labels = _Pending(), _Pending()
+        ids = [str(k) for k in predictions.get("id", [])]
+        self.predictions.put(ids, np.array(predictions.get("ts", []), np.int64),
+                             np.array(predictions.get("prediction", []), np.float64), np.array(predictions.get("pane", []), np.int64))
+        ids = [str(k) for k in labels.get("id", [])]
+        self.labels.put(ids, np.array(labels.get("ts", []), np.int64), np.array(labels.get("price", []), np.float64),
+                        np.zeros(len(ids), np.int64))
         self.watermark = state["watermark"]
         for name in ("joined", "expired_predictions", "expired_labels", "duplicates"):
             setattr(self, name, int(state[name]))
-
-
-def _expire(pending: dict[str, tuple], watermark: int | None, ttl_ms: int, max_pending: int) -> int:
-    expired = 0
-    while len(pending) > max_pending:
-        del pending[next(iter(pending))]
-        expired += 1
-    if watermark is not None:
-        cutoff = watermark - ttl_ms
-        while pending:
-            key = next(iter(pending))
-            if pending[key][0] >= cutoff:
-                break
-            del pending[key]
-            expired += 1
-    return expired
 
 
 class ErrorWindow:

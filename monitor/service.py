@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from contract.records import (CATEGORICAL_FEATURES, MAX_CATEGORY_LENGTH, MAX_ID_LENGTH, MAX_RECORD_BYTES, MISSING_FIELD,
-                              NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, NUMERIC_RANGES, OUT_OF_RANGE, PRICE_RANGE,
+from contract import wire
+from contract.records import (CATEGORICAL_FEATURES, MISSING_FIELD, NOT_FINITE, NOT_OBJECT, NUMERIC_FEATURES, OUT_OF_RANGE,
                               WRONG_TYPE, InvalidRecord, Rejection, decode_label, parse_json, validate_features)
 from contract.delivery import discard, producer_failure, resending_producer
-from contract.service import is_record, log_failed_commit
+from contract.service import freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import Topics, consumer_config
 from monitor.calibration import MODES
 from monitor.drift import DriftMonitor, DriftResult
@@ -146,16 +145,11 @@ def build_monitor(config: MonitorConfig, reference: Reference) -> DriftMonitor:
 
 
 # -- decoding: bytes -> columns, bad records become data ------------------------------------------
-# Per batch of thousands: a well-formed record takes an inlined fast path (one orjson parse, type and
-# range checks equivalent to contract.records' `_fast_features`, one tuple); anything that fails it
-# goes through the full validation (`_prediction` / `decode_label`), which names the reason. The
-# fast checks only ever accept what the full validation accepts, so no invalid record slips through.
-_MAX_TS = 2**53
-_CARAT_HIGH, _DEPTH_HIGH, _TABLE_HIGH = (NUMERIC_RANGES[c][1] for c in NUMERIC_FEATURES)
-_PRICE_LOW, _PRICE_HIGH = PRICE_RANGE
-if (NUMERIC_FEATURES != ("carat", "depth", "table") or CATEGORICAL_FEATURES != ("cut", "color", "clarity")
-        or any(NUMERIC_RANGES[c][0] != 0.0 for c in NUMERIC_FEATURES) or _PRICE_LOW != 0.0):
-    raise ImportError("contract.records changed: update the fast decoding path in monitor.service")
+# Per batch of thousands: msgspec's typed decoders (`contract.wire`, the same rules as
+# contract.records) build every record in C; a batch holding a record they refuse goes record by
+# record, and each refusal through the full validation (`_prediction` / `decode_label`), which
+# gives the verdict and names the reason. The typed decoders only ever accept what the full
+# validation accepts, so no invalid record slips through.
 
 
 def _prediction(raw: bytes) -> tuple[str, int, float, float, float, float, str, str, str]:
@@ -183,87 +177,46 @@ def _prediction(raw: bytes) -> tuple[str, int, float, float, float, float, str, 
             record.cut, record.color, record.clarity)
 
 
+def _prediction_or_rejection(raw: bytes) -> wire.Prediction | Rejection:
+    """The contract's verdict on a record the typed decoder refused (it may still be valid: an integer id, say)."""
+    try:
+        record_id, ts, prediction, carat, depth, table, cut, color, clarity = _prediction(raw)
+    except InvalidRecord as invalid:
+        return invalid.rejection
+    return wire.Prediction(record_id, ts, prediction, wire.Features(carat=carat, cut=cut, color=color, clarity=clarity,
+                                                                    depth=depth, table=table))
+
+
+def _label_or_rejection(raw: bytes) -> wire.Label | Rejection:
+    label = decode_label(raw)
+    return label if isinstance(label, Rejection) else wire.Label(label.id, label.ts, label.price)
+
+
 def decode_predictions(values: list[bytes]) -> tuple[PredictionBatch, list[tuple[int, Rejection]]]:
-    """Columns of the valid predictions, and (position, rejection) of the others."""
-    rows: list[tuple] = []
-    rejections: list[tuple[int, Rejection]] = []
-    append, loads, limit, max_id, max_cat, max_ts = rows.append, orjson.loads, MAX_RECORD_BYTES, MAX_ID_LENGTH, MAX_CATEGORY_LENGTH, _MAX_TS
-    carat_high, depth_high, table_high = _CARAT_HIGH, _DEPTH_HIGH, _TABLE_HIGH
-    str_, int_, float_, dict_, len_ = str, int, float, dict, len
-    for position, raw in enumerate(values):
-        # fast path: comparisons are False for NaN, so a NaN never passes; orjson refuses NaN/Infinity
-        if len_(raw) <= limit:
-            try:
-                obj = loads(raw)
-            except orjson.JSONDecodeError:
-                obj = None
-            if type(obj) is dict_:
-                f = obj.get("features")
-                if type(f) is dict_:
-                    record_id, ts, prediction = obj.get("id"), obj.get("ts"), obj.get("prediction")
-                    carat, depth, table = f.get("carat"), f.get("depth"), f.get("table")
-                    cut, color, clarity = f.get("cut"), f.get("color"), f.get("clarity")
-                    if (type(record_id) is str_ and 0 < len_(record_id) <= max_id
-                            and type(ts) is int_ and 0 <= ts < max_ts
-                            and type(prediction) is float_ and -math.inf < prediction < math.inf
-                            and (type(carat) is float_ or type(carat) is int_) and 0.0 < carat <= carat_high
-                            and (type(depth) is float_ or type(depth) is int_) and 0.0 < depth <= depth_high
-                            and (type(table) is float_ or type(table) is int_) and 0.0 < table <= table_high
-                            and type(cut) is str_ and 0 < len_(cut) <= max_cat
-                            and type(color) is str_ and 0 < len_(color) <= max_cat
-                            and type(clarity) is str_ and 0 < len_(clarity) <= max_cat
-                            and f.get("price") is None):
-                        append((record_id, ts, prediction, carat, depth, table, cut, color, clarity))
-                        continue
-        try:
-            append(_prediction(raw))
-        except InvalidRecord as invalid:
-            rejections.append((position, invalid.rejection))
-    if rows:
-        ids, ts_, preds, carat, depth, table, cut, color, clarity = zip(*rows)
-    else:
-        ids = ts_ = preds = carat = depth = table = cut = color = clarity = ()
+    """Columns of the valid predictions, and (position, rejection) of the others.
+
+    See `contract.wire.decode_records`; refusals go to `_prediction` for the verdict. Columns are
+    read one at a time (map + attrgetter): a tuple per record would cost more in garbage
+    collection than the decoding itself."""
+    records, rejections = wire.decode_records(values, wire.prediction_decoder, _prediction_or_rejection)
+    n, field = len(records), wire.field
+    features = list(map(field["features"], records))
     batch = PredictionBatch(
-        ids=np.array(ids, dtype=object),
-        ts=np.array(ts_, dtype=np.int64),
-        predictions=np.array(preds, dtype=np.float64),
-        numeric={"carat": np.array(carat, dtype=np.float64), "depth": np.array(depth, dtype=np.float64),
-                 "table": np.array(table, dtype=np.float64)},
-        categorical={"cut": np.array(cut, dtype=str), "color": np.array(color, dtype=str),
-                     "clarity": np.array(clarity, dtype=str)},
+        ids=np.array(list(map(field["id"], records)), dtype=object),
+        ts=np.fromiter(map(field["ts"], records), np.int64, n),
+        predictions=np.fromiter(map(field["prediction"], records), np.float64, n),
+        numeric={c: np.fromiter(map(field[c], features), np.float64, n) for c in NUMERIC_FEATURES},
+        categorical={c: np.array(list(map(field[c], features)), dtype=object) for c in CATEGORICAL_FEATURES},
     )
     return batch, rejections
 
 
 def decode_labels(values: list[bytes]) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[int, Rejection]]]:
-    """(ids, ts (k,) int64, prices (k,) float64) of the valid labels, and the rejections."""
-    ids: list[str] = []
-    ts: list[int] = []
-    prices: list[float] = []
-    rejections: list[tuple[int, Rejection]] = []
-    loads, limit, max_id, max_ts, price_high = orjson.loads, MAX_RECORD_BYTES, MAX_ID_LENGTH, _MAX_TS, _PRICE_HIGH
-    for position, raw in enumerate(values):
-        if len(raw) <= limit:  # fast path, as for predictions
-            try:
-                obj = loads(raw)
-            except orjson.JSONDecodeError:
-                obj = None
-            if type(obj) is dict:
-                record_id, stamp, price = obj.get("id"), obj.get("ts"), obj.get("price")
-                if (type(record_id) is str and 0 < len(record_id) <= max_id and type(stamp) is int and 0 <= stamp < max_ts
-                        and (type(price) is float or type(price) is int) and 0.0 < price <= price_high):
-                    ids.append(record_id)
-                    ts.append(stamp)
-                    prices.append(price)
-                    continue
-        label = decode_label(raw)
-        if isinstance(label, Rejection):
-            rejections.append((position, label))
-            continue
-        ids.append(label.id)
-        ts.append(label.ts)
-        prices.append(label.price)
-    return ids, np.array(ts, dtype=np.int64), np.array(prices, dtype=np.float64), rejections
+    """(ids, ts (k,) int64, prices (k,) float64) of the valid labels, and the rejections; as for predictions."""
+    records, rejections = wire.decode_records(values, wire.label_decoder, _label_or_rejection)
+    n, field = len(records), wire.field
+    return (list(map(field["id"], records)), np.fromiter(map(field["ts"], records), np.int64, n),
+            np.fromiter(map(field["price"], records), np.float64, n), rejections)
 
 
 class _Runner:
@@ -335,21 +288,26 @@ class _Runner:
 
     def process(self, messages: list[Message]) -> None:
         """One batch: predictions into the windows, then labels into the join; gauges refreshed."""
-        predictions, labels = [], []
-        prediction_topic, positions = self.topics.predictions, self.positions
-        for message in messages:
-            topic = message.topic()
-            (predictions if topic == prediction_topic else labels).append(message)
-            positions[(topic, message.partition())] = message.offset() + 1
+        # Per-message calls mapped in C; a partition's messages come in offset order, so the last
+        # offset seen per (topic, partition) wins in the dict.
+        topics = list(map(Message.topic, messages))
+        self.positions.update(zip(zip(topics, map(Message.partition, messages)),
+                                  [offset + 1 for offset in map(Message.offset, messages)]))
+        prediction_topic = self.topics.predictions
+        if topics.count(prediction_topic) == len(topics):
+            predictions, labels = messages, []
+        else:
+            predictions = [m for m, topic in zip(messages, topics) if topic == prediction_topic]
+            labels = [m for m, topic in zip(messages, topics) if topic != prediction_topic]
         results = []
         if predictions:
-            batch, rejected = decode_predictions([m.value() or b"" for m in predictions])
+            batch, rejected = decode_predictions([value or b"" for value in map(Message.value, predictions)])
             self._reject(predictions, rejected)
             self.metrics.consumed.labels(self.topics.predictions).inc(len(predictions))
             if len(batch):
                 results = self.monitor.update(batch)
         if labels:
-            ids, ts, prices, rejected = decode_labels([m.value() or b"" for m in labels])
+            ids, ts, prices, rejected = decode_labels([value or b"" for value in map(Message.value, labels)])
             self._reject(labels, rejected)
             self.metrics.consumed.labels(self.topics.labels).inc(len(labels))
             if ids:
@@ -441,6 +399,7 @@ def run(config: MonitorConfig, reference: Reference, topics: Topics, registry: C
     runner.restore()
     runner.metrics.show(runner.monitor.result())
     runner.metrics.follow(runner.monitor.counters)
+    freeze_startup_heap()
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
     runner.producer = resending_producer()
     consumer.subscribe([topics.predictions, topics.labels], on_assign=runner.on_assign, on_revoke=runner.on_revoke)

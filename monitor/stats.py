@@ -44,7 +44,8 @@ def ks_statistic(reference_cdf: np.ndarray, counts: np.ndarray) -> float:
     return float(np.abs(cumulative / n - reference_cdf).max())
 
 
-def _ks_scale(n: int, m: int) -> float:
+def ks_scale(n: int, m: int) -> float:
+    """Kolmogorov's law argument per unit of D: sqrt(n*m/(n+m)) with Stephens' correction."""
     en = n * m / (n + m)
     root = math.sqrt(en)
     return root + 0.12 + 0.11 / root
@@ -52,12 +53,12 @@ def _ks_scale(n: int, m: int) -> float:
 
 def ks_pvalue(statistic: float, n: int, m: int) -> float:
     """Asymptotic two-sample KS p-value with effective size n*m/(n+m) (Stephens' correction)."""
-    return float(special.kolmogorov(_ks_scale(n, m) * statistic))
+    return float(special.kolmogorov(ks_scale(n, m) * statistic))
 
 
 def ks_threshold(alpha: float, n: int, m: int) -> float:
     """The D such that ks_pvalue(D, n, m) == alpha."""
-    return float(special.kolmogi(alpha)) / _ks_scale(n, m)
+    return float(special.kolmogi(alpha)) / ks_scale(n, m)
 
 
 def total_variation(reference_counts: np.ndarray, counts: np.ndarray, unseen: int) -> float:

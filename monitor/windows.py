@@ -140,12 +140,36 @@ class PaneLayout:
     def empty(self, pane_id: int) -> Pane:
         return Pane(pane_id, np.zeros(self.total, dtype=np.int64))
 
-    def bins(self, batch: PredictionBatch) -> np.ndarray:
-        """Flat bin index of every record and column, (n, numeric + 1) int64 (categoricals apart)."""
+    def encode(self, batch: PredictionBatch) -> "EncodedBatch":
+        """Flat bin of every record and column, numeric and prediction bins then category codes.
+
+        A category the reference never saw gets the spill bin `total` (dropped after counting) and is
+        marked in `unseen`, so its name can be counted apart."""
         ref = self.reference
         columns = [self.slices[c].start + ref.numeric[c].bin_index(batch.numeric[c]) for c in ref.numeric]
         columns.append(self.slices[PREDICTION].start + ref.prediction.bin_index(batch.predictions))
-        return np.stack(columns, axis=1)
+        unseen: dict[str, np.ndarray] = {}
+        for name, profile in ref.categorical.items():
+            codes = profile.codes(batch.categorical[name])
+            missing = codes < 0
+            if missing.any():
+                unseen[name] = missing
+                codes = np.where(missing, self.total - self.slices[name].start, codes)
+            columns.append(self.slices[name].start + codes)
+        return EncodedBatch(np.stack(columns, axis=1) if columns else np.empty((len(batch), 0), np.int64), unseen)
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A batch as pane bins: flat (n, columns) int64 indexes into a pane's counts (`total` = spill),
+    unseen {categorical column: (n,) bool} for the columns with categories the reference never saw."""
+
+    flat: np.ndarray
+    unseen: Mapping[str, np.ndarray]
+
+    def rows(self, start: int, stop: int) -> "EncodedBatch":
+        part = slice(start, stop)
+        return EncodedBatch(self.flat[part], {c: m[part] for c, m in self.unseen.items()})
 
 
 class PaneWindow:
@@ -167,21 +191,25 @@ class PaneWindow:
         self.late_errors = 0  # joined after their prediction's pane left the window: not in label coverage
 
     # -- adding -------------------------------------------------------------------------------------
-    def _add(self, pane_ids: np.ndarray, batch: PredictionBatch, keep: np.ndarray) -> None:
-        # (n, columns) flat bins; one bincount per distinct pane in the batch (usually 1 or 2).
-        flat = self.layout.bins(batch)
-        for pane_id in np.unique(pane_ids[keep]):
-            rows = keep & (pane_ids == pane_id)
-            pane = self.panes.get(int(pane_id))
+    def _add(self, pane_ids: np.ndarray, batch: PredictionBatch, keep: np.ndarray,
+             encoded: EncodedBatch | None = None) -> None:
+        # One bincount per distinct pane in the batch (usually 1 or 2); `encoded`: the batch's bins,
+        # when the caller encoded a larger batch at once.
+        if encoded is None:
+            encoded = self.layout.encode(batch)
+        total = self.layout.total
+        single = len(pane_ids) and keep.all() and (pane_ids == pane_ids[0]).all()  # the common case: no masks
+        for pane_id in ([int(pane_ids[0])] if single else np.unique(pane_ids[keep]).tolist()):
+            rows = slice(None) if single else keep & (pane_ids == pane_id)
+            pane = self.panes.get(pane_id)
             if pane is None:
-                pane = self.panes[int(pane_id)] = self.layout.empty(int(pane_id))
-            pane.counts += np.bincount(flat[rows].ravel(), minlength=self.layout.total)
-            pane.records += int(rows.sum())
-            for name, profile in self.layout.reference.categorical.items():
-                known, unseen = profile.split(batch.categorical[name][rows])
-                pane.counts[self.layout.slices[name]] += known
-                if unseen:
-                    self._count_unseen(pane.unseen.setdefault(name, {}), unseen)
+                pane = self.panes[pane_id] = self.layout.empty(pane_id)
+            pane.counts += np.bincount(encoded.flat[rows].ravel(), minlength=total + 1)[:total]
+            pane.records += len(pane_ids) if single else int(rows.sum())
+            for name, missing in encoded.unseen.items():
+                names, counts = np.unique(np.asarray(batch.categorical[name])[rows][missing[rows]], return_counts=True)
+                if len(names):
+                    self._count_unseen(pane.unseen.setdefault(name, {}), dict(zip(map(str, names), counts.tolist())))
         self.records += int(keep.sum())
 
     def _count_unseen(self, target: dict[str, int], unseen: dict[str, int]) -> None:
@@ -274,11 +302,12 @@ class CountWindow(PaneWindow):
         closed = self.records // self.step - 1
         return closed if closed >= 0 else None
 
-    def update(self, batch: PredictionBatch) -> tuple[np.ndarray, list[int]]:
-        """Add a batch; returns (pane id of every record (n,), panes closed by this batch)."""
+    def update(self, batch: PredictionBatch, encoded: EncodedBatch | None = None) -> tuple[np.ndarray, list[int]]:
+        """Add a batch (`encoded`: its bins, if already computed); returns (pane id of every record
+        (n,), panes closed by this batch)."""
         before = self.records
         pane_ids = (before + np.arange(len(batch), dtype=np.int64)) // self.step
-        self._add(pane_ids, batch, np.ones(len(batch), dtype=bool))
+        self._add(pane_ids, batch, np.ones(len(batch), dtype=bool), encoded)
         if len(batch):
             self.newest = int(pane_ids[-1])
         closed = list(range(before // self.step, self.records // self.step))
@@ -299,8 +328,9 @@ class TimeWindow(PaneWindow):
     def last_closed(self) -> int | None:
         return None if self.newest is None else self.newest - 1
 
-    def update(self, batch: PredictionBatch) -> tuple[np.ndarray, list[int]]:
-        """Add a batch; returns (pane id per record, -1 if dropped as late; panes closed)."""
+    def update(self, batch: PredictionBatch, encoded: EncodedBatch | None = None) -> tuple[np.ndarray, list[int]]:
+        """Add a batch (`encoded`: its bins, if already computed); returns (pane id per record, -1 if
+        dropped as late; panes closed)."""
         if len(batch) == 0:
             return np.empty(0, dtype=np.int64), []
         pane_ids = np.asarray(batch.ts, dtype=np.int64) // self.step
@@ -309,7 +339,7 @@ class TimeWindow(PaneWindow):
         watermark = np.maximum.accumulate(np.concatenate(([start], pane_ids[:-1])))
         keep = pane_ids >= watermark - self.panes_per_window
         self.late_records += int((~keep).sum())
-        self._add(pane_ids, batch, keep)
+        self._add(pane_ids, batch, keep, encoded)
         self.newest = max(start, int(pane_ids.max()))
         closed = list(range(max(start, self.newest - self.panes_per_window), self.newest))
         return np.where(keep, pane_ids, -1), closed

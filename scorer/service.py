@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contract.delivery import DeliveryReport, discard, is_transient, produce, producer_failure, resending_producer
 from contract.records import REJECTION_REASONS
-from contract.service import is_record, log_failed_commit
+from contract.service import freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel
 from scorer.scoring import ScoredBatch, score_batch
@@ -189,6 +189,7 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     producer = resending_producer()
     consumer.subscribe([topics.features])
     log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
+    freeze_startup_heap()
     try:
         while not stop.is_set():
             messages = [m for m in collect_batch(consumer, config.batch_size, config.batch_timeout) if is_record(m)]

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # no conftest: make monitor importable
 
 from monitor import stats  # noqa: E402
-from monitor.drift import DriftMonitor, DriftResult  # noqa: E402
+from monitor.drift import DriftMonitor, DriftResult, column_tests  # noqa: E402
 from monitor.reference import Reference  # noqa: E402
 from monitor.windows import CountWindow, PredictionBatch, TimeWindow  # noqa: E402
 
@@ -178,6 +178,42 @@ def test_new_category_counted_not_crashing(heldout, reference):
     assert monitor.window.panes[last.pane].unseen["clarity"]["FL"] > 0
     assert np.isfinite(clarity.statistic) and clarity.statistic > 1000 and clarity.p_value == 0.0
     assert 0.04 < clarity.distance < 0.07
+
+
+@pytest.mark.parametrize("mode", ["calibrated", "fixed"])
+def test_vectorised_tests_equal_the_per_column_statistics(heldout, reference, mode):
+    """One evaluation tests all columns at both scales in a few numpy calls; each must equal
+    `stats`' own function on that column's counts, unseen categories included."""
+    monitor = DriftMonitor(reference, CountWindow(reference), mode=mode)
+    last = feed(monitor, stream(heldout, ONSET + 1000, seed=5, scenario="new_clarity"))[-1]
+    layout, calibration = monitor.window.layout, monitor.calibration
+    panes = [monitor.window.aggregate(last.pane), monitor.window.aggregate(last.pane, 2), layout.empty(0)]
+    assert panes[0].unseen["clarity"]["FL"] > 0 and panes[1].records == 500
+    alpha = last.alpha or 0.0
+    tested = column_tests(layout, calibration, panes, alpha)
+    assert tested.names == (*reference.features, "prediction") and tested.statistic.shape == (3, 7)
+    for s, pane in enumerate(panes[:2]):
+        n = pane.records
+        for c, name in enumerate(tested.names):
+            counts = pane.counts[layout.slices[name]]
+            if name in reference.categorical:
+                unseen = np.fromiter(pane.unseen.get(name, {}).values(), dtype=np.float64)
+                profile = reference.categorical[name]
+                x2, dof = stats.chi2_statistic(profile.counts, counts, unseen, calibration.pseudo_count)
+                tv = stats.total_variation(profile.counts, counts, int(unseen.sum()))
+                expected = (x2, tv, stats.chi2_pvalue(x2, dof), calibration.chi2(dof, alpha))
+                assert tested.tests[c] == "chi2"
+            else:
+                bins = reference.prediction if name == "prediction" else reference.numeric[name]
+                d = stats.ks_statistic(bins.reference_cdf, counts)
+                expected = (d, d, stats.ks_pvalue(d, n, reference.size), calibration.ks(n, alpha))
+                assert tested.tests[c] == "ks"
+            got = (tested.statistic[s, c], tested.distance[s, c], tested.p_value[s, c], tested.threshold[s, c])
+            assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert np.isnan(tested.statistic[2]).all() and np.isnan(tested.distance[2]).all()  # an empty pane: NaN, never 0
+    # the result reports, per column, the scale whose statistic / threshold is larger
+    for f in last.features:
+        assert f.records in (1000, 500) and f.detected == ((f.statistic if mode == "calibrated" else f.distance) > f.threshold)
 
 
 def test_price_shift_is_concept_drift_only(heldout, reference):

@@ -167,3 +167,101 @@ def test_batch_from_prediction_messages(reference):
     assert window.panes[0].unseen == {"c": {"zz": 1}}
     with pytest.raises(ValueError, match="rows"):
         PredictionBatch(b.ids, b.ts[:1], b.predictions, b.numeric, b.categorical)
+
+
+class _NaiveJoin:
+    """The join's rules one record at a time, in plain dicts: the specification LabelJoin must match."""
+
+    def __init__(self, ttl_ms: int, max_pending: int) -> None:
+        self.ttl_ms, self.max_pending = ttl_ms, max_pending
+        self.predictions: dict[str, tuple[int, float, int]] = {}
+        self.labels: dict[str, tuple[int, float]] = {}
+        self.watermark = None
+        self.joined = self.expired_predictions = self.expired_labels = self.duplicates = 0
+
+    def add_predictions(self, ids, ts, predictions, panes):
+        rows = []
+        for key, t, p, pane in zip(ids, ts, predictions, panes):
+            if pane < 0:
+                continue
+            if key in self.labels:
+                rows.append((pane, p, self.labels.pop(key)[1]))
+                continue
+            if key in self.predictions:
+                self.duplicates += 1
+                del self.predictions[key]
+            self.predictions[key] = (t, p, pane)
+        return self._advance(ts, rows)
+
+    def add_labels(self, ids, ts, prices):
+        rows = []
+        for key, t, price in zip(ids, ts, prices):
+            if key in self.predictions:
+                _, p, pane = self.predictions.pop(key)
+                rows.append((pane, p, price))
+            else:
+                self.labels.pop(key, None)
+                self.labels[key] = (t, price)
+        return self._advance(ts, rows)
+
+    def _advance(self, ts, rows):
+        if len(ts):
+            self.watermark = max(ts) if self.watermark is None else max(self.watermark, max(ts))
+        self.expired_predictions += self._expire(self.predictions)
+        self.expired_labels += self._expire(self.labels)
+        self.joined += len(rows)
+        return rows
+
+    def _expire(self, pending):
+        expired = 0
+        while len(pending) > self.max_pending:
+            del pending[next(iter(pending))]
+            expired += 1
+        while pending and self.watermark is not None and pending[next(iter(pending))][0] < self.watermark - self.ttl_ms:
+            del pending[next(iter(pending))]
+            expired += 1
+        return expired
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_join_matches_the_one_record_at_a_time_rules(seed):
+    """Random interleavings with redelivered ids, repeats inside a batch, late labels, dropped
+    predictions, TTL and count eviction: the batched join equals the plain-dict rules, and its
+    state round-trips."""
+    rng = np.random.default_rng(seed)
+    ttl, cap = int(rng.integers(500, 5_000)), int(rng.integers(20, 400))
+    join, naive = LabelJoin(ttl_ms=ttl, max_pending=cap), _NaiveJoin(ttl, cap)
+    clock = 0
+    for step in range(300):
+        k = int(rng.integers(0, 60))
+        ids = [f"r{i}" for i in rng.integers(0, 800, k)]  # a small id space: plenty of repeats
+        ts = (clock + rng.integers(-2_000, 200, k)).clip(0).tolist()
+        clock += int(rng.integers(0, 150))
+        values = rng.normal(1000, 300, k).round(2).tolist()
+        if rng.random() < 0.5:
+            panes = rng.integers(-1, 5, k).tolist()  # -1: dropped by the window
+            got, want = join.add_predictions(ids, ts, values, panes), naive.add_predictions(ids, ts, values, panes)
+        else:
+            got, want = join.add_labels(ids, ts, values), naive.add_labels(ids, ts, values)
+        errors = [p - price for _, p, price in want]
+        assert got.pane_ids.tolist() == [pane for pane, _, _ in want]
+        assert got.squared.tolist() == pytest.approx([e * e for e in errors])
+        assert got.absolute.tolist() == pytest.approx([abs(e) for e in errors])
+        assert list(join.predictions) == list(naive.predictions) and list(join.labels) == list(naive.labels)
+        assert (join.joined, join.expired_predictions, join.expired_labels, join.duplicates) == \
+            (naive.joined, naive.expired_predictions, naive.expired_labels, naive.duplicates)
+        if step % 50 == 49:
+            state = join.to_dict()
+            predictions, labels = state["predictions"], state["labels"]
+            assert [list(r) for r in zip(*predictions.values())] == [[k, *v] for k, v in naive.predictions.items()]
+            assert [list(r) for r in zip(*labels.values())] == [[k, *v] for k, v in naive.labels.items()]
+            join = LabelJoin(ttl_ms=ttl, max_pending=cap)
+            join.load_dict(json.loads(json.dumps(state)))
+            assert join.to_dict() == state
+            # a snapshot from before the columns ([id, ts, value(, pane)] rows) restores the same
+            rows = {**state, "predictions": [[k, *v] for k, v in naive.predictions.items()],
+                    "labels": [[k, *v] for k, v in naive.labels.items()]}
+            older = LabelJoin(ttl_ms=ttl, max_pending=cap)
+            older.load_dict(json.loads(json.dumps(rows)))
+            assert older.to_dict() == state
+    assert naive.joined > 100 and naive.duplicates > 10 and naive.expired_predictions + naive.expired_labels > 100

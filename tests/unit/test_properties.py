@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -82,3 +83,73 @@ def test_predict_endpoint_never_answers_500(model, body):
     assert response.status_code in (200, 400, 413)
     if response.status_code == 400:
         assert all(e["reason"] for e in response.json["errors"])
+
+
+# -- the typed (msgspec) decoders on the hot paths agree with the contract's validators -----------
+mutated_with_price = st.builds(
+    lambda record, price: {**record, **price}, mutated_records,
+    st.one_of(st.just({}), st.dictionaries(st.just("price"), json_values | st.floats(1, 1e7), max_size=1)),
+)
+
+
+def typed_decode(decoder, raw: bytes):
+    """The typed decoder's record, or None when it refuses."""
+    from contract import wire
+
+    try:
+        return decoder.decode(raw)
+    except wire.DecodeFailure:
+        return None
+
+
+@settings(max_examples=400)
+@given(mutated_with_price)
+def test_typed_feature_decoder_accepts_only_what_the_contract_accepts(record):
+    """The scorer's fast path may refuse more (it then asks `decode_features`), never accept more,
+    and what it accepts has the contract's values."""
+    from contract import wire
+
+    raw = to_bytes(record)
+    typed = typed_decode(wire.feature_decoder, raw)
+    contract = decode_features(raw)
+    if typed is not None:
+        assert isinstance(contract, FeatureRecord)
+        assert tuple(contract) == (typed.id, typed.ts, typed.carat, typed.cut, typed.color, typed.clarity, typed.depth,
+                                   typed.table, typed.price)
+    # and the batch path gives the contract's verdict either way
+    batch = score_batch([raw], lambda frame: np.ones(len(frame)), "v", 0)
+    if isinstance(contract, FeatureRecord):
+        assert not batch.rejections and json.loads(batch.predictions[0][1])["features"] == contract.features()
+    else:
+        assert [r.reason for _, r in batch.rejections] == [contract.reason] and not batch.predictions
+
+
+@settings(max_examples=400)
+@given(mutated_records, st.one_of(json_values, st.floats(-1e9, 1e9)))
+def test_typed_prediction_and_label_decoders_accept_only_what_the_contract_accepts(record, value):
+    from contract import wire
+    from contract.records import decode_label
+    from monitor.service import _prediction, decode_labels, decode_predictions
+
+    features = {k: v for k, v in record.items() if k not in ("id", "ts")}
+    message = {k: record[k] for k in ("id", "ts") if k in record} | {"prediction": value, "features": features}
+    raw = to_bytes(message)
+    batch, rejected = decode_predictions([raw])
+    try:
+        expected = _prediction(raw)
+    except Exception as invalid:  # InvalidRecord: the same reason must come out of the batch path
+        assert len(batch) == 0 and [r.reason for _, r in rejected] == [invalid.rejection.reason]
+    else:
+        assert not rejected and len(batch) == 1
+        got = (batch.ids[0], int(batch.ts[0]), float(batch.predictions[0]), *(float(batch.numeric[c][0]) for c in
+               ("carat", "depth", "table")), *(batch.categorical[c][0] for c in ("cut", "color", "clarity")))
+        assert got == expected
+    label = {k: record[k] for k in ("id", "ts") if k in record} | {"price": value}
+    raw = to_bytes(label)
+    ids, ts, prices, rejected = decode_labels([raw])
+    expected = decode_label(raw)
+    if isinstance(expected, Rejection):
+        assert not ids and [r.reason for _, r in rejected] == [expected.reason]
+    else:
+        assert (ids, ts.tolist(), prices.tolist(), rejected) == ([expected.id], [expected.ts], [expected.price], [])
+    assert typed_decode(wire.label_decoder, raw) is None or not isinstance(expected, Rejection)

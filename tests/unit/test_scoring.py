@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contract.records import FEATURE_COLUMNS
+from contract.records import FEATURE_COLUMNS, FeatureRecord, decode_features, encode, prediction_message
 from scorer.model import ModelError, load, load_reference
 from scorer.scoring import score_batch
 
@@ -36,6 +36,13 @@ def test_batch_gives_predictions_equal_to_offline_and_dlq_positions(model, model
     np.testing.assert_allclose(expected, reference["prediction"], rtol=1e-9)  # the reference file agrees
     assert got["u"]["model_version"] == model.version and got["u"]["scored_at"] == 99
     assert batch.unseen == {"clarity": 1}
+    # Byte for byte what contract.records builds one record at a time (the wire format is unchanged).
+    by_id = dict(batch.predictions)
+    for value in values:
+        record = decode_features(value)
+        if isinstance(record, FeatureRecord):
+            prediction = json.loads(by_id[record.id])["prediction"]
+            assert by_id[record.id] == encode(prediction_message(record, prediction, model.version, 99))
     # The encoder ignores the unseen category instead of failing.
     assert got["u"]["prediction"] == pytest.approx(float(model.predict(pd.DataFrame([unseen])[list(FEATURE_COLUMNS)])[0]))
 
