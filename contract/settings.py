@@ -85,6 +85,11 @@ def consumer_config(group: str, environ: Mapping[str, str] | None = None) -> dic
         # Some brokers (Tansu among them) hold a fetch for the whole wait even when data is
         # there; a short wait bounds latency at the cost of more fetches on an idle topic.
         "fetch.wait.max.ms": 50,
+        # When the local queue is over its thresholds (queued.min.messages, ...), librdkafka waits
+        # this long before fetching again: 1 s by default, which starved a consumer that spends a
+        # few microseconds per record (measured: 2 us of work per record made consume() cost 6 us a
+        # record instead of 1.5). The thresholds still bound memory; only the pause is shorter.
+        "fetch.queue.backoff.ms": 10,
         # A topic that disappears with a replaced broker and is created again is seen within
         # seconds instead of librdkafka's default 5 minutes.
         "topic.metadata.refresh.interval.ms": 5000,
