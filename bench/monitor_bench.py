@@ -250,7 +250,7 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
         reference = load_reference(MODEL_DIR)
         # Both sides run in this process, which has loaded pandas and the model: without this, every
         # full garbage collection the bare consumer's messages trigger walks those objects too, and the
-        # bare loop read 130,000 records/s instead of 600,000 (the monitor freezes its own start-up heap).
+        # bare loop is slowed (see bench/consumer_bench.py; the monitor freezes its own start-up heap).
         freeze_startup_heap()
         bare, monitored = [], []
         for round_ in range(rounds):  # alternating, so both sides see the same machine load

@@ -250,7 +250,9 @@ def encode(obj: Mapping[str, Any]) -> bytes:
 
 
 def prediction_message(record: FeatureRecord, prediction: float, model_version: str, scored_at: int) -> dict[str, Any]:
-    """The prediction record the scorer publishes, keyed by record id."""
+    """The prediction record the scorer publishes, keyed by record id: the contract's definition,
+    one record at a time. The scorer builds whole batches in C (`scorer.scoring.finish_batch`),
+    tested byte for byte against this."""
     if not math.isfinite(prediction):
         raise ValueError(f"model returned {prediction} for record {record.id}")
     return {

@@ -89,14 +89,14 @@ class DriftResult:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What one evaluation tests, captured when its pane closes: the aggregated window, its newest
-    panes (the recent scale) or None, the records new since the previous evaluation (they set alpha)
-    and the (joined, sum squared, sum absolute) errors of the latest labelled records, or None for
-    the errors joined to the window's own panes."""
+    """What one evaluation tests, captured when its pane closes: the aggregated window, the records
+    new since the previous evaluation (they set alpha), the (joined, sum squared, sum absolute)
+    errors of the latest labelled records (an ErrorWindow) and the window's newest panes (the recent
+    scale) or None."""
 
     window: Pane
     new_records: int
-    errors: tuple[int, float, float] | None = None
+    errors: tuple[int, float, float]
     recent: Pane | None = None
 
 
@@ -115,8 +115,7 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
     for item in evaluations:
         window, n = item.window, item.window.records
         alpha = calibration.alpha(item.new_records) if calibration.calibrated else None
-        errors = item.errors if item.errors is not None else (window.joined, window.sse, window.sae)
-        concept = _concept(layout.reference, calibration, window, alpha, min_joined, errors)
+        concept = _concept(layout.reference, calibration, window, alpha, min_joined, item.errors)
         if n < floor:
             results.append(DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept))
             continue
@@ -174,10 +173,10 @@ class ColumnLayout:
     """Where each test's bins sit in a pane's flat counts, so all scales are tested in a few numpy calls.
 
     The flat layout is numeric features..., prediction, categorical... (see `PaneLayout`): the KS
-    columns are one contiguous run of bins and the chi-square columns the next. A cumulative sum over
-    the KS run minus each column's running total at its start is every column's cumulative count at
-    once (integers, so exactly `stats.ks_statistic`'s); `maximum.reduceat` / `add.reduceat` take
-    each column's maximum or sum. The results equal `stats`' per-column functions (tested)."""
+    columns are one contiguous run of bins and the chi-square columns the next. Every record has one
+    bin in each KS column, so one cumulative sum over the run, divided by n, minus j is column j's own
+    CDF (`ks_shifted` holds reference CDF + j); `maximum.reduceat` / `add.reduceat` take each column's
+    maximum or sum. The results equal `stats`' per-column functions (tested)."""
 
     def __init__(self, layout: PaneLayout) -> None:
         reference = layout.reference
@@ -197,17 +196,14 @@ class ColumnLayout:
         self.chi2_fraction = np.concatenate([p.counts / p.counts.sum() for p in profiles])
         self.chi2_known = np.array([p.size for p in profiles])
         self.chi2_m = np.array([p.counts.sum() for p in profiles], dtype=np.float64)
-        # result order: features as the reference lists them (numeric, then categorical), then predictions
+        # result order: the features as the reference lists them (numeric, then categorical), then predictions
         self.names = (*reference.features, PREDICTION)
-        order = {name: i for i, name in enumerate((*ks_names[:-1], *self.chi2_names, PREDICTION))}
-        self.order = [order[name] for name in self.names]
         self.tests = tuple("chi2" if name in reference.categorical else "ks" for name in self.names)
-        self.ks_count = len(ks_names)
 
-    def ordered(self, ks_part: np.ndarray, chi2_part: np.ndarray) -> np.ndarray:
-        """(scales, KS columns) and (scales, chi-square columns) as (scales, columns) in result order."""
-        joined = np.concatenate((ks_part[:, :-1], chi2_part, ks_part[:, -1:]), axis=1)
-        return joined if self.order == sorted(self.order) else joined[:, self.order]
+    @staticmethod
+    def ordered(ks_part: np.ndarray, chi2_part: np.ndarray) -> np.ndarray:
+        """(scales, numeric... prediction) and (scales, categorical...) as (scales, columns) in result order."""
+        return np.concatenate((ks_part[:, :-1], chi2_part, ks_part[:, -1:]), axis=1)
 
 
 _column_layout = lru_cache(maxsize=16)(ColumnLayout)  # one per PaneLayout (hashed by identity)

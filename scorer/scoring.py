@@ -90,9 +90,8 @@ def predict_decoded(decoded: DecodedBatch, predict: Predict) -> list[float]:
 def finish_batch(decoded: DecodedBatch, predictions: Sequence[float], model_version: str, now_ms: int) -> ScoredBatch:
     """Prediction messages keyed by record id, plus the batch's rejections (built and encoded in C: map
     over the columns, as records.prediction_message would per record)."""
-    bad = [p for p in predictions if not math.isfinite(p)]
-    if bad:
-        raise ValueError(f"model returned {bad[0]} for a record of this batch")
+    if not all(map(math.isfinite, predictions)):
+        raise ValueError(f"model returned {next(p for p in predictions if not math.isfinite(p))} for a record of this batch")
     features = map(wire.Features, *(decoded.columns[c] for c in wire.Features.__struct_fields__[:-1]))
     messages = map(wire.PredictionMessage, decoded.ids, decoded.ts, repeat(now_ms), repeat(model_version),
                    predictions, features)
