@@ -57,6 +57,7 @@ bench: setup $(MODEL_DIR)/model.joblib
 	$(PY) bench/model_bench.py
 	$(PY) bench/scorer_bench.py
 	$(PY) bench/scorer_breakdown.py
+	$(PY) bench/predict_bench.py
 	$(PY) bench/monitor_bench.py --records 200000 --seeds 5
 	$(PY) bench/consumer_bench.py
 	$(PY) bench/faust_bench.py

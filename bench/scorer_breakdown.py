@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import scorer.scoring as scoring  # noqa: E402
 import scorer.service as service  # noqa: E402
 from bench.scorer_bench import sample_records  # noqa: E402
 from contract.records import encode  # noqa: E402
@@ -62,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         producer.flush()
         model = load(model_dir)
         service.collect_batch = timed("consume (collect_batch)", service.collect_batch)
-        scoring.decode_batch = timed("decode + validate", scoring.decode_batch)
-        scoring.predict_decoded = timed("predict (forest)", scoring.predict_decoded)
-        scoring.finish_batch = timed("prediction messages", scoring.finish_batch)
+        service.decode_batch = timed("decode + validate", service.decode_batch)
+        service.PredictProcess.result = timed("wait for the predict process", service.PredictProcess.result)
+        service.finish_batch = timed("prediction messages", service.finish_batch)
         service.deliver = timed("produce + flush", service.deliver)
         service.commit = timed("commit", service.commit)
         registry, stop = CollectorRegistry(), threading.Event()

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
     run.add_argument("--metrics-port", type=int, default=int(env.get("SCORER_METRICS_PORT", 8001)),
                      help="Prometheus /metrics port, 0 = off (env SCORER_METRICS_PORT)")
-    run.add_argument("--batch-size", type=int, default=5000, help="most records per batch (one predict call each)")
+    run.add_argument("--batch-size", type=int, default=20000,
+                     help="most records per batch (one predict call each; a crash re-scores at most one batch)")
     run.add_argument("--batch-timeout", type=float, default=0.5,
                      help="longest time filling one batch while records keep arriving (a lull scores at once)")
     run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),

@@ -22,7 +22,8 @@ from contract.records import REJECTION_REASONS
 from contract.service import freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel
-from scorer.scoring import ScoredBatch, score_batch
+from scorer.predictor import PredictProcess
+from scorer.scoring import DecodedBatch, ScoredBatch, decode_batch, finish_batch
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class ScorerConfig:
     model_dir: Path = Path("artifacts")
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8001
-    batch_size: int = 5000
+    batch_size: int = 20000
     batch_timeout: float = 0.5  # longest time spent filling one batch while records keep arriving
     topic_partitions: int = DEFAULT_PARTITIONS  # for output topics it has to create again
 
@@ -175,35 +176,60 @@ def record_metrics(metrics: ScorerMetrics, messages: list[Message], scored: Scor
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
+@dataclass
+class InFlight:
+    """A decoded batch whose valid records the predict process is scoring."""
+
+    messages: list[Message]
+    decoded: DecodedBatch
+    started: float
+
+
 def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: CollectorRegistry,
         stop: threading.Event) -> int:
-    """Consume until `stop` is set; the batch in hand is finished, delivered and committed first.
+    """Consume until `stop` is set; the batches in hand are finished, delivered and committed first.
 
-    One batch at a time: predicting on a second thread while the main thread decodes and
-    delivers measured no faster (the forest and the decoder contend for the GIL), so the
-    simpler loop stays.
+    Two stages overlap: while the forest predicts batch N in its own process
+    (`scorer.predictor`), this process delivers batch N-1 and consumes and decodes batch N+1.
+    Batches are delivered and committed strictly in order, so a crash replays only what was not
+    delivered and committed (at-least-once; the duplicates are at most the batch being delivered).
     """
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
+    predictor = PredictProcess(model.pipeline)  # before any Kafka thread exists
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
     producer = resending_producer()
     consumer.subscribe([topics.features])
     log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
     freeze_startup_heap()
+    in_flight: InFlight | None = None
     try:
-        while not stop.is_set():
-            messages = [m for m in collect_batch(consumer, config.batch_size, config.batch_timeout) if is_record(m)]
-            if not messages:
-                continue
+        while True:
+            stopping = stop.is_set()
+            # With a batch in flight, wait no longer than one poll slice: its outputs must not
+            # wait for a slow stream to fill the next batch.
+            messages = [] if stopping else [
+                m for m in collect_batch(consumer, config.batch_size, config.batch_timeout if in_flight is None else 0)
+                if is_record(m)]
             started = time.perf_counter()
-            scored = score_batch([m.value() for m in messages], model.predict, model.version, int(time.time() * 1000))
-            producer, delivered = deliver_until_done(scored, messages, producer, topics, metrics, stop, config)
-            if not delivered:
-                break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
-            commit(consumer, messages)
-            record_metrics(metrics, messages, scored, started)
+            decoded = decode_batch([m.value() for m in messages]) if messages else None
+            finished = in_flight
+            predictions = predictor.result().tolist() if finished is not None and finished.decoded.ids else []
+            if decoded is not None and decoded.ids:
+                predictor.submit(decoded.frame)
+            in_flight = InFlight(messages, decoded, started) if decoded is not None else None
+            if finished is not None:
+                scored = finish_batch(finished.decoded, predictions, model.version, int(time.time() * 1000))
+                producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop, config)
+                if not delivered:
+                    break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
+                commit(consumer, finished.messages)
+                record_metrics(metrics, finished.messages, scored, finished.started)
+            if stopping and in_flight is None:
+                break
     finally:
         producer.flush(10)
         consumer.close()  # leaves the group now, so partitions move to other instances at once
+        predictor.close()
     log.info("scorer stopped")
     return 0

@@ -1,0 +1,116 @@
+"""The scorer's predict process: same predictions as the model, failures named, no orphan left."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from contract.records import FEATURE_COLUMNS
+from scorer.model import load, load_reference
+from scorer.predictor import PredictorFailed, PredictProcess
+
+
+class Exploding:
+    def predict(self, frame):
+        raise ValueError(f"cannot score {len(frame)} rows")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_predictions_equal_the_model_batch_after_batch(model_dir):
+    model = load(model_dir)
+    frame = load_reference(model_dir)[list(FEATURE_COLUMNS)]
+    predictor = PredictProcess(model.pipeline)
+    try:
+        for start, size in ((0, 1), (1, 700), (701, 5000)):
+            batch = frame.iloc[start:start + size]
+            predictor.submit(batch)
+            np.testing.assert_array_equal(predictor.result(), model.predict(batch))
+    finally:
+        predictor.close()
+    assert not predictor._process.is_alive()
+
+
+def test_one_batch_at_a_time():
+    predictor = PredictProcess(Exploding())
+    try:
+        predictor.submit([1, 2])
+        with pytest.raises(RuntimeError, match="previous result"):
+            predictor.submit([3])
+    finally:
+        predictor.close()
+
+
+def test_a_model_error_is_reported_and_the_worker_keeps_serving():
+    predictor = PredictProcess(Exploding())
+    try:
+        predictor.submit([1, 2, 3])
+        with pytest.raises(PredictorFailed, match="ValueError: cannot score 3 rows"):
+            predictor.result()
+        predictor.submit([1])
+        with pytest.raises(PredictorFailed, match="cannot score 1 rows"):
+            predictor.result()
+    finally:
+        predictor.close()
+
+
+def test_a_dead_worker_fails_the_batch_instead_of_hanging():
+    predictor = PredictProcess(Exploding())
+    try:
+        os.kill(predictor._process.pid, signal.SIGKILL)
+        predictor._process.join(10)
+        with pytest.raises(PredictorFailed, match=r"died \(exit code -9\)"):
+            predictor.submit([1])
+            predictor.result()
+    finally:
+        predictor.close()
+
+
+def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
+    """Ctrl-C reaches the whole process group: the worker must outlive it until the scorer closes
+    the pipe; a SIGKILLed scorer must not leave the worker (and its model) behind."""
+    script = textwrap.dedent("""
+        import sys, time
+        from scorer.predictor import PredictProcess
+        class Doubling:
+            def predict(self, frame):
+                return [2 * x for x in frame]
+        if __name__ == "__main__":
+            predictor = PredictProcess(Doubling())
+            print(predictor._process.pid, flush=True)
+            sys.stdin.readline()  # the test has signalled the worker
+            predictor.submit([1, 2])
+            print(predictor.result().tolist(), flush=True)
+            time.sleep(600)
+    """)
+    (tmp_path / "parent.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, signal.SIGINT)
+        os.kill(worker, signal.SIGTERM)
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline().strip() == "[2.0, 4.0]"
+        assert process_alive(worker)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while process_alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not process_alive(worker), "the predict process outlived a SIGKILLed scorer"
+    finally:
+        parent.kill()
