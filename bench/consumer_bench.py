@@ -7,6 +7,9 @@
    Each variant runs in its own process (a frozen heap cannot be thawed).
 2. Fetch backoff: a consume() loop doing N us of busy work per record, with librdkafka's default
    `fetch.queue.backoff.ms` (1,000) and with the services' 10 ms.
+3. The monitor's floor: a consume() loop that only decodes each batch into the monitor's columns
+   (`monitor.service.decode_predictions`, msgspec's typed decoder) against the bare loop, in
+   alternating reads: what any monitor that reads these JSON records pays before its own work.
 Prints markdown tables; numbers in the README's "Measured" section.
 """
 from __future__ import annotations
@@ -31,8 +34,9 @@ VALUE = (b'{"id":"b-0","ts":0,"scored_at":0,"model_version":"bench","prediction"
          b'"features":{"carat":0.4,"cut":"Very Good","color":"D","clarity":"SI2","depth":63.4,"table":59.0}}')
 
 
-def read(topic: str, records: int, work_us: float = 0.0, **settings: object) -> tuple[float, float]:
-    """(records/s, us per record inside consume()) for one new group reading the whole topic."""
+def read(topic: str, records: int, work_us: float = 0.0, per_batch=None, **settings: object) -> tuple[float, float]:
+    """(records/s, us per record inside consume()) for one new group reading the whole topic;
+    `per_batch(messages)`, if given, runs on every batch consumed."""
     consumer = Consumer({**consumer_config(f"bench-{uuid.uuid4().hex[:8]}"), **settings})
     consumer.subscribe([topic])
     seen, in_consume, started = 0, 0.0, None
@@ -45,6 +49,8 @@ def read(topic: str, records: int, work_us: float = 0.0, **settings: object) -> 
         if started is not None:
             in_consume += after - before
         seen += len(got)
+        if per_batch is not None:
+            per_batch(got)
         busy_until = after + len(got) * work_us * 1e-6
         while time.perf_counter() < busy_until:  # the service's own work, holding the GIL
             pass
@@ -104,6 +110,19 @@ def main(argv: list[str] | None = None) -> int:
             for backoff in (1000, 10):
                 rate, cost = read(topic, args.records, work_us, **{"fetch.queue.backoff.ms": backoff})
                 print(f"| {work_us:.0f} us | {backoff} | {cost:.2f} us | {rate:,.0f} |")
+
+        from contract.service import freeze_startup_heap
+        from monitor.service import decode_predictions
+
+        def decode(messages) -> None:
+            decode_predictions([m.value() for m in messages])
+
+        freeze_startup_heap()
+        print("\n## The monitor's floor: consume() and decode only (records/s)\n")
+        print("| round | bare | decode only | ratio |\n|---:|---:|---:|---:|")
+        for round_number in range(1, 4):
+            bare, decoding = read(topic, args.records)[0], read(topic, args.records, per_batch=decode)[0]
+            print(f"| {round_number} | {bare:,.0f} | {decoding:,.0f} | {decoding / bare:.2f} |")
     finally:
         broker.stop()
     return 0
