@@ -2,8 +2,8 @@
 
 1. `model.predict` over N records in one call, and in slices of 1,000 / 5,000 / 20,000 records:
    the forest walks tree by tree, and each call brings every tree back into the cache;
-2. 5,000-record slices while the main thread also runs `--work` µs of Python per record (the
-   scorer's decoding and delivering): one after the other; the predict on a second thread (at the
+2. slices of the scorer's default batch (20,000 records) while the main thread also runs `--work`
+   µs of Python per record (the scorer's decoding and delivering): one after the other; the predict on a second thread (at the
    default GIL switch interval and at 0.1 ms); the predict in `scorer.predictor.PredictProcess`
    (what the scorer does). Perfect overlap would cost max(predict, work).
 
@@ -24,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 from bench.scorer_bench import sample_records  # noqa: E402
 from scorer.model import load  # noqa: E402
 from scorer.predictor import PredictProcess  # noqa: E402
+from scorer.service import ScorerConfig  # noqa: E402
 
-SLICE = 5000
+SLICE = ScorerConfig.batch_size
 
 
 def us_per_record(predict, frame, size: int) -> float:
@@ -69,14 +70,14 @@ def in_the_predict_process(predictor: PredictProcess, work_seconds: float):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--work", type=float, default=12.0, help="µs of Python per record beside the predict "
                         "(the scorer's main process: ~12, bench/scorer_breakdown.py)")
     args = parser.parse_args(argv)
     model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
     model = load(model_dir)
     frame = sample_records(model_dir, args.records)
-    model.predict(frame.head(SLICE))  # first-call costs out of the way
+    model.predict(frame.head(1000))  # first-call costs out of the way
 
     print(f"| forest `predict` ({args.records:,} records) | µs per record |")
     print("|---|---:|")

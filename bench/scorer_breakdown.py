@@ -2,12 +2,15 @@
 
 The scorer's own functions are wrapped with timers, then `scorer.service.run` drains a topic that
 already holds every record; times are summed from the first non-empty batch on (group join excluded).
-Run: `.venv/bin/python bench/scorer_breakdown.py [--records N]`.
+`--predict-thread S` predicts on a thread of this process instead of the predict process, with a
+GIL switch interval of S seconds (the comparison behind `scorer.predictor`).
+Run: `.venv/bin/python bench/scorer_breakdown.py [--records N] [--batch-size N] [--predict-thread S]`.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import queue
 import sys
 import threading
 import time
@@ -39,11 +42,37 @@ def timed(name: str, function):
     return wrapper
 
 
+class ThreadPredictor:
+    """`scorer.predictor.PredictProcess`'s interface on a thread of this process."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline, self.frames, self.results = pipeline, queue.Queue(), queue.Queue()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while (frame := self.frames.get()) is not None:
+            self.results.put(self.pipeline.predict(frame))
+
+    def submit(self, frame) -> None:
+        self.frames.put(frame)
+
+    def result(self):
+        return self.results.get()
+
+    def close(self) -> None:
+        self.frames.put(None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=service.ScorerConfig.batch_size, help="the scorer's --batch-size")
+    parser.add_argument("--predict-thread", type=float, metavar="S",
+                        help="predict on a thread, GIL switch interval S seconds (default: the predict process)")
     args = parser.parse_args(argv)
+    if args.predict_thread:
+        sys.setswitchinterval(args.predict_thread)
+        service.PredictProcess = ThreadPredictor
     model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
     broker = start_broker()
     try:
@@ -62,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load(model_dir)
         service.collect_batch = timed("consume (collect_batch)", service.collect_batch)
         service.decode_batch = timed("decode + validate", service.decode_batch)
-        service.PredictProcess.result = timed("wait for the predict process", service.PredictProcess.result)
+        service.PredictProcess.result = timed("wait for the prediction", service.PredictProcess.result)
         service.finish_batch = timed("prediction messages", service.finish_batch)
         service.deliver = timed("produce + flush", service.deliver)
         service.commit = timed("commit", service.commit)

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=int(env.get("SCORER_METRICS_PORT", 8001)),
                      help="Prometheus /metrics port, 0 = off (env SCORER_METRICS_PORT)")
     run.add_argument("--batch-size", type=int, default=20000,
-                     help="most records per batch (one predict call each; a crash re-scores at most one batch)")
+                     help="most records per batch (one predict call each); a crash duplicates at most one batch's "
+                     "outputs and re-scores up to two batches")
     run.add_argument("--batch-timeout", type=float, default=0.5,
                      help="longest time filling one batch while records keep arriving (a lull scores at once)")
     run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stop = stop_on_signals("finishing the current batch")
+    stop = stop_on_signals("finishing the batches in hand")
     if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
         return code  # stopped while waiting (0), or no broker (2)
     ensure_topics([topics.features, topics.predictions, topics.dlq], args.partitions)

@@ -56,7 +56,8 @@ class ScorerMetrics:
         self.invalid = Counter("scorer_invalid_records_total", "Records sent to the DLQ, by reason", ["reason"], registry=registry)
         self.unseen = Counter("scorer_unseen_category_total", "Scored records with a category unseen in training",
                               ["feature"], registry=registry)
-        self.batch_seconds = Histogram("scorer_batch_duration_seconds", "Decode, predict, deliver and commit one batch",
+        self.batch_seconds = Histogram("scorer_batch_duration_seconds",
+                                       "One batch from decoding to its commit (the next is decoded and predicted meanwhile)",
                                        registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.latency = Histogram("scorer_event_to_prediction_seconds", "Features message sent (its Kafka timestamp) to prediction delivered; up to 100 records sampled per batch",
                                  registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
@@ -151,7 +152,18 @@ def commit(consumer: Consumer, messages: list[Message]) -> None:
     last: dict[tuple[str, int], int] = {}
     for message in messages:
         last[(message.topic(), message.partition())] = message.offset()
-    consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
+    try:
+        consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._STATE:
+            raise
+        # A rebalance took every partition of the batch while it was in hand (the next batch is
+        # consumed before this one is delivered): librdkafka stores no offset for a partition
+        # this consumer no longer owns. The new owner reads from the last commit, so these
+        # records are scored again: duplicates, not gaps.
+        log.warning("partitions of a delivered batch were revoked before its offsets were stored: "
+                    "its %d records will be scored again by their new owner", len(messages))
+        return
     try:
         consumer.commit(asynchronous=True)
     except KafkaException as exc:
@@ -196,40 +208,43 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     """
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
-    predictor = PredictProcess(model.pipeline)  # before any Kafka thread exists
-    consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-    producer = resending_producer()
-    consumer.subscribe([topics.features])
-    log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
-    freeze_startup_heap()
-    in_flight: InFlight | None = None
-    try:
-        while True:
-            stopping = stop.is_set()
-            # With a batch in flight, wait no longer than one poll slice: its outputs must not
-            # wait for a slow stream to fill the next batch.
-            messages = [] if stopping else [
-                m for m in collect_batch(consumer, config.batch_size, config.batch_timeout if in_flight is None else 0)
-                if is_record(m)]
-            started = time.perf_counter()
-            decoded = decode_batch([m.value() for m in messages]) if messages else None
-            finished = in_flight
-            predictions = predictor.result().tolist() if finished is not None and finished.decoded.ids else []
-            if decoded is not None and decoded.ids:
-                predictor.submit(decoded.frame)
-            in_flight = InFlight(messages, decoded, started) if decoded is not None else None
-            if finished is not None:
-                scored = finish_batch(finished.decoded, predictions, model.version, int(time.time() * 1000))
-                producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop, config)
-                if not delivered:
-                    break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
-                commit(consumer, finished.messages)
-                record_metrics(metrics, finished.messages, scored, finished.started)
-            if stopping and in_flight is None:
-                break
+    predictor = PredictProcess(model.pipeline)
+    try:  # whatever happens below, the predict process ends with this function
+        consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
+        producer = resending_producer()
+        consumer.subscribe([topics.features])
+        log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
+        freeze_startup_heap()
+        in_flight: InFlight | None = None
+        try:
+            while True:
+                stopping = stop.is_set()
+                # With a batch in flight, wait no longer than one poll slice: its outputs must not
+                # wait for a slow stream to fill the next batch.
+                messages = [] if stopping else [
+                    m for m in collect_batch(consumer, config.batch_size, config.batch_timeout if in_flight is None else 0)
+                    if is_record(m)]
+                started = time.perf_counter()
+                decoded = decode_batch([m.value() for m in messages]) if messages else None
+                finished = in_flight
+                predictions = predictor.result().tolist() if finished is not None and finished.decoded.ids else []
+                if decoded is not None and decoded.ids:
+                    predictor.submit(decoded.frame)
+                in_flight = InFlight(messages, decoded, started) if decoded is not None else None
+                if finished is not None:
+                    scored = finish_batch(finished.decoded, predictions, model.version, int(time.time() * 1000))
+                    producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop,
+                                                             config)
+                    if not delivered:
+                        break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
+                    commit(consumer, finished.messages)
+                    record_metrics(metrics, finished.messages, scored, finished.started)
+                if stopping and in_flight is None:
+                    break
+        finally:
+            producer.flush(10)
+            consumer.close()  # leaves the group now, so partitions move to other instances at once
     finally:
-        producer.flush(10)
-        consumer.close()  # leaves the group now, so partitions move to other instances at once
         predictor.close()
     log.info("scorer stopped")
     return 0

@@ -133,7 +133,7 @@ def test_sigterm_scorer_finishes_its_batch_commits_and_exits_0_quickly(kafka, tm
     finally:
         stop_process(first)
         stop_process(producer)
-    assert "SIGTERM: finishing the current batch" in (tmp_path / "first.log").read_text()
+    assert "SIGTERM: finishing the batches in hand" in (tmp_path / "first.log").read_text()
     # Everything the first scorer delivered was committed: the second one repeats none of it.
     assert seen.duplicates == 0 and seen.distinct == total
 

@@ -28,11 +28,13 @@ MAX_RSS_GROWTH = 0.10
 MAX_BACKLOG_SECONDS = 3.0  # records behind the producer, in seconds of traffic
 
 
-def own_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+def own_rss_mb(pid: int) -> float | None:
+    """VmRSS of one process; None when it has none (a zombie) or has ended."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), None)
 
 
 def children(pid: int) -> list[int]:
@@ -47,15 +49,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def rss_mb(pid: int, child: bool = False) -> float:
-    """The service and its child processes (the scorer predicts in one of its own)."""
-    try:
-        own = own_rss_mb(pid)
-    except OSError:
-        if child:
-            return 0.0  # ended between the listing and the read
-        raise
-    return own + sum(rss_mb(grandchild, child=True) for grandchild in children(pid))
+def rss_mb(pid: int) -> float:
+    """The service and its child processes: the scorer predicts in one of its own (and
+    multiprocessing adds its resource tracker, a constant few MB)."""
+    own = own_rss_mb(pid)
+    if own is None:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    return own + sum(own_rss_mb(child) or 0.0 for child in children(pid))
 
 
 @pytest.mark.timeout(SECONDS + 300)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from contract.records import FEATURE_COLUMNS
 from scorer.model import load, load_reference
 from scorer.predictor import PredictorFailed, PredictProcess
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Exploding:
@@ -97,7 +100,8 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
     """)
     (tmp_path / "parent.py").write_text(script)
     parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     try:
         worker = int(parent.stdout.readline())
         os.kill(worker, signal.SIGINT)
@@ -112,5 +116,37 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
         while process_alive(worker) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not process_alive(worker), "the predict process outlived a SIGKILLed scorer"
+    finally:
+        parent.kill()
+
+
+def test_ctrl_c_while_the_worker_starts_does_not_kill_it(tmp_path):
+    """Ctrl-C signals the scorer and its worker together; one that lands while the worker is still
+    loading the model (here: a model that takes 1.5 s to unpickle) must not end the worker."""
+    script = textwrap.dedent("""
+        import signal, sys, time
+        from scorer.predictor import PredictProcess
+        class SlowToLoad:
+            def __setstate__(self, state):
+                time.sleep(1.5)
+            def predict(self, frame):
+                return [3 * x for x in frame]
+        if __name__ == "__main__":
+            signal.signal(signal.SIGINT, lambda *_: print("parent: SIGINT", flush=True))
+            predictor = PredictProcess(SlowToLoad())
+            predictor.submit([1, 2])
+            print(predictor.result().tolist(), flush=True)
+            predictor.close()
+    """)
+    (tmp_path / "parent.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    try:
+        time.sleep(0.7)  # the worker is spawned and unpickling its model
+        os.killpg(parent.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, _ = parent.communicate(timeout=60)
+        assert parent.returncode == 0, out
+        assert out.splitlines() == ["parent: SIGINT", "[3.0, 6.0]"]
     finally:
         parent.kill()

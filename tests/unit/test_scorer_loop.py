@@ -1,0 +1,175 @@
+"""The scorer's loop with its Kafka clients replaced by recording fakes (the real predict process):
+batch N+1 is consumed while N is predicted, and each batch's offsets are stored only after every
+one of its outputs was delivered, in consumption order. The broker tests run the same loop for real."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import CollectorRegistry
+
+import scorer.service as service
+from contract.settings import Topics
+from scorer.model import LoadedModel
+from scorer.predictor import PredictorFailed, PredictProcess
+
+
+class CaratTimesThousand:
+    def predict(self, frame):
+        return frame["carat"].to_numpy() * 1000
+
+
+class Exploding:
+    def predict(self, frame):
+        raise ValueError("no")
+
+
+class FakeMessage:
+    def __init__(self, partition: int, offset: int, value: bytes, key: bytes | None = None) -> None:
+        self._partition, self._offset, self._value, self._key = partition, offset, value, key
+
+    def value(self): return self._value
+    def key(self): return self._key
+    def topic(self): return "features"
+    def partition(self): return self._partition
+    def offset(self): return self._offset
+    def error(self): return None
+    def timestamp(self): return (1, 0)
+
+
+class FakeConsumer:
+    """Hands out the scripted batches, then sets `stop` and returns nothing."""
+
+    def __init__(self, batches: list[list[FakeMessage]], stop: threading.Event, events: list) -> None:
+        self.batches, self.stop, self.events = list(batches), stop, events
+        self.closed = False
+
+    def subscribe(self, topics): pass
+
+    def consume(self, num_messages: int, timeout: float):
+        if not self.batches:
+            self.stop.set()
+            return []
+        batch = self.batches.pop(0)
+        self.events.append(("consume", [m.offset() for m in batch]))
+        return batch
+
+    def store_offsets(self, offsets):
+        self.events.append(("store", sorted((tp.partition, tp.offset) for tp in offsets)))
+
+    def commit(self, asynchronous: bool): pass
+
+    def close(self): self.closed = True
+
+
+class FakeProducer:
+    def __init__(self, events: list) -> None:
+        self.events, self.pending = events, []
+
+    def produce(self, topic, value=None, key=None, headers=None, on_delivery=None):
+        self.pending.append((topic, value, key, dict(headers or []), on_delivery))
+
+    def flush(self, timeout: float | None = None) -> int:
+        for topic, value, key, headers, on_delivery in self.pending:
+            self.events.append(("delivered", topic, key, value, headers))
+            on_delivery(None, None)
+        self.pending = []
+        return 0
+
+    def poll(self, timeout: float = 0) -> int: return 0
+
+
+def record(record_id: str, carat: float) -> bytes:
+    return json.dumps({"id": record_id, "ts": 1, "carat": carat, "cut": "Ideal", "color": "E", "clarity": "SI1",
+                       "depth": 61.0, "table": 55.0}).encode()
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    events: list = []
+    stop = threading.Event()
+    started: list[PredictProcess] = []
+
+    class RecordedPredictProcess(PredictProcess):
+        def __init__(self, pipeline):
+            super().__init__(pipeline)
+            started.append(self)
+
+    def install(batches):
+        consumer = FakeConsumer(batches, stop, events)
+        monkeypatch.setattr(service, "Consumer", lambda config: consumer)
+        monkeypatch.setattr(service, "resending_producer", lambda: FakeProducer(events))
+        monkeypatch.setattr(service, "freeze_startup_heap", lambda: None)  # not the test process's heap
+        monkeypatch.setattr(service, "PredictProcess", RecordedPredictProcess)
+        return consumer
+
+    return events, stop, started, install
+
+
+def run(pipeline, stop):
+    topics = Topics(features="features", predictions="predictions", labels="labels", dlq="dlq")
+    return service.run(service.ScorerConfig(metrics_port=0, batch_size=100, batch_timeout=0.05),
+                       LoadedModel(pipeline, {"model_version": "v1"}), topics, CollectorRegistry(), stop)
+
+
+def test_batches_overlap_and_each_is_committed_after_its_outputs_in_order(fakes):
+    events, stop, started, install = fakes
+    consumer = install([
+        [FakeMessage(0, 0, record("a0", 0.5)), FakeMessage(0, 1, record("a1", 1.0)), FakeMessage(0, 2, record("a2", 1.5))],
+        [FakeMessage(1, 0, record("b0", 2.0)), FakeMessage(1, 1, b"garbage"), FakeMessage(1, 2, record("b2", 0.25))],
+        [FakeMessage(0, 3, b"{}"), FakeMessage(0, 4, b"[1]")],  # nothing to predict: DLQ only
+    ])
+
+    assert run(CaratTimesThousand(), stop) == 0
+
+    delivered = [e for e in events if e[0] == "delivered"]
+    predictions = {json.loads(value)["id"]: json.loads(value)["prediction"] for _, topic, _, value, _ in delivered
+                   if topic == "predictions"}
+    assert predictions == {"a0": 500.0, "a1": 1000.0, "a2": 1500.0, "b0": 2000.0, "b2": 250.0}
+    assert [(h["source_partition"], h["source_offset"], h["reason"]) for _, topic, _, _, h in delivered if topic == "dlq"] == [
+        (b"1", b"1", b"not_json"), (b"0", b"3", b"missing_field"), (b"0", b"4", b"not_object")]
+    kinds = [(e[0], e[1]) if e[0] != "delivered" else ("delivered", json.loads(e[3])["id"] if e[1] == "predictions"
+                                                      else f"dlq@{e[4]['source_offset'].decode()}") for e in events]
+    stores = [i for i, (kind, _) in enumerate(kinds) if kind == "store"]
+    assert [kinds[i][1] for i in stores] == [[(0, 3)], [(1, 3)], [(0, 5)]]  # in order, past each batch's last offset
+    # Every output of a batch is delivered before its offsets are stored, none of the next batch's before.
+    assert {k[1] for k in kinds[:stores[0]] if k[0] == "delivered"} == {"a0", "a1", "a2"}
+    assert {k[1] for k in kinds[stores[0]:stores[1]] if k[0] == "delivered"} == {"b0", "b2", "dlq@1"}
+    assert {k[1] for k in kinds[stores[1]:stores[2]] if k[0] == "delivered"} == {"dlq@3", "dlq@4"}
+    # Pipelined: the second batch was consumed before the first was delivered.
+    assert kinds.index(("consume", [0, 1, 2])) < kinds.index(("delivered", "a0"))
+    assert consumer.closed and not started[0]._process.is_alive()
+
+
+def test_a_failed_prediction_commits_nothing_and_ends_the_predict_process(fakes):
+    events, stop, started, install = fakes
+    consumer = install([[FakeMessage(0, 0, record("a0", 0.5))], [FakeMessage(0, 1, record("a1", 1.0))]])
+
+    with pytest.raises(PredictorFailed, match="ValueError: no"):
+        run(Exploding(), stop)
+
+    assert not [e for e in events if e[0] in ("store", "delivered")]
+    assert consumer.closed and not started[0]._process.is_alive()
+
+
+class RevokedConsumer:
+    def __init__(self, code: int) -> None:
+        self.code, self.committed = code, False
+
+    def store_offsets(self, offsets):
+        raise KafkaException(KafkaError(self.code))
+
+    def commit(self, asynchronous: bool):
+        self.committed = True
+
+
+def test_a_batch_whose_partitions_were_revoked_is_left_to_their_new_owner(caplog):
+    revoked = RevokedConsumer(KafkaError._STATE)
+    with caplog.at_level(logging.WARNING, logger="scorer.service"):
+        service.commit(revoked, [FakeMessage(0, 7, b"")])
+    assert not revoked.committed and "scored again by their new owner" in caplog.text
+    with pytest.raises(KafkaException):
+        service.commit(RevokedConsumer(KafkaError._INVALID_ARG), [FakeMessage(0, 7, b"")])
