@@ -2,42 +2,51 @@
 
 A thread does not do: each of the forest's trees takes the GIL back several times per call, and
 while the scorer's thread decodes or produces, every retake waits for it (`bench/predict_bench.py`
-compares the two). A process shares nothing; a batch's frame goes over a pipe.
+and `bench/scorer_breakdown.py --predict-thread` compare the two). A process shares nothing; a
+batch's frame goes over a socket.
 
-The pipe carries one batch at a time: `submit` is called only after the previous `result`, so the
-worker is idle and reading when the frame is written.
+The worker is `python -m scorer.predictor FD` in a session of its own: a terminal's Ctrl-C (sent
+to the foreground process group) reaches only the scorer, which finishes the batches in hand
+with the worker's help; it ignores SIGINT and SIGTERM sent to it directly too (a service
+manager may signal every process), and ends when the scorer closes the socket or dies. The
+model goes over the socket after start-up, and the socket carries one batch at a time: `submit`
+is called only after the previous `result`, so the worker is idle and reading when a frame is
+written.
 """
 from __future__ import annotations
 
-import atexit
-import multiprocessing
+import os
 import signal
-import threading
+import socket
+import subprocess
+import sys
 import traceback
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-STARTUP_TIMEOUT_SECONDS = 120.0  # spawn, imports and unpickling the model: ~2 s here
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+STARTUP_TIMEOUT_SECONDS = 120.0  # interpreter, imports and unpickling the model: ~2 s here
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class PredictorFailed(RuntimeError):
     """The predict process died or its model raised: the batch is not scored."""
 
 
-def serve_predictions(connection: Connection, pipeline: Any) -> None:
-    """The worker: frames in, ("ok", predictions) or ("error", traceback) out, until the pipe closes.
-
-    Ctrl-C in a terminal signals the whole process group, and the scorer finishes its batches on
-    SIGINT/SIGTERM, so the worker ignores both: it ends when the scorer closes the pipe or dies.
-    It was started ignoring them already (`_start_ignoring_stop_signals`): one that lands while it
-    imports and unpickles the model does not end it either."""
-    for stop_signal in _STOP_SIGNALS:
-        signal.signal(stop_signal, signal.SIG_IGN)
+def serve_predictions(connection: Connection) -> None:
+    """The worker: the model, then frames in, ("ok", predictions) or ("error", traceback) out,
+    until the socket closes."""
     try:
+        try:
+            pipeline = connection.recv()
+        except (EOFError, OSError):
+            return
+        except Exception:  # noqa: BLE001 - a model this process cannot load: say why
+            connection.send(("error", traceback.format_exc()))
+            return
         connection.send(("ready", None))
         while True:
             try:
@@ -50,51 +59,34 @@ def serve_predictions(connection: Connection, pipeline: Any) -> None:
                 reply = ("error", traceback.format_exc())
             connection.send(reply)
     except (BrokenPipeError, ConnectionResetError):
-        return  # the scorer closed the pipe while a reply was pending: it no longer wants it
-
-
-def _start_ignoring_stop_signals(process: multiprocessing.process.BaseProcess) -> None:
-    """Start `process` with SIGINT and SIGTERM ignored from its first instruction.
-
-    An ignored signal stays ignored across exec, and Python then installs no KeyboardInterrupt
-    handler (a blocked signal mask does not carry over: spawn resets it). Dispositions can only
-    be changed from the main thread; elsewhere the worker ignores them once it runs."""
-    if threading.current_thread() is not threading.main_thread():
-        process.start()
-        return
-    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
-    changed = [s for s, handler in previous.items() if handler is not None]  # None: set outside Python
-    for stop_signal in changed:
-        signal.signal(stop_signal, signal.SIG_IGN)
-    try:
-        process.start()  # a few ms, in which a signal to this process is lost
-    finally:
-        for stop_signal in changed:
-            signal.signal(stop_signal, previous[stop_signal])
+        return  # the scorer closed the socket while a reply was pending: it no longer wants it
 
 
 class PredictProcess:
     """`submit(frame)` then `result()`, one batch at a time, in a spawned process holding the model."""
 
     def __init__(self, pipeline: Any) -> None:
-        context = multiprocessing.get_context("spawn")  # not fork: this process runs threads already
-        self._connection, worker_end = context.Pipe()
-        self._process = context.Process(target=serve_predictions, args=(worker_end, pipeline),
-                                         name="scorer-predict", daemon=True)
+        ours, theirs = socket.socketpair()
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                              os.environ.get("PYTHONPATH")]))}
+        with ours, theirs:
+            self._process = subprocess.Popen([sys.executable, "-m", "scorer.predictor", str(theirs.fileno())],
+                                             pass_fds=[theirs.fileno()], start_new_session=True, env=environment)
+            self._connection = Connection(os.dup(ours.fileno()))  # theirs closes here: the worker holds the only copy
         self._waiting = False
         self._closed = False
-        _start_ignoring_stop_signals(self._process)
-        worker_end.close()  # only the worker holds it now: our death closes the pipe and ends the worker
-        # At exit, multiprocessing joins its daemon children after sending SIGTERM, which this
-        # one ignores: closing the pipe first (atexit runs newest first) lets it end.
-        atexit.register(self.close)
+        try:
+            self._connection.send(pipeline)
+        except OSError as exc:
+            self.close()
+            raise self._died() from exc
         if not self._connection.poll(STARTUP_TIMEOUT_SECONDS):
             self.close()
-            raise PredictorFailed(f"the predict process did not start within {STARTUP_TIMEOUT_SECONDS:.0f} s")
-        status, _ = self._receive()
+            raise PredictorFailed(f"the predict process did not load the model within {STARTUP_TIMEOUT_SECONDS:.0f} s")
+        status, payload = self._receive()
         if status != "ready":
             self.close()
-            raise PredictorFailed(f"the predict process said {status!r} instead of 'ready'")
+            raise PredictorFailed(f"the predict process could not load the model:\n{payload}")
 
     def submit(self, frame: pd.DataFrame) -> None:
         if self._waiting:
@@ -121,17 +113,31 @@ class PredictProcess:
             raise self._died() from exc
 
     def _died(self) -> PredictorFailed:
-        self._process.join(1)  # reap it, for its exit code
-        return PredictorFailed(f"the predict process died (exit code {self._process.exitcode})")
+        try:
+            code = self._process.wait(1)  # reap it, for its exit code
+        except subprocess.TimeoutExpired:
+            code = None
+        return PredictorFailed(f"the predict process died (exit code {code})")
 
     def close(self) -> None:
         """End the worker (idempotent): it reads EOF and returns; killed if it does not within 10 s."""
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.close)
         self._connection.close()
-        self._process.join(10)
-        if self._process.is_alive():
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
+
+
+def main(argv: list[str]) -> int:
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
+    serve_predictions(Connection(int(argv[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -50,8 +50,7 @@ def children(pid: int) -> list[int]:
 
 
 def rss_mb(pid: int) -> float:
-    """The service and its child processes: the scorer predicts in one of its own (and
-    multiprocessing adds its resource tracker, a constant few MB)."""
+    """The service and its child processes: the scorer predicts in one of its own."""
     own = own_rss_mb(pid)
     if own is None:
         raise RuntimeError(f"no VmRSS for pid {pid}")

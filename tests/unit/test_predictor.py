@@ -24,6 +24,37 @@ class Exploding:
         raise ValueError(f"cannot score {len(frame)} rows")
 
 
+class Doubling:
+    def predict(self, frame):
+        return [2 * x for x in frame]
+
+
+class SlowToLoad:
+    """A model that takes `delay` seconds to unpickle."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __setstate__(self, state):
+        time.sleep(state["delay"])
+        self.__dict__.update(state)
+
+    def predict(self, frame):
+        return [3 * x for x in frame]
+
+
+def refuse_to_load(reason: str):
+    raise ValueError(reason)
+
+
+class Unloadable:
+    def __reduce__(self):
+        return refuse_to_load, ("this model cannot be loaded",)
+
+    def predict(self, frame):
+        return frame
+
+
 def process_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -43,7 +74,7 @@ def test_predictions_equal_the_model_batch_after_batch(model_dir):
             np.testing.assert_array_equal(predictor.result(), model.predict(batch))
     finally:
         predictor.close()
-    assert not predictor._process.is_alive()
+    assert predictor._process.poll() is not None
 
 
 def test_one_batch_at_a_time():
@@ -73,7 +104,7 @@ def test_a_dead_worker_fails_the_batch_instead_of_hanging():
     predictor = PredictProcess(Exploding())
     try:
         os.kill(predictor._process.pid, signal.SIGKILL)
-        predictor._process.join(10)
+        predictor._process.wait(10)
         with pytest.raises(PredictorFailed, match=r"died \(exit code -9\)"):
             predictor.submit([1])
             predictor.result()
@@ -87,9 +118,7 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
     script = textwrap.dedent("""
         import sys, time
         from scorer.predictor import PredictProcess
-        class Doubling:
-            def predict(self, frame):
-                return [2 * x for x in frame]
+        from tests.unit.test_predictor import Doubling
         if __name__ == "__main__":
             predictor = PredictProcess(Doubling())
             print(predictor._process.pid, flush=True)
@@ -104,6 +133,7 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
                                   filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     try:
         worker = int(parent.stdout.readline())
+        assert os.getsid(worker) == worker != os.getsid(parent.pid), "the worker must not share the terminal's session"
         os.kill(worker, signal.SIGINT)
         os.kill(worker, signal.SIGTERM)
         parent.stdin.write("go\n")
@@ -121,19 +151,15 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
 
 
 def test_ctrl_c_while_the_worker_starts_does_not_kill_it(tmp_path):
-    """Ctrl-C signals the scorer and its worker together; one that lands while the worker is still
-    loading the model (here: a model that takes 1.5 s to unpickle) must not end the worker."""
+    """Ctrl-C signals the terminal's process group; one that lands while the worker is still
+    loading the model (here: a model that takes 1.5 s to unpickle) reaches the scorer only."""
     script = textwrap.dedent("""
-        import signal, sys, time
+        import signal
         from scorer.predictor import PredictProcess
-        class SlowToLoad:
-            def __setstate__(self, state):
-                time.sleep(1.5)
-            def predict(self, frame):
-                return [3 * x for x in frame]
+        from tests.unit.test_predictor import SlowToLoad
         if __name__ == "__main__":
             signal.signal(signal.SIGINT, lambda *_: print("parent: SIGINT", flush=True))
-            predictor = PredictProcess(SlowToLoad())
+            predictor = PredictProcess(SlowToLoad(1.5))
             predictor.submit([1, 2])
             print(predictor.result().tolist(), flush=True)
             predictor.close()
@@ -150,3 +176,8 @@ def test_ctrl_c_while_the_worker_starts_does_not_kill_it(tmp_path):
         assert out.splitlines() == ["parent: SIGINT", "[3.0, 6.0]"]
     finally:
         parent.kill()
+
+
+def test_a_model_the_worker_cannot_load_is_refused_with_the_reason():
+    with pytest.raises(PredictorFailed, match="could not load the model(.|\n)*this model cannot be loaded"):
+        PredictProcess(Unloadable())

@@ -141,7 +141,7 @@ def test_batches_overlap_and_each_is_committed_after_its_outputs_in_order(fakes)
     assert {k[1] for k in kinds[stores[1]:stores[2]] if k[0] == "delivered"} == {"dlq@3", "dlq@4"}
     # Pipelined: the second batch was consumed before the first was delivered.
     assert kinds.index(("consume", [0, 1, 2])) < kinds.index(("delivered", "a0"))
-    assert consumer.closed and not started[0]._process.is_alive()
+    assert consumer.closed and started[0]._process.poll() is not None
 
 
 def test_a_failed_prediction_commits_nothing_and_ends_the_predict_process(fakes):
@@ -152,7 +152,7 @@ def test_a_failed_prediction_commits_nothing_and_ends_the_predict_process(fakes)
         run(Exploding(), stop)
 
     assert not [e for e in events if e[0] in ("store", "delivered")]
-    assert consumer.closed and not started[0]._process.is_alive()
+    assert consumer.closed and started[0]._process.poll() is not None
 
 
 class RevokedConsumer:
