@@ -210,8 +210,12 @@ def test_sigkill_mid_stream_then_restart_ends_with_the_uninterrupted_window(kafk
     b = start_monitor(kafka, log_b, "restarted", port_b)
     processes = [producer, scorer, a, b]
     try:
-        wait_until(lambda: stream_records(port_b) >= 6000 and scrape(port_b).get(("monitor_state_writes_total", ()), 0) >= 1,
-                   timeout=90, message="monitor b saved state mid-stream")
+        wait_until(lambda: stream_records(port_b) >= 6000, timeout=90, message="monitor b 6,000 records into the stream")
+        # A snapshot taken after that point: earlier ones may hold labels only (the scorer starts
+        # later than the producer, and its first batch of predictions can arrive all at once).
+        writes = scrape(port_b).get(("monitor_state_writes_total", ()), 0)
+        wait_until(lambda: scrape(port_b).get(("monitor_state_writes_total", ()), 0) > writes, timeout=30,
+                   message="monitor b saved state mid-stream")
         seen_before_kill = stream_records(port_b)
         b.kill()  # SIGKILL: no goodbye, whatever came after the last snapshot is replayed
         b.wait()
@@ -221,7 +225,7 @@ def test_sigkill_mid_stream_then_restart_ends_with_the_uninterrupted_window(kafk
         processes.append(b)
         wait_until(lambda: "restored state of group restarted" in log_b.read_text(), timeout=60, message="state restored")
         restored = int(re.search(r"restored state of group restarted: (\d+) records", log_b.read_text()).group(1))
-        assert 0 < restored <= seen_before_kill + 5000  # a snapshot from before the kill (+ a batch in flight)
+        assert 6000 <= restored <= seen_before_kill + 5000  # a snapshot from before the kill (+ a batch in flight)
         wait_until(lambda: stream_records(port_a) == count and stream_records(port_b) == count, timeout=120,
                    interval=0.5, message="both monitors at the end of the stream")
         uninterrupted, resumed = window_view(scrape(port_a)), window_view(scrape(port_b))
