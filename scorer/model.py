@@ -14,7 +14,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import joblib
 import numpy as np
@@ -118,6 +118,18 @@ class LoadedModel:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline.predict(frame)
+
+
+def split_final_step(pipeline: Any) -> tuple[Callable[[pd.DataFrame], Any], Any]:
+    """(the transforms, the final estimator) of a scikit-learn Pipeline; (identity, the model) otherwise.
+
+    `Pipeline.predict` is exactly its transforms, then the final estimator's predict: split, the
+    scorer encodes one batch while its predict process runs the forest on the previous one."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
+        return pipeline[:-1].transform, pipeline[-1]
+    return (lambda frame: frame), pipeline
 
 
 def load(model_dir: Path) -> LoadedModel:

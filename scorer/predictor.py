@@ -3,14 +3,16 @@
 A thread does not do: each of the forest's trees takes the GIL back several times per call, and
 while the scorer's thread decodes or produces, every retake waits for it (`bench/predict_bench.py`
 and `bench/scorer_breakdown.py --predict-thread` compare the two). A process shares nothing; a
-batch's frame goes over a socket.
+batch goes over a socket. The scorer sends the pipeline's final estimator and each batch
+already transformed (`scorer.model.split_final_step`), so the encoding of the next batch
+overlaps the forest too; any model with `predict` works.
 
 The worker is `python -m scorer.predictor FD` in a session of its own: a terminal's Ctrl-C (sent
 to the foreground process group) reaches only the scorer, which finishes the batches in hand
 with the worker's help; it ignores SIGINT and SIGTERM sent to it directly too (a service
 manager may signal every process), and ends when the scorer closes the socket or dies. The
 model goes over the socket after start-up, and the socket carries one batch at a time: `submit`
-is called only after the previous `result`, so the worker is idle and reading when a frame is
+is called only after the previous `result`, so the worker is idle and reading when a batch is
 written.
 """
 from __future__ import annotations
@@ -26,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 STARTUP_TIMEOUT_SECONDS = 120.0  # interpreter, imports and unpickling the model: ~2 s here
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +38,11 @@ class PredictorFailed(RuntimeError):
 
 
 def serve_predictions(connection: Connection) -> None:
-    """The worker: the model, then frames in, ("ok", predictions) or ("error", traceback) out,
+    """The worker: the model, then batches in, ("ok", predictions) or ("error", traceback) out,
     until the socket closes."""
     try:
         try:
-            pipeline = connection.recv()
+            model = connection.recv()
         except (EOFError, OSError):
             return
         except Exception:  # noqa: BLE001 - a model this process cannot load: say why
@@ -50,11 +51,11 @@ def serve_predictions(connection: Connection) -> None:
         connection.send(("ready", None))
         while True:
             try:
-                frame = connection.recv()
+                batch = connection.recv()
             except (EOFError, OSError):
                 return
             try:
-                reply = ("ok", np.asarray(pipeline.predict(frame), dtype=float))
+                reply = ("ok", np.asarray(model.predict(batch), dtype=float))
             except Exception:  # noqa: BLE001 - the scorer decides what a failed batch means
                 reply = ("error", traceback.format_exc())
             connection.send(reply)
@@ -63,9 +64,9 @@ def serve_predictions(connection: Connection) -> None:
 
 
 class PredictProcess:
-    """`submit(frame)` then `result()`, one batch at a time, in a spawned process holding the model."""
+    """`submit(batch)` then `result()`, one batch at a time, in a spawned process holding the model."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, model: Any) -> None:
         ours, theirs = socket.socketpair()
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                               os.environ.get("PYTHONPATH")]))}
@@ -76,7 +77,7 @@ class PredictProcess:
         self._waiting = False
         self._closed = False
         try:
-            self._connection.send(pipeline)
+            self._connection.send(model)
         except OSError as exc:
             self.close()
             raise self._died() from exc
@@ -88,11 +89,12 @@ class PredictProcess:
             self.close()
             raise PredictorFailed(f"the predict process could not load the model:\n{payload}")
 
-    def submit(self, frame: pd.DataFrame) -> None:
+    def submit(self, batch: Any) -> None:
+        """A batch as `model.predict` takes it (a frame, or the matrix a pipeline's transforms made)."""
         if self._waiting:
             raise RuntimeError("submit() before the previous result()")
         try:
-            self._connection.send(frame)
+            self._connection.send(batch)
         except OSError as exc:  # BrokenPipeError included
             raise self._died() from exc
         self._waiting = True

@@ -21,7 +21,7 @@ from contract.delivery import DeliveryReport, discard, is_transient, produce, pr
 from contract.records import REJECTION_REASONS
 from contract.service import freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
-from scorer.model import LoadedModel
+from scorer.model import LoadedModel, split_final_step
 from scorer.predictor import PredictProcess
 from scorer.scoring import DecodedBatch, ScoredBatch, decode_batch, finish_batch
 
@@ -69,17 +69,28 @@ class ScorerMetrics:
 
 
 def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics) -> DeliveryReport:
-    """Produce a scored batch (predictions + DLQ with the original bytes) and wait for acks."""
+    """Produce a scored batch (predictions + DLQ with the original bytes) and wait for acks.
+
+    The producer reports failures only (`resending_producer(errors_only=True)`): once flush()
+    has nothing left in flight, every message not reported failed was acknowledged."""
     report = DeliveryReport()
-    for key, value in batch.predictions:
-        produce(producer, topics.predictions, value, key, report)
+    send, on_delivery, topic = producer.produce, report.on_delivery, topics.predictions
+    for key, value in batch.predictions:  # the hot loop: produce() itself, and only on a full queue the helper
+        try:
+            send(topic, value, key, on_delivery=on_delivery)
+        except BufferError:
+            produce(producer, topic, value, key, report)
     for position, rejection in batch.rejections:
         source = messages[position]
         headers = [("reason", rejection.reason.encode()), ("detail", rejection.detail.encode()[:1000]),
                    ("source_topic", source.topic().encode()), ("source_partition", str(source.partition()).encode()),
                    ("source_offset", str(source.offset()).encode())]
         produce(producer, topics.dlq, source.value() or b"", source.key(), report, headers=headers)
-    producer.flush()
+    in_flight = producer.flush()  # without a timeout it returns when each message is acked or failed
+    if in_flight:
+        report.failed += in_flight
+        report.last_error = report.last_error or f"{in_flight} messages still in flight after flush()"
+    report.delivered = len(batch.predictions) + len(batch.rejections) - report.failed
     return report
 
 
@@ -109,7 +120,7 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
         log.warning("%d of %d outputs not delivered (%s): re-sending the batch with a new producer",
                     report.failed, report.failed + report.delivered, report.last_error)
         discard(producer)
-        producer = resending_producer()
+        producer = resending_producer(errors_only=True)
         if stop.is_set():
             log.warning("stopping with an undelivered batch: its offsets are not committed, it is scored again after restart")
             return producer, False
@@ -202,16 +213,18 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     """Consume until `stop` is set; the batches in hand are finished, delivered and committed first.
 
     Two stages overlap: while the forest predicts batch N in its own process
-    (`scorer.predictor`), this process delivers batch N-1 and consumes and decodes batch N+1.
+    (`scorer.predictor`), this process delivers batch N-1, then consumes, decodes and encodes
+    (the pipeline's transforms) batch N+1.
     Batches are delivered and committed strictly in order, so a crash replays only what was not
     delivered and committed (at-least-once; the duplicates are at most the batch being delivered).
     """
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
-    predictor = PredictProcess(model.pipeline)
+    transform, estimator = split_final_step(model.pipeline)
+    predictor = PredictProcess(estimator)
     try:  # whatever happens below, the predict process ends with this function
         consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-        producer = resending_producer()
+        producer = resending_producer(errors_only=True)
         consumer.subscribe([topics.features])
         log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
         freeze_startup_heap()
@@ -226,10 +239,11 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
                     if is_record(m)]
                 started = time.perf_counter()
                 decoded = decode_batch([m.value() for m in messages]) if messages else None
+                encoded = transform(decoded.frame) if decoded is not None and decoded.ids else None
                 finished = in_flight
                 predictions = predictor.result().tolist() if finished is not None and finished.decoded.ids else []
-                if decoded is not None and decoded.ids:
-                    predictor.submit(decoded.frame)
+                if encoded is not None:
+                    predictor.submit(encoded)
                 in_flight = InFlight(messages, decoded, started) if decoded is not None else None
                 if finished is not None:
                     scored = finish_batch(finished.decoded, predictions, model.version, int(time.time() * 1000))

@@ -7,9 +7,14 @@ import json
 import logging
 import threading
 
+import numpy as np
+import pandas as pd
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 import scorer.service as service
 from contract.settings import Topics
@@ -20,6 +25,17 @@ from scorer.predictor import PredictorFailed, PredictProcess
 class CaratTimesThousand:
     def predict(self, frame):
         return frame["carat"].to_numpy() * 1000
+
+
+class FirstColumn:
+    """A final step that accepts only a matrix: given a frame, the test would fail."""
+
+    def fit(self, x, y=None):
+        return self
+
+    def predict(self, x):
+        assert isinstance(x, np.ndarray), type(x)
+        return x[:, 0]
 
 
 class Exploding:
@@ -73,9 +89,8 @@ class FakeProducer:
         self.pending.append((topic, value, key, dict(headers or []), on_delivery))
 
     def flush(self, timeout: float | None = None) -> int:
-        for topic, value, key, headers, on_delivery in self.pending:
+        for topic, value, key, headers, on_delivery in self.pending:  # acknowledged: no callback (errors only)
             self.events.append(("delivered", topic, key, value, headers))
-            on_delivery(None, None)
         self.pending = []
         return 0
 
@@ -94,14 +109,19 @@ def fakes(monkeypatch):
     started: list[PredictProcess] = []
 
     class RecordedPredictProcess(PredictProcess):
-        def __init__(self, pipeline):
-            super().__init__(pipeline)
+        def __init__(self, model):
+            super().__init__(model)
+            self.model, self.batches = model, []
             started.append(self)
+
+        def submit(self, batch):
+            self.batches.append(batch)
+            super().submit(batch)
 
     def install(batches):
         consumer = FakeConsumer(batches, stop, events)
         monkeypatch.setattr(service, "Consumer", lambda config: consumer)
-        monkeypatch.setattr(service, "resending_producer", lambda: FakeProducer(events))
+        monkeypatch.setattr(service, "resending_producer", lambda errors_only: FakeProducer(events))
         monkeypatch.setattr(service, "freeze_startup_heap", lambda: None)  # not the test process's heap
         monkeypatch.setattr(service, "PredictProcess", RecordedPredictProcess)
         return consumer
@@ -142,6 +162,22 @@ def test_batches_overlap_and_each_is_committed_after_its_outputs_in_order(fakes)
     # Pipelined: the second batch was consumed before the first was delivered.
     assert kinds.index(("consume", [0, 1, 2])) < kinds.index(("delivered", "a0"))
     assert consumer.closed and started[0]._process.poll() is not None
+
+
+def test_a_pipeline_is_split_the_predict_process_gets_the_final_step_and_encoded_batches(fakes):
+    events, stop, started, install = fakes
+    install([[FakeMessage(0, 0, record("a0", 0.5)), FakeMessage(0, 1, record("a1", 1.0))],
+             [FakeMessage(0, 2, record("a2", 2.0))]])
+    carat_only = ColumnTransformer([("carat", "passthrough", ["carat"])])
+    pipeline = Pipeline([("encode", carat_only), ("times", FunctionTransformer(lambda x: x * 1000)), ("model", FirstColumn())])
+    pipeline.fit(pd.DataFrame({"carat": [1.0]}))
+
+    assert run(pipeline, stop) == 0
+
+    predictions = {json.loads(e[3])["id"]: json.loads(e[3])["prediction"] for e in events if e[0] == "delivered"}
+    assert predictions == {"a0": 500.0, "a1": 1000.0, "a2": 2000.0}
+    assert isinstance(started[0].model, FirstColumn)  # the transforms ran in the scorer, not in the predict process
+    assert [type(batch) for batch in started[0].batches] == [np.ndarray, np.ndarray]
 
 
 def test_a_failed_prediction_commits_nothing_and_ends_the_predict_process(fakes):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from contract.records import FEATURE_COLUMNS, FeatureRecord, decode_features, encode, prediction_message
-from scorer.model import ModelError, load, load_reference
+from scorer.model import ModelError, load, load_reference, split_final_step
 from scorer.scoring import score_batch
 
 
@@ -69,3 +69,13 @@ def test_missing_or_foreign_model_gives_a_message(tmp_path, model_dir):
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="trained with scikit-learn 0.24.2"):
         load(tmp_path)
+
+
+def test_the_transforms_then_the_final_estimator_predict_exactly_what_the_pipeline_does(model, model_dir):
+    frame = load_reference(model_dir).head(2000)[list(FEATURE_COLUMNS)]
+    transform, forest = split_final_step(model.pipeline)
+    assert type(forest).__name__ == "RandomForestRegressor"
+    assert np.array_equal(forest.predict(transform(frame)), model.predict(frame))  # bit for bit, not approximately
+    # Anything that is not a multi-step Pipeline is predicted on the frame as it is.
+    identity, same = split_final_step(forest)
+    assert same is forest and identity(frame) is frame
