@@ -92,7 +92,24 @@ def fill_features(bootstrap: str, frame: pd.DataFrame) -> str:
     return topic
 
 
-def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir: Path, tail_meanwhile: bool) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_record(pids: dict[str, int], port: int, count: int) -> dict[str, float]:
+    """CPU µs per record of each process, from the first delivered batch until `count` predictions are delivered."""
+    while (first := predictions_delivered(port)) == 0:
+        time.sleep(0.01)
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    while (last := predictions_delivered(port)) < count:
+        time.sleep(0.05)
+    return {name: (cpu_seconds(pid) - before[name]) * 1e6 / (last - first) for name, pid in pids.items()}
+
+
+def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir: Path, tail_meanwhile: bool,
+                      broker_pid: int) -> tuple[float, dict[str, float]]:
     """Records/s of a scorer (a new group and output topics) draining a features topic that already holds `count` records.
 
     `tail_meanwhile`: read and parse the predictions while the scorer runs, as a downstream
@@ -105,11 +122,14 @@ def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir
     scorer = subprocess.Popen([sys.executable, "-m", "scorer", "run", "--metrics-port", str(port), "--group", f"bench-{suffix}"],
                               env=service_env(bootstrap, topics, model_dir), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpu: dict[str, float] = {}
     try:
         if not tail_meanwhile:
-            deadline = time.monotonic() + 600
-            while predictions_delivered(port) < count and time.monotonic() < deadline and scorer.poll() is None:
-                time.sleep(0.2)
+            while predictions_delivered(port) == 0 and scorer.poll() is None:
+                time.sleep(0.01)
+            children = Path(f"/proc/{scorer.pid}/task/{scorer.pid}/children").read_text().split()
+            pids = {"predict process": int(children[0]), "scorer": scorer.pid, "broker": broker_pid}
+            cpu = cpu_per_record(pids, port, count)
         received = consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], count, timeout=600)
     finally:
         scorer.terminate()
@@ -121,7 +141,7 @@ def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir
     scored = np.array([p["scored_at"] for _, p in received], dtype=float)
     first, last = scored.min(), scored.max()
     after_first = int((scored > first).sum())
-    return after_first / ((last - first) / 1000.0)
+    return after_first / ((last - first) / 1000.0), cpu
 
 
 def latency_at_rate(bootstrap: str, model_dir: Path, rate: int, count: int) -> tuple[float, float]:
@@ -169,16 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     per_record = len(single) / (time.perf_counter() - started)
 
     broker = start_broker()
-    offline, alone = [], []
+    offline, alone, cpus = [], [], []
     try:
         features_topic = fill_features(broker.bootstrap, frame)
         # Rounds alternate the two measures, so a slow spell of this shared machine weighs on both.
         for round_number in range(1, args.rounds + 1):
             offline.append(offline_rate(model, frame))
-            alone.append(scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, tail_meanwhile=False))
-            print(f"round {round_number}: offline {offline[-1]:,.0f} records/s, scorer {alone[-1]:,.0f} "
-                  f"({alone[-1] / offline[-1]:.2f})", file=sys.stderr)
-        tailed = scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, tail_meanwhile=True)
+            rate, cpu = scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, False, broker.process.pid)
+            alone.append(rate)
+            cpus.append(cpu)
+            print(f"round {round_number}: offline {offline[-1]:,.0f} records/s, scorer {rate:,.0f} "
+                  f"({rate / offline[-1]:.2f})", file=sys.stderr)
+        tailed, _ = scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, True, broker.process.pid)
         offline_last = offline_rate(model, frame)
         p50, p99 = latency_at_rate(broker.bootstrap, model_dir, 1000, args.latency_records)
     finally:
@@ -194,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| tutorial: one record per `predict` call | {per_record:,.0f} | {per_record / base:.3f} |")
     print()
     print("rounds (offline, scorer): " + ", ".join(f"{o:,.0f} / {a:,.0f}" for o, a in zip(offline, alone)))
+    print("CPU µs per record in the scorer's rounds (median): "
+          + ", ".join(f"{name} {np.median([c[name] for c in cpus]):.1f}" for name in cpus[0]))
     print(f"produce -> prediction received at 1,000 records/s ({args.latency_records:,} records): p50 {p50:.0f} ms, p99 {p99:.0f} ms")
     return 0
 
