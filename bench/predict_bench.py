@@ -1,8 +1,8 @@
 """What one forest `predict` costs by batch size, and how it overlaps the scorer's other work.
 
-1. `model.predict` over N records in one call, and in slices of 1,000 / 5,000 / 20,000 records:
+1. `model.predict` over N records in one call, and in slices of 1,000 / 5,000 / 20,000 / 50,000 records:
    the forest walks tree by tree, and each call brings every tree back into the cache;
-2. slices of the scorer's default batch (20,000 records) while the main thread also runs `--work`
+2. slices of the scorer's default batch (50,000 records) while the main thread also runs `--work`
    µs of Python per record (the scorer's decoding and delivering): one after the other; the predict on a second thread (at the
    default GIL switch interval and at 0.1 ms); the predict in `scorer.predictor.PredictProcess`
    (what the scorer does). Perfect overlap would cost max(predict, work).
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| forest `predict` ({args.records:,} records) | µs per record |")
     print("|---|---:|")
     print(f"| one call | {us_per_record(model.predict, frame, len(frame)):.1f} |")
-    for size in (1000, 5000, 20000):
+    for size in (1000, 5000, 20000, 50000):
         print(f"| slices of {size:,} | {us_per_record(model.predict, frame, size):.1f} |")
     work = args.work * 1e-6 * SLICE
     print(f"| slices of {SLICE:,}, and {args.work:g} µs of Python per record on the main thread: | |")

@@ -175,7 +175,7 @@ def offline_rate(model, frame: pd.DataFrame) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--records", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=3, help="offline/scorer pairs; the table shows the medians")
     parser.add_argument("--latency-records", type=int, default=20_000)
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
     run.add_argument("--metrics-port", type=int, default=int(env.get("SCORER_METRICS_PORT", 8001)),
                      help="Prometheus /metrics port, 0 = off (env SCORER_METRICS_PORT)")
-    run.add_argument("--batch-size", type=int, default=20000,
+    run.add_argument("--batch-size", type=int, default=50000,
                      help="most records per batch (one predict call each); a crash duplicates at most one batch's "
                      "outputs and re-scores up to two batches")
     run.add_argument("--batch-timeout", type=float, default=0.5,

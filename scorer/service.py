@@ -36,7 +36,7 @@ class ScorerConfig:
     model_dir: Path = Path("artifacts")
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8001
-    batch_size: int = 20000
+    batch_size: int = 50000
     batch_timeout: float = 0.5  # longest time spent filling one batch while records keep arriving
     topic_partitions: int = DEFAULT_PARTITIONS  # for output topics it has to create again
 
