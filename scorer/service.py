@@ -17,7 +17,8 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contract.delivery import DeliveryReport, discard, is_transient, produce, producer_failure, resending_producer
+from contract.delivery import (DeliveryReport, discard, is_transient, produce, produce_all, producer_failure,
+                               resending_producer)
 from contract.records import REJECTION_REASONS
 from contract.service import freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
@@ -74,12 +75,7 @@ def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, top
     The producer reports failures only (`resending_producer(errors_only=True)`): once flush()
     has nothing left in flight, every message not reported failed was acknowledged."""
     report = DeliveryReport()
-    send, on_delivery, topic = producer.produce, report.on_delivery, topics.predictions
-    for key, value in batch.predictions:  # the hot loop: produce() itself, and only on a full queue the helper
-        try:
-            send(topic, value, key, on_delivery=on_delivery)
-        except BufferError:
-            produce(producer, topic, value, key, report)
+    produce_all(producer, topics.predictions, batch.predictions, report)
     for position, rejection in batch.rejections:
         source = messages[position]
         headers = [("reason", rejection.reason.encode()), ("detail", rejection.detail.encode()[:1000]),
