@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.scorer_bench import sample_records  # noqa: E402
-from scorer.model import load  # noqa: E402
+from scorer.model import load, split_final_step  # noqa: E402
 from scorer.predictor import PredictProcess  # noqa: E402
 from scorer.service import ScorerConfig  # noqa: E402
 
@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| one call | {us_per_record(model.predict, frame, len(frame)):.1f} |")
     for size in (1000, 5000, 20000, 50000):
         print(f"| slices of {size:,} | {us_per_record(model.predict, frame, size):.1f} |")
+    transform, _ = split_final_step(model.pipeline)
+    print(f"| of which the pipeline's transforms (the encoding the scorer's main process does), slices of {SLICE:,} "
+          f"| {us_per_record(transform, frame, SLICE):.1f} |")
     work = args.work * 1e-6 * SLICE
     print(f"| slices of {SLICE:,}, and {args.work:g} µs of Python per record on the main thread: | |")
     print(f"| one after the other | {us_per_record(sequential(model.predict, work), frame, SLICE):.1f} |")

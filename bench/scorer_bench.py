@@ -17,20 +17,19 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from confluent_kafka import Consumer, Producer
-from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from contract.records import FEATURE_COLUMNS, encode  # noqa: E402
 from devstack.broker import free_port, start_broker  # noqa: E402
+from devstack.demo import read_metrics  # noqa: E402
 from scorer.model import load, load_reference  # noqa: E402
 
 
@@ -64,13 +63,7 @@ def service_env(bootstrap: str, topics: dict[str, str], model_dir: Path) -> dict
 
 def predictions_delivered(port: int) -> float:
     """The scorer's own count (scorer_predictions_total), 0 until its metrics server answers."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0
-    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
-                 if s.name == "scorer_predictions_total"), 0)
+    return read_metrics(port).get(("scorer_predictions_total", ()), 0)
 
 
 def fill_features(bootstrap: str, frame: pd.DataFrame) -> str:
@@ -99,9 +92,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def cpu_per_record(pids: dict[str, int], port: int, count: int) -> dict[str, float]:
-    """CPU µs per record of each process, from the first delivered batch until `count` predictions are delivered."""
-    while (first := predictions_delivered(port)) == 0:
-        time.sleep(0.01)
+    """CPU µs per record of each process, from now (a batch already delivered) until `count` predictions are delivered."""
+    first = predictions_delivered(port)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     while (last := predictions_delivered(port)) < count:
         time.sleep(0.05)
@@ -114,7 +106,7 @@ def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir
 
     `tail_meanwhile`: read and parse the predictions while the scorer runs, as a downstream
     consumer on the same 2 cores would; otherwise wait on the scorer's own counter (one scrape
-    every 0.2 s) and read them after it is done, so that only the scorer uses the machine."""
+    every 50 ms) and read them after it is done, so that only the scorer uses the machine."""
     suffix = uuid.uuid4().hex[:8]
     topics = {"FEATURES_TOPIC": features_topic, "PREDICTIONS_TOPIC": f"bench-p-{suffix}",
               "DLQ_TOPIC": f"bench-d-{suffix}", "LABELS_TOPIC": f"bench-l-{suffix}"}

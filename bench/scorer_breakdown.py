@@ -45,22 +45,22 @@ def timed(name: str, function):
 class ThreadPredictor:
     """`scorer.predictor.PredictProcess`'s interface on a thread of this process."""
 
-    def __init__(self, pipeline) -> None:
-        self.pipeline, self.frames, self.results = pipeline, queue.Queue(), queue.Queue()
+    def __init__(self, model) -> None:
+        self.model, self.batches, self.results = model, queue.Queue(), queue.Queue()
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self) -> None:
-        while (frame := self.frames.get()) is not None:
-            self.results.put(self.pipeline.predict(frame))
+        while (batch := self.batches.get()) is not None:
+            self.results.put(self.model.predict(batch))
 
-    def submit(self, frame) -> None:
-        self.frames.put(frame)
+    def submit(self, batch) -> None:
+        self.batches.put(batch)
 
     def result(self):
         return self.results.get()
 
     def close(self) -> None:
-        self.frames.put(None)
+        self.batches.put(None)
 
 
 def main(argv: list[str] | None = None) -> int:
