@@ -146,6 +146,12 @@ def wait_until(condition, timeout: float, interval: float = 0.2, message: str = 
         time.sleep(interval)
 
 
+def wait_for_log(log: Path, text: str, timeout: float = 90) -> None:
+    """Until a service's log says `text`: services that read a stream start before it, so a
+    slow start (loading the model on a busy machine) cannot find the whole stream waiting."""
+    wait_until(lambda: log.exists() and text in log.read_text(), timeout, message=f"{log.name} saying {text!r}")
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 30) -> int:
     if process.poll() is None:
         process.terminate()

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from devstack.broker import free_port
-from tests.support import (KafkaEnv, PredictionIds, scrape, start_monitor, stop_process, stream_records, wait_until,
-                           window_view)
+from tests.support import (KafkaEnv, PredictionIds, scrape, start_monitor, stop_process, stream_records, wait_for_log,
+                           wait_until, window_view)
 
 pytestmark = pytest.mark.broker
 
@@ -112,11 +112,16 @@ def test_three_random_sigkills_of_scorer_and_monitor_lose_nothing_and_keep_the_w
 
 
 def test_sigterm_scorer_finishes_its_batch_commits_and_exits_0_quickly(kafka, tmp_path):
-    total = 20_000
-    producer = kafka.start("producer", "simulate", "--count", str(total), "--rate", "3000", "--label-delay", "0",
-                           log=tmp_path / "producer.log", TOPIC_PARTITIONS="1")
+    # The scorer is up before the stream starts, and the stream lasts about 10 s: a scorer that
+    # is slow to load its model would otherwise find the whole stream waiting and score it in
+    # one batch, leaving nothing in flight to test.
+    total = 30_000
     first = start_scorer(kafka, tmp_path / "first.log")
+    producer = None
     try:
+        wait_for_log(tmp_path / "first.log", "scoring ")
+        producer = kafka.start("producer", "simulate", "--count", str(total), "--rate", "3000", "--label-delay", "0",
+                               log=tmp_path / "producer.log", TOPIC_PARTITIONS="1")
         with PredictionIds(kafka) as seen:
             wait_until(lambda: len(seen.ids) >= 3000, 90, message="first predictions")
             code, seconds = timed_sigterm(first)
@@ -132,15 +137,16 @@ def test_sigterm_scorer_finishes_its_batch_commits_and_exits_0_quickly(kafka, tm
                 assert stop_process(second) == 0
     finally:
         stop_process(first)
-        stop_process(producer)
+        if producer is not None:
+            stop_process(producer)
     assert "SIGTERM: finishing the batches in hand" in (tmp_path / "first.log").read_text()
     # Everything the first scorer delivered was committed: the second one repeats none of it.
     assert seen.duplicates == 0 and seen.distinct == total
 
 
 def test_sigterm_monitor_saves_its_state_and_exits_0_quickly(kafka, tmp_path):
-    producer = kafka.start("producer", "simulate", "--count", "30000", "--rate", "3000", "--label-delay", "0",
-                           log=tmp_path / "producer.log", TOPIC_PARTITIONS="1")
+    producer = kafka.start("producer", "simulate", "--count", "0", "--rate", "3000", "--label-delay", "0",
+                           log=tmp_path / "producer.log", TOPIC_PARTITIONS="1")  # until the test stops it
     scorer = start_scorer(kafka, tmp_path / "scorer.log")
     log, port = tmp_path / "monitor.log", free_port()
     monitor = start_monitor(kafka, log, "m", port, "--state-interval", "60")  # only SIGTERM saves within the test

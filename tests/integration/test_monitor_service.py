@@ -14,7 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from devstack.broker import free_port
-from tests.support import KafkaEnv, Samples, scrape, start_monitor, stop_process, stream_records, wait_until, window_view
+from tests.support import (KafkaEnv, Samples, scrape, start_monitor, stop_process, stream_records, wait_for_log, wait_until,
+                           window_view)
 
 FEATURES = ("carat", "depth", "table", "cut", "color", "clarity")
 
@@ -198,21 +199,24 @@ def test_price_inflation_flags_concept_drift_and_no_feature(kafka, tmp_path):
 
 @pytest.mark.broker
 def test_sigkill_mid_stream_then_restart_ends_with_the_uninterrupted_window(kafka, tmp_path):
-    count = 30_000
-    producer = kafka.start("producer", "simulate", "--count", str(count), "--rate", "3000", "--scenario", "carat-shift",
-                           "--onset", "15000", "--seed", "11", "--label-delay", "0", log=tmp_path / "producer.log",
-                           TOPIC_PARTITIONS="1")
+    count = 45_000
     scorer = kafka.start("scorer", "run", "--metrics-port", "0", "--group", f"scorer-{kafka.suffix}", log=tmp_path / "scorer.log",
                          TOPIC_PARTITIONS="1")
     port_a, port_b = free_port(), free_port()
     log_b = tmp_path / "monitor-b.log"
     a = start_monitor(kafka, tmp_path / "monitor-a.log", "uninterrupted", port_a)
     b = start_monitor(kafka, log_b, "restarted", port_b)
-    processes = [producer, scorer, a, b]
+    processes = [scorer, a, b]
     try:
+        for log in (tmp_path / "scorer.log", tmp_path / "monitor-a.log", log_b):
+            wait_for_log(log, "scoring " if log.name == "scorer.log" else "monitoring ")
+        producer = kafka.start("producer", "simulate", "--count", str(count), "--rate", "3000", "--scenario",
+                               "carat-shift", "--onset", "15000", "--seed", "11", "--label-delay", "0",
+                               log=tmp_path / "producer.log", TOPIC_PARTITIONS="1")
+        processes.append(producer)
         wait_until(lambda: stream_records(port_b) >= 6000, timeout=90, message="monitor b 6,000 records into the stream")
-        # A snapshot taken after that point: earlier ones may hold labels only (the scorer starts
-        # later than the producer, and its first batch of predictions can arrive all at once).
+        # A snapshot taken after that point: earlier ones may hold labels only (the scorer may join
+        # its group after the monitors, and its first batch of predictions can arrive all at once).
         writes = scrape(port_b).get(("monitor_state_writes_total", ()), 0)
         wait_until(lambda: scrape(port_b).get(("monitor_state_writes_total", ()), 0) > writes, timeout=30,
                    message="monitor b saved state mid-stream")

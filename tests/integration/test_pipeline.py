@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 from contract.records import FEATURE_COLUMNS, Rejection, decode_features
 from devstack.broker import free_port
 from scorer.model import load
-from tests.support import PredictionIds, stop_process, wait_until
+from tests.support import PredictionIds, stop_process, wait_for_log, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -132,10 +132,11 @@ def test_tail_prints_count_predictions_as_json_or_columns(kafka, tmp_path):
 
 
 def test_scorer_killed_mid_stream_loses_nothing_and_duplicates_at_most_one_batch(kafka, tmp_path):
-    total, batch_size = 20_000, 500
+    total, batch_size = 40_000, 500
+    first = start_scorer(kafka, tmp_path, "--batch-size", str(batch_size), name="first")
+    wait_for_log(tmp_path / "first.log", "scoring ")
     producer = kafka.start("producer", "simulate", "--count", str(total), "--rate", "4000", "--label-delay", "0",
                            log=tmp_path / "sim.log")
-    first = start_scorer(kafka, tmp_path, "--batch-size", str(batch_size), name="first")
     with PredictionIds(kafka) as seen:
         try:
             wait_until(lambda: len(seen.ids) >= 3000, 90, message="first predictions")

@@ -30,12 +30,14 @@ class Doubling:
 
 
 class SlowToLoad:
-    """A model that takes `delay` seconds to unpickle."""
+    """A model that takes `delay` seconds to unpickle; it creates `loading_marker` as it starts."""
 
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
+    def __init__(self, delay: float, loading_marker: str | None = None) -> None:
+        self.delay, self.loading_marker = delay, loading_marker
 
     def __setstate__(self, state):
+        if state.get("loading_marker"):
+            Path(state["loading_marker"]).touch()
         time.sleep(state["delay"])
         self.__dict__.update(state)
 
@@ -155,21 +157,27 @@ def test_ctrl_c_while_the_worker_starts_does_not_kill_it(tmp_path):
     loading the model (here: a model that takes 1.5 s to unpickle) reaches the scorer only."""
     script = textwrap.dedent("""
         import signal
+        import sys
         from scorer.predictor import PredictProcess
         from tests.unit.test_predictor import SlowToLoad
         if __name__ == "__main__":
             signal.signal(signal.SIGINT, lambda *_: print("parent: SIGINT", flush=True))
-            predictor = PredictProcess(SlowToLoad(1.5))
+            predictor = PredictProcess(SlowToLoad(1.5, sys.argv[1]))
             predictor.submit([1, 2])
             print(predictor.result().tolist(), flush=True)
             predictor.close()
     """)
     (tmp_path / "parent.py").write_text(script)
-    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+    loading = tmp_path / "loading"
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py"), str(loading)], stdout=subprocess.PIPE,
+                              text=True, start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
                                   filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     try:
-        time.sleep(0.7)  # the worker is spawned and unpickling its model
+        deadline = time.monotonic() + 60
+        while not loading.exists():  # the worker is spawned and unpickling its model
+            assert parent.poll() is None and time.monotonic() < deadline, "the worker never started loading"
+            time.sleep(0.02)
+        time.sleep(0.2)
         os.killpg(parent.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         out, _ = parent.communicate(timeout=60)
         assert parent.returncode == 0, out
