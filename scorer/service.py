@@ -22,7 +22,7 @@ from contract.delivery import (DeliveryReport, discard, is_transient, produce, p
 from contract.records import REJECTION_REASONS
 from contract.service import freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
-from scorer.model import LoadedModel, split_final_step
+from scorer.model import LoadedModel
 from scorer.predictor import PredictProcess
 from scorer.scoring import DecodedBatch, ScoredBatch, decode_batch, finish_batch
 
@@ -208,6 +208,8 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
         stop: threading.Event) -> int:
     """Consume until `stop` is set; the batches in hand are finished, delivered and committed first.
 
+    The model's final step (the forest) goes to the predict process and `model` keeps only its
+    transforms (`LoadedModel.hand_over_final_step`: its `predict` raises afterwards).
     Two stages overlap: while the forest predicts batch N in its own process
     (`scorer.predictor`), this process delivers batch N-1, then consumes, decodes and encodes
     (the pipeline's transforms) batch N+1.
@@ -216,8 +218,9 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
     """
     metrics = ScorerMetrics(registry)
     metrics.model.labels(model.version).set(1)
-    transform, estimator = split_final_step(model.pipeline)
+    transform, estimator = model.hand_over_final_step()
     predictor = PredictProcess(estimator)
+    del estimator  # the predict process has its own copy: this one can be freed
     try:  # whatever happens below, the predict process ends with this function
         consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
         producer = resending_producer(errors_only=True)

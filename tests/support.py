@@ -191,3 +191,22 @@ def start_monitor(kafka: KafkaEnv, log: Path, group: str, port: int, *args: str)
                        MONITOR_STATE_TOPIC=f"monitor-state-{kafka.suffix}")
 
 
+def own_rss_mb(pid: int) -> float | None:
+    """VmRSS of one process; None when it has none (a zombie) or has ended."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), None)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from devstack.broker import free_port
-from tests.support import ROOT, scrape, stop_process, wait_until
+from tests.support import ROOT, children, own_rss_mb, scrape, stop_process, wait_until
 
 pytestmark = [pytest.mark.soak, pytest.mark.broker]
 
@@ -26,27 +26,6 @@ SAMPLE_EVERY = 5.0
 WARM_UP = min(60.0, SECONDS / 5)  # windows full, join state at its steady size, caches warm
 MAX_RSS_GROWTH = 0.10
 MAX_BACKLOG_SECONDS = 3.0  # records behind the producer, in seconds of traffic
-
-
-def own_rss_mb(pid: int) -> float | None:
-    """VmRSS of one process; None when it has none (a zombie) or has ended."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return None
-    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), None)
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def rss_mb(pid: int) -> float:

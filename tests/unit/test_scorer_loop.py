@@ -18,7 +18,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 import scorer.service as service
 from contract.settings import Topics
-from scorer.model import LoadedModel
+from scorer.model import HandedOver, LoadedModel
 from scorer.predictor import PredictorFailed, PredictProcess
 
 
@@ -129,10 +129,10 @@ def fakes(monkeypatch):
     return events, stop, started, install
 
 
-def run(pipeline, stop):
+def run(pipeline, stop, model: LoadedModel | None = None):
     topics = Topics(features="features", predictions="predictions", labels="labels", dlq="dlq")
     return service.run(service.ScorerConfig(metrics_port=0, batch_size=100, batch_timeout=0.05),
-                       LoadedModel(pipeline, {"model_version": "v1"}), topics, CollectorRegistry(), stop)
+                       model or LoadedModel(pipeline, {"model_version": "v1"}), topics, CollectorRegistry(), stop)
 
 
 def test_batches_overlap_and_each_is_committed_after_its_outputs_in_order(fakes):
@@ -172,10 +172,12 @@ def test_a_pipeline_is_split_the_predict_process_gets_the_final_step_and_encoded
     pipeline = Pipeline([("encode", carat_only), ("times", FunctionTransformer(lambda x: x * 1000)), ("model", FirstColumn())])
     pipeline.fit(pd.DataFrame({"carat": [1.0]}))
 
-    assert run(pipeline, stop) == 0
+    model = LoadedModel(pipeline, {"model_version": "v1"})
+    assert run(pipeline, stop, model) == 0
 
     predictions = {json.loads(e[3])["id"]: json.loads(e[3])["prediction"] for e in events if e[0] == "delivered"}
     assert predictions == {"a0": 500.0, "a1": 1000.0, "a2": 2000.0}
+    assert isinstance(model.pipeline, HandedOver)  # the scorer's process does not keep a second forest
     assert isinstance(started[0].model, FirstColumn)  # the transforms ran in the scorer, not in the predict process
     assert [type(batch) for batch in started[0].batches] == [np.ndarray, np.ndarray]
 

@@ -1,7 +1,9 @@
 """The scoring step and the model files, with the real trained model (no broker)."""
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -79,3 +81,18 @@ def test_the_transforms_then_the_final_estimator_predict_exactly_what_the_pipeli
     # Anything that is not a multi-step Pipeline is predicted on the frame as it is.
     identity, same = split_final_step(forest)
     assert same is forest and identity(frame) is frame
+
+
+def test_a_model_that_hands_over_its_final_step_keeps_only_the_transforms(model, model_dir):
+    frame = load_reference(model_dir).head(500)[list(FEATURE_COLUMNS)]
+    expected = model.predict(frame)
+    loaded = load(model_dir)  # its own copy: the module's model stays whole for the other tests
+    transform, forest = loaded.hand_over_final_step()
+    assert np.array_equal(forest.predict(transform(frame)), expected)
+    with pytest.raises(RuntimeError, match="handed over to the scorer's predict process"):
+        loaded.predict(frame)
+    # Nothing left in this process holds the forest once the predict process has its copy.
+    forest_ref = weakref.ref(forest)
+    del forest
+    gc.collect()
+    assert forest_ref() is None
