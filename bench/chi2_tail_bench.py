@@ -50,14 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         counts = np.asarray(profile.counts, dtype=np.int64)
         frequencies = counts / counts.sum()
         threshold = calibration.chi2(len(counts) - 1, alpha)
+        m = counts.sum()
         for n in (config.window_size, config.window_size // 2):
+            # chi2_statistic, vectorised over windows (same smoothing and reference-size scaling)
+            expected = n * (counts + 0.5) / (m + 0.5 * len(counts))
             crossings, done = 0, 0
             while done < args.draws:
                 size = min(chunk, args.draws - done)
                 windows = rng.multinomial(n, frequencies, size=size)
-                # chi2_statistic, vectorised over windows (same smoothing and reference-size scaling)
-                m = counts.sum()
-                expected = n * (counts + 0.5) / (m + 0.5 * len(counts))
                 statistics = (((windows - expected) ** 2) / expected).sum(axis=1) * m / (n + m)
                 crossings += int((statistics > threshold).sum())
                 done += size

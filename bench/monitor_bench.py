@@ -148,6 +148,26 @@ def memory(frame, reference, checkpoints=(1_000_000, 5_000_000), batch: int = 10
 
 
 # -- on the broker ------------------------------------------------------------------------------
+def publish_predictions(topic: str, frame: pd.DataFrame, records: int) -> None:
+    """`records` prediction messages as the scorer writes them, resampled (seeded) from the held-out rows
+    with the model's held-out predictions."""
+    from confluent_kafka import Producer
+
+    from contract.delivery import DeliveryReport, produce_all
+    from contract.records import encode
+    from contract.settings import producer_config
+
+    rows = frame.sample(records, replace=True, random_state=3)
+    messages = ((f"b-{i}", encode({"id": f"b-{i}", "ts": i, "scored_at": i, "model_version": "bench",
+                                   "prediction": row.prediction,
+                                   "features": {c: getattr(row, c) for c in FEATURE_COLUMNS}}))
+                for i, row in enumerate(rows.itertuples()))
+    producer, report = Producer(producer_config()), DeliveryReport()
+    produce_all(producer, topic, messages, report)
+    if producer.flush(60) or report.failed:
+        raise RuntimeError(f"the bench topic was not filled: {report.failed} failed, last error {report.last_error}")
+
+
 def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]:
     """records/s of a bare consumer vs the monitor's run loop on the same full topic.
 
@@ -159,13 +179,12 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
     on the gauges). "first" is the old timing, first message to last: the bare consumer has
     prefetched during the group join by then, so it mostly measures draining its local queue.
     """
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer
     from prometheus_client import CollectorRegistry
 
     import monitor.service as service
-    from contract.records import encode
     from contract.service import freeze_startup_heap
-    from contract.settings import Topics, consumer_config, ensure_topics, producer_config
+    from contract.settings import Topics, consumer_config, ensure_topics
     from devstack.broker import start_broker
     from monitor.service import MonitorConfig, load_reference, run
 
@@ -176,18 +195,7 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
     topics = Topics.from_env()
     try:
         ensure_topics([topics.predictions, topics.labels], 3)
-        producer = Producer(producer_config())
-        rows = frame.sample(records, replace=True, random_state=3)
-        for i, row in enumerate(rows.itertuples()):
-            value = encode({"id": f"b-{i}", "ts": i, "scored_at": i, "model_version": "bench", "prediction": row.prediction,
-                            "features": {c: getattr(row, c) for c in FEATURE_COLUMNS}})
-            while True:
-                try:
-                    producer.produce(topics.predictions, value, key=f"b-{i}")
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.flush(60)
+        publish_predictions(topics.predictions, frame, records)
         def bare_run(tag: str) -> dict[str, float]:
             assigned: list[float] = []
 

@@ -18,8 +18,9 @@ too, so its throughput is at most the split row's: if that row is under the bar,
 All readers assign their partitions directly (no group join) at the same start signal, after their
 start-up (imports, reference, consumer), so nothing is prefetched before the clock starts; the
 time is from the signal to the last reader's last record. Records are the model's held-out rows
-with its predictions, as `bench/monitor_bench.py` writes them. Rounds alternate the variants, so
-each sees the same machine load; the table gives medians and every round.
+with its predictions, written by `bench/monitor_bench.py`'s `publish_predictions`. Rounds
+alternate the variants, so each sees the same machine load; the table gives medians and every
+round.
 """
 from __future__ import annotations
 
@@ -98,27 +99,6 @@ def timed_run(topic: str, shares: list[list[int]], ends: dict[int, int], work: s
     return records / (max(f["done"] for f in finished) - started)
 
 
-def fill(topic: str, records: int) -> None:
-    from confluent_kafka import Producer
-
-    from contract.records import FEATURE_COLUMNS, encode
-    from contract.settings import producer_config
-    from scorer.model import load_reference as read_heldout
-
-    rows = read_heldout(MODEL_DIR).sample(records, replace=True, random_state=3)
-    producer = Producer(producer_config())
-    for i, row in enumerate(rows.itertuples()):
-        value = encode({"id": f"b-{i}", "ts": i, "scored_at": i, "model_version": "bench", "prediction": row.prediction,
-                        "features": {c: getattr(row, c) for c in FEATURE_COLUMNS}})
-        while True:
-            try:
-                producer.produce(topic, value, key=f"b-{i}")
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.flush(60)
-
-
 def count_by_partition(topic: str, partitions: int) -> dict[int, int]:
     """Records each partition holds, read to the end (Tansu's high watermark can be short of what
     a reader gets: README, "The local broker")."""
@@ -168,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "PREDICTIONS_TOPIC": topic,
                            "LABELS_TOPIC": f"split-labels-{suffix}"})
         ensure_topics([topic], args.partitions)
-        fill(topic, args.records)
+        from bench.monitor_bench import heldout, publish_predictions  # here: the readers run without pandas
+
+        publish_predictions(topic, heldout(), args.records)
         ends = count_by_partition(topic, args.partitions)
         every = list(range(args.partitions))
         split = [every[i::args.processes] for i in range(args.processes)]
