@@ -94,3 +94,40 @@ def log_failed_commit(error: KafkaError | None, _partitions: list) -> None:
     restart (at-least-once; the monitor resumes from its state snapshot anyway)."""
     if error is not None and error.code() != KafkaError._NO_OFFSET:
         log.warning("offset commit failed (records since the last commit are read again after a restart): %s", error)
+
+
+class PortInUse(RuntimeError):
+    """A port the service must listen on is taken; the message names the port and the flag."""
+
+
+def check_port(host: str, port: int, flag: str) -> None:
+    """PortInUse, naming `flag`, when nothing can listen on host:port (0 means any free port)."""
+    import errno
+    import socket
+
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(f"port {port} on {host} is already in use: choose another with {flag} "
+                                "(or stop what holds it)") from None
+            raise PortInUse(f"cannot listen on {host}:{port} ({exc.strerror}): change {flag}") from None
+
+
+def serve_metrics(registry, host: str, port: int, flag: str = "--metrics-port") -> None:
+    """Prometheus /metrics on host:port (0: off); PortInUse naming `flag` when the port is taken."""
+    from prometheus_client import start_http_server
+
+    if not port:
+        return
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        check_port(host, port, flag)  # names the usual cause; anything else is reported as is
+        raise PortInUse(f"cannot serve metrics on {host}:{port} ({exc}): change {flag}") from None
+    log.info("metrics on http://%s:%d/metrics", host, port)

@@ -23,30 +23,86 @@ _NOT_CLIENT_KEYS = frozenset({"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS",
 
 @dataclass(frozen=True)
 class Topics:
+    """Every topic a service reads or writes. Defaults derive from the model's name (the schema's
+    `name`: diamonds -> diamonds, diamonds.labels, ...), so two models share a broker without
+    sharing a topic; each is overridden by its env var."""
+
     features: str = "diamonds"
     labels: str = "diamonds.labels"
     predictions: str = "diamonds.predictions"
-    dlq: str = "diamonds.dlq"
+    dlq: str = "diamonds.dlq"  # records the scorer refused
+    monitor_dlq: str = "diamonds.monitor-dlq"  # predictions and labels the monitor refused
+    monitor_state: str = "diamonds.monitor-state"  # compacted: the monitor's window snapshots
+
+    ENV = {"features": "FEATURES_TOPIC", "labels": "LABELS_TOPIC", "predictions": "PREDICTIONS_TOPIC",
+           "dlq": "DLQ_TOPIC", "monitor_dlq": "MONITOR_DLQ_TOPIC", "monitor_state": "MONITOR_STATE_TOPIC"}
+    SUFFIX = {"features": "", "labels": ".labels", "predictions": ".predictions", "dlq": ".dlq",
+              "monitor_dlq": ".monitor-dlq", "monitor_state": ".monitor-state"}
+
+    @classmethod
+    def for_model(cls, model: str = "diamonds", environ: Mapping[str, str] | None = None) -> "Topics":
+        """The model's topics: `<model><suffix>` unless the env var names another."""
+        env = os.environ if environ is None else environ
+        return cls(**{role: env.get(var) or f"{model}{cls.SUFFIX[role]}" for role, var in cls.ENV.items()})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
+        return cls.for_model("diamonds", environ)
+
+    @classmethod
+    def help(cls, roles: tuple[str, ...]) -> str:
+        """For --help: which env var names each topic, and its default."""
+        return "; ".join(f"{role.replace('_', ' ')} topic from {cls.ENV[role]} (default <model>{cls.SUFFIX[role]})"
+                         for role in roles)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Consumer group names (the monitor's is also the key of its state snapshots)."""
+
+    scorer: str = "scorer"
+    monitor: str = "monitor"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Groups":
         env = os.environ if environ is None else environ
-        defaults = cls()
-        return cls(
-            features=env.get("FEATURES_TOPIC", defaults.features),
-            labels=env.get("LABELS_TOPIC", defaults.labels),
-            predictions=env.get("PREDICTIONS_TOPIC", defaults.predictions),
-            dlq=env.get("DLQ_TOPIC", defaults.dlq),
-        )
+        return cls(scorer=env.get("SCORER_GROUP") or cls.scorer, monitor=env.get("MONITOR_GROUP") or cls.monitor)
 
 
-def client_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """librdkafka settings common to every client, from KAFKA_* env vars."""
+# librdkafka properties that only one kind of client knows (the C / P column of librdkafka's
+# CONFIGURATION.md). Passed to the other kind they are ignored with a CONFWARN line at every
+# start, so a KAFKA_SESSION_TIMEOUT_MS meant for consumers would warn in every producer.
+CONSUMER_ONLY = frozenset({
+    "group.id", "group.instance.id", "group.protocol", "group.protocol.type", "group.remote.assignor",
+    "partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms", "coordinator.query.interval.ms",
+    "max.poll.interval.ms", "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
+    "queued.min.messages", "queued.max.messages.kbytes", "fetch.wait.max.ms", "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes", "max.partition.fetch.bytes", "fetch.max.bytes", "fetch.min.bytes",
+    "fetch.error.backoff.ms", "isolation.level", "enable.partition.eof", "check.crcs", "auto.offset.reset",
+    "consume.callback.max.messages", "offset.store.method", "auto.commit.enable",
+})
+PRODUCER_ONLY = frozenset({
+    "transactional.id", "transaction.timeout.ms", "enable.idempotence", "enable.gapless.guarantee",
+    "queue.buffering.max.messages", "queue.buffering.max.kbytes", "queue.buffering.max.ms", "linger.ms",
+    "message.send.max.retries", "retries", "queue.buffering.backpressure.threshold", "compression.codec",
+    "compression.type", "compression.level", "batch.num.messages", "batch.size", "delivery.report.only.error",
+    "sticky.partitioning.linger.ms", "request.required.acks", "acks", "request.timeout.ms", "message.timeout.ms",
+    "delivery.timeout.ms", "partitioner",
+})
+_ROLE_SKIPS = {"consumer": PRODUCER_ONLY, "producer": CONSUMER_ONLY, "admin": CONSUMER_ONLY | PRODUCER_ONLY, "any": frozenset()}
+
+
+def client_config(environ: Mapping[str, str] | None = None, role: str = "admin") -> dict[str, str]:
+    """librdkafka settings from KAFKA_* env vars for one kind of client (consumer, producer, admin):
+    keys only the other kind knows are left out."""
     env = os.environ if environ is None else environ
+    skip = _ROLE_SKIPS[role]
     config = {"bootstrap.servers": DEFAULT_BOOTSTRAP}
     for name, value in env.items():
         if name.startswith("KAFKA_") and name not in _NOT_CLIENT_KEYS and len(name) > len("KAFKA_"):
-            config[name[len("KAFKA_"):].lower().replace("_", ".")] = value
+            key = name[len("KAFKA_"):].lower().replace("_", ".")
+            if key not in skip:
+                config[key] = value
     return config
 
 
@@ -68,7 +124,7 @@ def producer_config(environ: Mapping[str, str] | None = None, message_timeout_ms
         # Topics are created by the services with their partition count and settings; a
         # replaced broker must not get them back auto-created with the broker's defaults.
         "allow.auto.create.topics": False,
-        **client_config(environ),
+        **client_config(environ, "producer"),
     }
 
 
@@ -93,7 +149,7 @@ def consumer_config(group: str, environ: Mapping[str, str] | None = None) -> dic
         # A topic that disappears with a replaced broker and is created again is seen within
         # seconds instead of librdkafka's default 5 minutes.
         "topic.metadata.refresh.interval.ms": 5000,
-        **client_config(environ),
+        **client_config(environ, "consumer"),
     }
 
 

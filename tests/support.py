@@ -165,13 +165,17 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> int:
 
 
 # -- the monitor's /metrics --------------------------------------------------------------------
-def scrape(port: int) -> Samples:
+def scrape(port: int, keep_model: bool = False) -> Samples:
+    """A /metrics page as {(name, sorted labels): value}. Every monitor series carries its schema's
+    `model` label; one monitor watches one model, so tests read its samples without that label
+    unless `keep_model` (the label itself is asserted where it is the point)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return {}
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if keep_model or k != "model"))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
 
 
 def stream_records(port: int) -> float:
