@@ -111,7 +111,7 @@ def _as_kind(values: pd.Series, kind: str, path: Path, column: str) -> np.ndarra
         converted = pd.to_numeric(values, errors="coerce")
         if converted.isna().any():
             bad = values[converted.isna()].iloc[0]
-            raise SchemaError(f"{path}: column {column!r} is numeric in the schema but holds {bad!r}")
+            raise SchemaError(f"{path}: column {column!r} is numeric in the schema but holds {_shown(bad)}")
         return converted.to_numpy(np.float64)
     if kind == "string":
         return values.astype(str).to_numpy(object)
@@ -122,13 +122,18 @@ def _as_kind(values: pd.Series, kind: str, path: Path, column: str) -> np.ndarra
         texts = values.astype(str).str.strip().str.lower()
         if not texts.isin(list(mapping)).all():
             raise SchemaError(f"{path}: column {column!r} is boolean in the schema but holds "
-                              f"{values[~texts.isin(list(mapping))].iloc[0]!r}")
+                              f"{_shown(values[~texts.isin(list(mapping))].iloc[0])}")
         return texts.map(mapping).to_numpy(object)
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.isna().any() or not np.all(numbers == np.round(numbers)):
         bad = values[numbers.isna() | (numbers != np.round(numbers))].iloc[0]
-        raise SchemaError(f"{path}: column {column!r} holds integer categories in the schema but has {bad!r}")
-    return numbers.astype(np.int64).to_numpy(object).astype(object)
+        raise SchemaError(f"{path}: column {column!r} holds integer categories in the schema but has {_shown(bad)}")
+    return numbers.astype(np.int64).to_numpy(object)
+
+
+def _shown(value: object) -> str:
+    """A cell for a message: 1.5, not np.float64(1.5)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def category_column(values: np.ndarray) -> np.ndarray:

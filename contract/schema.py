@@ -168,7 +168,7 @@ class FieldRule:
         if self.kind == "string":
             return Annotated[str, Meta(min_length=1, max_length=MAX_CATEGORY_LENGTH)]
         if self.kind == "integer":
-            return Annotated[int, Meta(ge=-(2**63), lt=2**63)]
+            return Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
         if self.kind == "boolean":
             return bool
         if self.kind == "probabilities":

@@ -37,6 +37,8 @@ class KafkaEnv:
             "LABELS_TOPIC": f"labels-{self.suffix}",
             "PREDICTIONS_TOPIC": f"predictions-{self.suffix}",
             "DLQ_TOPIC": f"dlq-{self.suffix}",
+            "MONITOR_DLQ_TOPIC": f"monitor-dlq-{self.suffix}",
+            "MONITOR_STATE_TOPIC": f"monitor-state-{self.suffix}",
         }
 
     def env(self, **extra: str) -> dict[str, str]:
