@@ -5,34 +5,39 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from contract.settings import DEFAULT_PARTITIONS, Topics, ensure_topics
 from contract.delivery import startup_exit_code
-from contract.service import stop_on_signals
-from producer.scenarios import SCENARIOS
+from contract.service import PortInUse, check_port, serve_metrics, stop_on_signals
+from producer.grammar import scenario_help
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and the scenario table as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ
     parser = argparse.ArgumentParser(
         prog="python -m producer",
-        description="Publish diamond records (and their price labels) to Kafka. "
-        "Broker from KAFKA_BOOTSTRAP_SERVERS; any KAFKA_<KEY> env var sets a librdkafka key; "
-        "topics from FEATURES_TOPIC and LABELS_TOPIC.",
+        description="Publish feature records (and their labels) of the model in MODEL_DIR to Kafka, laid out as "
+        "its schema.yaml says. Broker from KAFKA_BOOTSTRAP_SERVERS; any KAFKA_<KEY> env var sets a librdkafka key; "
+        + Topics.help(("features", "labels")) + ", where <model> is the schema's name.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
                         help="partitions for topics this command creates (env TOPIC_PARTITIONS)")
     commands = parser.add_subparsers(dest="command", required=True)
+    model_dir = Path(env.get("MODEL_DIR", "artifacts"))
 
-    sim = commands.add_parser("simulate", help="seeded diamond traffic with an optional drift scenario",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sim = commands.add_parser("simulate", help="seeded traffic drawn from the model's reference, with an optional "
+                              "drift scenario", epilog=scenario_help(), formatter_class=_Formatter)
+    sim.add_argument("--model-dir", type=Path, default=model_dir,
+                     help="folder with schema.yaml and reference.csv (the rows records are drawn from; env MODEL_DIR)")
     sim.add_argument("--count", type=int, default=10_000, help="records to send, 0 = until stopped")
     sim.add_argument("--rate", type=float, default=1000.0, help="records per second, 0 = as fast as possible")
-    sim.add_argument("--scenario", choices=list(SCENARIOS), default="none",
-                     help="drift applied from --onset on: carat-shift (carat x1.1), gradual-carat (ramp to x1.2 "
-                     "over 20,000 records), cut-mix, price-inflation (labels x1.2), new-category (unseen clarity "
-                     "in 5%%), bad-records (a share of invalid payloads)")
+    sim.add_argument("--scenario", default="none", help="drift from --onset on, by column: see the scenarios below")
     sim.add_argument("--onset", type=int, default=0, help="stream position where the scenario starts")
     sim.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same records")
     sim.add_argument("--label-delay", type=float, default=2.0, help="seconds before each record's label is sent")
@@ -42,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--metrics-port", type=int, default=int(env.get("PRODUCER_METRICS_PORT", 0)),
                      help="Prometheus /metrics port for records sent and delivered, 0 = off (env PRODUCER_METRICS_PORT)")
 
-    pub = commands.add_parser("publish", help="publish JSONL feature records (labels too when a line has price)",
+    pub = commands.add_parser("publish", help="publish JSONL feature records (labels too when a line has the target)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     pub.add_argument("file", help="JSONL file, or - for standard input")
+    pub.add_argument("--model-dir", type=Path, default=model_dir,
+                     help="folder with schema.yaml, whose rules every line must meet (env MODEL_DIR)")
     pub.add_argument("--strict", action="store_true", help="publish nothing if any line is invalid")
     return parser
 
@@ -52,20 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    topics = Topics.from_env()
-    if args.command == "simulate":
-        from producer.simulate import SimulateConfig
+    from contract.artifacts import REFERENCE_FILE, load_model_schema, read_reference
 
-        if not 0 <= args.metrics_port <= 65535:
-            print("error: --metrics-port must be 0-65535 (0 = off)", file=sys.stderr)
-            return 2
-        try:
-            config = SimulateConfig(count=args.count, rate=args.rate, scenario=args.scenario, onset=args.onset,
-                                    seed=args.seed, label_delay=args.label_delay, bad_share=args.bad_share,
-                                    id_prefix=args.id_prefix)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    try:  # everything a user can get wrong is checked before the broker is waited for
+        schema = load_model_schema(args.model_dir)
+        if args.command == "simulate":
+            from producer.grammar import parse_scenario
+            from producer.simulate import SimulateConfig, source_columns
+
+            if not 0 <= args.metrics_port <= 65535:
+                raise ValueError("--metrics-port must be 0-65535 (0 = off)")
+            check_port(args.metrics_host, args.metrics_port, "--metrics-port")
+            source = source_columns(read_reference(args.model_dir / REFERENCE_FILE, schema), schema)
+            config = SimulateConfig(count=args.count, rate=args.rate, scenario=parse_scenario(args.scenario, schema, source),
+                                    onset=args.onset, seed=args.seed, label_delay=args.label_delay,
+                                    bad_share=args.bad_share, id_prefix=args.id_prefix)
+    except (ValueError, PortInUse) as exc:  # SchemaError, ScenarioError, bad flags, a taken port
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    topics = Topics.for_model(schema.name)
     # simulate stops drawing on SIGTERM/Ctrl-C from the start (even while waiting for the broker)
     # and still delivers what it sent; publish is a one-shot copy and keeps the default handlers.
     stop = stop_on_signals("delivering what was sent") if args.command == "simulate" else None
@@ -77,15 +89,19 @@ def main(argv: list[str] | None = None) -> int:
 
         metrics = None
         if args.metrics_port:
-            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client import CollectorRegistry
 
             registry = CollectorRegistry()
             metrics = SimulatorMetrics(registry)
-            start_http_server(args.metrics_port, addr=args.metrics_host, registry=registry)
-        return simulate(config, topics, metrics=metrics, stop=stop)
+            try:
+                serve_metrics(registry, args.metrics_host, args.metrics_port)
+            except PortInUse as exc:  # taken since the check at start
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        return simulate(config, schema, source, topics, metrics=metrics, stop=stop)
     from producer.publish import publish
 
-    return publish(args.file, topics, strict=args.strict)
+    return publish(args.file, schema, topics, strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""`python -m producer simulate`: seeded diamond traffic, with an optional drift scenario.
+"""`python -m producer simulate`: seeded traffic for the model in MODEL_DIR, with an optional drift scenario.
 
-Records are drawn from the held-out 20% of diamonds (rows the model never trained on, like
+Records are drawn from the model's reference file (held-out rows the model never trained on, like
 production traffic), so the monitor's no-drift reference and the stream share a distribution.
+Feature records, labels and their timestamps are laid out as the model's schema says.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 import numpy as np
+import orjson
 import pandas as pd
 from confluent_kafka import Producer
 
 from contract.delivery import DeliveryReport, produce
-from contract.records import FEATURE_COLUMNS, encode
+from contract.schema import Schema
 from contract.settings import Topics, producer_config
-from producer.scenarios import Chunk, bad_payload, bad_record_mask, validate_scenario
+from producer.invalid import bad_payload, invalid_payloads
+from producer.scenarios import NO_DRIFT, Chunk, Scenario, bad_record_mask
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -29,12 +32,15 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1000
 
+# numpy dtype of a source column by its schema kind: floats, and native categories and classes.
+_DTYPES = {"number": np.float64, "string": object, "integer": np.int64, "boolean": bool}
+
 
 @dataclass(frozen=True)
 class SimulateConfig:
     count: int = 10_000  # 0 = until stopped
     rate: float = 1000.0  # records per second, 0 = as fast as possible
-    scenario: str = "none"
+    scenario: Scenario = NO_DRIFT  # producer.scenarios.parse_scenario checks a spec against the schema
     onset: int = 0
     seed: int = 42
     label_delay: float = 2.0  # seconds between a record and its label
@@ -42,7 +48,6 @@ class SimulateConfig:
     id_prefix: str = "sim"
 
     def __post_init__(self) -> None:
-        validate_scenario(self.scenario)
         if self.count < 0:
             raise ValueError("--count must be >= 0 (0 runs until stopped)")
         if self.rate < 0:
@@ -55,22 +60,25 @@ class SimulateConfig:
             raise ValueError("--bad-share must be between 0 and 1")
 
 
-def source_columns(frame: pd.DataFrame) -> Chunk:
-    return {c: frame[c].to_numpy() for c in (*FEATURE_COLUMNS, "price")}
+def source_columns(reference: pd.DataFrame, schema: Schema) -> Chunk:
+    """The reference's features and target as arrays in the schema's types (the draws' source)."""
+    kinds = {f.name: f.kind for f in schema.features}
+    kinds[schema.target] = schema.class_kind if schema.classification else "number"
+    return {column: np.asarray(reference[column].to_numpy(), dtype=_DTYPES[kind]) for column, kind in kinds.items()}
 
 
 def generate_chunks(source: Chunk, config: SimulateConfig, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[np.ndarray, Chunk, np.ndarray]]:
     """Yield (positions, columns, bad mask) chunk by chunk: rows sampled with replacement, seeded."""
     rng = np.random.default_rng(config.seed)
-    transform = validate_scenario(config.scenario)
+    scenario = config.scenario
     rows = len(next(iter(source.values())))
     start = 0
     while config.count == 0 or start < config.count:
         size = chunk_size if config.count == 0 else min(chunk_size, config.count - start)
         positions = np.arange(start, start + size)
         picked = rng.integers(0, rows, size=size)
-        chunk = transform({c: v[picked] for c, v in source.items()}, positions, config.onset, rng)
-        if config.scenario == "bad-records":
+        chunk = scenario.transform({c: v[picked] for c, v in source.items()}, positions, config.onset, rng)
+        if scenario.bad_records:
             bad = bad_record_mask(positions, config.onset, config.bad_share, rng)
         else:
             bad = np.zeros(size, dtype=bool)
@@ -114,15 +122,15 @@ class SimulatorMetrics:
         self._synced = now
 
 
-def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr,
+def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topics, out: TextIO = sys.stderr,
              metrics: SimulatorMetrics | None = None, stop: threading.Event | None = None) -> int:
-    """Produce the stream until done or `stop` is set; returns the exit code (1 if anything was not delivered).
+    """Produce the stream drawn from `source` (see source_columns) until done or `stop` is set;
+    returns the exit code (1 if anything was not delivered).
 
     On `stop` no further record is drawn, but every record already sent gets its label and all
     of it is flushed: a stopped run still delivers what it promised."""
-    from contract.dataset import load_diamonds, split_holdout
-
-    _, holdout = split_holdout(load_diamonds())
+    names, target = schema.feature_names, schema.target
+    payloads = invalid_payloads(schema)
     producer = Producer(producer_config())
     report = DeliveryReport()
     summary = Summary()
@@ -139,8 +147,10 @@ def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr,
             summary.labels += 1
 
     try:
-        for positions, chunk, bad in generate_chunks(source_columns(holdout), config):
-            columns = {c: chunk[c].tolist() for c in chunk}
+        for positions, chunk, bad in generate_chunks(source, config):
+            # (records,) rows of native values: one feature dict per record, in the schema's order
+            rows = [dict(zip(names, row)) for row in zip(*(chunk[c].tolist() for c in names))]
+            targets = chunk[target].tolist()
             for i, position in enumerate(positions.tolist()):
                 if stop.is_set():
                     break
@@ -153,13 +163,13 @@ def simulate(config: SimulateConfig, topics: Topics, out: TextIO = sys.stderr,
                 now = time.monotonic()
                 ts = int(time.time() * 1000)
                 record_id = f"{config.id_prefix}-{position}"
+                record = schema.feature_record(record_id, ts, rows[i])
                 if bad[i]:
-                    _, value = bad_payload(position, record_id, ts)
+                    _, value = bad_payload(payloads, position, record)
                     summary.invalid += 1
                 else:
-                    record = {"id": record_id, "ts": ts, **{c: columns[c][i] for c in FEATURE_COLUMNS}}
-                    value = encode(record)
-                    label = encode({"id": record_id, "ts": ts, "price": float(columns["price"][i])})
+                    value = orjson.dumps(record)
+                    label = orjson.dumps(schema.label_record(record_id, ts, targets[i]))
                     pending_labels.append((now + config.label_delay, record_id, label))
                 produce(producer, topics.features, value, record_id, report)
                 summary.records += 1

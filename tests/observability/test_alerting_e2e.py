@@ -33,21 +33,31 @@ class StandInMonitor:
     """The monitor's drift gauges on a free port (a stand-in for `python -m monitor run`)."""
 
     port: int
-    detected: Gauge
-    statistic: Gauge
-    threshold: Gauge
-    pvalue: Gauge
+    detected: "ForModel"
+    statistic: "ForModel"
+    threshold: "ForModel"
+    pvalue: "ForModel"
+
+
+class ForModel:
+    """A labelled gauge bound to one model, as the monitor labels every series: `.labels(feature, ...)`."""
+
+    def __init__(self, gauge: Gauge, model: str = "diamonds") -> None:
+        self.gauge, self.model = gauge, model
+
+    def labels(self, *rest: str):
+        return self.gauge.labels(self.model, *rest)
 
 
 @pytest.fixture
 def stand_in_monitor() -> Iterator[StandInMonitor]:
     registry = CollectorRegistry()
-    detected = Gauge("drift_feature_detected", "1 when the feature drifted in the last window", ["feature"], registry=registry)
-    statistic = Gauge("drift_feature_statistic", "Drift statistic of the last window", ["feature", "test"], registry=registry)
-    threshold = Gauge("drift_feature_threshold", "Calibrated threshold of the statistic", ["feature"], registry=registry)
-    pvalue = Gauge("drift_feature_pvalue", "p-value of the last window", ["feature"], registry=registry)
-    window = Gauge("window_records", "Records per window", registry=registry)
-    window.set(1000)
+    # Labelled as the monitor labels them: the schema's name first.
+    detected = ForModel(Gauge("drift_feature_detected", "1 when the feature drifted in the last window", ["model", "feature"], registry=registry))
+    statistic = ForModel(Gauge("drift_feature_statistic", "Drift statistic of the last window", ["model", "feature", "test"], registry=registry))
+    threshold = ForModel(Gauge("drift_feature_threshold", "Calibrated threshold of the statistic", ["model", "feature"], registry=registry))
+    pvalue = ForModel(Gauge("drift_feature_pvalue", "p-value of the last window", ["model", "feature"], registry=registry))
+    Gauge("window_records", "Records per window", ["model"], registry=registry).labels("diamonds").set(1000)
     for feature, test in FEATURES.items():
         detected.labels(feature).set(0)
         statistic.labels(feature, test).set(0.01)
@@ -135,7 +145,7 @@ def test_carat_drift_reaches_the_discord_sink(stand_in_monitor, sink, prometheus
     body = deliveries[0].body
     assert isinstance(body, dict) and set(body) >= {"content", "embeds"}, body
     title, description = discord_texts(collector)[0].split("\n", 1)
-    assert title == "[FIRING:1] FeatureDataDrift on carat"
+    assert title == "[FIRING:1] diamonds: FeatureDataDrift on carat"
     assert "Feature carat drifted: ks statistic 0.31 above threshold 0.05 (p-value 0.0001)" in description
     assert "over a window of 1000 records" in description
     assert all("depth" not in text for text in discord_texts(collector))

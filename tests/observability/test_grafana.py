@@ -21,6 +21,15 @@ GRAFANA = ROOT / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 EXPRESSION_UID = "__expr__"
 VISIBLE_THRESHOLD_STYLES = {"line", "dashed", "line+area", "dashed+area"}
+MODEL_FILTER = 'model="$model"'
+# Series the monitor exports (every one labelled `model`): its gauge names, its `drift_`,
+# `monitor_`, `prediction_drift_` and `concept_drift_` families and histogram suffixes.
+MONITOR_METRICS = {"data_drift", "concept_drift", "rolling_mse", "reference_mse", "rolling_error_rate", "reference_error_rate",
+                   "label_coverage_ratio", "window_records"}
+MONITOR_PREFIXES = ("drift_", "monitor_", "prediction_drift_", "concept_drift_")
+# A metric name in PromQL (not a function: no "(" after it) and the selector that follows it.
+METRIC = re.compile(r"(?<![\w:$\"])([a-zA-Z_:][\w:]*)(?![\w:(])\s*(\{[^}]*\})?")
+DRIFT_RULES = ("FeatureDataDrift", "ConceptDrift", "PredictionDrift", "DataDriftUncalibrated", "ConceptDriftUncalibrated")
 
 
 def load(path: Path) -> dict:
@@ -52,6 +61,15 @@ def panels(dashboard: dict) -> Iterator[dict]:
     for panel in dashboard["panels"]:
         yield panel
         yield from panel.get("panels", [])
+
+
+def is_monitor_metric(name: str) -> bool:
+    return name in MONITOR_METRICS or name.startswith(MONITOR_PREFIXES)
+
+
+def monitor_selectors(expr: str) -> list[tuple[str, str]]:
+    """(metric, its selector or "") of every monitor series an expression reads."""
+    return [(name, selector) for name, selector in METRIC.findall(expr) if is_monitor_metric(name)]
 
 
 def seconds(duration: str) -> int:
@@ -100,7 +118,7 @@ def test_panel_ids_unique_and_template_variables_defined(dashboard):
 def test_tutorial_panels_draw_the_01_threshold(dashboard, title, expr):
     (panel,) = [p for p in panels(dashboard) if p["title"] == title]
     assert panel["type"] == "timeseries"
-    assert [target["expr"] for target in panel["targets"]] == [expr]
+    assert [target["expr"] for target in panel["targets"]] == [f"{expr}{{{MODEL_FILTER}}}"]
     defaults = panel["fieldConfig"]["defaults"]
     assert {"color": "red", "value": 0.1} in defaults["thresholds"]["steps"]
     assert defaults["custom"]["thresholdsStyle"]["mode"] in VISIBLE_THRESHOLD_STYLES
@@ -120,8 +138,51 @@ def test_dashboard_covers_drift_model_and_pipeline(dashboard):
     exprs = " ".join(target["expr"] for panel in panels(dashboard) for target in panel.get("targets", []))
     for metric in ("data_drift", "concept_drift", "drift_feature_statistic", "drift_feature_threshold", "drift_feature_pvalue",
                    "drift_feature_detected", "rolling_mse", "reference_mse", "label_coverage_ratio",
+                   "rolling_error_rate", "reference_error_rate", "drift_probability_statistic", "drift_probability_threshold",
+                   "prediction_drift_statistic", "prediction_drift_threshold", "monitor_invalid_records_total",
                    "scorer_records_consumed_total", "monitor_records_consumed_total", "scorer_invalid_records_total", "up{"):
         assert metric in exprs, metric
+
+
+def test_model_variable_lists_the_monitored_models(dashboard):
+    variables = dashboard["templating"]["list"]
+    (model,) = [variable for variable in variables if variable["name"] == "model"]
+    assert model["type"] == "query" and model["datasource"]["uid"] == "prometheus-drift"
+    assert model["query"]["query"] == model["definition"] == "label_values(drift_model_info, model)"
+    # One model at a time: their features, thresholds and error scales differ, so the panels
+    # (and the feature variable, which depends on it and so comes after it) show one.
+    assert model["multi"] is False and model["includeAll"] is False
+    assert variables.index(model) == 0
+    (feature,) = [variable for variable in variables if variable["name"] == "feature"]
+    assert feature["query"]["query"] == feature["definition"] == f"label_values(drift_feature_statistic{{{MODEL_FILTER}}}, feature)"
+
+
+def test_every_monitor_query_filters_by_the_model_variable(dashboard):
+    exprs = [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])]
+    exprs += [variable["query"]["query"] for variable in dashboard["templating"]["list"] if variable["name"] != "model"]
+    read = [(expr, metric, selector) for expr in exprs for metric, selector in monitor_selectors(expr)]
+    # The parser finds what the dashboard reads (a regex that matched nothing would pass anything)...
+    assert {metric for _, metric, _ in read} >= {"data_drift", "concept_drift", "drift_feature_statistic", "rolling_error_rate",
+                                                "drift_probability_statistic", "monitor_evaluation_duration_seconds_bucket",
+                                                "monitor_records_consumed_total", "window_records"}
+    assert monitor_selectors("sum by (topic) (rate(monitor_records_consumed_total[1m]))") == [("monitor_records_consumed_total", "")]
+    # ... and every one of those reads is one model's.
+    unfiltered = [(metric, expr) for expr, metric, selector in read if MODEL_FILTER not in selector]
+    assert unfiltered == []
+    # The scorer's series carry no model label: those panels stay unfiltered.
+    assert not any(is_monitor_metric(name) for name in ("scorer_records_consumed_total", "up"))
+
+
+def test_every_query_is_valid_promql(dashboard, rules, tmp_path):
+    # promtool parses each expression as a recording rule, the template variables set to values.
+    exprs = [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])]
+    exprs += [query["model"]["expr"] for rule in rules for query in rule["data"] if query["datasourceUid"] != EXPRESSION_UID]
+    concrete = [expr.replace("$model", "diamonds").replace("$feature", "carat") for expr in exprs]
+    assert all("$" not in expr for expr in concrete), concrete
+    path = tmp_path / "exprs.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "exprs", "rules": [{"record": f"check_{i}", "expr": expr}
+                                                                          for i, expr in enumerate(concrete)]}]}))
+    run_tool("promtool", "check", "rules", str(path))
 
 
 def test_rule_refids_conditions_and_intervals(rules):
@@ -149,12 +210,35 @@ def test_rule_refids_conditions_and_intervals(rules):
 
 def test_rules_cover_the_prometheus_alerts(rules):
     titles = {rule["title"] for rule in rules}
-    assert {"FeatureDataDrift", "ConceptDrift", "DataDriftUncalibrated", "ConceptDriftUncalibrated", "ServiceDown", "DLQRateHigh"} <= titles
+    assert {*DRIFT_RULES, "ServiceDown", "DLQRateHigh", "MonitorNotConsuming"} <= titles
     by_title = {rule["title"]: rule for rule in rules}
     for title in ("DataDriftUncalibrated", "ConceptDriftUncalibrated"):
         (threshold,) = [q["model"] for q in by_title[title]["data"] if q["refId"] == by_title[title]["condition"]]
         assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [0.1]}
         assert by_title[title]["labels"]["variant"] == "uncalibrated"
+
+
+def test_drift_rules_keep_the_model_and_name_it(rules):
+    by_title = {rule["title"]: rule for rule in rules}
+    for title in (*DRIFT_RULES, "MonitorNotConsuming"):
+        rule = by_title[title]
+        assert rule["annotations"]["summary"].startswith("[{{ $labels.model }}] "), title
+        assert "model {{ $labels.model }}" in rule["annotations"]["description"], title
+        for query in rule["data"]:
+            if query["datasourceUid"] == EXPRESSION_UID:
+                continue
+            # Each monitor series read is aggregated keeping `model`, so one model's numbers never mix with another's.
+            expr = query["model"]["expr"]
+            groupings = re.findall(r"\b(?:max|sum|count) by \(([^)]*)\)", expr)
+            assert groupings and all("model" in [label.strip() for label in labels.split(",")] for labels in groupings), (title, expr)
+    # The texts that depend on the task read it from drift_model_info, joined into the condition.
+    for title in ("ConceptDrift", "PredictionDrift", "ConceptDriftUncalibrated"):
+        rule = by_title[title]
+        (condition_query,) = [q["model"]["expr"] for q in rule["data"] if q["refId"] == "A"]
+        assert "group_left (task) drift_model_info" in condition_query, title
+        assert '$labels.task "classification"' in rule["annotations"]["description"], title
+    concept = by_title["ConceptDrift"]["annotations"]["description"]
+    assert "Rolling error rate" in concept and "Rolling MSE" in concept
 
 
 def test_rule_folder_differs_from_dashboard_folder():
@@ -187,7 +271,7 @@ def test_policy_receivers_exist():
     policies = load(GRAFANA / "alerting" / "policies.yml")["policies"]
     used = [name for policy in policies for name in receivers(policy)]
     assert used and set(used) <= names
-    assert policies[0]["group_by"] == ["alertname", "feature"]
+    assert policies[0]["group_by"] == ["alertname", "model", "feature"]
 
 
 def test_referenced_templates_are_defined_and_render(tmp_path):
@@ -199,8 +283,9 @@ def test_referenced_templates_are_defined_and_render(tmp_path):
     # Grafana's notification templates are Go templates with Alertmanager's functions: amtool
     # executes them on Alertmanager-shaped data, which catches syntax and field errors.
     (tmp_path / "grafana.tmpl").write_text("\n".join(bodies))
-    alert = {"status": "firing", "labels": {"alertname": "FeatureDataDrift", "feature": "carat", "variant": "calibrated"},
-             "annotations": {"summary": "Data drift on feature carat", "description": "statistic 0.31 above threshold 0.05"},
+    alert = {"status": "firing", "labels": {"alertname": "FeatureDataDrift", "model": "jewels", "feature": "carat", "variant": "calibrated",
+                                             "severity": "warning"},
+             "annotations": {"summary": "[jewels] Data drift on feature carat", "description": "statistic 0.31 above threshold 0.05"},
              "startsAt": "2026-01-02T03:04:05Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "1"}
     data = {"receiver": "discord", "status": "firing", "alerts": [alert], "groupLabels": {}, "commonLabels": alert["labels"],
             "commonAnnotations": {}, "externalURL": ""}
@@ -208,4 +293,7 @@ def test_referenced_templates_are_defined_and_render(tmp_path):
     for name in sorted(referenced):
         output = run_tool("amtool", "template", "render", f"--template.glob={tmp_path / 'grafana.tmpl'}",
                           f'--template.text={{{{ template "{name}" . }}}}', f"--template.data={tmp_path / 'data.json'}").stdout
-        assert "carat" in output, (name, output)
+        assert "carat" in output and "jewels" in output, (name, output)
+    title = run_tool("amtool", "template", "render", f"--template.glob={tmp_path / 'grafana.tmpl'}",
+                     '--template.text={{ template "drift.discord.title" . }}', f"--template.data={tmp_path / 'data.json'}").stdout
+    assert title.strip() == "[FIRING:1] jewels: FeatureDataDrift on carat"

@@ -1,12 +1,18 @@
 """prometheus.yml and the alerting rules, checked by promtool (a failure fails the test)."""
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from tests.observability._tools import run_tool
 from tests.support import ROOT
 
 RULES = ROOT / "prometheus" / "alerts.yml"
+DRIFT_ALERTS = ("FeatureDataDrift", "ConceptDrift", "PredictionDrift", "DataDriftUncalibrated", "ConceptDriftUncalibrated")
+# The PromQL of `printf "<query>" args... | query` (escaped quotes allowed), and its selectors.
+QUERY = re.compile(r'printf "((?:[^"\\]|\\.)*)"[^|}]*\|\s*query')
+SELECTOR = re.compile(r"([a-z_:][a-z0-9_:]*)\{([^}]*)\}")
 
 
 def alerts() -> dict[str, dict]:
@@ -37,6 +43,8 @@ def test_required_alerts_and_their_expressions():
     rules = alerts()
     assert rules["FeatureDataDrift"]["expr"] == "drift_feature_detected == 1"
     assert rules["ConceptDrift"]["expr"] == "concept_drift_detected == 1"
+    assert rules["PredictionDrift"]["expr"] == "prediction_drift_detected == 1"
+    assert rules["PredictionDrift"]["for"] == "1m"
     assert rules["MonitorDown"]["expr"] == 'up{job="monitor"} == 0'
     assert rules["ScorerDown"]["expr"] == 'up{job="scorer"} == 0'
     assert "scorer_invalid_records_total" in rules["DLQRateHigh"]["expr"]
@@ -47,11 +55,40 @@ def test_required_alerts_and_their_expressions():
     assert rules["ConceptDriftUncalibrated"]["expr"] == "concept_drift > 0.1"
     for name in ("DataDriftUncalibrated", "ConceptDriftUncalibrated"):
         assert rules[name]["labels"]["variant"] == "uncalibrated"
-    for name in ("FeatureDataDrift", "ConceptDrift"):
+    for name in ("FeatureDataDrift", "ConceptDrift", "PredictionDrift"):
         assert rules[name]["labels"]["variant"] == "calibrated"
     description = rules["FeatureDataDrift"]["annotations"]["description"]
     for gauge in ("drift_feature_statistic", "drift_feature_threshold", "window_records"):
         assert gauge in description
+
+
+def test_drift_messages_name_the_model():
+    rules = alerts()
+    for name in (*DRIFT_ALERTS, "MonitorNotConsuming", "MonitorStateNotSaved"):
+        annotations = rules[name]["annotations"]
+        assert annotations["summary"].startswith("[{{ $labels.model }}] "), name
+        assert "model {{ $labels.model }}" in annotations["description"], name
+
+
+def test_every_companion_query_filters_by_model_and_instance():
+    # Two models may share an instance or a feature name: a lookup without both labels could
+    # print another model's statistic.
+    queried = set()
+    for name, rule in alerts().items():
+        for text in rule["annotations"].values():
+            for literal in QUERY.findall(text):
+                selectors = SELECTOR.findall(literal)
+                assert selectors, (name, literal)
+                for metric, matchers in selectors:
+                    assert "model=%q" in matchers and "instance=%q" in matchers, (name, metric, matchers)
+                    queried.add((name, metric))
+    # The descriptions use what the monitor exports for each task.
+    assert {("ConceptDrift", m) for m in ("rolling_mse", "reference_mse", "rolling_error_rate", "reference_error_rate")} <= queried
+    assert {("PredictionDrift", m) for m in ("prediction_drift_statistic", "prediction_drift_threshold",
+                                             "drift_probability_statistic", "drift_probability_detected",
+                                             "drift_probability_threshold", "drift_model_info")} <= queried
+    assert {("FeatureDataDrift", m) for m in ("drift_feature_statistic", "drift_feature_threshold",
+                                              "drift_feature_pvalue", "window_records")} <= queried
 
 
 def test_compose_prometheus_scrapes_scorer_and_monitor_and_alerts():

@@ -1,15 +1,24 @@
-"""Drift scenarios are pure, seeded transforms that start exactly at the onset."""
+"""Drift scenarios are pure, seeded transforms that start exactly at the onset, named by column and
+checked against the model's schema; the diamonds names are shorthands with their old numbers;
+invalid payloads come from the schema, one per reason the decoder names."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
+from pathlib import Path
 
-from producer.scenarios import (
-    NEW_CLARITY, SCENARIOS, bad_payload, bad_record_mask, carat_shift, cut_mix, gradual_carat, new_category,
-    no_drift, price_inflation, validate_scenario,
-)
-from producer.simulate import SimulateConfig, generate_chunks
-from contract.records import Rejection, decode_features
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from contract.artifacts import read_reference
+from contract.schema import DEFAULT_SCHEMA, Rejection, check_record, load_schema, parse_schema, verdict
+from producer.__main__ import main
+from producer.invalid import bad_payload, invalid_payloads
+from producer.grammar import SHORTHANDS, ScenarioError, parse_scenario, scenario_help
+from producer.scenarios import NO_DRIFT, FlipLabels, Mix, NoDrift, Ramp, Scale, Unseen, bad_record_mask
+from producer.simulate import SimulateConfig, generate_chunks, source_columns
+
+DIAMONDS = load_schema(DEFAULT_SCHEMA)
 
 CHUNK = {
     "carat": np.array([0.3, 1.0, 1.51, 0.7]),
@@ -19,58 +28,250 @@ CHUNK = {
 }
 POSITIONS = np.array([8, 9, 10, 11])
 
+# A classification model no diamonds code knows: ISO timestamps, its own field names, integer and
+# string categories, one numeric feature with a range and one without.
+CHURN = {
+    "name": "churn", "task": "classification", "target": "churned", "classes": ["stay", "leave", "downgrade"],
+    "prediction": "predicted",
+    "features": [
+        {"name": "tenure", "type": "numeric", "range": {"ge": 0, "le": 1000}},
+        {"name": "spend", "type": "numeric"},
+        {"name": "plan", "type": "categorical", "categories": ["basic", "plus", "pro"]},
+        {"name": "region", "type": "categorical", "categories": [1, 2, 3]},
+    ],
+    "messages": {"id": "event_id", "timestamp": "event_time", "timestamp_format": "iso8601", "prediction": "predicted",
+                 "features": "inputs"},
+    "labels": {"id": "event_id", "timestamp": "event_time", "target": "churned"},
+}
+CHURN_ROWS = 400
+
+
+def churn_reference(rows: int = CHURN_ROWS) -> pd.DataFrame:
+    """Seeded rows; `tenure` is unique per row, so a record's tenure names the row it was drawn from."""
+    rng = np.random.default_rng(11)
+    churned = rng.choice(["stay", "leave", "downgrade"], size=rows, p=[0.6, 0.3, 0.1])
+    return pd.DataFrame({
+        "tenure": np.arange(rows) + 0.5,
+        "spend": np.round(rng.gamma(2.0, 30.0, size=rows), 2),
+        "plan": rng.choice(["basic", "plus", "pro"], size=rows, p=[0.6, 0.35, 0.05]),  # pro: the rare one
+        "region": rng.integers(1, 4, size=rows),
+        "churned": churned,
+        "predicted": np.where(rng.random(rows) < 0.8, churned, "stay"),
+    })
+
+
+def write_churn_model_dir(path: Path) -> Path:
+    """A model dir the simulator can run on: schema.yaml and reference.csv (no model needed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "schema.yaml").write_text(yaml.safe_dump(CHURN, sort_keys=False))
+    churn_reference().to_csv(path / "reference.csv", index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def churn_dir(tmp_path_factory) -> Path:
+    return write_churn_model_dir(tmp_path_factory.mktemp("churn"))
+
+
+@pytest.fixture(scope="module")
+def churn(churn_dir):
+    return load_schema(churn_dir / "schema.yaml")
+
+
+@pytest.fixture(scope="module")
+def churn_source(churn_dir, churn):
+    return source_columns(read_reference(churn_dir / "reference.csv", churn), churn)
+
 
 def rng():
     return np.random.default_rng(1)
 
 
+def run(spec, chunk=CHUNK, positions=POSITIONS, onset=10, schema=DIAMONDS, generator=None):
+    return parse_scenario(spec, schema).transform(chunk, positions, onset, generator or rng())
+
+
+# -- the diamonds shorthands: today's numbers -----------------------------------------------------
 def test_carat_shift_scales_only_after_onset():
-    np.testing.assert_array_equal(carat_shift(CHUNK, POSITIONS, 10, rng())["carat"], [0.3, 1.0, 1.66, 0.77])
+    np.testing.assert_array_equal(run("carat-shift")["carat"], [0.3, 1.0, 1.66, 0.77])
     np.testing.assert_array_equal(CHUNK["carat"], [0.3, 1.0, 1.51, 0.7])  # input untouched
+    # The column form does not round: the product as it is.
+    np.testing.assert_array_equal(run("scale:carat:1.1")["carat"], [0.3, 1.0, 1.51 * 1.1, 0.7 * 1.1])
 
 
 def test_gradual_carat_ramps_to_1_2_over_20000_records():
-    out = gradual_carat(CHUNK, np.array([0, 10_000, 20_000, 40_000]), 0, rng())["carat"]
+    out = run("gradual-carat", positions=np.array([0, 10_000, 20_000, 40_000]), onset=0)["carat"]
     np.testing.assert_array_equal(out, [0.3, 1.1, 1.81, 0.84])
+    short = run("gradual:carat:2:100", positions=np.array([0, 50, 100, 400]), onset=0)["carat"]
+    np.testing.assert_allclose(short, [0.3, 1.5, 3.02, 1.4])
 
 
 def test_cut_mix_redraws_cut_after_onset_with_the_seed():
-    np.testing.assert_array_equal(cut_mix(CHUNK, POSITIONS, 10, rng())["cut"], ["Ideal", "Good", "Very Good", "Ideal"])
+    np.testing.assert_array_equal(run("cut-mix")["cut"], ["Ideal", "Good", "Very Good", "Ideal"])
+    np.testing.assert_array_equal(run(SHORTHANDS["cut-mix"][0])["cut"], ["Ideal", "Good", "Very Good", "Ideal"])
 
 
 def test_price_inflation_changes_labels_not_features():
-    out = price_inflation(CHUNK, POSITIONS, 10, rng())
+    out = run("price-inflation")
     np.testing.assert_array_equal(out["price"], [500, 5000, 10800, 2400])
     np.testing.assert_array_equal(out["carat"], CHUNK["carat"])
+    assert parse_scenario("price-inflation", DIAMONDS).changes == "labels"
+    assert parse_scenario("carat-shift", DIAMONDS).changes == "inputs"
 
 
 def test_new_category_hits_five_percent_after_onset():
-    clarity = new_category({"clarity": np.array(["SI1"] * 20_000, dtype=object)}, np.arange(20_000), 10_000,
-                           np.random.default_rng(3))["clarity"]
-    assert (clarity[:10_000] == NEW_CLARITY).sum() == 0
-    assert (clarity[10_000:] == NEW_CLARITY).sum() == 487  # 4.87% of 10,000
+    chunk = {"clarity": np.array(["SI1"] * 20_000, dtype=object)}
+    for spec in ("new-category", "unseen:clarity:I2:0.05"):
+        clarity = run(spec, chunk, np.arange(20_000), 10_000, generator=np.random.default_rng(3))["clarity"]
+        assert (clarity[:10_000] == "I2").sum() == 0
+        assert (clarity[10_000:] == "I2").sum() == 487  # 4.87% of 10,000
 
 
-def test_bad_records_cover_every_reason_the_decoder_names():
-    mask = bad_record_mask(np.arange(20_000), 10_000, 0.1, np.random.default_rng(0))
-    assert mask[:10_000].sum() == 0 and mask[10_000:].sum() == 1001
-    for position in range(6):
-        reason, payload = bad_payload(position, f"r-{position}", 1)
-        decoded = decode_features(payload)
-        assert isinstance(decoded, Rejection) and decoded.reason == reason
+def test_every_shorthand_is_its_column_form_on_diamonds():
+    assert parse_scenario("none", DIAMONDS) is NO_DRIFT and isinstance(NO_DRIFT.transform, NoDrift)
+    assert NO_DRIFT.transform(CHUNK, POSITIONS, 0, rng()) is CHUNK
+    assert parse_scenario("carat-shift", DIAMONDS).transform == Scale("carat", 1.1, 2)
+    assert parse_scenario("gradual-carat", DIAMONDS).transform == Ramp("carat", 0.2, 20_000, 2)
+    assert parse_scenario("price-inflation", DIAMONDS).transform == Scale("price", 1.2, 0)
+    assert parse_scenario("new-category", DIAMONDS).transform == Unseen("clarity", "I2", 0.05)
+    assert parse_scenario("cut-mix", DIAMONDS).transform == Mix(
+        "cut", ("Fair", "Good", "Very Good", "Premium", "Ideal"), (0.15, 0.25, 0.25, 0.20, 0.15))
+    bad = parse_scenario("bad-records", DIAMONDS)
+    assert bad.bad_records and bad.changes == "inputs"
+    assert set(SHORTHANDS) == {"carat-shift", "gradual-carat", "cut-mix", "price-inflation", "new-category"}
 
 
-def test_no_drift_is_identity_and_unknown_scenarios_are_refused():
-    assert no_drift(CHUNK, POSITIONS, 0, rng()) is CHUNK
-    assert set(SCENARIOS) == {"none", "carat-shift", "gradual-carat", "cut-mix", "price-inflation",
-                              "new-category", "bad-records"}
-    with pytest.raises(ValueError, match="unknown scenario 'drift': choose one of none, carat-shift"):
-        validate_scenario("drift")
+def test_help_names_what_every_scenario_changes():
+    text = scenario_help()
+    for line in ("scale:COL:FACTOR              inputs", "labels:flip:SHARE             labels",
+                 "none                          nothing", "carat-shift      scale:carat:1.1, rounded to 2 decimals",
+                 "price-inflation  labels:scale:1.2, rounded to whole numbers"):
+        assert line in text, text
 
 
+# -- column forms on a classification model --------------------------------------------------------
+def churn_chunk(churn_source, rows: int, seed: int = 0):
+    picked = np.random.default_rng(seed).integers(0, CHURN_ROWS, size=rows)
+    return {c: v[picked] for c, v in churn_source.items()}
+
+
+def test_labels_flip_changes_exactly_the_seeded_share_to_another_class(churn, churn_source):
+    chunk, positions = churn_chunk(churn_source, 20_000), np.arange(20_000)
+    scenario = parse_scenario("labels:flip:0.2", churn)
+    assert scenario.changes == "labels" and scenario.transform == FlipLabels("churned", ("stay", "leave", "downgrade"), 0.2)
+    out = scenario.transform(chunk, positions, 10_000, np.random.default_rng(4))
+    changed = out["churned"] != chunk["churned"]
+    expected = (positions >= 10_000) & (np.random.default_rng(4).random(20_000) < 0.2)  # the transform's own draw
+    np.testing.assert_array_equal(changed, expected)
+    assert changed.sum() == 2042  # 20.42% of the 10,000 after onset; none before
+    assert set(out["churned"][changed]) == {"stay", "leave", "downgrade"}
+    for column in churn.feature_names:  # concept drift only
+        np.testing.assert_array_equal(out[column], chunk[column])
+    # A flipped label moves to each of the other classes about equally often.
+    was_stay = changed & (chunk["churned"] == "stay")
+    assert 0.45 < (out["churned"][was_stay] == "leave").mean() < 0.55
+    again = scenario.transform(chunk, positions, 10_000, np.random.default_rng(4))["churned"]
+    np.testing.assert_array_equal(again, out["churned"])  # seeded
+
+
+def test_mix_redraws_uniformly_or_from_the_weights_given(churn, churn_source):
+    chunk, positions = churn_chunk(churn_source, 20_000), np.arange(20_000)
+    uniform = parse_scenario("mix:plan", churn).transform(chunk, positions, 10_000, np.random.default_rng(2))["plan"]
+    np.testing.assert_array_equal(uniform[:10_000], chunk["plan"][:10_000])
+    counts = pd.Series(uniform[10_000:]).value_counts().to_dict()
+    assert counts == {"pro": 3372, "basic": 3358, "plus": 3270}  # the rare pro is now a third
+    weighted = parse_scenario("mix:region:1=0.25,3=0.75", churn).transform(chunk, positions, 0, np.random.default_rng(2))
+    assert weighted["region"].dtype == np.int64 and set(weighted["region"].tolist()) == {1, 3}
+    assert (weighted["region"] == 3).sum() == 15_001
+
+
+def test_unseen_puts_a_new_category_of_the_columns_kind_in_its_share(churn, churn_source):
+    chunk, positions = churn_chunk(churn_source, 20_000), np.arange(20_000)
+    plan = parse_scenario("unseen:plan:enterprise:0.1", churn).transform(chunk, positions, 10_000, np.random.default_rng(5))
+    assert (plan["plan"][:10_000] == "enterprise").sum() == 0 and (plan["plan"][10_000:] == "enterprise").sum() == 992
+    region = parse_scenario("unseen:region:9:0.1", churn).transform(chunk, positions, 0, np.random.default_rng(5))["region"]
+    assert region.dtype == np.int64 and (region == 9).sum() == 2027
+    url = parse_scenario("unseen:plan:http://x:0.5", churn).transform  # VALUE may hold colons
+    assert url == Unseen("plan", "http://x", 0.5)
+
+
+def test_shift_and_scale_change_one_numeric_column(churn, churn_source):
+    chunk, positions = churn_chunk(churn_source, 10), np.arange(10)
+    shifted = parse_scenario("shift:spend:+5", churn).transform(chunk, positions, 5, rng())
+    np.testing.assert_allclose(shifted["spend"], chunk["spend"] + np.where(positions >= 5, 5.0, 0.0))
+    np.testing.assert_array_equal(shifted["tenure"], chunk["tenure"])
+    down = parse_scenario("shift:spend:-2.5", churn).transform(chunk, positions, 0, rng())["spend"]
+    np.testing.assert_allclose(down, chunk["spend"] - 2.5)
+    scaled = parse_scenario("scale:tenure:0.5", churn).transform(chunk, positions, 0, rng())["tenure"]
+    np.testing.assert_array_equal(scaled, chunk["tenure"] * 0.5)
+
+
+# -- validation: one line naming the scenario and what to change -----------------------------------
+@pytest.mark.parametrize("schema_name, spec, message", [
+    ("diamonds", "drift", "unknown scenario 'drift': use one of none, scale:COL:FACTOR, shift:COL:+DELTA"),
+    ("diamonds", "scale:price:1.1", "scenario 'scale:price:1.1': diamonds has no feature 'price': use one of carat, cut"),
+    ("diamonds", "scale:cut:1.1", "scenario 'scale:cut:1.1': cut is categorical; scale works on numeric features "
+                                  "(carat, depth, table): use mix:cut or unseen:cut:VALUE:SHARE"),
+    ("diamonds", "mix:carat", "carat is numeric; mix works on categorical features (cut, color, clarity): use scale:carat"),
+    ("diamonds", "labels:flip:0.2", "diamonds is a regression model: flip is for classes, use labels:scale:FACTOR"),
+    ("churn", "labels:scale:1.2", "churn is a classifier: its labels are classes, use labels:flip:SHARE"),
+    ("diamonds", "scale:carat:abc", "FACTOR 'abc' is not a number"),
+    ("diamonds", "scale:carat:-1", "FACTOR must be above 0 (1.1 is +10%), not '-1'"),
+    ("diamonds", "scale:carat:nan", "FACTOR must be a finite number"),
+    ("diamonds", "scale:carat", "write scale:COL:FACTOR"),
+    ("diamonds", "shift:depth:up", "DELTA 'up' is not a number"),
+    ("diamonds", "gradual:carat:1.2:0", "RECORDS must be at least 1"),
+    ("diamonds", "gradual:carat:1.2:many", "RECORDS 'many' must be a whole number"),
+    ("diamonds", "unseen:clarity:I2:1.5", "SHARE must be a fraction in (0, 1]"),
+    ("diamonds", "unseen:clarity:SI1:0.1", "'SI1' is a known category of clarity: choose a value the model never saw"),
+    ("diamonds", "unseen:clarity:0.1", "write unseen:COL:VALUE:SHARE"),
+    ("diamonds", "mix:cut:Ideal=0.5", "the weights sum to 0.5: make them sum to 1"),
+    ("diamonds", "mix:cut:Perfect=1", "'Perfect' is not a known category of cut (Fair, Good, Very Good, Premium, Ideal); "
+                                      "for a new one use unseen:cut:Perfect:SHARE"),
+    ("diamonds", "mix:cut:Ideal", "weights are CATEGORY=WEIGHT separated by commas"),
+    ("diamonds", "labels:flip", "write labels:flip:SHARE"),
+    ("churn", "carat-shift", "scenario 'carat-shift' (= scale:carat:1.1): churn has no feature 'carat'"),
+    ("churn", "unseen:region:north:0.1", "region's categories are integers: VALUE 'north' must be one too"),
+])
+def test_a_scenario_the_schema_cannot_run_says_what_to_change(schema_name, spec, message, churn):
+    schema = DIAMONDS if schema_name == "diamonds" else churn
+    with pytest.raises(ScenarioError) as error:
+        parse_scenario(spec, schema)
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_a_drift_past_a_features_range_is_refused_when_the_reference_is_known(churn, churn_source):
+    with pytest.raises(ScenarioError, match=r"takes tenure to 1997.5, outside its valid range \[0, 1000\]"):
+        parse_scenario("scale:tenure:5", churn, churn_source)
+    with pytest.raises(ScenarioError, match=r"takes tenure to -9.5, outside"):
+        parse_scenario("shift:tenure:-10", churn, churn_source)
+    assert parse_scenario("scale:tenure:2", churn, churn_source).transform == Scale("tenure", 2.0)
+    assert parse_scenario("shift:spend:+1e6", churn, churn_source)  # no range: any shift
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenario", "scale:plan:1.1"], "error: scenario 'scale:plan:1.1': plan is categorical"),
+    (["--scenario", "labels:scale:2"], "error: scenario 'labels:scale:2': churn is a classifier"),
+    (["--rate", "-5"], "error: --rate must be >= 0"),
+])
+def test_the_cli_stops_on_a_bad_scenario_before_it_waits_for_a_broker(args, message, churn_dir, capsys):
+    assert main(["simulate", "--model-dir", str(churn_dir), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_cli_stops_on_a_reference_that_does_not_fit_the_schema(churn_dir, tmp_path, capsys):
+    (tmp_path / "schema.yaml").write_bytes((churn_dir / "schema.yaml").read_bytes())
+    churn_reference().drop(columns="plan").to_csv(tmp_path / "reference.csv", index=False)
+    assert main(["simulate", "--model-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'reference.csv'}: no column 'plan'") and len(err.splitlines()) == 1, err
+
+
+# -- the stream ------------------------------------------------------------------------------------
 def test_same_seed_same_stream_and_count_is_exact():
     source = {"carat": np.arange(100) / 10, "price": np.arange(100)}
-    config = SimulateConfig(count=2500, seed=7, scenario="none")
+    config = SimulateConfig(count=2500, seed=7)
     first = [c["carat"] for _, c, _ in generate_chunks(source, config)]
     second = [c["carat"] for _, c, _ in generate_chunks(source, config)]
     assert [len(c) for c in first] == [1000, 1000, 500]
@@ -79,10 +280,79 @@ def test_same_seed_same_stream_and_count_is_exact():
     assert not np.array_equal(other, first[0][:10])
 
 
+def test_source_columns_hold_the_schemas_native_types(churn, churn_source):
+    assert {c: v.dtype.kind for c, v in churn_source.items()} == {
+        "tenure": "f", "spend": "f", "plan": "O", "region": "i", "churned": "O"}
+    record = churn.feature_record("sim-0", 1_700_000_000_000, {c: churn_source[c].tolist()[0] for c in churn.feature_names})
+    assert list(record) == ["event_id", "event_time", "tenure", "spend", "plan", "region"]
+    assert record["event_time"] == "2023-11-14T22:13:20.000Z" and type(record["region"]) is int
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"scenario": "nope"}, "unknown scenario"), ({"count": -1}, "--count"), ({"rate": -5}, "--rate"),
+    ({"count": -1}, "--count"), ({"rate": -5}, "--rate"), ({"onset": -1}, "--onset"),
     ({"label_delay": -1}, "--label-delay"), ({"bad_share": 2}, "--bad-share"),
 ])
 def test_bad_configuration_says_what_to_change(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimulateConfig(**kwargs)
+
+
+# -- invalid payloads from the schema --------------------------------------------------------------
+EVERY_REASON = ["not_json", "missing_field", "wrong_type", "not_finite", "out_of_range", "oversize"]
+
+
+def test_bad_records_cover_every_reason_the_decoder_names_for_diamonds():
+    mask = bad_record_mask(np.arange(20_000), 10_000, 0.1, np.random.default_rng(0))
+    assert mask[:10_000].sum() == 0 and mask[10_000:].sum() == 1001
+    payloads = invalid_payloads(DIAMONDS)
+    record = DIAMONDS.feature_record("r-0", 1, {"carat": 0.7, "cut": "Ideal", "color": "E", "clarity": "SI1",
+                                                "depth": 61.5, "table": 55.0})
+    assert not isinstance(verdict(check_record, DIAMONDS, record, parsed=True), Rejection)  # the record they break
+    reasons = []
+    for position in range(12):
+        reason, payload = bad_payload(payloads, position, record)
+        rejection = verdict(check_record, DIAMONDS, payload)
+        assert isinstance(rejection, Rejection) and rejection.reason == reason, (reason, rejection)
+        reasons.append(reason)
+    assert reasons == EVERY_REASON * 2  # in turn
+    assert verdict(check_record, DIAMONDS, bad_payload(payloads, 4, record)[1]).detail == "'carat'=-1 outside (0, 20]"
+
+
+def test_invalid_payloads_follow_a_classification_schema(churn, churn_source):
+    payloads = invalid_payloads(churn)
+    assert [reason for reason, _ in payloads] == EVERY_REASON
+    for row in range(5):
+        record = churn.feature_record(f"sim-{row}", 1_700_000_000_000 + row,
+                                      {c: churn_source[c].tolist()[row] for c in churn.feature_names})
+        assert not isinstance(verdict(check_record, churn, record, parsed=True), Rejection)
+        for reason, breaker in payloads:
+            rejection = verdict(check_record, churn, breaker(record))
+            assert isinstance(rejection, Rejection) and rejection.reason == reason, (reason, rejection)
+
+
+def test_a_reason_the_schema_cannot_produce_is_left_out():
+    no_range = parse_schema({**CHURN, "features": [{"name": "spend", "type": "numeric"}, CHURN["features"][2]]})
+    assert [reason for reason, _ in invalid_payloads(no_range)] == [r for r in EVERY_REASON if r != "out_of_range"]
+    categorical = parse_schema({**CHURN, "features": CHURN["features"][2:]})
+    reasons = [reason for reason, _ in invalid_payloads(categorical)]
+    assert reasons == ["not_json", "missing_field", "wrong_type", "oversize"]
+    record = categorical.feature_record("a", 1, {"plan": "pro", "region": 2})
+    for reason, breaker in invalid_payloads(categorical):
+        assert verdict(check_record, categorical, breaker(record)).reason == reason
+
+
+def test_scenarios_and_payloads_import_without_kafka_prometheus_or_pandas():
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('confluent_kafka', 'prometheus_client', 'pandas'):\n"
+            "            raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import producer.scenarios, producer.grammar, producer.invalid\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
