@@ -92,7 +92,7 @@ def run_faust_worker(args: argparse.Namespace) -> None:
 def make_records(n: int):
     import random
 
-    from contract.records import encode
+    from orjson import dumps as encode
 
     rng = random.Random(7)
     cuts = ["Fair", "Good", "Very Good", "Premium", "Ideal"]

@@ -4,9 +4,11 @@ An evaluation that follows r new records (r = step for count windows, the closed
 for time windows) gets the false-alarm probability r / ert, so on a no-drift stream the expected
 number of alarms per record is 1 / ert whatever the rate (evaluations per ert = ert / step). That
 budget is split evenly (Bonferroni) across the tests run at each evaluation. Calibrated mode tests
-every feature and the predictions at two scales (see "Two scales" below), plus the MSE ratio once:
-2 x (6 + 1) + 1 = 15 tests for the diamonds model (8 with `recent=False` or a one-pane window).
-Defaults (window 1000, step 250, ert 1e7) give alpha = 250 / 1e7 / 15 = 1.67e-6 per test.
+every feature and every model output (the prediction; a classifier's class probabilities too) at
+two scales (see "Two scales" below), plus the concept test once: 2 x (6 + 1) + 1 = 15 tests for
+the diamonds model (8 with `recent=False` or a one-pane window); a classifier with 4 features,
+3 classes and probabilities has 2 x (4 + 1 + 3) + 1 = 17. Defaults (window 1000, step 250, ert
+1e7) give alpha = 250 / 1e7 / 15 = 1.67e-6 per test for diamonds.
 
 Two scales (multi-scale detection, ADWIN's idea with fixed, calibrated cut points): besides the
 whole window, each evaluation tests its newest half (the last `panes // 2` panes: 500 of 1,000
@@ -24,6 +26,14 @@ Each threshold is the (1 - alpha) quantile of its statistic's null distribution 
 KS from Kolmogorov's law at effective size n*m/(n+m), chi-square from scipy's chi2 with the
 evaluation's dof, the MSE ratio from the saddlepoint tail of resampled held-out squared errors.
 
+Classification's concept test is the rolling error rate r (share of joined records whose label is
+not the predicted class) against the held-out error rate p; `concept_drift` stays the tutorial's
+relative score (r - p) / p. Its null is exact, the way the MSE ratio's is the resampling tail:
+the errors among en = floor(n*m/(n+m)) joined records (the effective size again, rounded down:
+conservative) are Binomial(en, p), whose upper alpha quantile x (scipy's binom.isf: P(errors > x)
+<= alpha, discreteness only lowering the realised rate) gives the threshold (x / en - p) / p.
+A reference without a single error would make p = 0: it is floored at 0.5 / m.
+
 Why the realised false-alarm rate is at most the budget:
 - consecutive windows overlap (window/step = 4 panes share records), so alarms cluster: the
   expected *number of evaluations* that alarm is r/ert per evaluation, but alarms come in runs,
@@ -36,7 +46,7 @@ The false-alarm *rate per record* is what is calibrated, not the episode rate.
 
 `mode="fixed"` keeps the tutorial's rule for comparison: a feature drifts when its distance (KS or
 total variation) exceeds 0.1, the dataset when the mean distance exceeds 0.1, concept drift when
-the relative MSE exceeds 0.1. Those thresholds ignore window size and are not calibrated.
+the relative MSE (or error rate) exceeds 0.1. Those thresholds ignore window size and are not calibrated.
 """
 from __future__ import annotations
 
@@ -50,8 +60,37 @@ from monitor.reference import Reference
 MODES = ("calibrated", "fixed")
 
 
+def _grid(joined: int, alpha: float) -> tuple[int, float]:
+    """The cache grid of the concept thresholds: `joined` above 1,000 rounded down to 3 significant
+    digits and alpha down to a 2**(1/4) grid, both of which can only raise the threshold."""
+    if joined > 1000:
+        unit = 10 ** (int(math.log10(joined)) - 2)
+        joined = joined // unit * unit
+    return joined, 2.0 ** (math.floor(math.log2(alpha) * 4) / 4)
+
+
 class Calibration:
-    """Per-test thresholds for a reference and a budget; `alpha(r)` is the per-test level."""
+    """Per-test thresholds for a reference and a budget; `alpha(r)` is the per-test level.
+
+    A classifier's reference (2,000 rows, 10% misclassified), evaluated every 250 records:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> predicted = rng.choice(["no", "yes"], 2000)
+    >>> labels = np.where(np.arange(2000) % 10 == 0, np.where(predicted == "no", "yes", "no"), predicted)
+    >>> reference = Reference.from_arrays({"x": rng.normal(0, 1, 2000)}, {}, predicted, labels,
+    ...                                   task="classification", classes=("no", "yes"))
+    >>> calibration = Calibration(reference, ert=1e6)
+    >>> calibration.tests, calibration.alpha(250)  # 2 scales x (x, prediction) + the error rate
+    (5, 5e-05)
+    >>> t = calibration.thresholds(window=1000, step=250)
+    >>> round(t["x"], 4), round(t["prediction"], 2), round(t["error_rate_ratio"], 3)
+    (0.0887, 16.45, 0.486)
+
+    The error-rate threshold is Binomial(en, 0.1)'s upper quantile (en = 1000*2000 // 3000 = 666)
+    at alpha 5e-5 rounded down to the cache grid (4.3e-5): an alarm when the rate exceeds 99 / 666
+    = 14.9%, 48.6% above 10%.
+    """
 
     def __init__(
         self,
@@ -76,8 +115,15 @@ class Calibration:
         # Calibrated mode also tests the newest half window (see "Two scales"); fixed mode never does.
         self.recent = bool(recent) and mode == "calibrated"
         scales = 2 if self.recent else 1
-        self.tests = scales * (len(reference.features) + 1) + 1  # features and predictions per scale + MSE ratio
+        # features and outputs (prediction, class probabilities) per scale + the concept test
+        self.tests = scales * (len(reference.features) + len(reference.outputs)) + 1
         self._mse_ratio = lru_cache(maxsize=4096)(self._mse_ratio_uncached)
+        self._error_rate_ratio = lru_cache(maxsize=4096)(self._error_rate_ratio_uncached)
+        # A reference that never misclassified would make every error an infinite relative change:
+        # the rate is floored at half an error in m rows (0.5 / m), the usual continuity correction,
+        # which keeps concept_drift finite and the binomial null non-degenerate.
+        error_rate = reference.error_rate
+        self.baseline_error_rate = None if error_rate is None else max(error_rate, 0.5 / reference.size)
 
     @property
     def calibrated(self) -> bool:
@@ -106,16 +152,38 @@ class Calibration:
         2**(1/4) grid, both of which can only raise the threshold (conservative)."""
         if not self.calibrated:
             return self.fixed_threshold
-        if joined > 1000:
-            unit = 10 ** (int(math.log10(joined)) - 2)
-            joined = joined // unit * unit
-        return self._mse_ratio(joined, 2.0 ** (math.floor(math.log2(alpha) * 4) / 4))
+        return self._mse_ratio(*_grid(joined, alpha))
 
     def _mse_ratio_uncached(self, joined: int, alpha: float) -> float:
         m = self.reference.size
         effective = joined * m / (joined + m)
         quantile = stats.mean_upper_quantile(self.reference.squared_errors, effective, alpha)
         return quantile / self.reference.mse - 1.0
+
+    def error_rate_ratio(self, joined: int, alpha: float) -> float:
+        """Threshold on (rolling error rate - reference error rate) / reference error rate over
+        `joined` records (classification). Cached, on the same conservative grid as `mse_ratio`.
+
+        The null is exact: the errors among en = joined*m/(joined+m) records (rounded down) are
+        Binomial(en, p_ref), p_ref the (floored) reference error rate; the threshold is its upper
+        alpha quantile x (P(errors > x) <= alpha) as a rate x / en, turned into the relative score."""
+        if not self.calibrated:
+            return self.fixed_threshold
+        return self._error_rate_ratio(*_grid(joined, alpha))
+
+    def _error_rate_ratio_uncached(self, joined: int, alpha: float) -> float:
+        m = self.reference.size
+        effective = joined * m // (joined + m)  # rounded down: a smaller n spreads the rate more (conservative)
+        p = self.baseline_error_rate
+        if p is None:
+            raise ValueError("the error-rate test is for a classification reference")
+        return (stats.binomial_upper_quantile(alpha, effective, p) / effective - p) / p
+
+    def concept(self, joined: int, alpha: float) -> float:
+        """The concept test's threshold: the MSE ratio (regression) or the error-rate ratio."""
+        if self.reference.classification:
+            return self.error_rate_ratio(joined, alpha)
+        return self.mse_ratio(joined, alpha)
 
     def thresholds(self, window: int, step: int) -> dict[str, Any]:
         """Thresholds of a full count window of `window` records evaluated every `step`.
@@ -126,7 +194,7 @@ class Calibration:
         alpha = self.alpha(step)
         out: dict[str, Any] = {"alpha_per_test": alpha, "tests": self.tests}
         out.update(self._scale(window, alpha))
-        out["mse_ratio"] = self.mse_ratio(window, alpha)
+        out["error_rate_ratio" if self.reference.classification else "mse_ratio"] = self.concept(window, alpha)
         half = step * (window // step // 2)
         if self.recent and half > 0:
             out["recent_records"] = half
@@ -134,8 +202,8 @@ class Calibration:
         return out
 
     def _scale(self, n: int, alpha: float) -> dict[str, float]:
-        out = {name: self.ks(n, alpha) for name in self.reference.numeric}
-        out.update({name: self.chi2(profile.size - 1, alpha) for name, profile in self.reference.categorical.items()})
-        out["prediction"] = self.ks(n, alpha)
-        return out
+        # chi-square dof: the reference's categories - 1 (unseen ones in a window add one each)
+        out = {name: self.ks(n, alpha) for name in self.reference.ks_columns}
+        out.update({name: self.chi2(profile.size - 1, alpha) for name, profile in self.reference.chi2_columns.items()})
+        return {name: out[name] for name in (*self.reference.features, *self.reference.outputs)}
 

@@ -5,20 +5,27 @@ every statistic, threshold and detection is None (never a reassuring 0 or False)
 concept-drift fields are None while fewer than `min_joined` records of the window have labels.
 Gauges should then be absent or NaN, not zero.
 
-Two scales (calibrated mode, windows of 2 panes or more; see `calibration`): every feature and the
-predictions are tested on the whole window and on its newest half (`recent`: the last panes // 2
+What is tested: every feature (`DriftResult.features`) and every model output (`outputs`): a
+regression model's prediction (KS); a classifier's predicted class (chi-square against the
+reference's predicted-class frequencies; a class it never predicted counts as an unseen category)
+and, when the messages carry them, each class's probability (KS, columns named `p(<class>)`).
+Concept drift: the rolling MSE against the held-out MSE (regression), or the rolling error rate
+against the held-out error rate (classification); see `calibration` for both nulls.
+
+Two scales (calibrated mode, windows of 2 panes or more; see `calibration`): every feature and
+output is tested on the whole window and on its newest half (`recent`: the last panes // 2
 panes, 500 of 1,000 records at the defaults), each against its own threshold for its own n, with
 the budget split over both scales' tests (15 at the defaults instead of 8). A column is detected
 when either scale exceeds its threshold. Each FeatureDrift, and the prediction fields, report the
 scale with the larger statistic / threshold ratio: its statistic, distance, p-value and threshold,
 with `scale` ("window" or "recent") and `records` (records behind that statistic) naming it, so
 "detected" always equals "statistic > threshold" as shown. `data_drift` (the tutorial's mean
-score) stays the mean of the whole window's distances. Fixed mode tests the whole window only.
+score) stays the mean of the whole window's feature distances. Fixed mode tests the whole window only.
 
 The shell's loop:
     monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250))   # or TimeWindow(...)
-    results = monitor.update(PredictionBatch.from_messages(msgs, NUMERIC, CATEGORICAL))
-    monitor.update_labels(ids, ts, prices)      # whenever labels arrive, before or after
+    results = monitor.update(PredictionBatch(ids, ts, predictions, numeric, categorical, probabilities))
+    monitor.update_labels(ids, ts, labels)      # whenever labels arrive, before or after
     gauges <- results[-1] (or monitor.result() for the latest closed window, labels included)
     persist monitor.to_dict() (JSON-friendly); on restart monitor.load_dict(state)
 """
@@ -26,17 +33,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special
 
-from monitor import stats
 from monitor.calibration import Calibration
+from monitor.columns import column_tests
 from monitor.join import ErrorWindow, Joined, LabelJoin
-from monitor.reference import PREDICTION, Reference
+from monitor.reference import Reference
 from monitor.windows import CountWindow, EncodedBatch, Pane, PaneLayout, PredictionBatch, TimeWindow
 
 
@@ -58,7 +63,15 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class DriftResult:
-    """The evaluation of the window ending at pane `pane`; None = not enough data to say."""
+    """The evaluation of the window ending at pane `pane`; None = not enough data to say.
+
+    `features` are the model's inputs only (data_drift, share_detected and dataset_detected look at
+    nothing else); `outputs` are its outputs: the prediction column, then for a classifier with
+    probabilities one `p(<class>)` column per class. The prediction_* fields describe the
+    prediction column; `prediction_detected` is True when it OR any probability column is flagged.
+    Concept drift: regression compares the rolling MSE with the reference MSE, classification the
+    rolling error rate with the reference error rate (the *_mse fields are None then, and the
+    *_error_rate fields None for regression)."""
 
     pane: int
     records: int  # predictions in the window
@@ -68,18 +81,21 @@ class DriftResult:
     data_drift: float | None  # mean feature distance: the tutorial's dataset score
     share_detected: float | None
     dataset_detected: bool | None
-    prediction_drift: float | None  # KS D of predictions
+    prediction_drift: float | None  # regression: KS D of predictions; classification: chi2 of the predicted class
     prediction_threshold: float | None
-    prediction_detected: bool | None
-    joined: int  # labelled records behind rolling_mse (the latest joined, see ErrorWindow)
+    prediction_detected: bool | None  # the prediction or any class probability flagged
+    joined: int  # labelled records behind rolling_mse / rolling_error_rate (the latest joined, see ErrorWindow)
     label_coverage: float | None  # share of the window's predictions whose label has arrived
     rolling_mse: float | None
     rolling_mae: float | None
-    reference_mse: float
-    concept_drift: float | None  # (rolling MSE - reference MSE) / reference MSE
+    reference_mse: float | None  # regression: the held-out MSE (None for a classifier)
+    concept_drift: float | None  # (rolling - reference) / reference: MSE, or error rate
     concept_threshold: float | None
     concept_detected: bool | None
     prediction_scale: str | None = None  # scale of prediction_drift: "window" or "recent" (see FeatureDrift)
+    outputs: tuple[FeatureDrift, ...] = ()  # the prediction, then p(<class>) columns; empty when not ready
+    rolling_error_rate: float | None = None  # classification: share of the latest joined records misclassified
+    reference_error_rate: float | None = None  # classification: the held-out error rate
 
     @property
     def drift_detected(self) -> bool:
@@ -132,6 +148,7 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
     statistic, distance, p_value, threshold = (x.tolist() for x in (tested.statistic, tested.distance,
                                                                     tested.p_value, tested.threshold))
     compared = statistic if calibration.calibrated else distance
+    inputs = len(layout.reference.features)  # result columns: features..., then outputs...
     for position, first, stop, window, alpha, concept in plans:
         columns = []
         for c, (name, test) in enumerate(zip(tested.names, tested.tests)):
@@ -139,14 +156,15 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
             s = max(range(first, stop), key=lambda s: _ratio(statistic[s][c], threshold[s][c]))
             columns.append(FeatureDrift(name, test, statistic[s][c], distance[s][c], p_value[s][c], threshold[s][c],
                                         compared[s][c] > threshold[s][c], rows[s][1], rows[s][0].records))
-        features, prediction = columns[:-1], columns[-1]
-        data_drift = sum(distance[first][:-1]) / len(features)  # the mean of the whole window's distances
+        features, outputs = columns[:inputs], columns[inputs:]
+        prediction = outputs[0]
+        data_drift = sum(distance[first][:inputs]) / len(features)  # the mean of the whole window's distances
         detected = sum(f.detected for f in features)
         dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
         results[position] = DriftResult(
             window.id, window.records, True, alpha, tuple(features), data_drift, detected / len(features), dataset,
-            prediction.statistic, prediction.threshold, prediction.detected, **concept,
-            prediction_scale=prediction.scale,
+            prediction.statistic, prediction.threshold, any(o.detected for o in outputs), **concept,
+            prediction_scale=prediction.scale, outputs=tuple(outputs),
         )
     return results  # type: ignore[return-value]
 
@@ -157,136 +175,38 @@ def _ratio(statistic: float, threshold: float) -> float:
     return ratio if ratio == ratio else -math.inf
 
 
-@dataclass(frozen=True)
-class ColumnTests:
-    """Every column's test at every scale: (scales, columns) arrays, columns = features..., prediction."""
-
-    names: tuple[str, ...]
-    tests: tuple[str, ...]  # "ks" or "chi2" per column
-    statistic: np.ndarray
-    distance: np.ndarray
-    p_value: np.ndarray
-    threshold: np.ndarray
-
-
-class ColumnLayout:
-    """Where each test's bins sit in a pane's flat counts, so all scales are tested in a few numpy calls.
-
-    The flat layout is numeric features..., prediction, categorical... (see `PaneLayout`): the KS
-    columns are one contiguous run of bins and the chi-square columns the next. Every record has one
-    bin in each KS column, so one cumulative sum over the run, divided by n, minus j is column j's own
-    CDF (`ks_shifted` holds reference CDF + j); `maximum.reduceat` / `add.reduceat` take each column's
-    maximum or sum. The results equal `stats`' per-column functions (tested)."""
-
-    def __init__(self, layout: PaneLayout) -> None:
-        reference = layout.reference
-        ks_names = (*reference.numeric, PREDICTION)
-        bins = [reference.numeric[name] for name in reference.numeric] + [reference.prediction]
-        self.ks_end = layout.slices[PREDICTION].stop
-        self.ks_starts = np.array([layout.slices[name].start for name in ks_names])
-        if self.ks_starts.tolist() != np.cumsum([0] + [b.size for b in bins[:-1]]).tolist():
-            raise ValueError("pane layout is not numeric..., prediction, categorical...")
-        self.ks_shifted = np.concatenate([b.reference_cdf + j for j, b in enumerate(bins)])
-        self.reference_size = reference.size
-        self.chi2_names = tuple(reference.categorical)
-        profiles = [reference.categorical[name] for name in self.chi2_names]
-        self.chi2_starts = np.array([layout.slices[name].start - self.ks_end for name in self.chi2_names], dtype=np.int64)
-        self.chi2_column = np.repeat(np.arange(len(profiles)), [p.size for p in profiles])
-        self.chi2_reference = np.concatenate([p.counts for p in profiles]).astype(np.float64)
-        self.chi2_fraction = np.concatenate([p.counts / p.counts.sum() for p in profiles])
-        self.chi2_known = np.array([p.size for p in profiles])
-        self.chi2_m = np.array([p.counts.sum() for p in profiles], dtype=np.float64)
-        # result order: the features as the reference lists them (numeric, then categorical), then predictions
-        self.names = (*reference.features, PREDICTION)
-        self.tests = tuple("chi2" if name in reference.categorical else "ks" for name in self.names)
-
-    @staticmethod
-    def ordered(ks_part: np.ndarray, chi2_part: np.ndarray) -> np.ndarray:
-        """(scales, numeric... prediction) and (scales, categorical...) as (scales, columns) in result order."""
-        return np.concatenate((ks_part[:, :-1], chi2_part, ks_part[:, -1:]), axis=1)
-
-
-_column_layout = lru_cache(maxsize=16)(ColumnLayout)  # one per PaneLayout (hashed by identity)
-
-
-def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[Pane],
-                 alpha: float | Sequence[float]) -> ColumnTests:
-    """Every column's test on each aggregated pane (a scale): KS for numeric columns and predictions,
-    smoothed chi-square (+ total variation) for categorical ones, with unseen categories as extra
-    categories of reference count 0; thresholds from `calibration` at `alpha` (one for all panes, or
-    one per pane). Every evaluation runs this, so it keeps to few numpy calls (each costs
-    microseconds, whatever its size)."""
-    tl = _column_layout(layout)
-    alphas = [alpha] * len(panes) if isinstance(alpha, (int, float)) else list(alpha)
-    counts = np.stack([pane.counts for pane in panes])
-    sizes = [pane.records for pane in panes]
-    n = np.array(sizes, dtype=np.float64)[:, None]
-    empty = n[:, 0] == 0
-    with np.errstate(invalid="ignore", divide="ignore"):  # an empty pane gives NaN, as stats' functions
-        # Every record has one bin in each KS column, so column j's run starts at j * n records:
-        # the cumulative fraction minus j is the column's own CDF (`ks_shifted` = reference CDF + j).
-        ks = np.maximum.reduceat(np.abs(np.cumsum(counts[:, :tl.ks_end], axis=1) / n - tl.ks_shifted),
-                                 tl.ks_starts, axis=1)
-        ks_scale = np.array([stats.ks_scale(k, tl.reference_size) if k else np.nan for k in sizes])[:, None]
-        ks_p = special.kolmogorov(ks_scale * ks)
-        ks_threshold = np.array([[_ks_threshold(calibration, k, a) if k else np.nan] for k, a in zip(sizes, alphas)])
-
-        known = counts[:, tl.ks_end:]
-        unseen = [[np.fromiter(pane.unseen[name].values(), dtype=np.float64) if name in pane.unseen else _NONE
-                   for name in tl.chi2_names] for pane in panes]
-        extra = np.array([[len(u) for u in row] for row in unseen])
-        total = tl.chi2_m + calibration.pseudo_count * (tl.chi2_known + extra)  # (scales, columns)
-        expected = n * (tl.chi2_reference + calibration.pseudo_count) / total[:, tl.chi2_column]
-        x2 = np.add.reduceat((known - expected) ** 2 / expected, tl.chi2_starts, axis=1)
-        tv = np.add.reduceat(np.abs(known / n - tl.chi2_fraction), tl.chi2_starts, axis=1)
-        for s, c in zip(*np.nonzero(extra)):  # categories the reference never saw
-            expected_unseen = n[s, 0] * calibration.pseudo_count / total[s, c]
-            x2[s, c] += ((unseen[s][c] - expected_unseen) ** 2).sum() / expected_unseen
-            tv[s, c] += unseen[s][c].sum() / n[s, 0]
-        x2 = x2 * tl.chi2_m / (n + tl.chi2_m)
-        tv = 0.5 * tv
-        dof = np.where(n > 0, tl.chi2_known + extra - 1, 0)
-        chi2_p = special.chdtrc(dof, x2)
-    ks[empty], x2[empty], tv[empty], chi2_p[empty] = np.nan, np.nan, np.nan, np.nan
-    chi2_threshold = np.array([[_chi2_threshold(calibration, d, a) for d in row] for row, a in zip(dof.tolist(), alphas)])
-    return ColumnTests(tl.names, tl.tests, tl.ordered(ks, x2), tl.ordered(ks, tv), tl.ordered(ks_p, chi2_p),
-                       tl.ordered(np.broadcast_to(ks_threshold, ks.shape), chi2_threshold))
-
-
-_NONE = np.empty(0)
-
-
-@lru_cache(maxsize=4096)
-def _ks_threshold(calibration: Calibration, n: int, alpha: float) -> float:
-    return calibration.ks(n, alpha)
-
-
-@lru_cache(maxsize=4096)
-def _chi2_threshold(calibration: Calibration, dof: int, alpha: float) -> float:
-    return calibration.chi2(dof, alpha)
-
-
 def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int,
              errors: tuple[int, float, float]) -> dict:
+    # errors: (joined, sum of squared, sum of absolute errors) of the latest joined records; for a
+    # classifier both sums are the number misclassified (see `join`).
     k, sse, sae = errors
     n = window.records
+    classification = reference.classification
     out: dict[str, Any] = {
         "joined": k,
         # How many of the window's own predictions have their label yet.
         "label_coverage": window.joined / n if n else None,
-        "reference_mse": reference.mse,
+        "reference_mse": None if classification else reference.mse,
+        "reference_error_rate": reference.error_rate,
         "rolling_mse": None,
         "rolling_mae": None,
+        "rolling_error_rate": None,
         "concept_drift": None,
         "concept_threshold": None,
         "concept_detected": None,
     }
     if k >= max(min_joined, 1):
-        mse = sse / k
-        ratio = (mse - reference.mse) / reference.mse
-        threshold = calibration.mse_ratio(k, alpha or 0.0)
-        out.update(rolling_mse=mse, rolling_mae=sae / k, concept_drift=ratio,
-                   concept_threshold=threshold, concept_detected=ratio > threshold)
+        if classification:
+            rate = sse / k
+            ratio = (rate - calibration.baseline_error_rate) / calibration.baseline_error_rate
+            threshold = calibration.error_rate_ratio(k, alpha or 0.0)
+            out.update(rolling_error_rate=rate)
+        else:
+            mse = sse / k
+            ratio = (mse - reference.mse) / reference.mse
+            threshold = calibration.mse_ratio(k, alpha or 0.0)
+            out.update(rolling_mse=mse, rolling_mae=sae / k)
+        out.update(concept_drift=ratio, concept_threshold=threshold, concept_detected=ratio > threshold)
     return out
 
 
@@ -295,9 +215,37 @@ class DriftMonitor:
 
     min_records: window records needed to evaluate (default: `window` for a CountWindow, 100 for a
     TimeWindow); min_joined: labelled records needed for concept drift (default 100).
-    concept_window / concept_step: the rolling MSE covers the latest `concept_window` joined
-    records (default: the count window's size and step, 1000/250 for a TimeWindow), whenever
-    their labels came.
+    concept_window / concept_step: the rolling MSE (error rate for a classifier) covers the latest
+    `concept_window` joined records (default: the count window's size and step, 1000/250 for a
+    TimeWindow), whenever their labels came.
+
+    A classifier's monitor, on a toy reference (3 classes, one rare) and a calm stream drawn from it:
+
+    >>> rng = np.random.default_rng(0)
+    >>> m = 4000
+    >>> classes = rng.choice(["a", "b", "rare"], m, p=[0.6, 0.38, 0.02])
+    >>> reference = Reference.from_arrays({"x": rng.normal(0, 1, m)}, {"c": rng.choice(["u", "v"], m)},
+    ...                                   classes, np.where(rng.random(m) < 0.9, classes, "a"),
+    ...                                   task="classification", classes=("a", "b", "rare"))
+    >>> monitor = DriftMonitor(reference, CountWindow(reference, window=1000, step=250))
+    >>> monitor.calibration.tests  # 2 scales x (2 features + the predicted class) + the error rate
+    7
+    >>> picked = rng.integers(0, m, 2000)
+    >>> ids = np.array([f"r{i}" for i in range(2000)], dtype=object)
+    >>> ts = np.arange(2000) * 100
+    >>> batch = PredictionBatch(ids, ts, classes[picked], {"x": rng.normal(0, 1, 2000)},
+    ...                         {"c": rng.choice(["u", "v"], 2000)})
+    >>> results = monitor.update(batch)  # 8 panes of 250 closed: 8 evaluations
+    >>> len(results), results[-1].ready, results[-1].drift_detected
+    (8, True, False)
+    >>> [o.name for o in results[-1].outputs], results[-1].outputs[0].test
+    (['prediction'], 'chi2')
+    >>> monitor.update_labels(ids, ts, np.where(np.arange(2000) % 2 == 0, "b", "a"))  # half the labels wrong
+    >>> latest = monitor.result()
+    >>> latest.joined, round(latest.rolling_error_rate, 3), round(latest.reference_error_rate, 3)
+    (750, 0.511, 0.039)
+    >>> round(latest.concept_drift, 2), round(latest.concept_threshold, 2), latest.concept_detected
+    (12.18, 1.0, True)
     """
 
     def __init__(
@@ -322,7 +270,9 @@ class DriftMonitor:
         self.reference, self.window = reference, window
         # The newest-half scale needs at least 2 panes per window (see `calibration`).
         self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2)
-        self.join = LabelJoin(label_ttl_ms, max_pending)
+        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification)
+        self.classes = frozenset(reference.classes)
+        self.unseen_labels = 0  # classifier labels whose class is not among the reference's classes
         counted = isinstance(window, CountWindow)
         self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
                                   concept_step or (window.step if counted else 250))
@@ -353,10 +303,15 @@ class DriftMonitor:
         self.window.expire()
         return evaluations
 
-    def update_labels(self, ids: Sequence[str], ts: ArrayLike, prices: ArrayLike) -> None:
-        """Add n labels (id, event ts ms, true price); joined errors feed the rolling MSE
-        (the latest joined records) and the label coverage of their prediction's pane."""
-        self._errors(self.join.add_labels(ids, ts, prices))
+    def update_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike) -> None:
+        """Add k labels (id, event ts ms, true value: (k,) float64, or a classifier's (k,) object array
+        of class texts); joined errors feed the rolling MSE or error rate (the latest joined records)
+        and the label coverage of their prediction's pane. A class the model does not know is
+        counted (`counters["unseen_labels"]`) and joins as a misclassification."""
+        if self.reference.classification:
+            labels = np.asarray(labels, dtype=object)
+            self.unseen_labels += len(labels) - sum(map(self.classes.__contains__, labels.tolist()))
+        self._errors(self.join.add_labels(ids, ts, labels))
 
     def result(self) -> DriftResult | None:
         """The window ending at the newest closed pane, with labels joined since; None before one closes."""
@@ -386,13 +341,16 @@ class DriftMonitor:
             "records": w.records, "late_records": w.late_records, "late_errors": w.late_errors,
             "joined": j.joined, "expired_predictions": j.expired_predictions,
             "expired_labels": j.expired_labels, "duplicate_predictions": j.duplicates, "pending": j.pending,
+            "unseen_labels": self.unseen_labels,
         }
 
     def to_dict(self) -> dict[str, Any]:
         """Window panes and pending join entries, JSON-friendly."""
-        return {"window": self.window.to_dict(), "join": self.join.to_dict(), "errors": self.errors.to_dict()}
+        return {"window": self.window.to_dict(), "join": self.join.to_dict(), "errors": self.errors.to_dict(),
+                "unseen_labels": self.unseen_labels}
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         self.window.load_dict(state["window"])
         self.join.load_dict(state["join"])
         self.errors.load_dict(state["errors"])
+        self.unseen_labels = int(state.get("unseen_labels", 0))  # absent from snapshots before classification

@@ -9,6 +9,10 @@ Expiry walks from the oldest inserted entry and stops at the first young one, so
 after a younger one may outlive its TTL by a little; `max_pending` still bounds it.
 
 Matching is a dict lookup per record, done in C for a whole batch (see `_Pending`).
+Values are floats for a regression model (prediction and label: squared and absolute error) and
+class texts for a classifier (`classification=True`): a joined record's error is 1.0 when the
+label is not the predicted class, else 0.0, as both its squared and its absolute error, so the
+mean of either over joined records is the error rate.
 A second prediction with a pending id replaces the first (at-least-once redelivery) and is counted
 in `duplicates`; a label for an id already joined waits and expires like any unmatched label.
 """
@@ -43,11 +47,11 @@ class _Pending:
     marked dead; dead slots are compacted away when the arrays fill, so memory follows the live
     entries. Live slots, in slot order, are exactly `slots` in insertion order."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, dtype: Any = np.float64) -> None:
         self.slots: dict[str, int] = {}
         self.ids = np.empty(capacity, dtype=object)
         self.ts = np.empty(capacity, dtype=np.int64)
-        self.value = np.empty(capacity, dtype=np.float64)  # prediction, or the label's price
+        self.value = np.empty(capacity, dtype=dtype)  # prediction, or the label: float, or class text (object)
         self.pane = np.empty(capacity, dtype=np.int64)  # the prediction's pane (labels: unused)
         self.alive = np.zeros(capacity, dtype=bool)
         self.head = 0  # every slot before head is dead
@@ -151,7 +155,7 @@ class _Pending:
             self.head = 0
         self.size = len(keep)
 
-    def columns(self) -> tuple[list[str], list[int], list[float], list[int]]:
+    def columns(self) -> tuple[list[str], list[int], list[Any], list[int]]:
         """(ids, ts, values, panes) of the live entries, oldest first."""
         live = self.head + np.flatnonzero(self.alive[self.head:self.size])
         return self.ids[live].tolist(), self.ts[live].tolist(), self.value[live].tolist(), self.pane[live].tolist()
@@ -161,16 +165,25 @@ _NONE_JOINED = Joined(np.empty(0, np.int64), np.empty(0), np.empty(0))
 
 
 class LabelJoin:
-    """Pending predictions (ts, prediction, pane id) and labels (ts, price) by id; see the module doc."""
+    """Pending predictions (ts, prediction, pane id) and labels (ts, label) by id; see the module doc.
 
-    def __init__(self, ttl_ms: int = 3_600_000, max_pending: int = 200_000) -> None:
+    >>> join = LabelJoin(ttl_ms=60_000, classification=True)
+    >>> len(join.add_predictions(["a", "b"], [0, 0], ["yes", "no"], [0, 0]))  # no label yet
+    0
+    >>> join.add_labels(["b", "a"], [5, 5], ["yes", "yes"]).squared.tolist()  # b was wrong
+    [1.0, 0.0]
+    """
+
+    def __init__(self, ttl_ms: int = 3_600_000, max_pending: int = 200_000, classification: bool = False) -> None:
         if ttl_ms <= 0:
             raise ValueError(f"label_ttl must be > 0 ms, got {ttl_ms}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.ttl_ms, self.max_pending = ttl_ms, max_pending
-        self.predictions = _Pending()
-        self.labels = _Pending()
+        self.classification = classification
+        self.dtype = object if classification else np.float64  # class texts, or numbers
+        self.predictions = _Pending(dtype=self.dtype)
+        self.labels = _Pending(dtype=self.dtype)
         self.watermark: int | None = None
         self.joined = 0
         self.expired_predictions = 0
@@ -179,7 +192,7 @@ class LabelJoin:
 
     def add_predictions(self, ids: Sequence[str], ts: ArrayLike, predictions: ArrayLike, pane_ids: ArrayLike) -> Joined:
         """n predictions (pane id -1 = dropped by the window: not kept); returns those joined now."""
-        ts, predictions, pane_ids = np.asarray(ts, np.int64), np.asarray(predictions, np.float64), np.asarray(pane_ids, np.int64)
+        ts, predictions, pane_ids = np.asarray(ts, np.int64), np.asarray(predictions, self.dtype), np.asarray(pane_ids, np.int64)
         keys, stamps, values, panes = ids, ts, predictions, pane_ids
         keep = pane_ids >= 0
         if not keep.all():
@@ -195,23 +208,26 @@ class LabelJoin:
         self._advance(ts)
         return joined
 
-    def add_labels(self, ids: Sequence[str], ts: ArrayLike, prices: ArrayLike) -> Joined:
-        """n labels (true prices); returns the records joined now."""
-        ts, prices = np.asarray(ts, np.int64), np.asarray(prices, np.float64)
+    def add_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike) -> Joined:
+        """n labels (true values: floats, or class texts); returns the records joined now."""
+        ts, labels = np.asarray(ts, np.int64), np.asarray(labels, self.dtype)
         found, slots = self.predictions.take(ids)
         joined = _NONE_JOINED
-        keys, stamps, values = ids, ts, prices
+        keys, stamps, values = ids, ts, labels
         if len(slots):
-            joined = self._done(self.predictions.pane[slots], self.predictions.value[slots], prices[found])
+            joined = self._done(self.predictions.pane[slots], self.predictions.value[slots], labels[found])
             waiting = ~found
-            keys, stamps, values = np.asarray(ids, dtype=object)[waiting], ts[waiting], prices[waiting]
+            keys, stamps, values = np.asarray(ids, dtype=object)[waiting], ts[waiting], labels[waiting]
         self.labels.put(keys, stamps, values, np.zeros(len(keys), np.int64))
         self._advance(ts)
         return joined
 
-    def _done(self, pane_ids: np.ndarray, predictions: np.ndarray, prices: np.ndarray) -> Joined:
+    def _done(self, pane_ids: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> Joined:
         self.joined += len(pane_ids)
-        errors = predictions - prices
+        if self.classification:
+            wrong = (predictions != labels).astype(np.float64)  # 0/1: its own square and absolute value
+            return Joined(pane_ids, wrong, wrong)
+        errors = predictions - labels
         return Joined(pane_ids, errors**2, np.abs(errors))
 
     def _advance(self, ts: np.ndarray) -> None:
@@ -229,10 +245,10 @@ class LabelJoin:
     def to_dict(self) -> dict[str, Any]:
         """Pending entries (as columns: a snapshot may hold 200,000) and counters, JSON-friendly."""
         ids, ts, values, panes = self.predictions.columns()
-        label_ids, label_ts, prices, _ = self.labels.columns()
+        label_ids, label_ts, labels, _ = self.labels.columns()
         return {
             "predictions": {"id": ids, "ts": ts, "prediction": values, "pane": panes},
-            "labels": {"id": label_ids, "ts": label_ts, "price": prices},
+            "labels": {"id": label_ids, "ts": label_ts, "label": labels},
             "watermark": self.watermark,
             "joined": self.joined,
             "expired_predictions": self.expired_predictions,
@@ -241,22 +257,31 @@ class LabelJoin:
         }
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore `to_dict` output; also snapshots of earlier versions, which listed [id, ts, value(, pane)] rows."""
+        """Restore `to_dict` output; also snapshots of earlier versions, which listed [id, ts, value(, pane)]
+        rows, or named the labels' values "price"."""
         predictions, labels = state["predictions"], state["labels"]
         if isinstance(predictions, list):
             predictions = dict(zip(("id", "ts", "prediction", "pane"), map(list, zip(*predictions)))) if predictions else {}
         if isinstance(labels, list):
-            labels = dict(zip(("id", "ts", "price"), map(list, zip(*labels)))) if labels else {}
-        self.predictions, self.labels = _Pending(), _Pending()
+            labels = dict(zip(("id", "ts", "label"), map(list, zip(*labels)))) if labels else {}
+        self.predictions, self.labels = _Pending(dtype=self.dtype), _Pending(dtype=self.dtype)
         ids = [str(k) for k in predictions.get("id", [])]
         self.predictions.put(ids, np.array(predictions.get("ts", []), np.int64),
-                             np.array(predictions.get("prediction", []), np.float64), np.array(predictions.get("pane", []), np.int64))
+                             _column(predictions.get("prediction", []), self.dtype),
+                             np.array(predictions.get("pane", []), np.int64))
         ids = [str(k) for k in labels.get("id", [])]
-        self.labels.put(ids, np.array(labels.get("ts", []), np.int64), np.array(labels.get("price", []), np.float64),
-                        np.zeros(len(ids), np.int64))
+        self.labels.put(ids, np.array(labels.get("ts", []), np.int64),
+                        _column(labels.get("label", labels.get("price", [])), self.dtype), np.zeros(len(ids), np.int64))
         self.watermark = state["watermark"]
         for name in ("joined", "expired_predictions", "expired_labels", "duplicates"):
             setattr(self, name, int(state[name]))
+
+
+def _column(values: list, dtype: Any) -> np.ndarray:
+    """A snapshot's list of values as a join column (an object array keeps texts as they are)."""
+    column = np.empty(len(values), dtype=dtype)
+    column[:] = values
+    return column
 
 
 class ErrorWindow:

@@ -17,17 +17,32 @@ no drift), measured < 0.01 on 1,000-record windows.
 
 Categorical columns keep the reference's category counts; categories the reference never saw are
 handled at evaluation time (see `stats.chi2_statistic`).
+
+The model's outputs are columns too, tested like features (see `drift`): a regression model's
+prediction is a numeric column; a classifier's predicted class is a categorical one (its profile:
+the reference's predicted-class counts) and each class probability, when the messages carry them,
+a numeric column named `p(<class>)`. Every column is either a KS column (binned, numeric) or a
+chi-square column (counted categories): `Reference.ks_columns` / `chi2_columns`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+if TYPE_CHECKING:  # the core imports no pandas: `from_schema` takes the frame its caller read
+    from contract.schema import Schema
+
 PREDICTION = "prediction"  # name of the prediction column in bins and results
+TASKS = ("regression", "classification")
+
+
+def probability_column(class_text: str) -> str:
+    """Name of a class's probability column in bins and results: p(<class>)."""
+    return f"p({class_text})"
 
 
 @dataclass(frozen=True)
@@ -94,27 +109,52 @@ class CategoricalProfile:
         return np.fromiter(map(self.index.get, values, repeat(-1)), np.int64, len(values))
 
 
+def build_profile(name: str, values: Sequence[str]) -> CategoricalProfile:
+    """The categories a reference column holds (as text) and how often."""
+    cats, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
+    return CategoricalProfile(name, cats, counts.astype(np.int64))
+
+
 @dataclass(frozen=True)
 class Reference:
     """Everything the monitor compares windows against, built from held-out arrays.
 
-    numeric:      {feature: NumericBins}      e.g. carat, depth, table
-    prediction:   NumericBins of the model's held-out predictions
+    numeric:      {feature: NumericBins}        e.g. carat, depth, table
     categorical:  {feature: CategoricalProfile} e.g. cut, color, clarity
-    squared_errors: (m,) held-out (prediction - price)**2, for the MSE-ratio calibration
+    prediction:   regression: NumericBins of the held-out predictions;
+                  classification: CategoricalProfile of the held-out predicted classes
+    squared_errors: (m,) per-row loss behind concept drift: regression (prediction - label)**2,
+                  classification 1.0 where the predicted class is not the label, else 0.0 (its
+                  own square), so `mse` is the error rate
+    probabilities: classification with probabilities: {class text: NumericBins of p(class)}
+    classes:      classification: the class texts the model knows (the schema's)
     """
 
     numeric: Mapping[str, NumericBins]
     categorical: Mapping[str, CategoricalProfile]
-    prediction: NumericBins
+    prediction: NumericBins | CategoricalProfile
     squared_errors: np.ndarray
     size: int
+    task: str = "regression"
+    probabilities: Mapping[str, NumericBins] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
     mse: float = field(init=False)
     mae: float = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         object.__setattr__(self, "mse", float(np.mean(self.squared_errors)))
         object.__setattr__(self, "mae", float(np.mean(np.sqrt(self.squared_errors))))
+
+    @property
+    def classification(self) -> bool:
+        return self.task == "classification"
+
+    @property
+    def error_rate(self) -> float | None:
+        """Classification: share of held-out rows whose predicted class is not the label."""
+        return self.mse if self.classification else None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -122,11 +162,35 @@ class Reference:
         return tuple(self.numeric) + tuple(self.categorical)
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        """The model's output columns in result order: the prediction, then p(<class>) columns."""
+        return (PREDICTION, *map(probability_column, self.probabilities))
+
+    @property
+    def ks_columns(self) -> dict[str, NumericBins]:
+        """Columns tested with KS, in pane order: numeric features, then the regression prediction
+        or the class probabilities."""
+        columns = dict(self.numeric)
+        if self.classification:
+            columns.update({probability_column(c): bins for c, bins in self.probabilities.items()})
+        else:
+            columns[PREDICTION] = self.prediction  # type: ignore[assignment]
+        return columns
+
+    @property
+    def chi2_columns(self) -> dict[str, CategoricalProfile]:
+        """Columns tested with chi-square, in pane order: categorical features, then the predicted class."""
+        columns = dict(self.categorical)
+        if self.classification:
+            columns[PREDICTION] = self.prediction  # type: ignore[assignment]
+        return columns
+
+    @property
     def layout(self) -> dict[str, int]:
-        """Bins per column; a pane serialised under another layout cannot be restored."""
-        sizes = {name: b.size for name, b in self.numeric.items()}
-        sizes[PREDICTION] = self.prediction.size
-        sizes.update({name: p.size for name, p in self.categorical.items()})
+        """Bins per column, KS columns then chi-square columns; a pane serialised under another
+        layout cannot be restored. Regression: numeric..., prediction, categorical... (as always)."""
+        sizes = {name: b.size for name, b in self.ks_columns.items()}
+        sizes.update({name: p.size for name, p in self.chi2_columns.items()})
         return sizes
 
     @classmethod
@@ -136,33 +200,76 @@ class Reference:
         categorical: Mapping[str, Sequence[str]],
         predictions: ArrayLike,
         labels: ArrayLike,
+        *,
+        task: str = "regression",
+        probabilities: Mapping[str, ArrayLike] | None = None,
+        classes: Sequence[str] = (),
         max_exact: int = 1000,
         quantile_bins: int = 500,
     ) -> "Reference":
         """Profile of m held-out rows: numeric {name: (m,) float}, categorical {name: (m,) str},
-        predictions (m,) and labels (m,) (true prices)."""
-        predictions = np.asarray(predictions, dtype=np.float64)
-        labels = np.asarray(labels, dtype=np.float64)
+        predictions (m,) and labels (m,): floats for regression; class texts for classification,
+        with `classes` the known class texts and `probabilities` {class text: (m,) float} (or None)."""
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        classification = task == "classification"
+        kind = object if classification else np.float64
+        predictions, labels = np.asarray(predictions, dtype=kind), np.asarray(labels, dtype=kind)
         m = predictions.size
         if m < 2 or labels.shape != predictions.shape:
             raise ValueError(f"predictions and labels must be (m,) with m >= 2, got {predictions.shape} and {labels.shape}")
         columns = {**numeric, **categorical}
         if not columns:
             raise ValueError("reference needs at least one feature column")
-        for name, values in columns.items():
+        probabilities = dict(probabilities or {})
+        if probabilities and not classification:
+            raise ValueError("class probabilities belong to a classification reference")
+        outputs = {PREDICTION, *map(probability_column, probabilities)}
+        for name, values in {**columns, **probabilities}.items():
             if len(values) != m:
                 raise ValueError(f"reference column '{name}' has {len(values)} rows, predictions have {m}")
-        squared = (predictions - labels) ** 2
-        if not np.all(np.isfinite(squared)):
-            raise ValueError("reference predictions and labels must be finite")
-        profiles = {}
-        for name, values in categorical.items():
-            cats, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
-            profiles[name] = CategoricalProfile(name, cats, counts.astype(np.int64))
+            if name in outputs:
+                raise ValueError(f"feature '{name}' has the name of an output column; rename it")
+        if classification:
+            predictions, labels = predictions.astype(str), labels.astype(str)
+            squared = (predictions != labels).astype(np.float64)
+            prediction: NumericBins | CategoricalProfile = build_profile(PREDICTION, predictions)
+            classes = tuple(map(str, classes)) or tuple(np.unique(np.concatenate((predictions, labels))).tolist())
+        else:
+            squared = (predictions - labels) ** 2
+            if not np.all(np.isfinite(squared)):
+                raise ValueError("reference predictions and labels must be finite")
+            prediction = build_bins(PREDICTION, predictions, max_exact, quantile_bins)
+            classes = ()
         return cls(
             numeric={name: build_bins(name, v, max_exact, quantile_bins) for name, v in numeric.items()},
-            categorical=profiles,
-            prediction=build_bins(PREDICTION, predictions, max_exact, quantile_bins),
+            categorical={name: build_profile(name, values) for name, values in categorical.items()},
+            prediction=prediction,
             squared_errors=squared,
             size=m,
+            task=task,
+            probabilities={str(c): build_bins(probability_column(str(c)), v, max_exact, quantile_bins)
+                           for c, v in probabilities.items()},
+            classes=classes,
         )
+
+    @classmethod
+    def from_schema(cls, schema: "Schema", frame: Any, **bins: int) -> "Reference":
+        """Profile of the frame `contract.artifacts.read_reference(path, schema)` returns: numeric
+        features float, categorical ones (and classes) in their native kind, counted as text
+        (`contract.schema.category_text`: 3 -> "3", True -> "true"); `bins`: max_exact, quantile_bins."""
+        from contract.artifacts import category_column  # the caller already holds a pandas frame
+
+        def column(name: str) -> np.ndarray:
+            return np.asarray(frame[name].to_numpy())
+
+        numeric = {name: column(name).astype(np.float64) for name in schema.numeric}
+        categorical = {name: category_column(column(name)) for name in schema.categorical}
+        if schema.classification:
+            probabilities = {text: column(name).astype(np.float64)
+                             for text, name in zip(schema.class_texts, schema.probability_columns)}
+            return cls.from_arrays(numeric, categorical, category_column(column(schema.prediction)),
+                                   category_column(column(schema.target)), task="classification",
+                                   probabilities=probabilities, classes=schema.class_texts, **bins)
+        return cls.from_arrays(numeric, categorical, column(schema.prediction).astype(np.float64),
+                               column(schema.target).astype(np.float64), **bins)

@@ -1,4 +1,4 @@
-"""Test statistics on binned counts, their null distributions, and the MSE-ratio tail model.
+"""Test statistics on binned counts, their null distributions, and the concept-drift tail models.
 
 Why these tests:
 - Numeric columns and predictions: two-sample Kolmogorov-Smirnov, the tutorial's statistic. It is
@@ -26,6 +26,9 @@ Why these tests:
   largest held-out error, so a heavier real tail would raise false alarms. The size used is
   en = n*m/(n+m) (the reference MSE is itself a mean of m errors), which is conservative when the
   stream is drawn from the held-out rows themselves.
+- Concept drift of a classifier: each joined record is wrong or right, so with the held-out error
+  rate p the number wrong among en records is exactly Binomial(en, p): its quantile needs no
+  approximation (`binomial_upper_quantile`; see `calibration`).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import math
 
 import numpy as np
 from scipy import optimize, special
+from scipy import stats as sps
 
 
 def ks_statistic(reference_cdf: np.ndarray, counts: np.ndarray) -> float:
@@ -98,6 +102,16 @@ def chi2_pvalue(statistic: float, dof: int) -> float:
 
 def chi2_threshold(alpha: float, dof: int) -> float:
     return float(special.chdtri(dof, alpha))
+
+
+def binomial_upper_quantile(alpha: float, n: int, p: float) -> float:
+    """The smallest count x with P(X > x) <= alpha for X ~ Binomial(n, p): the exact null of the
+    number of misclassified records among n when each is wrong with probability p."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if n < 1 or not 0.0 < p <= 1.0:
+        raise ValueError(f"need n >= 1 and 0 < p <= 1, got n={n}, p={p}")
+    return float(sps.binom.isf(alpha, n, p))
 
 
 def mean_upper_quantile(values: np.ndarray, n: float, alpha: float) -> float:

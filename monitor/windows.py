@@ -1,8 +1,9 @@
 """Sliding windows built from panes: tumbling sub-windows of `step` that merge by addition.
 
 A pane holds, for the records assigned to it, per-bin counts of every numeric column and of the
-predictions, counts of known categories plus unseen ones by name, and the concept-drift sums
-(records joined to a label, sum of squared and of absolute errors). A window is the sum of its
+model's outputs (see `reference`), counts of known categories plus unseen ones by name (unseen
+predicted classes too), and the concept-drift sums (records joined to a label, sum of squared and
+of absolute errors: for a classifier both are the number of misclassified records). A window is the sum of its
 last `window // step` panes, so memory is panes x bins whatever the rate or stream length, panes
 from several partitions or instances combine with `Pane.merge`, and a pane round-trips through a
 plain JSON-friendly dict (`to_dict` / `from_dict`) so the shell can persist state on restart.
@@ -23,25 +24,30 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from monitor.reference import PREDICTION, Reference
+from monitor.reference import PREDICTION, Reference, probability_column
 
 UNSEEN_OVERFLOW = "__other__"  # unseen names beyond `max_unseen` per column and pane are lumped here
 
 
 @dataclass(frozen=True)
 class PredictionBatch:
-    """n scored records as columns: ids (n,) str, ts (n,) int epoch ms, predictions (n,) float,
-    numeric {feature: (n,) float}, categorical {feature: (n,) str}."""
+    """n scored records as columns: ids (n,) str, ts (n,) int epoch ms, predictions (n,) float
+    (regression) or (n,) object array of class texts (classification), numeric {feature: (n,)
+    float}, categorical {feature: (n,) str}, probabilities {class text: (n,) float} (empty when the
+    messages carry none)."""
 
     ids: np.ndarray
     ts: np.ndarray
     predictions: np.ndarray
     numeric: Mapping[str, np.ndarray]
     categorical: Mapping[str, np.ndarray]
+    probabilities: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        for name, column in {"ts": self.ts, "predictions": self.predictions, **self.numeric, **self.categorical}.items():
+        columns = {"ts": self.ts, "predictions": self.predictions, **self.numeric, **self.categorical,
+                   **{f"probabilities[{c}]": v for c, v in self.probabilities.items()}}
+        for name, column in columns.items():
             if len(column) != n:
                 raise ValueError(f"batch column '{name}' has {len(column)} rows, ids have {n}")
 
@@ -53,20 +59,30 @@ class PredictionBatch:
         part = slice(start, stop)
         return PredictionBatch(self.ids[part], self.ts[part], self.predictions[part],
                                {c: v[part] for c, v in self.numeric.items()},
-                               {c: v[part] for c, v in self.categorical.items()})
+                               {c: v[part] for c, v in self.categorical.items()},
+                               {c: v[part] for c, v in self.probabilities.items()})
 
     @classmethod
     def from_messages(
-        cls, messages: Sequence[Mapping[str, Any]], numeric: Sequence[str], categorical: Sequence[str]
+        cls, messages: Sequence[Mapping[str, Any]], numeric: Sequence[str], categorical: Sequence[str],
+        *, classification: bool = False,
     ) -> "PredictionBatch":
-        """Columns from decoded prediction messages {"id","ts","prediction","features":{...}}."""
+        """Columns from decoded prediction messages {"id","ts","prediction","features":{...}} (and,
+        for a classifier, "probabilities": {class text: p}); categories and classes as text."""
+        from contract.schema import category_text  # the one rule for the text of a category
+
         features = [m["features"] for m in messages]
+        predictions = [m["prediction"] for m in messages]
+        with_probabilities = classification and bool(messages) and all("probabilities" in m for m in messages)
+        classes = list(messages[0]["probabilities"]) if with_probabilities else []
         return cls(
             ids=np.array([str(m["id"]) for m in messages], dtype=object),
             ts=np.array([m["ts"] for m in messages], dtype=np.int64),
-            predictions=np.array([m["prediction"] for m in messages], dtype=np.float64),
+            predictions=(np.array(list(map(category_text, predictions)), dtype=object) if classification
+                         else np.array(predictions, dtype=np.float64)),
             numeric={c: np.array([f[c] for f in features], dtype=np.float64) for c in numeric},
-            categorical={c: np.array([f[c] for f in features], dtype=str) for c in categorical},
+            categorical={c: np.array([category_text(f[c]) for f in features], dtype=object) for c in categorical},
+            probabilities={c: np.array([m["probabilities"][c] for m in messages], dtype=np.float64) for c in classes},
         )
 
 
@@ -125,7 +141,9 @@ class Pane:
 
 
 class PaneLayout:
-    """Where each column's bins sit in a pane's flat counts: numeric..., prediction, categorical..."""
+    """Where each column's bins sit in a pane's flat counts: the reference's KS columns (numeric
+    features, then the regression prediction or the class probabilities), then its chi-square
+    columns (categorical features, then the predicted class); see `Reference.layout`."""
 
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
@@ -136,21 +154,38 @@ class PaneLayout:
             self.slices[name] = slice(start, start + size)
             start += size
         self.total = start
+        self.ks_columns = reference.ks_columns
+        self.chi2_columns = reference.chi2_columns
+        # where each column's values sit in a batch: (batch attribute, key in it or None)
+        self.sources: dict[str, tuple[str, str | None]] = {
+            **{name: ("numeric", name) for name in reference.numeric},
+            **{name: ("categorical", name) for name in reference.categorical},
+            **{probability_column(c): ("probabilities", c) for c in reference.probabilities},
+            PREDICTION: ("predictions", None),
+        }
 
     def empty(self, pane_id: int) -> Pane:
         return Pane(pane_id, np.zeros(self.total, dtype=np.int64))
 
+    def values(self, batch: PredictionBatch, name: str) -> np.ndarray:
+        """The batch's values of a layout column: a feature, the prediction or a class's probability."""
+        attribute, key = self.sources[name]
+        column = getattr(batch, attribute) if key is None else getattr(batch, attribute).get(key)
+        if column is None:
+            raise ValueError(f"batch has no column '{name}', which the reference has "
+                             f"({'class probabilities' if attribute == 'probabilities' else attribute})")
+        return column
+
     def encode(self, batch: PredictionBatch) -> "EncodedBatch":
-        """Flat bin of every record and column, numeric and prediction bins then category codes.
+        """Flat bin of every record and column, KS columns' bins then chi-square columns' codes.
 
         A category the reference never saw gets the spill bin `total` (dropped after counting) and is
         marked in `unseen`, so its name can be counted apart."""
-        ref = self.reference
-        columns = [self.slices[c].start + ref.numeric[c].bin_index(batch.numeric[c]) for c in ref.numeric]
-        columns.append(self.slices[PREDICTION].start + ref.prediction.bin_index(batch.predictions))
+        columns = [self.slices[name].start + bins.bin_index(self.values(batch, name))
+                   for name, bins in self.ks_columns.items()]
         unseen: dict[str, np.ndarray] = {}
-        for name, profile in ref.categorical.items():
-            codes = profile.codes(batch.categorical[name])
+        for name, profile in self.chi2_columns.items():
+            codes = profile.codes(self.values(batch, name))
             missing = codes < 0
             if missing.any():
                 unseen[name] = missing
@@ -207,7 +242,8 @@ class PaneWindow:
             pane.counts += np.bincount(encoded.flat[rows].ravel(), minlength=total + 1)[:total]
             pane.records += len(pane_ids) if single else int(rows.sum())
             for name, missing in encoded.unseen.items():
-                names, counts = np.unique(np.asarray(batch.categorical[name])[rows][missing[rows]], return_counts=True)
+                values = np.asarray(self.layout.values(batch, name))
+                names, counts = np.unique(values[rows][missing[rows]], return_counts=True)
                 if len(names):
                     self._count_unseen(pane.unseen.setdefault(name, {}), dict(zip(map(str, names), counts.tolist())))
         self.records += int(keep.sum())
@@ -290,7 +326,21 @@ class PaneWindow:
 
 
 class CountWindow(PaneWindow):
-    """The last `window` records, evaluated every `step` records (window a multiple of step)."""
+    """The last `window` records, evaluated every `step` records (window a multiple of step).
+
+    >>> rng = np.random.default_rng(0)
+    >>> reference = Reference.from_arrays({"x": rng.normal(0, 1, 500)}, {"c": rng.choice(["a", "b"], 500)},
+    ...                                   rng.normal(0, 1, 500), rng.normal(0, 1, 500))
+    >>> window = CountWindow(reference, window=100, step=25)
+    >>> batch = PredictionBatch(np.array([f"r{i}" for i in range(60)], dtype=object), np.arange(60) * 1000,
+    ...                         rng.normal(0, 1, 60), {"x": rng.normal(0, 1, 60)},
+    ...                         {"c": np.array(["a", "b", "new"] * 20, dtype=object)})
+    >>> pane_ids, closed = window.update(batch)
+    >>> closed, pane_ids[[0, 25, 59]].tolist()  # panes of 25 records: 0 and 1 are full, 2 fills
+    ([0, 1], [0, 1, 2])
+    >>> window.aggregate(1).records, window.panes[0].unseen  # the window ending at pane 1; unseen names
+    (50, {'c': {'new': 8}})
+    """
 
     def __init__(self, reference: Reference, window: int = 1000, step: int = 250, max_unseen: int = 100) -> None:
         check_window(window, step, "records")

@@ -23,9 +23,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 @pytest.fixture(scope="module")
 def heldout() -> dict[str, np.ndarray]:
     """The held-out reference rows as numpy columns (pandas only here, in the test)."""
-    from scorer.model import load_reference
+    from contract.artifacts import REFERENCE_FILE, read_reference
+    from contract.schema import DEFAULT_SCHEMA, load_schema
 
-    frame = load_reference(ARTIFACTS)
+    frame = read_reference(ARTIFACTS / REFERENCE_FILE, load_schema(DEFAULT_SCHEMA))
     return {c: frame[c].to_numpy(str if c in CATEGORICAL else np.float64) for c in frame.columns}
 
 
@@ -167,3 +168,15 @@ def test_false_alarm_rate_matches_budget_at_loose_alpha(heldout, reference):
     print("MSE ratio false-alarm rate", (ratio > at_n).mean(), (ratio > calibration.mse_ratio(1000, alpha)).mean())
     assert abs((ratio > at_n).mean() - 0.05) < 0.015
     assert (ratio > calibration.mse_ratio(1000, alpha)).mean() <= 0.05
+
+
+def test_binomial_upper_quantile_is_the_exact_tail():
+    """The classifier's error-count null: the smallest x with P(X > x) <= alpha, checked against
+    the pmf summed by hand."""
+    for n, p, alpha in ((857, 0.2132, 1.6e-6), (666, 0.1, 0.05), (300, 0.5 / 6000, 1e-3)):
+        x = int(stats.binomial_upper_quantile(alpha, n, p))
+        pmf = sps.binom.pmf(np.arange(n + 1), n, p)
+        assert pmf[x + 1:].sum() <= alpha < pmf[x:].sum()
+    assert stats.binomial_upper_quantile(0.5, 10, 1.0) == 10  # every record wrong already: no room above
+    with pytest.raises(ValueError, match="alpha"):
+        stats.binomial_upper_quantile(0.0, 10, 0.1)

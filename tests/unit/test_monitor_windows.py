@@ -265,3 +265,65 @@ def test_join_matches_the_one_record_at_a_time_rules(seed):
             older.load_dict(json.loads(json.dumps(rows)))
             assert older.to_dict() == state
     assert naive.joined > 100 and naive.duplicates > 10 and naive.expired_predictions + naive.expired_labels > 100
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Reference:
+    """Two classes with probabilities; the class "no" is rare in the predictions."""
+    rng = np.random.default_rng(1)
+    m = 2000
+    p_yes = rng.beta(5, 1, m)
+    predicted = np.where(p_yes > 0.5, "yes", "no").astype(object)
+    return Reference.from_arrays({"x": rng.normal(0, 1, m)}, {"c": rng.choice(["a", "b"], m)}, predicted,
+                                 np.where(rng.random(m) < 0.1, "no", predicted), task="classification",
+                                 probabilities={"no": 1 - p_yes, "yes": p_yes}, classes=("no", "yes"))
+
+
+def test_classifier_outputs_are_pane_columns(classifier):
+    """KS columns (x, p(no), p(yes)) then chi-square columns (c, the predicted class); a class the
+    reference never predicted is counted by name, as an unseen category is."""
+    assert list(classifier.layout) == ["x", "p(no)", "p(yes)", "c", "prediction"]
+    window = CountWindow(classifier, 10, 5)
+    b = PredictionBatch(np.array([f"r{i}" for i in range(10)], dtype=object), np.arange(10) * 1000,
+                        np.array(["yes"] * 6 + ["no", "no", "maybe", "maybe"], dtype=object),
+                        {"x": np.zeros(10)}, {"c": np.array(["a"] * 10, dtype=object)},
+                        {"no": np.full(10, 0.2), "yes": np.full(10, 0.8)})
+    assert len(b.rows(2, 5).probabilities["yes"]) == 3
+    pane_ids, closed = window.update(b)
+    assert closed == [0, 1]
+    pane = window.aggregate(1)
+    layout = window.layout
+    assert pane.counts[layout.slices["prediction"]].tolist() == [2, 6]  # no, yes
+    assert pane.unseen == {"prediction": {"maybe": 2}}
+    assert pane.counts[layout.slices["p(yes)"]].sum() == 10 and pane.counts[layout.slices["c"]].tolist() == [10, 0]
+    state = json.loads(json.dumps(window.to_dict()))
+    restored = CountWindow(classifier, 10, 5)
+    restored.load_dict(state)
+    assert restored.aggregate(1).unseen == pane.unseen and np.array_equal(restored.aggregate(1).counts, pane.counts)
+    with pytest.raises(ValueError, match="no column 'p\\(no\\)'"):
+        window.update(PredictionBatch(b.ids, b.ts, b.predictions, b.numeric, b.categorical))  # no probabilities
+
+
+def test_classifier_join_counts_misclassified_records():
+    join = LabelJoin(ttl_ms=10_000, classification=True)
+    join.add_predictions(["a", "b", "c"], [0, 0, 0], np.array(["yes", "no", "yes"], dtype=object), [0, 0, 1])
+    got = join.add_labels(["b", "a", "d"], [1, 1, 1], np.array(["yes", "yes", "no"], dtype=object))
+    assert got.squared.tolist() == got.absolute.tolist() == [1.0, 0.0] and got.pane_ids.tolist() == [0, 0]
+    state = json.loads(json.dumps(join.to_dict()))
+    assert state["predictions"]["prediction"] == ["yes"] and state["labels"]["label"] == ["no"]
+    restored = LabelJoin(ttl_ms=10_000, classification=True)
+    restored.load_dict(state)
+    assert restored.to_dict() == state
+    got = restored.add_predictions(["d"], [2], np.array(["no"], dtype=object), [1])  # d's label waited
+    assert got.squared.tolist() == [0.0]
+    assert restored.add_labels(["c"], [3], np.array(["unknown"], dtype=object)).squared.tolist() == [1.0]
+
+
+def test_batch_from_classifier_messages():
+    messages = [{"id": 1, "ts": 5, "prediction": True, "probabilities": {"false": 0.1, "true": 0.9},
+                 "features": {"x": 1.0, "c": 3}},
+                {"id": 2, "ts": 6, "prediction": False, "probabilities": {"false": 0.7, "true": 0.3},
+                 "features": {"x": 2.0, "c": 4}}]
+    b = PredictionBatch.from_messages(messages, ["x"], ["c"], classification=True)
+    assert b.predictions.tolist() == ["true", "false"] and b.categorical["c"].tolist() == ["3", "4"]
+    assert b.probabilities["true"].tolist() == [0.9, 0.3]
