@@ -48,8 +48,9 @@ test-all: setup tools
 soak: setup
 	$(PY) -m pytest -m soak -s tests/soak
 
-demo: setup $(MODEL_DIR)/model.joblib
-	$(PY) -m devstack.demo
+# EXAMPLE=affairs runs the classification example; the demo trains the example it runs on first use.
+demo: setup
+	$(PY) -m devstack.demo $(if $(EXAMPLE),--example $(EXAMPLE))
 
 # Benchmarks (not tests): numbers for the README, ratios within one run.
 bench: setup $(MODEL_DIR)/model.joblib

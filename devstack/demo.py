@@ -4,6 +4,10 @@ Starts the local broker (Tansu), the scorer, the monitor, Prometheus + Alertmana
 local webhook sink standing in for Discord (when they are installed), and a simulator whose
 stream drifts after --onset records. Prints predictions, drift and alerts as they happen.
 Ctrl-C stops every process it started. Logs go to .demo/.
+
+Examples (`--example`, or `make demo EXAMPLE=affairs`): diamonds (price regression, the default)
+and affairs (classification of statsmodels' `fair` data, with class probabilities). Each is
+trained into its model folder on first use (`python -m scorer train --example NAME`).
 """
 from __future__ import annotations
 
@@ -50,14 +54,42 @@ def read_metrics(port: int) -> dict[tuple[str, tuple], float]:
 
 
 def status_line(scorer: dict, monitor: dict) -> str:
-    predictions = scorer.get(("scorer_predictions_total", ()), 0)
+    def first(samples: dict, name: str, default: float = float("nan")) -> float:
+        """A series by name whatever its labels (the monitor's carry its model's name)."""
+        return next((v for (n, _), v in samples.items() if n == name), default)
+
+    predictions = first(scorer, "scorer_predictions_total", 0)
     invalid = sum(v for (name, _), v in scorer.items() if name == "scorer_invalid_records_total")
     flagged = sorted(dict(labels)["feature"] for (name, labels), v in monitor.items()
                      if name == "drift_feature_detected" and v == 1)
-    concept = monitor.get(("concept_drift", ()), float("nan"))
-    data = monitor.get(("data_drift", ()), float("nan"))
-    return (f"predictions {predictions:,.0f} | DLQ {invalid:,.0f} | data_drift {data:.3f} | concept_drift {concept:+.3f} | "
-            f"flagged: {', '.join(flagged) or 'nothing'}")
+    if first(monitor, "prediction_drift_detected") == 1:
+        flagged.append("prediction")
+    error = (f"error rate {first(monitor, 'rolling_error_rate'):.3f}" if any(n == "rolling_error_rate" for n, _ in monitor)
+             else f"rolling MSE {first(monitor, 'rolling_mse'):,.0f}")
+    return (f"predictions {predictions:,.0f} | DLQ {invalid:,.0f} | data_drift {first(monitor, 'data_drift'):.3f} | "
+            f"concept_drift {first(monitor, 'concept_drift'):+.3f} ({error}) | flagged: {', '.join(flagged) or 'nothing'}")
+
+
+# example -> (model folder under MODEL_DIR's parent, default scenario)
+EXAMPLES = {"diamonds": ("", "carat-shift"), "affairs": ("affairs", "mix:occupation")}
+
+
+def example_dir(example: str) -> Path:
+    base = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts"))
+    return base / EXAMPLES[example][0] if EXAMPLES[example][0] else base
+
+
+def prediction_line(message: dict, schema) -> str:
+    """One prediction for the console: its id, the first features, the prediction (and class probability)."""
+    nested = schema.messages.features
+    features = message.get(nested, {}) if nested else message
+    shown = " ".join(f"{name}={features.get(name)}" for name in schema.feature_names[:4])
+    prediction = message.get(schema.messages.prediction)
+    text = f"{prediction:>10,.0f}" if isinstance(prediction, float) else str(prediction)
+    probabilities = message.get(schema.messages.probabilities) if schema.messages.probabilities else None
+    if isinstance(probabilities, dict) and str(prediction) in probabilities:
+        text += f" (p={probabilities[str(prediction)]:.2f})"
+    return f"  prediction {str(message.get(schema.messages.id)):<12} {shown} -> {text}"
 
 
 def watch(processes: list[subprocess.Popen], names: dict[int, str], stopping: threading.Event) -> None:
@@ -75,7 +107,10 @@ def watch(processes: list[subprocess.Popen], names: dict[int, str], stopping: th
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", default="carat-shift", help="drift after the onset (see `python -m producer simulate --help`)")
+    parser.add_argument("--example", choices=list(EXAMPLES), default=os.environ.get("EXAMPLE") or "diamonds",
+                        help="the shipped model to run: diamonds (regression) or affairs (classification) (env EXAMPLE)")
+    parser.add_argument("--scenario", default=None, help="drift after the onset (see `python -m producer simulate --help`); "
+                        "default carat-shift for diamonds, mix:occupation for affairs")
     parser.add_argument("--onset", type=int, default=15_000, help="records of normal traffic before the drift")
     parser.add_argument("--rate", type=float, default=500.0, help="records per second")
     parser.add_argument("--kafka-port", type=int, default=9092, help="broker port (a free one if taken)")
@@ -88,11 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM as on Ctrl-C
     WORKDIR.mkdir(exist_ok=True)
-    try:  # fail now, with seaborn's message, rather than in the simulator's log
-        from contract.dataset import load_diamonds
+    model_dir = example_dir(args.example)
+    scenario = args.scenario or EXAMPLES[args.example][1]
+    if not (model_dir / "schema.yaml").exists() or not (model_dir / "model.joblib").exists():
+        print(f"training the {args.example} example into {model_dir} (first run only)", flush=True)
+        trained = subprocess.run([sys.executable, "-m", "scorer", "train", "--example", args.example], cwd=ROOT,
+                                 env={**os.environ, "MODEL_DIR": str(model_dir)})
+        if trained.returncode:
+            return 2  # the trainer printed why (no data, ...)
+    from contract.artifacts import load_model_schema
+    from contract.schema import SchemaError
 
-        load_diamonds()
-    except RuntimeError as exc:
+    try:
+        schema = load_model_schema(model_dir)
+    except SchemaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # Fresh Prometheus and Alertmanager data: series left by an earlier run would raise ghost alerts.
@@ -106,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         broker = start_broker(port_or_free(args.kafka_port), log_path=WORKDIR / "tansu.log")
         scorer_port, monitor_port = port_or_free(8001), port_or_free(8000)
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "PYTHONUNBUFFERED": "1", "MODEL_DIR": str(model_dir)}
         print(f"broker      {broker.bootstrap}  (export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap} to use the CLIs beside the demo)")
 
         def launch(name: str, *command: str) -> None:
@@ -146,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             stoppers.append(prometheus.stop)
             print(f"prometheus  {prometheus.url}   alertmanager {alertmanager.url}   Discord stand-in {sink_url}")
 
-        launch("simulator", "producer", "simulate", "--count", "0", "--rate", str(args.rate), "--scenario", args.scenario,
+        launch("simulator", "producer", "simulate", "--count", "0", "--rate", str(args.rate), "--scenario", scenario,
                "--onset", str(args.onset), "--label-delay", "1")
-        print(f"simulator   {args.rate:g} records/s, {args.scenario} from record {args.onset:,} "
+        print(f"model       {schema.name} ({schema.task}) from {model_dir}")
+        print(f"simulator   {args.rate:g} records/s, {scenario} from record {args.onset:,} "
               f"(~{args.onset / args.rate:.0f} s); logs in {WORKDIR}/. Ctrl-C stops everything.\n")
 
         tail = subprocess.Popen([sys.executable, "-m", "scorer", "tail", "--json"], env=env, cwd=ROOT,
@@ -159,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         last_status = 0.0
         for count, line in enumerate(tail.stdout):
             if count % max(1, int(args.rate)) == 0:  # one prediction a second
-                p = json.loads(line)
-                f = p["features"]
-                print(f"  prediction {p['id']:<12} {f['carat']:>5} ct {f['cut']:<9} {f['color']} {f['clarity']:<5} -> {p['prediction']:>10,.0f}")
+                print(prediction_line(json.loads(line), schema))
             if time.monotonic() - last_status > 5:
                 last_status = time.monotonic()
                 print(status_line(read_metrics(scorer_port), read_metrics(monitor_port)))

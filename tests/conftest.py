@@ -15,18 +15,31 @@ if "SEABORN_DATA" not in os.environ and (SHARED_SEABORN / "diamonds.csv").exists
     os.environ["SEABORN_DATA"] = str(SHARED_SEABORN)
 
 
-@pytest.fixture(scope="session")
-def model_dir() -> Path:
-    """The trained model: MODEL_DIR's if it loads here, else trained once into it (~40 s)."""
+def trained(path: Path, example: str) -> Path:
+    """A model dir of the shipped example, trained here unless `path` holds one this scikit-learn can load."""
+    import subprocess
+    import sys
+
     import sklearn
 
-    from scorer.model import METADATA_FILE, train
-
-    path = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
-    metadata = path / METADATA_FILE
-    if not metadata.exists() or json.loads(metadata.read_text())["libraries"]["scikit-learn"] != sklearn.__version__:
-        train(path)
+    metadata = path / "metadata.json"
+    if (not metadata.exists() or not (path / "schema.yaml").exists()
+            or json.loads(metadata.read_text())["libraries"]["scikit-learn"] != sklearn.__version__):
+        subprocess.run([sys.executable, "-m", "scorer", "train", "--example", example], cwd=ROOT, check=True,
+                       env={**os.environ, "MODEL_DIR": str(path)})
     return path
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The diamonds model: MODEL_DIR's if it loads here, else trained once into it (~40 s)."""
+    return trained(Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve(), "diamonds")
+
+
+@pytest.fixture(scope="session")
+def affairs_dir(model_dir) -> Path:
+    """The shipped classification example, in a folder of the diamonds model's (git-ignored)."""
+    return trained(model_dir / "affairs", "affairs")
 
 
 @pytest.fixture(scope="session")

@@ -216,3 +216,44 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+# -- a model's whole pipeline: simulator -> scorer -> monitor ------------------------------------
+def run_stream(kafka: KafkaEnv, tmp_path: Path, model_dir: Path, scenario: str, count: int, onset: int,
+               seed: int = 5) -> Samples:
+    """Simulate `count` records of the model in `model_dir` (schema.yaml, reference.csv, model.joblib)
+    through the scorer and a monitor given --schema and --reference; the monitor's /metrics (model
+    label kept) once every prediction and label is in. One partition: records in simulator order."""
+    from devstack.broker import free_port
+
+    port, log = free_port(), tmp_path / "monitor.log"
+    scorer = kafka.start("scorer", "run", "--model-dir", str(model_dir), "--metrics-port", "0", "--group",
+                         f"scorer-{kafka.suffix}", log=tmp_path / "scorer.log", TOPIC_PARTITIONS="1")
+    monitor = kafka.start("monitor", "run", "--schema", str(model_dir / "schema.yaml"), "--reference",
+                          str(model_dir / "reference.csv"), "--group", f"monitor-{kafka.suffix}", "--metrics-host",
+                          "127.0.0.1", "--metrics-port", str(port), log=log, TOPIC_PARTITIONS="1",
+                          MODEL_DIR="/nonexistent")  # everything it needs comes from --schema and --reference
+    try:
+        wait_for_log(tmp_path / "scorer.log", "scoring ")
+        wait_for_log(log, "monitoring ")
+        produced = kafka.run("producer", "simulate", "--model-dir", str(model_dir), "--count", str(count), "--rate", "0",
+                             "--scenario", scenario, "--onset", str(onset), "--seed", str(seed), "--label-delay", "0",
+                             TOPIC_PARTITIONS="1")
+        assert produced.returncode == 0, produced.stderr.decode()[-2000:]
+        labels = kafka.topics["LABELS_TOPIC"]
+        wait_until(lambda: (s := scrape(port)).get(("monitor_stream_records", ())) == count
+                   and s.get(("monitor_records_consumed_total", (("topic", labels),))) == count
+                   and s.get(("label_coverage_ratio", ())) == 1.0,
+                   timeout=180, interval=0.5, message=f"{scenario}: {count} predictions and labels monitored")
+        samples = scrape(port, keep_model=True)
+        assert stop_process(monitor) == 0
+    finally:
+        stop_process(monitor)
+        stop_process(scorer)
+    return samples
+
+
+def flagged(samples: Samples) -> dict[str, float]:
+    """Evaluations that flagged each feature."""
+    return {dict(labels)["feature"]: value for (name, labels), value in samples.items()
+            if name == "drift_feature_detections_total"}

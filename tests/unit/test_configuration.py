@@ -54,7 +54,7 @@ def run_cli(module: str, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("module, args, message", [
     ("producer", ["simulate", "--scenario", "carat-drift"],
-     r"invalid choice: 'carat-drift' \(choose from 'none', 'carat-shift', 'gradual-carat', 'cut-mix'"),
+     r"unknown scenario 'carat-drift': use one of none, scale:COL:FACTOR"),
     ("producer", ["simulate", "--rate", "-5"], r"--rate must be >= 0 \(0 is as fast as possible\)"),
     ("producer", ["simulate", "--bad-share", "2"], r"--bad-share must be between 0 and 1"),
     ("monitor", ["run", "--window", "100", "--step", "250"],
@@ -75,12 +75,63 @@ def test_bad_settings_fail_at_start_with_what_to_change(module, args, message, m
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("module, args", [("scorer", ["run"]), ("scorer", ["serve"]), ("monitor", ["run"])])
+@pytest.mark.parametrize("module, args", [("scorer", ["run"]), ("scorer", ["serve"]), ("monitor", ["run"]),
+                                          ("producer", ["simulate"])])
 def test_a_missing_model_says_how_to_make_one(module, args, tmp_path):
     result = run_cli(module, *args, MODEL_DIR=str(tmp_path / "nothing-here"))
     assert result.returncode == 2, result.stderr
-    assert "run `python -m scorer train` (or set MODEL_DIR)" in result.stderr, result.stderr
+    assert "python -m scorer train" in result.stderr and "MODEL_DIR" in result.stderr, result.stderr
     assert str(tmp_path / "nothing-here") in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("module, args", [("scorer", ["run"]), ("scorer", ["serve"]), ("monitor", ["run"]),
+                                          ("producer", ["simulate"]), ("producer", ["publish", "-"])])
+def test_a_bad_schema_stops_every_service_naming_the_file_and_key(module, args, tmp_path, model_dir):
+    for name in ("model.joblib", "reference.csv", "metadata.json"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    (tmp_path / "schema.yaml").write_text((model_dir / "schema.yaml").read_text().replace("task: regression", "task: ranking"))
+    result = run_cli(module, *args, MODEL_DIR=str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert f"{tmp_path / 'schema.yaml'}: task: 'ranking' is not a task: use regression or classification" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_monitor_help_names_every_topic_and_group_setting():
+    result = run_cli("monitor", "run", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for variable in ("MONITOR_STATE_TOPIC", "MONITOR_DLQ_TOPIC", "PREDICTIONS_TOPIC", "LABELS_TOPIC", "MONITOR_GROUP"):
+        assert variable in text, variable
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("module, args, flag", [
+    ("scorer", ["run", "--metrics-host", "127.0.0.1", "--metrics-port"], "--metrics-port"),
+    ("monitor", ["run", "--metrics-host", "127.0.0.1", "--metrics-port"], "--metrics-port"),
+    ("producer", ["simulate", "--count", "1", "--metrics-host", "127.0.0.1", "--metrics-port"], "--metrics-port"),
+    ("scorer", ["serve", "--host", "127.0.0.1", "--port"], "--port"),
+])
+def test_a_port_in_use_stops_the_start_naming_the_port_and_the_flag(kafka, module, args, flag):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = kafka.run(module, *args, str(port), timeout=120)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr[-2000:]
+    assert f"port {port} on 127.0.0.1 is already in use: choose another with {flag}" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.broker
+def test_consumer_only_kafka_settings_do_not_warn_in_producers(kafka):
+    """KafkaEnv sets KAFKA_SESSION_TIMEOUT_MS (a consumer setting) for every process."""
+    result = kafka.run("producer", "simulate", "--count", "10", "--rate", "0", "--label-delay", "0")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert "CONFWARN" not in result.stderr.decode(), result.stderr.decode()[-2000:]
 
 
 # -- secrets ---------------------------------------------------------------------------------------
