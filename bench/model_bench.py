@@ -17,9 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contract.dataset import load_diamonds, split_holdout  # noqa: E402
-from contract.records import FEATURE_COLUMNS  # noqa: E402
-from scorer.model import FOREST_PARAMS, build_pipeline  # noqa: E402
+from contract.dataset import example_schema, load_diamonds, split_holdout  # noqa: E402
+from scorer.examples import FOREST_PARAMS, build_pipeline  # noqa: E402
+
+FEATURE_COLUMNS = example_schema("diamonds").feature_names
 
 
 def measure(name: str, pipeline, train, holdout, compress) -> tuple[str, float, float, float]:

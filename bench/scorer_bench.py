@@ -1,12 +1,15 @@
 """Scorer benchmarks, all in one run so the ratios hold on a noisy machine.
 
-1. offline: one vectorized model.predict over N records (the bar's denominator);
+1. offline: one vectorized model.predict over N records (the bar's denominator; with
+   predict_proba too for a classifier whose messages carry probabilities);
 2. the tutorial's one-record-per-call predict (for contrast);
 3. the scorer process through the local broker on the same N records (bar: >= 0.8 x offline),
    alone on the machine; 1 and 3 alternate for --rounds rounds and the medians are compared;
    then once more with this script tailing the predictions meanwhile;
 4. produce -> prediction latency p50/p99 with the simulator at 1,000 records/s.
 
+Any model dir (MODEL_DIR, default artifacts/: the diamonds model): records are drawn from its
+reference.csv and laid out as its schema.yaml says.
 Run: `make bench` or `.venv/bin/python bench/scorer_bench.py [--records N]`.
 """
 from __future__ import annotations
@@ -21,22 +24,36 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 from confluent_kafka import Consumer, Producer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contract.records import FEATURE_COLUMNS, encode  # noqa: E402
+from contract.artifacts import load_model_schema  # noqa: E402
 from devstack.broker import free_port, start_broker  # noqa: E402
 from devstack.demo import read_metrics  # noqa: E402
 from scorer.model import load, load_reference  # noqa: E402
 
 
 def sample_records(model_dir: Path, count: int, seed: int = 1) -> pd.DataFrame:
+    """`count` rows of the reference's features (drawn with replacement), in the schema's order and types."""
     reference = load_reference(model_dir)
     rows = np.random.default_rng(seed).integers(0, len(reference), size=count)
-    return reference.iloc[rows][list(FEATURE_COLUMNS)].reset_index(drop=True)
+    return reference.iloc[rows][list(load_model_schema(model_dir).feature_names)].reset_index(drop=True)
+
+
+def _native(value):
+    return value.item()  # a numpy scalar (an integer category, say) as the Python value orjson writes
+
+
+def feature_records(model_dir: Path, frame: pd.DataFrame, prefix: str = "b", now_ms: int | None = None) -> list[tuple[str, bytes]]:
+    """(key, feature record JSON) per row, laid out as the model's schema says."""
+    schema = load_model_schema(model_dir)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return [(f"{prefix}-{i}", orjson.dumps(schema.feature_record(f"{prefix}-{i}", now_ms, record), default=_native))
+            for i, record in enumerate(frame.to_dict("records"))]
 
 
 def consume_predictions(bootstrap: str, topic: str, expected: int, timeout: float) -> list[tuple[float, dict]]:
@@ -66,18 +83,17 @@ def predictions_delivered(port: int) -> float:
     return read_metrics(port).get(("scorer_predictions_total", ()), 0)
 
 
-def fill_features(bootstrap: str, frame: pd.DataFrame) -> str:
+def fill_features(bootstrap: str, model_dir: Path, frame: pd.DataFrame) -> str:
     """A new features topic holding every record of `frame`; its name."""
     from contract.settings import ensure_topics
 
     topic = f"bench-f-{uuid.uuid4().hex[:8]}"
     ensure_topics([topic], environ={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    now = int(time.time() * 1000)
-    for i, record in enumerate(frame.to_dict("records")):
+    for key, value in feature_records(model_dir, frame):
         while True:
             try:
-                producer.produce(topic, encode({"id": f"b-{i}", "ts": now, **record}), key=f"b-{i}")
+                producer.produce(topic, value, key=key)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -130,7 +146,7 @@ def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir
         raise RuntimeError(f"only {len(received)} of {count} predictions arrived")
     # scored_at is stamped per batch: the rate between the first and the last batch excludes
     # process start-up and group join, which are not throughput.
-    scored = np.array([p["scored_at"] for _, p in received], dtype=float)
+    scored = np.array([p["scored_at"] for _, p in received], dtype=float)  # scoring.SCORED_AT: in every layout
     first, last = scored.min(), scored.max()
     after_first = int((scored > first).sum())
     return after_first / ((last - first) / 1000.0), cpu
@@ -148,6 +164,7 @@ def latency_at_rate(bootstrap: str, model_dir: Path, rate: int, count: int) -> t
         subprocess.run([sys.executable, "-m", "producer", "simulate", "--count", "10", "--rate", "0", "--id-prefix", "warm"],
                        env=env, cwd=ROOT, check=True, capture_output=True)
         consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], 10, timeout=120)
+        # The simulator reads MODEL_DIR (service_env) for the schema and the reference rows.
         producer = subprocess.Popen([sys.executable, "-m", "producer", "simulate", "--count", str(count), "--rate", str(rate),
                                      "--label-delay", "0"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         received = consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], count + 10, timeout=count / rate + 120)
@@ -155,13 +172,17 @@ def latency_at_rate(bootstrap: str, model_dir: Path, rate: int, count: int) -> t
     finally:
         scorer.terminate()
         scorer.wait(30)
-    latencies = np.array([at * 1000 - p["ts"] for at, p in received if p["id"].startswith("sim-")])
+    layout = load_model_schema(model_dir).messages
+    latencies = np.array([at * 1000 - p[layout.timestamp] for at, p in received if str(p[layout.id]).startswith("sim-")])
     return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
 
 
-def offline_rate(model, frame: pd.DataFrame) -> float:
+def offline_rate(model, frame: pd.DataFrame, probabilities: bool) -> float:
+    """Records/s of the model alone: predict (and predict_proba, when the scorer publishes it) in one call each."""
     started = time.perf_counter()
     model.predict(frame)
+    if probabilities:
+        model.pipeline.predict_proba(frame)
     return len(frame) / (time.perf_counter() - started)
 
 
@@ -173,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
     model = load(model_dir)
+    schema = load_model_schema(model_dir)
+    probabilities = bool(schema.classification and schema.messages.probabilities)
     frame = sample_records(model_dir, args.records)
     single = frame.head(300)
     started = time.perf_counter()
@@ -183,17 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     broker = start_broker()
     offline, alone, cpus = [], [], []
     try:
-        features_topic = fill_features(broker.bootstrap, frame)
+        features_topic = fill_features(broker.bootstrap, model_dir, frame)
         # Rounds alternate the two measures, so a slow spell of this shared machine weighs on both.
         for round_number in range(1, args.rounds + 1):
-            offline.append(offline_rate(model, frame))
+            offline.append(offline_rate(model, frame, probabilities))
             rate, cpu = scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, False, broker.process.pid)
             alone.append(rate)
             cpus.append(cpu)
             print(f"round {round_number}: offline {offline[-1]:,.0f} records/s, scorer {rate:,.0f} "
                   f"({rate / offline[-1]:.2f})", file=sys.stderr)
         tailed, _ = scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, True, broker.process.pid)
-        offline_last = offline_rate(model, frame)
+        offline_last = offline_rate(model, frame, probabilities)
         p50, p99 = latency_at_rate(broker.bootstrap, model_dir, 1000, args.latency_records)
     finally:
         broker.stop()

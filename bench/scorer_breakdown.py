@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import scorer.service as service  # noqa: E402
-from bench.scorer_bench import sample_records  # noqa: E402
-from contract.records import encode  # noqa: E402
+from bench.scorer_bench import feature_records, sample_records  # noqa: E402
+from contract.artifacts import load_model_schema  # noqa: E402
 from contract.settings import Topics, ensure_topics  # noqa: E402
 from devstack.broker import start_broker  # noqa: E402
-from scorer.model import load  # noqa: E402
+from scorer.model import check_against_schema, load  # noqa: E402
+from scorer.scoring import BatchCodec  # noqa: E402
 
 timings: dict[str, list[tuple[float, float, int]]] = {}  # step -> [(start, seconds, records)]
 
@@ -45,13 +46,16 @@ def timed(name: str, function):
 class ThreadPredictor:
     """`scorer.predictor.PredictProcess`'s interface on a thread of this process."""
 
-    def __init__(self, model) -> None:
-        self.model, self.batches, self.results = model, queue.Queue(), queue.Queue()
+    def __init__(self, model, outputs) -> None:
+        from scorer.predictor import model_output
+
+        self.predict = lambda batch: model_output(model, outputs, batch)
+        self.batches, self.results = queue.Queue(), queue.Queue()
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self) -> None:
         while (batch := self.batches.get()) is not None:
-            self.results.put(self.model.predict(batch))
+            self.results.put(self.predict(batch))
 
     def submit(self, batch) -> None:
         self.batches.put(batch)
@@ -80,15 +84,16 @@ def main(argv: list[str] | None = None) -> int:
                            "FEATURES_TOPIC": "bf", "PREDICTIONS_TOPIC": "bp", "DLQ_TOPIC": "bd"})
         ensure_topics(["bf", "bp", "bd"])
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
-        for i, record in enumerate(sample_records(model_dir, args.records).to_dict("records")):
+        for key, value in feature_records(model_dir, sample_records(model_dir, args.records), now_ms=1):
             while True:
                 try:
-                    producer.produce("bf", encode({"id": f"b-{i}", "ts": 1, **record}), key=f"b-{i}")
+                    producer.produce("bf", value, key=key)
                     break
                 except BufferError:
                     producer.poll(0.05)
         producer.flush()
-        model = load(model_dir)
+        model, schema = load(model_dir), load_model_schema(model_dir)
+        codec = BatchCodec(schema, check_against_schema(model, schema))
         service.collect_batch = timed("consume (collect_batch)", service.collect_batch)
         service.decode_batch = timed("decode + validate", service.decode_batch)
         service.PredictProcess.result = timed("wait for the prediction", service.PredictProcess.result)
@@ -103,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             stop.set()
 
         threading.Thread(target=stop_when_done, daemon=True).start()
-        service.run(service.ScorerConfig(metrics_port=0, batch_size=args.batch_size), model, Topics.from_env(), registry, stop)
+        service.run(service.ScorerConfig(metrics_port=0, batch_size=args.batch_size), model, codec,
+                    Topics.for_model(schema.name), registry, stop)
     finally:
         broker.stop()
     first = min(start for start, _, size in timings["consume (collect_batch)"] if size)

@@ -1,1 +1,1 @@
-"""The scorer service: trains the price model, scores the features topic, serves /predict."""
+"""The scorer service: scores a features topic with any scikit-learn model (laid out by its schema), serves /predict, trains the shipped examples."""

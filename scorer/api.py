@@ -1,7 +1,9 @@
 """`python -m scorer serve`: the tutorial's Flask API, kept for request/response use.
 
-POST /predict takes one record or a list; `id` and `ts` are optional here. The answer uses
-the same model as the stream, so it equals offline `model.predict`.
+POST /predict takes one feature record or a list, as the schema describes them (the features at
+top level); the id and timestamp fields are optional here. Each answer is
+`{id, prediction, model_version, unseen_categories, [probabilities]}` from the same model and
+codec as the stream, so it equals offline `model.predict` (and `predict_proba`).
 """
 from __future__ import annotations
 
@@ -11,36 +13,39 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from contract.records import FeatureRecord, Rejection, parse_json, validate_features, InvalidRecord
+from contract.schema import InvalidRecord, Rejection, Schema, check_record, parse_json, verdict
 from scorer.model import LoadedModel
-from scorer.scoring import predict_records
+from scorer.scoring import BatchCodec, predictor_of
 
 MAX_BODY_BYTES = 1 << 20
 MAX_BATCH_RECORDS = 10_000
 
 
-def _with_identity(obj: Any, index: int, now_ms: int) -> Any:
+def _with_identity(obj: Any, index: int, now_ms: int, schema: Schema) -> Any:
     if isinstance(obj, dict):
-        return {"id": str(index), "ts": now_ms, **obj}
+        m = schema.messages
+        return {m.id: str(index), m.timestamp: schema.timestamp_value(now_ms), **obj}
     return obj
 
 
-def create_app(model: LoadedModel, registry: CollectorRegistry | None = None,
+def create_app(model: LoadedModel, codec: BatchCodec, registry: CollectorRegistry | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH_RECORDS) -> Flask:
     registry = registry or CollectorRegistry()
     requests_total = Counter("api_requests_total", "POST /predict requests by status", ["status"], registry=registry)
     predictions_total = Counter("api_predictions_total", "Records predicted over HTTP", registry=registry)
     seconds = Histogram("api_request_duration_seconds", "POST /predict handling time", registry=registry)
+    schema, predict = codec.schema, predictor_of(model.pipeline, codec)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.json.sort_keys = False  # answers in the documented order, probabilities in the schema's class order
 
     def reject(status: int, errors: list[dict[str, Any]]) -> tuple[Response, int]:
         requests_total.labels(str(status)).inc()
         return jsonify({"errors": errors}), status
 
     @app.post("/predict")
-    def predict() -> tuple[Response, int]:
+    def predict_records() -> tuple[Response, int]:
         started = time.perf_counter()
         raw = request.get_data(cache=False)
         try:
@@ -52,19 +57,26 @@ def create_app(model: LoadedModel, registry: CollectorRegistry | None = None,
         if many and not 1 <= len(items) <= max_batch:
             return reject(400, [{"reason": "batch_size", "detail": f"send 1-{max_batch} records per request"}])
         now_ms = int(time.time() * 1000)
-        records: list[FeatureRecord] = []
+        records: list[Any] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
-            checked = validate_features(_with_identity(item, index, now_ms))
+            checked = verdict(check_record, schema, _with_identity(item, index, now_ms, schema), parsed=True)
             if isinstance(checked, Rejection):
                 errors.append({"index": index, "reason": checked.reason, "detail": checked.detail})
             else:
                 records.append(checked)
         if errors:
             return reject(400, errors)
-        predictions = predict_records(records, model.predict)
-        answers = [{"id": r.id, "prediction": float(p), "model_version": model.version,
-                    "unseen_categories": list(r.unseen_categories)} for r, p in zip(records, predictions)]
+        frame, _ = codec.frame(records)
+        outputs = codec.outputs(predict(frame))
+        unseen = {name: (~frame[name].isin(known)).tolist() for name, known in codec.known.items()}
+        answers = []
+        for i, record in enumerate(records):
+            answer = {"id": codec.id_of(record), "prediction": outputs.predictions[i], "model_version": model.version,
+                      "unseen_categories": [name for name, flags in unseen.items() if flags[i]]}
+            if codec.probabilities:
+                answer["probabilities"] = dict(zip(schema.class_texts, outputs.probabilities[i].tolist()))
+            answers.append(answer)
         predictions_total.inc(len(answers))
         requests_total.labels("200").inc()
         seconds.observe(time.perf_counter() - started)
@@ -76,7 +88,7 @@ def create_app(model: LoadedModel, registry: CollectorRegistry | None = None,
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
-        return jsonify({"status": "ok", "model_version": model.version}), 200
+        return jsonify({"status": "ok", "model": schema.name, "model_version": model.version}), 200
 
     @app.get("/metrics")
     def metrics() -> Response:

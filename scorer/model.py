@@ -1,110 +1,33 @@
-"""Training, saving and loading the price model, and the held-out reference the monitor uses.
+"""Loading a user's scikit-learn model from MODEL_DIR, and checking it against the schema.
 
-MODEL_DIR holds three files:
-  model.joblib    the fitted scikit-learn pipeline
-  reference.csv   the held-out 20%: features, price (label) and the model's prediction
-  metadata.json   model version (content hash), library versions, held-out MSE/MAE
+MODEL_DIR (see contract.artifacts) holds model.joblib, schema.yaml and reference.csv; metadata.json
+is optional (`scorer train` writes one). The model is any fitted estimator or Pipeline taking a
+DataFrame of the schema's feature columns; its version is metadata.json's, else the content hash
+of model.joblib. Training the shipped examples is `scorer.examples`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import platform
-import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from contract.records import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
+from contract.artifacts import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, load_model_schema, model_version, read_reference
+from contract.schema import Schema, category_text
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.joblib"
-REFERENCE_FILE = "reference.csv"
-METADATA_FILE = "metadata.json"
-
-# The tutorial used RandomForestRegressor() with defaults: 100 fully grown trees, 339 MB on
-# disk and 3 minutes to train on 2 cores here. Leaves of at least 3 samples and 60 trees keep
-# the held-out MSE (it is slightly lower, measured in bench/model.py) at a fifth of the size
-# and a sixth of the training time.
-FOREST_PARAMS: dict[str, Any] = {"n_estimators": 60, "min_samples_leaf": 3, "random_state": 42}
+__all__ = ["METADATA_FILE", "MODEL_FILE", "REFERENCE_FILE", "ModelError", "LoadedModel", "load", "load_reference",
+           "split_final_step", "train", "check_against_schema"]
 
 
 class ModelError(RuntimeError):
     """A model that cannot be used, with a message that says what to do."""
-
-
-def build_pipeline(**forest_params: Any):
-    """The tutorial's pipeline: scale numerics, one-hot categoricals (unknown ones ignored)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    preprocess = ColumnTransformer(
-        [
-            ("numeric", StandardScaler(), list(NUMERIC_FEATURES)),
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL_FEATURES)),
-        ]
-    )
-    return Pipeline([("preprocess", preprocess), ("forest", RandomForestRegressor(**forest_params))])
-
-
-def library_versions() -> dict[str, str]:
-    import scipy
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "scipy": scipy.__version__,
-        "joblib": joblib.__version__,
-    }
-
-
-def train(model_dir: Path, n_jobs: int = -1) -> dict[str, Any]:
-    """Fit on 80% of diamonds, write model, held-out reference and metadata; return metadata."""
-    from contract.dataset import load_diamonds, split_holdout
-
-    train_frame, holdout = split_holdout(load_diamonds())
-    started = time.perf_counter()
-    pipeline = build_pipeline(**FOREST_PARAMS, n_jobs=n_jobs)
-    pipeline.fit(train_frame[list(FEATURE_COLUMNS)], train_frame["price"])
-    train_seconds = time.perf_counter() - started
-    # Scoring runs one process per core (instances share partitions), so the saved model
-    # predicts on one thread.
-    pipeline.set_params(forest__n_jobs=1)
-
-    reference = holdout.reset_index(drop=True)
-    reference["prediction"] = pipeline.predict(reference[list(FEATURE_COLUMNS)])
-    errors = reference["prediction"] - reference["price"]
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model_path = model_dir / MODEL_FILE
-    joblib.dump(pipeline, model_path, compress=3)
-    reference.to_csv(model_dir / REFERENCE_FILE, index=False)
-    metadata = {
-        "model_version": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
-        "trained_at": int(time.time() * 1000),
-        "train_seconds": round(train_seconds, 2),
-        "forest_params": FOREST_PARAMS,
-        "features": list(FEATURE_COLUMNS),
-        "n_train": len(train_frame),
-        "n_holdout": len(reference),
-        "holdout_mse": float(np.mean(errors**2)),
-        "holdout_mae": float(np.mean(np.abs(errors))),
-        "model_bytes": model_path.stat().st_size,
-        "libraries": library_versions(),
-    }
-    (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    return metadata
 
 
 class HandedOver:
@@ -117,11 +40,21 @@ class HandedOver:
 @dataclass
 class LoadedModel:
     pipeline: Any
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # at least model_version
 
     @property
     def version(self) -> str:
         return self.metadata["model_version"]
+
+    @property
+    def classes(self) -> tuple | None:
+        """A classifier's classes in its predict_proba column order, as Python values; None for a regressor."""
+        classes = getattr(self.pipeline, "classes_", None)
+        return None if classes is None else tuple(np.asarray(classes).tolist())
+
+    @property
+    def has_probabilities(self) -> bool:
+        return hasattr(self.pipeline, "predict_proba")  # a Pipeline answers for its final step
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline.predict(frame)
@@ -139,8 +72,8 @@ class LoadedModel:
 def split_final_step(pipeline: Any) -> tuple[Callable[[pd.DataFrame], Any], Any]:
     """(the transforms, the final estimator) of a scikit-learn Pipeline; (identity, the model) otherwise.
 
-    `Pipeline.predict` is exactly its transforms, then the final estimator's predict: split, the
-    scorer encodes one batch while its predict process runs the forest on the previous one."""
+    `Pipeline.predict` (and `predict_proba`) is exactly its transforms, then the final estimator's:
+    split, the scorer encodes one batch while its predict process runs the forest on the previous one."""
     from sklearn.pipeline import Pipeline
 
     if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
@@ -148,27 +81,85 @@ def split_final_step(pipeline: Any) -> tuple[Callable[[pd.DataFrame], Any], Any]
     return (lambda frame: frame), pipeline
 
 
-def load(model_dir: Path) -> LoadedModel:
-    """Load a trained model, refusing one that this scikit-learn cannot be trusted to read."""
-    import sklearn
+def _version_refusal(model_dir: Path, trained_with: str, current: str) -> ModelError:
+    # Pickled estimators are only guaranteed to load in the version that wrote them.
+    return ModelError(f"model in {model_dir} was trained with scikit-learn {trained_with}, this is {current}: "
+                      "retrain it (`python -m scorer train` for the examples) or install the matching scikit-learn")
 
+
+def load(model_dir: Path) -> LoadedModel:
+    """Load model.joblib, refusing one that this scikit-learn cannot be trusted to read: the version
+    metadata.json names, or (without metadata) the one scikit-learn recorded in the pickle."""
+    import joblib
+    import sklearn
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    model_dir = Path(model_dir)
     model_path, metadata_path = model_dir / MODEL_FILE, model_dir / METADATA_FILE
-    if not model_path.exists() or not metadata_path.exists():
-        raise ModelError(f"no trained model in {model_dir}: run `python -m scorer train` (or set MODEL_DIR)")
-    metadata = json.loads(metadata_path.read_text())
-    trained_with = metadata.get("libraries", {}).get("scikit-learn")
-    if trained_with != sklearn.__version__:
-        # Pickled estimators are only guaranteed to load in the version that wrote them.
-        raise ModelError(
-            f"model in {model_dir} was trained with scikit-learn {trained_with}, this is {sklearn.__version__}: "
-            "retrain with `python -m scorer train` or install the matching scikit-learn"
-        )
-    return LoadedModel(joblib.load(model_path), metadata)
+    if not model_path.exists():
+        raise ModelError(f"no {MODEL_FILE} in {model_dir}: run `python -m scorer train` for an example model, or save "
+                         "your fitted scikit-learn model there with joblib.dump (or set MODEL_DIR / --model-dir)")
+    metadata: dict[str, Any] = {}
+    if metadata_path.exists():
+        try:
+            metadata = json.loads(metadata_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read {metadata_path} ({exc}): fix or delete it (it is optional)") from None
+        if not isinstance(metadata, dict):
+            raise ModelError(f"{metadata_path} must hold a JSON object: fix or delete it (it is optional)")
+    trained_with = (metadata.get("libraries") or {}).get("scikit-learn")
+    if trained_with and trained_with != sklearn.__version__:
+        raise _version_refusal(model_dir, trained_with, sklearn.__version__)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InconsistentVersionWarning)
+        try:
+            pipeline = joblib.load(model_path)
+        except Exception as exc:  # noqa: BLE001 - unpickling runs arbitrary code: any error means unusable
+            raise ModelError(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from None
+    for warning in caught:
+        if issubclass(warning.category, InconsistentVersionWarning):
+            raise _version_refusal(model_dir, warning.message.original_sklearn_version, sklearn.__version__)
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if not hasattr(pipeline, "predict"):
+        raise ModelError(f"{model_path} holds a {type(pipeline).__name__}, not a fitted estimator with predict()")
+    return LoadedModel(pipeline, {**metadata, "model_version": metadata.get("model_version") or model_version(model_path)})
+
+
+def check_against_schema(model: LoadedModel, schema: Schema) -> tuple | None:
+    """The model's classes (None for a regressor) once its task and classes fit the schema;
+    ModelError naming what to change otherwise. The classes are matched by their text
+    (`category_text`): the scorer maps the model's order onto the schema's, never by position."""
+    classes = model.classes
+    where = schema.source
+    if not schema.classification:
+        if classes is not None:
+            raise ModelError(f"the model is a classifier (classes {list(classes)[:10]}) but {where} says task: "
+                             "regression: set task: classification and its classes")
+        return None
+    if classes is None:
+        raise ModelError(f"{where} says task: classification but the model has no classes_ (a regressor?): "
+                         "set task: regression, or use the fitted classifier")
+    texts = [category_text(c) for c in classes]
+    unknown = [t for t in texts if t not in schema.class_texts]
+    absent = [t for t in schema.class_texts if t not in texts]
+    if unknown or absent:
+        raise ModelError(f"the model's classes {texts} are not {where}'s classes {list(schema.class_texts)}"
+                         f" ({'the schema lacks ' + repr(unknown[0]) if unknown else 'the model never predicts ' + repr(absent[0])})"
+                         ": make the schema's classes the model's")
+    if schema.messages.probabilities and not model.has_probabilities:
+        raise ModelError(f"{where} sets messages.probabilities but the model has no predict_proba: remove "
+                         "messages.probabilities from the schema, or use a classifier with predict_proba")
+    return classes
 
 
 def load_reference(model_dir: Path) -> pd.DataFrame:
-    """The held-out rows with price and prediction: the monitor's no-drift reference."""
-    path = model_dir / REFERENCE_FILE
-    if not path.exists():
-        raise ModelError(f"no reference file {path}: run `python -m scorer train` (or set MODEL_DIR)")
-    return pd.read_csv(path, dtype={c: str for c in CATEGORICAL_FEATURES})
+    """The held-out rows of MODEL_DIR/reference.csv, checked against its schema.yaml."""
+    model_dir = Path(model_dir)
+    return read_reference(model_dir / REFERENCE_FILE, load_model_schema(model_dir))
+
+
+def train(model_dir: Path, example: str = "diamonds", n_jobs: int = -1) -> dict[str, Any]:
+    """Train a shipped example into model_dir (see scorer.examples); its metadata."""
+    from scorer.examples import train as train_example
+
+    return train_example(Path(model_dir), example, n_jobs=n_jobs)

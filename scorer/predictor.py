@@ -5,7 +5,9 @@ while the scorer's thread decodes or produces, every retake waits for it (`bench
 and `bench/scorer_breakdown.py --predict-thread` compare the two). A process shares nothing; a
 batch goes over a socket. The scorer sends the pipeline's final estimator and each batch
 already transformed (`scorer.model.split_final_step`), so the encoding of the next batch
-overlaps the forest too; any model with `predict` works.
+overlaps the forest too; any model with `predict` works. What comes back is `model_output`: the
+predictions, and for a classifier whose messages carry them, its class probabilities from the
+same batch in the same round trip.
 
 The worker is `python -m scorer.predictor FD` in a session of its own: a terminal's Ctrl-C (sent
 to the foreground process group) reaches only the scorer, which finishes the batches in hand
@@ -33,16 +35,34 @@ STARTUP_TIMEOUT_SECONDS = 120.0  # interpreter, imports and unpickling the model
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+# What a model returns per batch (`model_output`).
+NUMBERS = "numbers"  # a regressor: predictions as float64
+CLASSES = "classes"  # a classifier: (predicted classes, None)
+CLASSES_AND_PROBABILITIES = "classes+probabilities"  # (predicted classes, predict_proba as float64)
+OUTPUTS = (NUMBERS, CLASSES, CLASSES_AND_PROBABILITIES)
+
+
 class PredictorFailed(RuntimeError):
     """The predict process died or its model raised: the batch is not scored."""
 
 
+def model_output(model: Any, outputs: str, batch: Any) -> Any:
+    """One batch through the model: an (n,) float array (NUMBERS), or (the (n,) predicted classes,
+    None or the (n, k) probabilities in the model's `classes_` order)."""
+    if outputs == NUMBERS:
+        return np.asarray(model.predict(batch), dtype=float)
+    classes = np.asarray(model.predict(batch))
+    if outputs == CLASSES:
+        return classes, None
+    return classes, np.asarray(model.predict_proba(batch), dtype=float)
+
+
 def serve_predictions(connection: Connection) -> None:
-    """The worker: the model, then batches in, ("ok", predictions) or ("error", traceback) out,
-    until the socket closes."""
+    """The worker: (outputs, the model), then batches in, ("ok", model_output) or ("error",
+    traceback) out, until the socket closes."""
     try:
         try:
-            model = connection.recv()
+            outputs, model = connection.recv()
         except (EOFError, OSError):
             return
         except Exception:  # noqa: BLE001 - a model this process cannot load: say why
@@ -55,7 +75,7 @@ def serve_predictions(connection: Connection) -> None:
             except (EOFError, OSError):
                 return
             try:
-                reply = ("ok", np.asarray(model.predict(batch), dtype=float))
+                reply = ("ok", model_output(model, outputs, batch))
             except Exception:  # noqa: BLE001 - the scorer decides what a failed batch means
                 reply = ("error", traceback.format_exc())
             connection.send(reply)
@@ -64,9 +84,12 @@ def serve_predictions(connection: Connection) -> None:
 
 
 class PredictProcess:
-    """`submit(batch)` then `result()`, one batch at a time, in a spawned process holding the model."""
+    """`submit(batch)` then `result()`, one batch at a time, in a spawned process holding the model.
+    `outputs`: what `result()` returns (see `model_output`)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, outputs: str = NUMBERS) -> None:
+        if outputs not in OUTPUTS:
+            raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
         ours, theirs = socket.socketpair()
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                               os.environ.get("PYTHONPATH")]))}
@@ -77,7 +100,7 @@ class PredictProcess:
         self._waiting = False
         self._closed = False
         try:
-            self._connection.send(model)
+            self._connection.send((outputs, model))
         except OSError as exc:
             self.close()
             raise self._died() from exc
@@ -99,7 +122,8 @@ class PredictProcess:
             raise self._died() from exc
         self._waiting = True
 
-    def result(self) -> np.ndarray:
+    def result(self) -> Any:
+        """The last submitted batch's `model_output`."""
         if not self._waiting:
             raise RuntimeError("result() without a submit()")
         self._waiting = False

@@ -1,10 +1,17 @@
-"""The scoring step: raw feature messages in, predictions and dead letters out. No I/O.
+"""The scoring step: raw feature records in, prediction messages and dead letters out. No I/O.
 
-    decode_batch(values)                      -> DecodedBatch (valid records as a frame, rejections)
-    predict(decoded.frame)                    -> one prediction per valid record
-    finish_batch(decoded, predictions, ...)   -> ScoredBatch (prediction messages, rejections)
+    codec = BatchCodec(schema, model_classes)          once at start-up, from the schema
+    decode_batch(values, codec)                       -> DecodedBatch (valid records as a frame, rejections)
+    codec.outputs(model_output(model, kind, frame))   -> Outputs (a prediction per valid record [, probabilities])
+    finish_batch(decoded, outputs, version, now, codec) -> ScoredBatch (prediction messages, rejections)
 One vectorized `predict` per batch: the forest's per-call overhead is paid once per batch, not
 once per record (bench/scorer_bench.py shows the tutorial's one-record-per-call rate beside it).
+
+Prediction messages are laid out as the schema's `messages` says, fields in this order:
+`{id, ts, scored_at, model_version, prediction, [probabilities], features}` (features nested
+under `messages.features`, or top-level fields when it is null); `ts` as the record carried it.
+The Structs that encode them are built once from the schema; `prediction_message` builds the same
+message one record at a time, as the definition the batch path is tested against byte for byte.
 """
 from __future__ import annotations
 
@@ -12,27 +19,37 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
+import msgspec
 import numpy as np
 import pandas as pd
 
-from contract import wire
-from contract.records import CATEGORICAL_FEATURES, FEATURE_COLUMNS, KNOWN_CATEGORIES, FeatureRecord, Rejection, decode_features
+from contract.schema import Rejection, Schema, category_text, check_record, decode_records, verdict
+from scorer.predictor import CLASSES, CLASSES_AND_PROBABILITIES, NUMBERS, model_output
 
-Predict = Callable[[pd.DataFrame], np.ndarray]
+Predict = Callable[[pd.DataFrame], Any]  # a frame of valid records -> model_output(...)
 
-_FIELD_INDEX = {name: i for i, name in enumerate(FeatureRecord._fields)}
+SCORED_AT, MODEL_VERSION = "scored_at", "model_version"  # fields the scorer adds to every prediction
+encode = msgspec.json.Encoder().encode
 
 
 @dataclass
 class DecodedBatch:
     ids: list[str]  # the valid records, in input order
-    ts: list[int]
-    frame: pd.DataFrame  # the same records, one column per feature
+    ts: list  # their event times as decoded (epoch-ms ints, or datetimes for ISO-8601)
+    frame: pd.DataFrame  # the same records, one column per feature in the schema's order, native values
     rejections: list[tuple[int, Rejection]]  # (input position, why)
-    unseen: Counter = field(default_factory=Counter)  # column -> records with an unseen category
+    unseen: Counter = field(default_factory=Counter)  # feature -> records with an unseen category
     columns: dict[str, list] = field(default_factory=dict)  # the frame's columns as lists, for the messages
+
+
+@dataclass
+class Outputs:
+    """What the model said about a batch, in the schema's terms."""
+
+    predictions: list  # one per valid record: a float, or the schema's class (str, int or bool)
+    probabilities: np.ndarray | None = None  # (n, k) in schema.class_texts order, when published
 
 
 @dataclass
@@ -41,65 +58,159 @@ class ScoredBatch:
 
     predictions: list[tuple[str, bytes]] = field(default_factory=list)  # (record id, prediction JSON)
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)  # (input position, why)
-    unseen: Counter = field(default_factory=Counter)  # column -> records with an unseen category
+    unseen: Counter = field(default_factory=Counter)  # feature -> records with an unseen category
 
 
-def records_frame(records: Sequence[FeatureRecord]) -> pd.DataFrame:
-    """Column-wise frame in the order the pipeline was trained on."""
-    if not records:
-        return pd.DataFrame({c: [] for c in FEATURE_COLUMNS})
-    columns = list(zip(*records))  # records are tuples: transpose once
-    return pd.DataFrame({c: columns[_FIELD_INDEX[c]] for c in FEATURE_COLUMNS})
+def _out_struct(name: str, keys: Sequence[str]) -> type:
+    """A Struct encoding these JSON keys in this order (attributes f0, f1, ...: keys need not be
+    identifiers). gc=False: they hold strings, numbers and other such Structs only."""
+    if len(set(keys)) != len(keys):
+        repeated = next(k for k in keys if list(keys).count(k) > 1)
+        raise ValueError(f"prediction messages would carry the field {repeated!r} twice: rename the feature "
+                         f"or the messages field (the scorer adds {SCORED_AT} and {MODEL_VERSION})")
+    attrs = [f"f{i}" for i in range(len(keys))]
+    return msgspec.defstruct(name, [(a, Any) for a in attrs], rename=dict(zip(attrs, keys)), gc=False)
 
 
-def predict_records(records: Sequence[FeatureRecord], predict: Predict) -> np.ndarray:
-    if not records:
-        return np.empty(0)
-    return np.asarray(predict(records_frame(records)), dtype=float)
+class BatchCodec:
+    """A schema's decoding and encoding, built once at start-up: the typed record decoder, the
+    column getters, and the Structs of prediction messages.
+
+    `model_classes`: a classifier's `classes_` in its order (None for a regressor), matched to the
+    schema's classes by text, so predictions are published as the schema's class values and
+    probabilities in `schema.class_texts` order whatever order the model learned them in;
+    `scorer.model.check_against_schema` refuses a model whose classes are not the schema's."""
+
+    def __init__(self, schema: Schema, model_classes: Sequence[Any] | None = None) -> None:
+        self.schema = schema
+        m, d = schema.messages, schema.decoders
+        self.decoder = d.record
+        self.id_of, self.ts_of = d.getter("record", m.id), d.getter("record", m.timestamp)
+        self.column_of = {name: d.getter("record", name) for name in schema.feature_names}
+        # Native known values: a categorical column of the frame holds its kind (str, int, bool), and
+        # for one kind `isin(categories)` is exactly "category_text in Feature.known".
+        self.known = {f.name: list(f.categories) for f in schema.features if not f.numeric}
+        self.probabilities = bool(schema.classification and m.probabilities)
+        self.kind = NUMBERS if not schema.classification else CLASSES_AND_PROBABILITIES if self.probabilities else CLASSES
+        self._to_schema: dict | None = None  # model class -> schema class, when they differ
+        self._order: list[int] | None = None  # schema class i is the model's probability column _order[i]
+        if schema.classification:
+            if model_classes is None:
+                raise ValueError(f"{schema.source} is a classification schema: give the model's classes")
+            texts = [category_text(c) for c in model_classes]
+            if sorted(texts) != sorted(schema.class_texts):
+                raise ValueError(f"the model's classes {texts} are not {schema.source}'s {list(schema.class_texts)}")
+            by_text = dict(zip(schema.class_texts, schema.classes))
+            if tuple(model_classes) != schema.classes or texts != list(schema.class_texts):
+                self._to_schema = {c: by_text[t] for c, t in zip(model_classes, texts)}
+            order = [texts.index(t) for t in schema.class_texts]
+            self._order = None if order == list(range(len(order))) else order
+        head = [m.id, m.timestamp, SCORED_AT, MODEL_VERSION, m.prediction] + ([m.probabilities] if self.probabilities else [])
+        self.features_type = _out_struct("FeaturesOut", schema.feature_names) if m.features else None
+        self.prediction_type = _out_struct("PredictionOut", head + ([m.features] if m.features else list(schema.feature_names)))
+        self.probabilities_type = _out_struct("ProbabilitiesOut", schema.class_texts) if self.probabilities else None
+
+    def frame(self, records: Sequence[Any]) -> tuple[pd.DataFrame, dict[str, list]]:
+        """(the frame the model takes, its columns as lists) of decoded records: one attrgetter
+        mapped over the batch per feature, in C."""
+        columns = {name: list(map(get, records)) for name, get in self.column_of.items()}
+        return pd.DataFrame(columns) if records else pd.DataFrame({c: [] for c in columns}), columns
+
+    def outputs(self, raw: Any) -> Outputs:
+        """model_output(model, self.kind, frame) in the schema's terms: floats, or the schema's
+        classes (and probabilities in its class order)."""
+        if self.kind == NUMBERS:
+            return Outputs(raw.tolist())
+        classes, probabilities = raw
+        predictions = classes.tolist()  # numpy scalars -> Python str/int/bool, which encode as JSON
+        if self._to_schema is not None:
+            predictions = list(map(self._to_schema.__getitem__, predictions))
+        if probabilities is not None and self._order is not None:
+            probabilities = probabilities[:, self._order]
+        return Outputs(predictions, probabilities)
 
 
-def _feature_or_rejection(raw: bytes) -> wire.FeatureMessage | Rejection:
-    """The contract's verdict on a record the typed decoder refused (it may still be valid: an integer id, say)."""
-    decoded = decode_features(raw)
-    return decoded if isinstance(decoded, Rejection) else wire.FeatureMessage(**decoded._asdict())
-
-
-def decode_batch(values: Sequence[bytes | None]) -> DecodedBatch:
+def decode_batch(values: Sequence[bytes | None], codec: BatchCodec) -> DecodedBatch:
     """Decode and validate message payloads (in consumption order).
 
-    msgspec's typed decoder (`contract.wire.decode_records`, the rules of contract.records) builds
-    every record in C; a refused record goes through `decode_features`, which gives the verdict and
-    its reason."""
+    The schema's typed decoder builds every record in C (`contract.schema.decode_records`); a
+    refused record goes through `check_record`, which gives the verdict and its reason."""
+    schema = codec.schema
     raw_values = [value if value is not None else b"" for value in values]
-    records, rejections = wire.decode_records(raw_values, wire.feature_decoder, _feature_or_rejection)
-    columns = {c: list(map(wire.field[c], records)) for c in FEATURE_COLUMNS}
-    frame = pd.DataFrame(columns) if records else pd.DataFrame({c: [] for c in FEATURE_COLUMNS})
+    records, rejections = decode_records(raw_values, codec.decoder, lambda raw: verdict(check_record, schema, raw))
+    frame, columns = codec.frame(records)
     unseen = Counter()
-    for column in CATEGORICAL_FEATURES:
-        count = int((~frame[column].isin(KNOWN_CATEGORIES[column])).sum())
+    for name, known in codec.known.items():
+        count = int((~frame[name].isin(known)).sum())
         if count:
-            unseen[column] = count
-    return DecodedBatch(list(map(wire.field["id"], records)), list(map(wire.field["ts"], records)), frame, rejections,
-                        unseen, columns)
+            unseen[name] = count
+    return DecodedBatch(list(map(codec.id_of, records)), list(map(codec.ts_of, records)), frame, rejections, unseen,
+                        columns)
 
 
-def predict_decoded(decoded: DecodedBatch, predict: Predict) -> list[float]:
-    return predict(decoded.frame).tolist() if decoded.ids else []
+def predict_decoded(decoded: DecodedBatch, predict: Predict, codec: BatchCodec) -> Outputs:
+    return codec.outputs(predict(decoded.frame)) if decoded.ids else Outputs([])
 
 
-def finish_batch(decoded: DecodedBatch, predictions: Sequence[float], model_version: str, now_ms: int) -> ScoredBatch:
-    """Prediction messages keyed by record id, plus the batch's rejections (built and encoded in C: map
-    over the columns, as records.prediction_message would per record)."""
-    if not all(map(math.isfinite, predictions)):
-        raise ValueError(f"model returned {next(p for p in predictions if not math.isfinite(p))} for a record of this batch")
-    features = map(wire.Features, *(decoded.columns[c] for c in wire.Features.__struct_fields__[:-1]))
-    messages = map(wire.PredictionMessage, decoded.ids, decoded.ts, repeat(now_ms), repeat(model_version),
-                   predictions, features)
-    return ScoredBatch(list(zip(decoded.ids, map(wire.encode, messages))), decoded.rejections, decoded.unseen)
+def _check(outputs: Outputs, count: int, codec: BatchCodec) -> None:
+    if len(outputs.predictions) != count:
+        raise ValueError(f"model returned {len(outputs.predictions)} predictions for {count} records")
+    if codec.kind == NUMBERS and not all(map(math.isfinite, outputs.predictions)):
+        raise ValueError(f"model returned {next(p for p in outputs.predictions if not math.isfinite(p))} "
+                         "for a record of this batch")
+    if codec.probabilities:
+        p = outputs.probabilities
+        if p is None or p.shape != (count, len(codec.schema.classes)) or not np.all((p >= 0) & (p <= 1)):
+            raise ValueError("model returned probabilities that are not one in [0, 1] per record and class")
 
 
-def score_batch(values: Sequence[bytes | None], predict: Predict, model_version: str, now_ms: int) -> ScoredBatch:
+def finish_batch(decoded: DecodedBatch, outputs: Outputs, model_version: str, now_ms: int,
+                 codec: BatchCodec) -> ScoredBatch:
+    """Prediction messages keyed by record id, plus the batch's rejections (built and encoded in C:
+    the Structs mapped over the columns, as `prediction_message` would per record)."""
+    if not decoded.ids:
+        return ScoredBatch([], decoded.rejections, decoded.unseen)
+    _check(outputs, len(decoded.ids), codec)
+    fields: list = [decoded.ids, decoded.ts, repeat(now_ms), repeat(model_version), outputs.predictions]
+    if codec.probabilities:
+        fields.append(map(codec.probabilities_type, *outputs.probabilities.T.tolist()))
+    columns = [decoded.columns[name] for name in codec.schema.feature_names]
+    if codec.features_type is not None:
+        fields.append(map(codec.features_type, *columns))
+    else:
+        fields.extend(columns)
+    messages = map(codec.prediction_type, *fields)
+    return ScoredBatch(list(zip(decoded.ids, map(encode, messages))), decoded.rejections, decoded.unseen)
+
+
+def score_batch(values: Sequence[bytes | None], predict: Predict, model_version: str, now_ms: int,
+                codec: BatchCodec) -> ScoredBatch:
     """All three steps for one batch. Invalid messages come back as rejections with their
     position, so the caller can forward the original bytes to the DLQ."""
-    decoded = decode_batch(values)
-    return finish_batch(decoded, predict_decoded(decoded, predict), model_version, now_ms)
+    decoded = decode_batch(values, codec)
+    return finish_batch(decoded, predict_decoded(decoded, predict, codec), model_version, now_ms, codec)
+
+
+def predictor_of(model: Any, codec: BatchCodec) -> Predict:
+    """`predict` for score_batch in this process (the HTTP API, tests): what the predict process does."""
+    return lambda frame: model_output(model, codec.kind, frame)
+
+
+def prediction_message(schema: Schema, record: Any, prediction: Any, model_version: str, scored_at: int,
+                       probabilities: Sequence[float] | None = None) -> dict[str, Any]:
+    """The prediction message of one decoded record, one field at a time: the definition of the
+    layout (see the module doc). `finish_batch` builds whole batches in C, tested byte for byte
+    against this."""
+    d, m = schema.decoders, schema.messages
+    if not schema.classification and not math.isfinite(prediction):
+        raise ValueError(f"model returned {prediction} for a record")
+    message: dict[str, Any] = {m.id: d.getter("record", m.id)(record), m.timestamp: d.getter("record", m.timestamp)(record),
+                               SCORED_AT: scored_at, MODEL_VERSION: model_version, m.prediction: prediction}
+    if schema.classification and m.probabilities:
+        message[m.probabilities] = dict(zip(schema.class_texts, map(float, probabilities)))
+    features = {name: d.getter("record", name)(record) for name in schema.feature_names}
+    if m.features:
+        message[m.features] = features
+    else:
+        message.update(features)
+    return message

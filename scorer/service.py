@@ -1,4 +1,6 @@
-"""`python -m scorer run`: the features topic in, predictions and dead letters out.
+"""`python -m scorer run`: the features topic in, predictions and dead letters out, for any
+scikit-learn model: records are decoded and predictions laid out as the model's schema says
+(`scorer.scoring.BatchCodec`, built once at start-up).
 
 Delivery guarantee: at-least-once. A batch's offsets are stored and committed only after every
 prediction and DLQ message of that batch is acknowledged by the broker, so a crash replays at
@@ -19,12 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contract.delivery import (DeliveryReport, discard, is_transient, produce, produce_all, producer_failure,
                                resending_producer)
-from contract.records import REJECTION_REASONS
+from contract.schema import REJECTION_REASONS
 from contract.service import freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel
 from scorer.predictor import PredictProcess
-from scorer.scoring import DecodedBatch, ScoredBatch, decode_batch, finish_batch
+from scorer.scoring import BatchCodec, DecodedBatch, Outputs, ScoredBatch, decode_batch, finish_batch
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class ScorerConfig:
 
 
 class ScorerMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, categorical: tuple[str, ...] = ()) -> None:
         self.consumed = Counter("scorer_records_consumed_total", "Feature messages consumed", registry=registry)
         self.predictions = Counter("scorer_predictions_total", "Predictions delivered to the predictions topic", registry=registry)
         self.invalid = Counter("scorer_invalid_records_total", "Records sent to the DLQ, by reason", ["reason"], registry=registry)
@@ -67,6 +69,8 @@ class ScorerMetrics:
         self.model = Gauge("scorer_model_info", "The model being served", ["model_version"], registry=registry)
         for reason in REJECTION_REASONS:  # export zeros so rate() works before the first bad record
             self.invalid.labels(reason)
+        for feature in categorical:  # and before the first unseen category
+            self.unseen.labels(feature)
 
 
 def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics) -> DeliveryReport:
@@ -204,28 +208,33 @@ class InFlight:
     started: float
 
 
-def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: CollectorRegistry,
+def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Topics, registry: CollectorRegistry,
         stop: threading.Event) -> int:
     """Consume until `stop` is set; the batches in hand are finished, delivered and committed first.
+
+    `codec` is the schema's decoding and encoding, built for this model at start-up (its classes
+    checked against the schema's: `scorer.model.check_against_schema`).
 
     The model's final step (the forest) goes to the predict process and `model` keeps only its
     transforms (`LoadedModel.hand_over_final_step`: its `predict` raises afterwards).
     Two stages overlap: while the forest predicts batch N in its own process
-    (`scorer.predictor`), this process delivers batch N-1, then consumes, decodes and encodes
-    (the pipeline's transforms) batch N+1.
+    (`scorer.predictor`; a classifier's classes and probabilities come back in one round trip),
+    this process delivers batch N-1, then consumes, decodes and encodes (the pipeline's
+    transforms) batch N+1.
     Batches are delivered and committed strictly in order, so a crash replays only what was not
     delivered and committed (at-least-once; the duplicates are at most the batch being delivered).
     """
-    metrics = ScorerMetrics(registry)
+    metrics = ScorerMetrics(registry, codec.schema.categorical)
     metrics.model.labels(model.version).set(1)
     transform, estimator = model.hand_over_final_step()
-    predictor = PredictProcess(estimator)
+    predictor = PredictProcess(estimator, codec.kind)
     del estimator  # the predict process has its own copy: this one can be freed
     try:  # whatever happens below, the predict process ends with this function
         consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
         producer = resending_producer(errors_only=True)
         consumer.subscribe([topics.features])
-        log.info("scoring %s -> %s (group %s, model %s)", topics.features, topics.predictions, config.group, model.version)
+        log.info("scoring %s -> %s (group %s, model %s version %s)", topics.features, topics.predictions, config.group,
+                 codec.schema.name, model.version)
         freeze_startup_heap()
         in_flight: InFlight | None = None
         try:
@@ -237,15 +246,15 @@ def run(config: ScorerConfig, model: LoadedModel, topics: Topics, registry: Coll
                     m for m in collect_batch(consumer, config.batch_size, config.batch_timeout if in_flight is None else 0)
                     if is_record(m)]
                 started = time.perf_counter()
-                decoded = decode_batch([m.value() for m in messages]) if messages else None
+                decoded = decode_batch([m.value() for m in messages], codec) if messages else None
                 encoded = transform(decoded.frame) if decoded is not None and decoded.ids else None
                 finished = in_flight
-                predictions = predictor.result().tolist() if finished is not None and finished.decoded.ids else []
+                outputs = codec.outputs(predictor.result()) if finished is not None and finished.decoded.ids else Outputs([])
                 if encoded is not None:
                     predictor.submit(encoded)
                 in_flight = InFlight(messages, decoded, started) if decoded is not None else None
                 if finished is not None:
-                    scored = finish_batch(finished.decoded, predictions, model.version, int(time.time() * 1000))
+                    scored = finish_batch(finished.decoded, outputs, model.version, int(time.time() * 1000), codec)
                     producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop,
                                                              config)
                     if not delivered:

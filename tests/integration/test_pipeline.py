@@ -12,12 +12,21 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
-from contract.records import FEATURE_COLUMNS, Rejection, decode_features
+from contract.artifacts import load_model_schema, read_reference
+from contract.schema import DEFAULT_SCHEMA, Rejection, check_record, load_schema, verdict
 from devstack.broker import free_port
 from scorer.model import load
 from tests.support import PredictionIds, children, own_rss_mb, stop_process, wait_for_log, wait_until
+from tests.unit.test_scoring import PET_FEATURES, build_classifier_dir
 
 pytestmark = pytest.mark.broker
+
+DIAMONDS = load_schema(DEFAULT_SCHEMA)
+FEATURE_COLUMNS = DIAMONDS.feature_names
+
+
+def decode_features(raw: bytes):
+    return verdict(check_record, DIAMONDS, raw)
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +251,42 @@ def test_ten_thousand_mixed_records_reconcile_in_the_scorers_own_counters(kafka,
     assert totals["scorer_invalid_records_total"] == invalid
     assert totals["scorer_predictions_total"] == 10_000 - invalid
     assert totals["scorer_records_consumed_total"] == totals["scorer_predictions_total"] + totals["scorer_invalid_records_total"]
+
+
+def test_a_classifier_model_dir_scores_through_the_broker_as_offline(kafka, tmp_path):
+    """Any scikit-learn classifier: a model dir built here (model.joblib, schema.yaml, reference.csv),
+    feature records produced straight to the topic; every message carries the class and the
+    probabilities offline predict/predict_proba give."""
+    folder = build_classifier_dir(tmp_path / "pets")
+    schema, model = load_model_schema(folder), load(folder)
+    rows = read_reference(folder / "reference.csv", schema)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
+    topic = kafka.topics["FEATURES_TOPIC"]
+    from contract.settings import ensure_topics
+
+    ensure_topics([topic], environ={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap})
+    for i, (_, row) in enumerate(rows.iterrows()):
+        features = {c: row[c].item() if hasattr(row[c], "item") else row[c] for c in PET_FEATURES}
+        producer.produce(topic, json.dumps(schema.feature_record(f"p{i}", 1_700_000_000_000 + i, features)).encode(),
+                         key=f"p{i}")
+    producer.produce(topic, b'{"id":"bad","ts":1,"weight":-1,"colour":"black","legs":4,"age":1}', key="bad")
+    assert producer.flush(30) == 0
+    scorer = kafka.start("scorer", "run", "--model-dir", str(folder), "--metrics-port", "0", "--group",
+                         f"scorer-{kafka.suffix}", log=tmp_path / "scorer.log")
+    try:
+        messages = kafka.consume("PREDICTIONS_TOPIC", expected=len(rows), timeout=120)
+        dlq = kafka.consume("DLQ_TOPIC", expected=1, timeout=60)
+    finally:
+        assert stop_process(scorer) == 0
+    predictions = {json.loads(m.value())["id"]: json.loads(m.value()) for m in messages}
+    assert len(messages) == len(predictions) == len(rows)
+    ordered = [predictions[f"p{i}"] for i in range(len(rows))]
+    assert [p["prediction"] for p in ordered] == model.predict(rows[PET_FEATURES]).tolist()
+    offline = pd.DataFrame(model.pipeline.predict_proba(rows[PET_FEATURES]), columns=model.classes)
+    for cls in schema.class_texts:
+        np.testing.assert_allclose([p["probabilities"][cls] for p in ordered], offline[cls], rtol=0, atol=1e-12)
+    assert {p["model_version"] for p in ordered} == {model.version} and len(model.version) == 16  # the content hash
+    assert ordered[0]["features"] == {c: rows[c].iloc[0].item() if hasattr(rows[c].iloc[0], "item") else rows[c].iloc[0]
+                                      for c in PET_FEATURES}
+    assert [dict(m.headers())["reason"] for m in dlq] == [b"out_of_range"]
+    assert "model pets version" in (tmp_path / "scorer.log").read_text()

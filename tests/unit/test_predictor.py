@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.records import FEATURE_COLUMNS
+from contract.schema import DEFAULT_SCHEMA, load_schema
 from scorer.model import load, load_reference
-from scorer.predictor import PredictorFailed, PredictProcess
+from scorer.predictor import CLASSES, CLASSES_AND_PROBABILITIES, PredictorFailed, PredictProcess
+
+FEATURE_COLUMNS = load_schema(DEFAULT_SCHEMA).feature_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +79,27 @@ def test_predictions_equal_the_model_batch_after_batch(model_dir):
     finally:
         predictor.close()
     assert predictor._process.poll() is not None
+
+
+def test_a_classifier_returns_classes_and_probabilities_in_one_round_trip():
+    from tests.unit.test_scoring import PET_FEATURES, fit_classifier, pets
+
+    model = fit_classifier(pets(500, seed=1))
+    frame = pets(300, seed=2)[PET_FEATURES]
+    with_probabilities, classes_only = PredictProcess(model, CLASSES_AND_PROBABILITIES), PredictProcess(model, CLASSES)
+    try:
+        with_probabilities.submit(frame)
+        classes, probabilities = with_probabilities.result()
+        assert classes.tolist() == model.predict(frame).tolist()
+        np.testing.assert_array_equal(probabilities, model.predict_proba(frame))
+        classes_only.submit(frame)
+        classes, none = classes_only.result()
+        assert classes.tolist() == model.predict(frame).tolist() and none is None
+    finally:
+        with_probabilities.close()
+        classes_only.close()
+    with pytest.raises(ValueError, match="outputs must be one of"):
+        PredictProcess(model, "labels")
 
 
 def test_one_batch_at_a_time():

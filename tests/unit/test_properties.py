@@ -1,4 +1,6 @@
-"""Property-based checks: the decoder and POST /predict never crash on any input."""
+"""Property-based checks: the scorer's decoding and POST /predict never crash on any input, and
+the batch path gives the schema's verdict on every record. (The monitor's decoders have theirs in
+the monitor's own property tests.)"""
 from __future__ import annotations
 
 import json
@@ -9,12 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from contract.records import REJECTION_REASONS, FeatureRecord, Rejection, decode_features, encode
+from contract.schema import DEFAULT_SCHEMA, REJECTION_REASONS, Rejection, check_record, load_schema, verdict
 from scorer.api import create_app
-from scorer.model import load
-from scorer.scoring import score_batch
+from scorer.model import check_against_schema, load
+from scorer.scoring import BatchCodec, predictor_of, score_batch
 
+SCHEMA = load_schema(DEFAULT_SCHEMA)
+CODEC = BatchCodec(SCHEMA)
 VALID = {"id": "r", "ts": 1, "carat": 0.7, "cut": "Ideal", "color": "E", "clarity": "SI1", "depth": 61.5, "table": 55.0}
+FIELDS = ("id", "ts", *SCHEMA.feature_names)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
@@ -28,36 +33,49 @@ mutated_records = st.builds(
     st.dictionaries(st.sampled_from(sorted(VALID)), json_values, max_size=3),
     st.dictionaries(st.text(max_size=8).filter(lambda k: k not in VALID and k != "price"), json_values, max_size=3),
 )
+# ... and sometimes the label (a published record may carry it; it is checked too).
+mutated_with_price = st.builds(
+    lambda record, price: {**record, **price}, mutated_records,
+    st.one_of(st.just({}), st.dictionaries(st.just("price"), json_values | st.floats(1, 1e7), max_size=1)),
+)
 
 
 def to_bytes(obj) -> bytes:
     return json.dumps(obj, allow_nan=True).encode()
 
 
+def schema_verdict(raw: bytes):
+    return verdict(check_record, SCHEMA, raw)
+
+
+def values_of(record) -> tuple:
+    return tuple(SCHEMA.decoders.getter("record", name)(record) for name in FIELDS)
+
+
 @given(st.binary(max_size=10_000))
 def test_any_bytes_decode_to_a_record_or_a_named_reason(raw):
-    result = decode_features(raw)
-    assert isinstance(result, (FeatureRecord, Rejection))
+    result = schema_verdict(raw)
+    assert isinstance(result, (Rejection, SCHEMA.decoders.record_type))
     if isinstance(result, Rejection):
         assert result.reason in REJECTION_REASONS and result.detail
 
 
 @settings(max_examples=300)
 @given(mutated_records)
-def test_mutated_records_are_valid_exactly_when_the_contract_holds(record):
-    result = decode_features(to_bytes(record))
-    if isinstance(result, FeatureRecord):
+def test_mutated_records_are_valid_exactly_when_the_schema_holds(record):
+    result = schema_verdict(to_bytes(record))
+    if not isinstance(result, Rejection):
         assert set(VALID) <= set(record)
         # What was accepted keeps its values (integer ids become strings).
-        expected = {**record, "id": str(record["id"]), **{k: float(record[k]) for k in ("carat", "depth", "table")}}
-        assert json.loads(encode(result.to_json())) == {k: expected[k] for k in VALID}
+        expected = {**record, "id": str(record["id"]), **{k: float(record[k]) for k in SCHEMA.numeric}}
+        assert values_of(result) == tuple(expected[k] for k in FIELDS)
     else:
         assert result.reason in REJECTION_REASONS
 
 
 @given(st.integers(min_value=1, max_value=3000))
 def test_deep_json_is_refused_not_crashed(depth):
-    assert isinstance(decode_features(b"[" * depth + b"]" * depth), Rejection)
+    assert isinstance(schema_verdict(b"[" * depth + b"]" * depth), Rejection)
 
 
 @pytest.fixture(scope="module")
@@ -69,87 +87,41 @@ def model(model_dir):
 @given(st.lists(mutated_records | json_values, min_size=1, max_size=20))
 def test_a_batch_scores_every_valid_record_and_rejects_the_rest(model, items):
     values = [to_bytes(item) for item in items]
-    batch = score_batch(values, model.predict, model.version, 0)
+    batch = score_batch(values, predictor_of(model.pipeline, CODEC), model.version, 0, CODEC)
     assert len(batch.predictions) + len(batch.rejections) == len(values)
-    valid = [i for i, v in enumerate(values) if isinstance(decode_features(v), FeatureRecord)]
+    valid = [i for i, v in enumerate(values) if not isinstance(schema_verdict(v), Rejection)]
     assert len(batch.predictions) == len(valid)
+    assert [p for p, _ in batch.rejections] == [i for i in range(len(values)) if i not in valid]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=3000) | st.lists(mutated_records, min_size=1, max_size=10).map(to_bytes) | mutated_records.map(to_bytes))
 def test_predict_endpoint_never_answers_500(model, body):
-    client = create_app(model, CollectorRegistry(), max_body_bytes=2048, max_batch=5).test_client()
+    codec = BatchCodec(SCHEMA, check_against_schema(model, SCHEMA))
+    client = create_app(model, codec, CollectorRegistry(), max_body_bytes=2048, max_batch=5).test_client()
     response = client.post("/predict", data=body, content_type="application/json")
     assert response.status_code in (200, 400, 413)
     if response.status_code == 400:
         assert all(e["reason"] for e in response.json["errors"])
 
 
-# -- the typed (msgspec) decoders on the hot paths agree with the contract's validators -----------
-mutated_with_price = st.builds(
-    lambda record, price: {**record, **price}, mutated_records,
-    st.one_of(st.just({}), st.dictionaries(st.just("price"), json_values | st.floats(1, 1e7), max_size=1)),
-)
-
-
-def typed_decode(decoder, raw: bytes):
-    """The typed decoder's record, or None when it refuses."""
-    from contract import wire
-
-    try:
-        return decoder.decode(raw)
-    except wire.DecodeFailure:
-        return None
-
-
 @settings(max_examples=400)
 @given(mutated_with_price)
-def test_typed_feature_decoder_accepts_only_what_the_contract_accepts(record):
-    """The scorer's fast path may refuse more (it then asks `decode_features`), never accept more,
-    and what it accepts has the contract's values."""
-    from contract import wire
-
+def test_the_batch_path_gives_the_schemas_verdict_on_every_record(record):
+    """The scorer's fast path (the typed decoder) may refuse more (it then asks `check_record`),
+    never accept more, and what it publishes are the values the checks accept."""
     raw = to_bytes(record)
-    typed = typed_decode(wire.feature_decoder, raw)
-    contract = decode_features(raw)
-    if typed is not None:
-        assert isinstance(contract, FeatureRecord)
-        assert tuple(contract) == (typed.id, typed.ts, typed.carat, typed.cut, typed.color, typed.clarity, typed.depth,
-                                   typed.table, typed.price)
-    # and the batch path gives the contract's verdict either way
-    batch = score_batch([raw], lambda frame: np.ones(len(frame)), "v", 0)
-    if isinstance(contract, FeatureRecord):
-        assert not batch.rejections and json.loads(batch.predictions[0][1])["features"] == contract.features()
-    else:
-        assert [r.reason for _, r in batch.rejections] == [contract.reason] and not batch.predictions
-
-
-@settings(max_examples=400)
-@given(mutated_records, st.one_of(json_values, st.floats(-1e9, 1e9)))
-def test_typed_prediction_and_label_decoders_accept_only_what_the_contract_accepts(record, value):
-    from contract import wire
-    from contract.records import decode_label
-    from monitor.service import _prediction, decode_labels, decode_predictions
-
-    features = {k: v for k, v in record.items() if k not in ("id", "ts")}
-    message = {k: record[k] for k in ("id", "ts") if k in record} | {"prediction": value, "features": features}
-    raw = to_bytes(message)
-    batch, rejected = decode_predictions([raw])
+    expected = schema_verdict(raw)
     try:
-        expected = _prediction(raw)
-    except Exception as invalid:  # InvalidRecord: the same reason must come out of the batch path
-        assert len(batch) == 0 and [r.reason for _, r in rejected] == [invalid.rejection.reason]
-    else:
-        assert not rejected and len(batch) == 1
-        got = (batch.ids[0], int(batch.ts[0]), float(batch.predictions[0]), *(float(batch.numeric[c][0]) for c in
-               ("carat", "depth", "table")), *(batch.categorical[c][0] for c in ("cut", "color", "clarity")))
-        assert got == expected
-    label = {k: record[k] for k in ("id", "ts") if k in record} | {"price": value}
-    raw = to_bytes(label)
-    ids, ts, prices, rejected = decode_labels([raw])
-    expected = decode_label(raw)
+        typed = SCHEMA.decoders.record.decode(raw)
+    except Exception:  # noqa: BLE001 - msgspec's ValidationError or DecodeError: refused
+        typed = None
+    if typed is not None:
+        assert not isinstance(expected, Rejection) and values_of(typed) == values_of(expected)
+    batch = score_batch([raw], lambda frame: np.ones(len(frame)), "v", 0, CODEC)
     if isinstance(expected, Rejection):
-        assert not ids and [r.reason for _, r in rejected] == [expected.reason]
+        assert [r.reason for _, r in batch.rejections] == [expected.reason] and not batch.predictions
     else:
-        assert (ids, ts.tolist(), prices.tolist(), rejected) == ([expected.id], [expected.ts], [expected.price], [])
-    assert typed_decode(wire.label_decoder, raw) is None or not isinstance(expected, Rejection)
+        assert not batch.rejections
+        published = json.loads(batch.predictions[0][1])
+        assert (published["id"], published["ts"], *published["features"].values()) == values_of(expected)

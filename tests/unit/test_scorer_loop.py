@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 
 import numpy as np
@@ -17,9 +18,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import scorer.service as service
+from contract.artifacts import load_model_schema
+from contract.schema import DEFAULT_SCHEMA, load_schema
 from contract.settings import Topics
-from scorer.model import HandedOver, LoadedModel
+from scorer.__main__ import main
+from scorer.model import HandedOver, LoadedModel, check_against_schema, load
 from scorer.predictor import PredictorFailed, PredictProcess
+from scorer.scoring import BatchCodec
+from tests.unit.test_scoring import PET_FEATURES, build_classifier_dir, pets
+
+DIAMONDS = BatchCodec(load_schema(DEFAULT_SCHEMA))
 
 
 class CaratTimesThousand:
@@ -109,8 +117,8 @@ def fakes(monkeypatch):
     started: list[PredictProcess] = []
 
     class RecordedPredictProcess(PredictProcess):
-        def __init__(self, model):
-            super().__init__(model)
+        def __init__(self, model, outputs):
+            super().__init__(model, outputs)
             self.model, self.batches = model, []
             started.append(self)
 
@@ -129,10 +137,12 @@ def fakes(monkeypatch):
     return events, stop, started, install
 
 
-def run(pipeline, stop, model: LoadedModel | None = None):
+def run(pipeline, stop, model: LoadedModel | None = None, codec: BatchCodec = DIAMONDS,
+        registry: CollectorRegistry | None = None):
     topics = Topics(features="features", predictions="predictions", labels="labels", dlq="dlq")
     return service.run(service.ScorerConfig(metrics_port=0, batch_size=100, batch_timeout=0.05),
-                       model or LoadedModel(pipeline, {"model_version": "v1"}), topics, CollectorRegistry(), stop)
+                       model or LoadedModel(pipeline, {"model_version": "v1"}), codec, topics,
+                       registry or CollectorRegistry(), stop)
 
 
 def test_batches_overlap_and_each_is_committed_after_its_outputs_in_order(fakes):
@@ -211,3 +221,38 @@ def test_a_batch_whose_partitions_were_revoked_is_left_to_their_new_owner(caplog
     assert not revoked.committed and "scored again by their new owner" in caplog.text
     with pytest.raises(KafkaException):
         service.commit(RevokedConsumer(KafkaError._INVALID_ARG), [FakeMessage(0, 7, b"")])
+
+
+def test_a_classifier_gets_classes_and_probabilities_from_the_predict_process_in_one_round_trip(fakes, tmp_path):
+    events, stop, started, install = fakes
+    folder = build_classifier_dir(tmp_path / "pets")
+    schema, model = load_model_schema(folder), load(folder)
+    codec = BatchCodec(schema, check_against_schema(model, schema))
+    rows = pets(7, seed=9)
+    values = [json.dumps({"id": f"p{i}", "ts": 5, **{c: row[c].item() if hasattr(row[c], "item") else row[c]
+                                                       for c in PET_FEATURES}}).encode() for i, (_, row) in enumerate(rows.iterrows())]
+    install([[FakeMessage(0, i, v) for i, v in enumerate(values[:4])], [FakeMessage(0, 4 + i, v) for i, v in enumerate(values[4:])]])
+    offline = load(folder).pipeline  # the scorer hands its own copy's final step over
+    registry = CollectorRegistry()
+
+    assert run(None, stop, model, codec, registry) == 0
+
+    messages = {json.loads(e[3])["id"]: json.loads(e[3]) for e in events if e[0] == "delivered"}
+    assert [messages[f"p{i}"]["prediction"] for i in range(7)] == offline.predict(rows[PET_FEATURES]).tolist()
+    expected = offline.predict_proba(rows[PET_FEATURES])
+    for i in range(7):
+        got = messages[f"p{i}"]["probabilities"]
+        assert list(got) == ["dog", "cat", "bird"]
+        assert [got["bird"], got["cat"], got["dog"]] == pytest.approx(expected[i].tolist(), abs=1e-12)
+    assert [type(batch) for batch in started[0].batches] == [np.ndarray, np.ndarray]  # transformed in the scorer
+    assert registry.get_sample_value("scorer_unseen_category_total", {"feature": "colour"}) == 0  # exported before one
+
+
+def test_run_on_a_taken_metrics_port_says_which_flag_changes_it(model_dir, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["run", "--model-dir", str(model_dir), "--metrics-host", "127.0.0.1", "--metrics-port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"port {port}" in err and "--metrics-port" in err
