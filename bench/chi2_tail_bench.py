@@ -33,12 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("SEABORN_DATA", str(ROOT.parent / "shared" / "data" / "seaborn"))
 
+    from contract.artifacts import REFERENCE_FILE, load_model_schema
     from monitor.calibration import Calibration
     from monitor.service import MonitorConfig, load_reference
     from monitor.stats import chi2_statistic
 
     config = MonitorConfig()
-    reference = load_reference(MODEL_DIR)
+    reference = load_reference(load_model_schema(MODEL_DIR), MODEL_DIR / REFERENCE_FILE)
     calibration = Calibration(reference, config.ert, "calibrated", recent=True)
     alpha = calibration.alpha(config.step_size)
     rng = np.random.default_rng(args.seed)

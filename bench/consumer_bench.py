@@ -8,7 +8,8 @@
 2. Fetch backoff: a consume() loop doing N us of busy work per record, with librdkafka's default
    `fetch.queue.backoff.ms` (1,000) and with the services' 10 ms.
 3. The monitor's floor: a consume() loop that only decodes each batch into the monitor's columns
-   (`monitor.service.decode_predictions`, msgspec's typed decoder) against the bare loop, in
+   (`monitor.decode.Decoder(schema).predictions`, the schema's msgspec typed decoder; the diamonds
+   schema, as the scorer writes its predictions) against the bare loop, in
    alternating reads: what any monitor that reads these JSON records pays before its own work.
 Prints markdown tables; numbers in the README's "Measured" section.
 """
@@ -111,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                 rate, cost = read(topic, args.records, work_us, **{"fetch.queue.backoff.ms": backoff})
                 print(f"| {work_us:.0f} us | {backoff} | {cost:.2f} us | {rate:,.0f} |")
 
+        from contract.schema import DEFAULT_SCHEMA, load_schema
         from contract.service import freeze_startup_heap
-        from monitor.service import decode_predictions
+        from monitor.decode import Decoder
+
+        decode_predictions = Decoder(load_schema(DEFAULT_SCHEMA)).predictions
 
         def decode(messages) -> None:
             decode_predictions([m.value() for m in messages])

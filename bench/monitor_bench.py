@@ -23,7 +23,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contract.records import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES  # noqa: E402
+from contract.artifacts import REFERENCE_FILE, load_model_schema, read_reference  # noqa: E402
+from contract.schema import Schema  # noqa: E402
 from monitor.drift import DriftMonitor  # noqa: E402
 from monitor.reference import Reference  # noqa: E402
 from monitor.windows import CountWindow, PredictionBatch  # noqa: E402
@@ -41,37 +42,41 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def heldout() -> pd.DataFrame:
-    from scorer.model import load_reference
+def model_schema() -> Schema:
+    """MODEL_DIR's schema (the diamonds one for the numbers in MONITOR_RESULTS.md)."""
+    return load_model_schema(MODEL_DIR)
 
-    return load_reference(MODEL_DIR)
+
+def heldout() -> pd.DataFrame:
+    return read_reference(MODEL_DIR / REFERENCE_FILE, model_schema())
 
 
 def reference_from(frame: pd.DataFrame) -> Reference:
-    return Reference.from_arrays({c: frame[c].to_numpy(np.float64) for c in NUMERIC_FEATURES},
-                                 {c: frame[c].to_numpy(str) for c in CATEGORICAL_FEATURES},
-                                 frame["prediction"].to_numpy(np.float64), frame["price"].to_numpy(np.float64))
+    return Reference.from_schema(model_schema(), frame)
 
 
 def batch_of(columns: dict[str, np.ndarray], ids: np.ndarray, ts: np.ndarray, predictions: np.ndarray) -> PredictionBatch:
+    schema = model_schema()
     return PredictionBatch(ids=ids, ts=ts, predictions=predictions,
-                           numeric={c: np.asarray(columns[c], np.float64) for c in NUMERIC_FEATURES},
-                           categorical={c: np.asarray(columns[c]).astype(str) for c in CATEGORICAL_FEATURES})
+                           numeric={c: np.asarray(columns[c], np.float64) for c in schema.numeric},
+                           categorical={c: np.asarray(columns[c]).astype(str) for c in schema.categorical})
 
 
 def scenario_stream(frame: pd.DataFrame, model, scenario: str, count: int, onset: int, seed: int):
-    """(columns, predictions, prices) of a producer.scenarios stream, re-scored when features drift."""
-    from producer.scenarios import SCENARIOS
+    """(columns, predictions, labels) of a simulator scenario stream, re-scored when features drift."""
+    from producer.grammar import parse_scenario
 
+    schema = model_schema()
     rng = np.random.default_rng(seed)
-    source = {c: frame[c].to_numpy() for c in (*FEATURE_COLUMNS, "price")}
+    source = {c: frame[c].to_numpy() for c in (*schema.feature_names, schema.target)}
     picked = rng.integers(0, len(frame), count)
-    chunk = SCENARIOS[scenario]({c: v[picked] for c, v in source.items()}, np.arange(count), onset, rng)
+    transform = parse_scenario(scenario, schema).transform
+    chunk = transform({c: v[picked] for c, v in source.items()}, np.arange(count), onset, rng)
     if scenario in ("none", "price-inflation"):
-        predictions = frame["prediction"].to_numpy()[picked]  # features unchanged: the model's held-out output
+        predictions = frame[schema.prediction].to_numpy()[picked]  # features unchanged: the model's held-out output
     else:
-        predictions = model.predict(pd.DataFrame({c: chunk[c] for c in FEATURE_COLUMNS}))
-    return chunk, np.asarray(predictions, np.float64), np.asarray(chunk["price"], np.float64)
+        predictions = model.predict(pd.DataFrame({c: chunk[c] for c in schema.feature_names}))
+    return chunk, np.asarray(predictions, np.float64), np.asarray(chunk[schema.target], np.float64)
 
 
 def feed(monitor: DriftMonitor, chunk, predictions, prices, step: int = 250, seed: int = 0):
@@ -81,7 +86,8 @@ def feed(monitor: DriftMonitor, chunk, predictions, prices, step: int = 250, see
     ts = np.arange(n, dtype=np.int64) * 10
     for start in range(0, n, step):
         rows = slice(start, min(start + step, n))
-        results = monitor.update(batch_of({c: chunk[c][rows] for c in FEATURE_COLUMNS}, ids[rows], ts[rows], predictions[rows]))
+        results = monitor.update(batch_of({c: chunk[c][rows] for c in model_schema().feature_names}, ids[rows], ts[rows],
+                                          predictions[rows]))
         monitor.update_labels(ids[rows], ts[rows], prices[rows])
         if results:
             # the concept fields of a pane closed in this batch see the labels just added
@@ -151,16 +157,19 @@ def memory(frame, reference, checkpoints=(1_000_000, 5_000_000), batch: int = 10
 def publish_predictions(topic: str, frame: pd.DataFrame, records: int) -> None:
     """`records` prediction messages as the scorer writes them, resampled (seeded) from the held-out rows
     with the model's held-out predictions."""
+    import orjson
     from confluent_kafka import Producer
 
     from contract.delivery import DeliveryReport, produce_all
-    from contract.records import encode
     from contract.settings import producer_config
 
+    schema = model_schema()
     rows = frame.sample(records, replace=True, random_state=3)
-    messages = ((f"b-{i}", encode({"id": f"b-{i}", "ts": i, "scored_at": i, "model_version": "bench",
-                                   "prediction": row.prediction,
-                                   "features": {c: getattr(row, c) for c in FEATURE_COLUMNS}}))
+    features = list(schema.feature_names)
+    messages = ((f"b-{i}", orjson.dumps({"id": f"b-{i}", "ts": i, "scored_at": i, "model_version": "bench",
+                                         "prediction": getattr(row, schema.prediction),
+                                         "features": {c: getattr(row, c) for c in features}},
+                                        option=orjson.OPT_SERIALIZE_NUMPY))
                 for i, row in enumerate(rows.itertuples()))
     producer, report = Producer(producer_config()), DeliveryReport()
     produce_all(producer, topic, messages, report)
@@ -182,17 +191,20 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
     from confluent_kafka import Consumer
     from prometheus_client import CollectorRegistry
 
-    import monitor.service as service
+    import dataclasses
+
     from contract.service import freeze_startup_heap
     from contract.settings import Topics, consumer_config, ensure_topics
     from devstack.broker import start_broker
-    from monitor.service import MonitorConfig, load_reference, run
+    from monitor.persist import Rebalance
+    from monitor.service import MonitorConfig, Processor, run
 
     broker = start_broker(log_path=Path("/tmp") / f"monitor-bench-{uuid.uuid4().hex[:6]}.log")
     suffix = uuid.uuid4().hex[:8]
     os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
                        "PREDICTIONS_TOPIC": f"bench-predictions-{suffix}", "LABELS_TOPIC": f"bench-labels-{suffix}"})
-    topics = Topics.from_env()
+    schema = model_schema()
+    topics = Topics.for_model(schema.name)
     try:
         ensure_topics([topics.predictions, topics.labels], 3)
         publish_predictions(topics.predictions, frame, records)
@@ -219,16 +231,18 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
         def monitor_run(tag: str) -> dict[str, float]:
             from monitor.state import create_state_topic
 
-            config = MonitorConfig(group=f"monitor-{suffix}-{tag}", model_dir=MODEL_DIR, metrics_port=0,
-                                   state_topic=f"bench-state-{suffix}-{tag}", state_interval=5.0)
-            create_state_topic(config.state_topic)
+            config = MonitorConfig(group=f"monitor-{suffix}-{tag}", metrics_port=0, state_interval=5.0)
+            run_topics = dataclasses.replace(topics, monitor_state=f"bench-state-{suffix}-{tag}",
+                                             monitor_dlq=f"bench-dlq-{suffix}-{tag}")
+            create_state_topic(run_topics.monitor_state)
+            ensure_topics([run_topics.monitor_dlq], 3)
             registry, stop = CollectorRegistry(), threading.Event()
             # Timestamps taken inside the monitor's thread (wrapped methods), so the bench's own thread
             # only wakes every 50 ms: polling the Prometheus registry often would take the GIL from the loop.
             assigned: list[float] = []
             marks: dict[str, float] = {}
             finished = threading.Event()
-            original_assign, original_process = service._Runner.on_assign, service._Runner.process
+            original_assign, original_process = Rebalance.on_assign, Processor.process
 
             def timed_assign(self, consumer, partitions):
                 assigned.append(time.perf_counter())
@@ -241,9 +255,9 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
                     marks.setdefault("done", time.perf_counter())
                     finished.set()
 
-            service._Runner.on_assign, service._Runner.process = timed_assign, timed_process
+            Rebalance.on_assign, Processor.process = timed_assign, timed_process
             try:
-                thread = threading.Thread(target=run, args=(config, reference, topics, registry, stop))
+                thread = threading.Thread(target=run, args=(config, schema, reference, run_topics, registry, stop))
                 thread.start()
                 while not finished.wait(0.05):
                     if not thread.is_alive():
@@ -251,11 +265,11 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
                 stop.set()
                 thread.join(60)
             finally:
-                service._Runner.on_assign, service._Runner.process = original_assign, original_process
+                Rebalance.on_assign, Processor.process = original_assign, original_process
             done, first = marks["done"], marks["first"]
             return {"assigned": records / (done - assigned[0]), "first": records / (done - first)}
 
-        reference = load_reference(MODEL_DIR)
+        reference = reference_from(frame)
         # Both sides run in this process, which has loaded pandas and the model: without this, every
         # full garbage collection the bare consumer's messages trigger walks those objects too, and the
         # bare loop is slowed (see bench/consumer_bench.py; the monitor freezes its own start-up heap).

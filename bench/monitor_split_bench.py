@@ -7,9 +7,9 @@ consumer's; this bench asks whether running it in N processes, each reading its 
 partitions, could reach that bar on this machine. Each reader is a process of its own:
 
 - bare: consume() only, one process reading every partition (the bar's reference);
-- decode: consume() and `monitor.service.decode_predictions` (the floor of any JSON-reading monitor);
-- monitor: consume() and the monitor's whole per-batch work (`_Runner.process`: decode, windows,
-  join, evaluation, gauges), each process with monitor state of its own.
+- decode: consume() and `monitor.decode.Decoder.predictions` (the floor of any JSON-reading monitor);
+- monitor: consume() and the monitor's whole per-batch work (`monitor.service.Processor.process`:
+  decode, windows, join, evaluation, gauges), each process with monitor state of its own.
 
 The split rows run N such processes side by side, each on its own partitions, with no cost for
 merging their windows or agreeing on what to evaluate. A real multi-process monitor would pay that
@@ -45,15 +45,24 @@ def reader(topic: str, partitions: list[int], expected: int, work: str) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     from prometheus_client import CollectorRegistry
 
+    from contract.artifacts import REFERENCE_FILE, load_model_schema
     from contract.service import freeze_startup_heap
     from contract.settings import Topics, consumer_config
-    from monitor.service import MonitorConfig, _Runner, decode_predictions, load_reference
+    from monitor.decode import Decoder
+    from monitor.metrics import MonitorMetrics
+    from monitor.service import MonitorConfig, Processor, build_monitor, load_reference
 
-    config = MonitorConfig(model_dir=MODEL_DIR, metrics_port=0)
+    config = MonitorConfig(metrics_port=0)
+    schema = load_model_schema(MODEL_DIR)
     if work == "monitor":
-        runner = _Runner(config, load_reference(MODEL_DIR), Topics.from_env(), CollectorRegistry())
-        process = runner.process
+        reference, topics = load_reference(schema, MODEL_DIR / REFERENCE_FILE), Topics.for_model(schema.name)
+        metrics = MonitorMetrics(CollectorRegistry(), reference, {"predictions": topics.predictions, "labels": topics.labels},
+                                 model=schema.name)
+        # The records are all valid: nothing goes to the DLQ, so no producer (persister) is needed.
+        process = Processor(config, Decoder(schema), build_monitor(config, reference), metrics, topics, {}, None).process
     elif work == "decode":
+        decode_predictions = Decoder(schema).predictions
+
         def process(messages) -> None:
             decode_predictions([m.value() for m in messages])
     else:

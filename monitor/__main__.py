@@ -1,4 +1,4 @@
-"""Command line: `python -m monitor run|status`."""
+"""Command line: `python -m monitor run|status|profile`."""
 from __future__ import annotations
 
 import argparse
@@ -16,27 +16,40 @@ NAN_NOTE = (
     "window) every drift gauge is NaN, not 0; the concept-drift gauges stay NaN until 100 of the window's "
     "records have labels. `status` prints NaN as 'n/a'."
 )
+TOPIC_ROLES = ("predictions", "labels", "monitor_dlq", "monitor_state")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from contract.settings import DEFAULT_PARTITIONS, Groups, Topics
+
     env = os.environ
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
         prog="python -m monitor",
-        description="Drift monitor: compare windows of the predictions topic (and the labels joined to them) "
+        description="Drift monitor: compare windows of a model's predictions topic (and the labels joined to them) "
         "with the model's held-out reference, and export the result to Prometheus. Broker from "
-        "KAFKA_BOOTSTRAP_SERVERS (any KAFKA_<KEY> env var sets a librdkafka key); topics from PREDICTIONS_TOPIC "
-        "and LABELS_TOPIC; reference from MODEL_DIR.",
+        "KAFKA_BOOTSTRAP_SERVERS (any KAFKA_<KEY> env var sets a librdkafka key).",
         formatter_class=fmt,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="consume predictions and labels, export drift gauges", formatter_class=fmt,
-                              epilog=NAN_NOTE + " State and offsets are saved to MONITOR_STATE_TOPIC (compacted, keyed "
-                              "by group) and restored on start; SIGTERM finishes the batch, saves and exits 0.")
-    run.add_argument("--group", default=env.get("MONITOR_GROUP", "monitor"), help="consumer group, also the state key (env MONITOR_GROUP)")
+    run = commands.add_parser(
+        "run", help="consume predictions and labels, export drift gauges", formatter_class=fmt,
+        description="Monitor one model, described by its schema (columns, task, message layout) and its reference "
+        "(held-out rows with the target and the model's prediction). Reads any serving system's inference log laid "
+        "out as the schema says. Topics are named after the schema's model name, each overridden by its env var: "
+        f"{Topics.help(TOPIC_ROLES)}.",
+        epilog=NAN_NOTE + " Records that do not match the schema go to the monitor DLQ with headers reason, detail, "
+        "source_topic, source_partition and source_offset, counted in monitor_invalid_records_total. State and "
+        "offsets are saved to the state topic (compacted, keyed by group) and restored on start; SIGTERM finishes "
+        "the batch, saves and exits 0.")
+    # "%(default).0s" prints nothing: it only keeps the formatter from adding "(default: None)".
+    run.add_argument("--schema", type=Path, help="the model's schema file (default: MODEL_DIR/schema.yaml)%(default).0s")
+    run.add_argument("--reference", type=Path, help="the model's reference file, CSV or Parquet "
+                     "(default: MODEL_DIR/reference.csv)%(default).0s")
     run.add_argument("--model-dir", type=Path, default=Path(env.get("MODEL_DIR", "artifacts")),
-                     help="folder with reference.csv (env MODEL_DIR)")
+                     help="folder with schema.yaml and reference.csv (env MODEL_DIR)")
+    run.add_argument("--group", default=Groups.from_env().monitor, help="consumer group, also the state key (env MONITOR_GROUP)")
     run.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
     run.add_argument("--metrics-port", type=int, default=int(env.get("MONITOR_METRICS_PORT", 8000)),
                      help="Prometheus /metrics port, 0 = off (env MONITOR_METRICS_PORT)")
@@ -55,14 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds between state snapshots and offset commits (env MONITOR_STATE_INTERVAL)")
     run.add_argument("--batch-size", type=int, default=5000, help="most messages per batch")
     run.add_argument("--batch-timeout", type=float, default=0.2, help="seconds to wait for a batch to fill")
-    run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", 3)),
-                     help="partitions for the input topics if this command creates them (env TOPIC_PARTITIONS)")
+    run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
+                     help="partitions for the input and DLQ topics if this command creates them (env TOPIC_PARTITIONS)")
     run.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
 
     port = env.get("MONITOR_METRICS_PORT", "8000")
     status = commands.add_parser("status", help="print per-feature drift from a running monitor's /metrics",
                                  formatter_class=fmt, epilog=NAN_NOTE)
     status.add_argument("--url", default=f"http://localhost:{port}/metrics", help="the monitor's metrics URL")
+    status.add_argument("--model", help="the model to show when the page holds several (default: the only one)")
+
+    from monitor import profile
+
+    profile.add_parser(commands)
     return parser
 
 
@@ -74,8 +92,9 @@ def _flag(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else ("DRIFT" if value >= 0.5 else "no")
 
 
-def status(url: str, out: TextIO) -> int:
-    """Per-feature statistic, threshold, p-value and flag from a monitor's /metrics, as a table."""
+def status(url: str, out: TextIO, model: str | None = None) -> int:
+    """Per-feature and per-output statistic, threshold, p-value and flag from a monitor's /metrics, as a
+    table, then the dataset, concept and window lines; one model's (`model`, or the page's only one)."""
     from urllib.error import URLError
     from urllib.request import urlopen
 
@@ -90,26 +109,52 @@ def status(url: str, out: TextIO) -> int:
     # {(sample name, frozenset of labels): value}
     samples = {(s.name, frozenset(s.labels.items())): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
+    tasks = {dict(labels)["model"]: dict(labels).get("task") for name, labels in samples if name == "drift_model_info"}
+    if not tasks:
+        print(f"error: {url} has no drift_model_info: is it a drift monitor?", file=sys.stderr)
+        return 1
+    if model is None:
+        if len(tasks) > 1:
+            print(f"error: {url} holds the models {', '.join(sorted(tasks))}: choose one with --model", file=sys.stderr)
+            return 2
+        model = next(iter(tasks))
+    elif model not in tasks:
+        print(f"error: {url} has no model {model!r} (it holds {', '.join(sorted(tasks))}): change --model", file=sys.stderr)
+        return 2
+    classification = tasks[model] == "classification"
 
     def get(name: str, **labels: str) -> float | None:
-        return samples.get((name, frozenset(labels.items())))
+        return samples.get((name, frozenset({"model": model, **labels}.items())))
 
-    tests = {dict(labels)["feature"]: dict(labels)["test"] for name, labels in samples if name == "drift_feature_statistic"}
-    if not tests:
-        print(f"error: {url} has no drift_feature_statistic: is it a drift monitor?", file=sys.stderr)
-        return 1
-    out.write(f"{'feature':<11}{'test':<6}{'statistic':>11}{'threshold':>11}{'p-value':>11}  {'flagged':<8}{'evaluations flagged':>20}\n")
+    def labelled(name: str, key: str) -> list[dict[str, str]]:
+        return [dict(labels) for n, labels in samples if n == name and dict(labels).get("model") == model and key in dict(labels)]
+
+    tests = {labels["feature"]: labels["test"] for labels in labelled("drift_feature_statistic", "feature")}
+    width = max([11, *(len(name) + 2 for name in tests)])
+    out.write(f"model {model} ({tasks[model]})\n")
+    out.write(f"{'feature':<{width}}{'test':<6}{'statistic':>11}{'threshold':>11}{'p-value':>11}  {'flagged':<8}"
+              f"{'evaluations flagged':>20}\n")
     for feature, test in tests.items():
-        out.write(f"{feature:<11}{test:<6}{_fmt(get('drift_feature_statistic', feature=feature, test=test)):>11}"
+        out.write(f"{feature:<{width}}{test:<6}{_fmt(get('drift_feature_statistic', feature=feature, test=test)):>11}"
                   f"{_fmt(get('drift_feature_threshold', feature=feature)):>11}{_fmt(get('drift_feature_pvalue', feature=feature)):>11}"
                   f"  {_flag(get('drift_feature_detected', feature=feature)):<8}"
                   f"{_fmt(get('drift_feature_detections_total', feature=feature), '.0f'):>20}\n")
-    out.write(f"{'prediction':<11}{'ks':<6}{_fmt(get('prediction_drift_statistic')):>11}{_fmt(get('prediction_drift_threshold')):>11}"
-              f"{'':>11}  {_flag(get('prediction_drift_detected')):<8}{_fmt(get('prediction_drift_detections_total'), '.0f'):>20}\n")
+    prediction_test = "chi2" if classification else "ks"
+    out.write(f"{'prediction':<{width}}{prediction_test:<6}{_fmt(get('prediction_drift_statistic')):>11}"
+              f"{_fmt(get('prediction_drift_threshold')):>11}{'':>11}  {_flag(get('prediction_drift_detected')):<8}"
+              f"{_fmt(get('prediction_drift_detections_total'), '.0f'):>20}\n")
+    for cls in (labels["class"] for labels in labelled("drift_probability_statistic", "class")):
+        out.write(f"{f'p({cls})':<{width}}{'ks':<6}{_fmt(get('drift_probability_statistic', **{'class': cls})):>11}"
+                  f"{_fmt(get('drift_probability_threshold', **{'class': cls})):>11}{'':>11}  "
+                  f"{_flag(get('drift_probability_detected', **{'class': cls})):<8}{'':>20}\n")
     out.write(f"dataset: data_drift {_fmt(get('data_drift'))}, share of features flagged {_fmt(get('drift_share_detected'), '.2f')}, "
               f"flagged {_flag(get('drift_dataset_detected'))}\n")
-    out.write(f"concept: rolling MSE {_fmt(get('rolling_mse'), ',.0f')} vs reference {_fmt(get('reference_mse'), ',.0f')}, "
-              f"ratio {_fmt(get('concept_drift'))} (threshold {_fmt(get('concept_drift_threshold'))}), "
+    if classification:
+        measured = (f"rolling error rate {_fmt(get('rolling_error_rate'), '.4f')} vs reference "
+                    f"{_fmt(get('reference_error_rate'), '.4f')}")
+    else:
+        measured = f"rolling MSE {_fmt(get('rolling_mse'), ',.0f')} vs reference {_fmt(get('reference_mse'), ',.0f')}"
+    out.write(f"concept: {measured}, ratio {_fmt(get('concept_drift'))} (threshold {_fmt(get('concept_drift_threshold'))}), "
               f"label coverage {_fmt(get('label_coverage_ratio'), '.2f')}, flagged {_flag(get('concept_drift_detected'))}\n")
     out.write(f"window: {_fmt(get('window_records'), '.0f')} records; {_fmt(get('monitor_evaluations_total'), '.0f')} "
               f"evaluations since start\n")
@@ -119,40 +164,49 @@ def status(url: str, out: TextIO) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status":
-        return status(args.url, sys.stdout)
+        return status(args.url, sys.stdout, args.model)
+    if args.command == "profile":
+        from monitor import profile
+
+        return profile.main(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
+    from contract.artifacts import REFERENCE_FILE, load_model_schema
     from contract.delivery import startup_exit_code
-    from contract.service import stop_on_signals
+    from contract.service import PortInUse, check_port, serve_metrics, stop_on_signals
     from contract.settings import Topics, ensure_topics
-    from monitor.service import MonitorConfig, StateMismatch, load_reference, run
+    from monitor.persist import StateMismatch
+    from monitor.service import MonitorConfig, load_reference, run
     from monitor.state import create_state_topic
-    from scorer.model import ModelError
 
     try:
         config = MonitorConfig(
-            group=args.group, model_dir=args.model_dir, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-            window=args.window, step=args.step, ert=args.ert, thresholds=args.thresholds, label_ttl=args.label_ttl,
-            state_topic=os.environ.get("MONITOR_STATE_TOPIC", "diamonds.monitor-state"),
-            state_interval=args.state_interval, batch_size=args.batch_size, batch_timeout=args.batch_timeout)
-        reference = load_reference(config.model_dir)
-    except (ValueError, ModelError) as exc:
+            group=args.group, metrics_host=args.metrics_host, metrics_port=args.metrics_port, window=args.window,
+            step=args.step, ert=args.ert, thresholds=args.thresholds, label_ttl=args.label_ttl,
+            state_interval=args.state_interval, batch_size=args.batch_size, batch_timeout=args.batch_timeout,
+            partitions=args.partitions)
+        schema = load_model_schema(args.model_dir, args.schema)
+        reference = load_reference(schema, args.reference or args.model_dir / REFERENCE_FILE)
+        check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before the broker wait: fail fast
+    except (ValueError, PortInUse) as exc:  # SchemaError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    topics = Topics.from_env()
+    topics = Topics.for_model(schema.name)
     stop = stop_on_signals("finishing the current batch, saving state")
     if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
         return code  # stopped while waiting (0), or no broker (2)
-    ensure_topics([topics.predictions, topics.labels], args.partitions)
-    create_state_topic(config.state_topic)
+    ensure_topics([topics.predictions, topics.labels, topics.monitor_dlq], config.partitions)
+    create_state_topic(topics.monitor_state)
     registry = CollectorRegistry()
-    if config.metrics_port:
-        start_http_server(config.metrics_port, addr=config.metrics_host, registry=registry)
-        log.info("metrics on http://%s:%d/metrics", config.metrics_host, config.metrics_port)
     try:
-        return run(config, reference, topics, registry, stop)
+        serve_metrics(registry, config.metrics_host, config.metrics_port, "--metrics-port")
+    except PortInUse as exc:  # taken while this process waited for the broker
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(config, schema, reference, topics, registry, stop)
     except StateMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,8 @@
 """The monitor's state on a compacted Kafka topic: window panes, pending joins and the offsets they cover.
 
+This module is the snapshot format and the state topic's I/O; when the service restores, snapshots
+and commits is `monitor.persist`.
+
 A snapshot is zlib-compressed JSON
     {"version": 1, "group", "window": {"kind", "window", "step"}, "written_at" (epoch ms),
      "offsets": [[topic, partition, next offset], ...], "monitor": DriftMonitor.to_dict()}
@@ -92,7 +95,7 @@ def create_state_topic(topic: str, timeout: float = 30.0) -> None:
 def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] | None:
     """The newest readable snapshot for `key` written before this call, or None."""
     barrier_id, barrier_key = uuid.uuid4().hex.encode(), f"{BARRIER_PREFIX}{key}".encode()
-    consumer = Consumer({"enable.auto.commit": False, "fetch.wait.max.ms": 50, **client_config(),
+    consumer = Consumer({"enable.auto.commit": False, "fetch.wait.max.ms": 50, **client_config(role="consumer"),
                          "group.id": f"monitor-state-reader-{uuid.uuid4().hex}"})
     latest: bytes | None = None
     count = 0
@@ -105,7 +108,7 @@ def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] 
         if len(metadata.partitions) != 1:
             raise RuntimeError(f"state topic {topic} has {len(metadata.partitions)} partitions; snapshots need "
                                "exactly one (delete it or set MONITOR_STATE_TOPIC to a new name)")
-        producer = Producer({"acks": "all", **client_config()})
+        producer = Producer({"acks": "all", **client_config(role="producer")})
         report = DeliveryReport()
         produce(producer, topic, barrier_id, barrier_key, report)
         if producer.flush(timeout) or not report.delivered:

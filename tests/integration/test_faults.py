@@ -80,8 +80,9 @@ def start_services(kafka: KafkaEnv, tmp_path: Path) -> tuple[subprocess.Popen, i
 
 def recreate_topics(kafka: KafkaEnv) -> None:
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    topics = [NewTopic(name, num_partitions=1) for name in kafka.topics.values()]
-    topics.append(NewTopic(f"monitor-state-{kafka.suffix}", num_partitions=1, config={"cleanup.policy": "compact"}))
+    state = kafka.topics["MONITOR_STATE_TOPIC"]
+    topics = [NewTopic(name, num_partitions=1, config={"cleanup.policy": "compact"} if name == state else {})
+              for name in kafka.topics.values()]
     for future in admin.create_topics(topics).values():
         future.result(30)
 

@@ -1,23 +1,45 @@
 """The monitor service: its pure edges without a broker, then producer -> scorer -> monitor on the local broker.
 
 Broker tests use one partition per topic, so the monitor sees records in the producer's order and
-"record N" in its log is the producer's stream position N.
+"record N" in its log is the producer's stream position N. The decoding itself is tested in
+tests/unit/test_monitor_decode.py.
 """
 from __future__ import annotations
 
+import datetime as dt
+import http.server
+import json
 import math
 import re
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from prometheus_client import CollectorRegistry
+import yaml
+from confluent_kafka import KafkaError, Producer
+from prometheus_client import CollectorRegistry, generate_latest
 
+from contract.artifacts import REFERENCE_FILE, SCHEMA_FILE, read_reference
+from contract.schema import Rejection, load_schema
 from devstack.broker import free_port
-from tests.support import (KafkaEnv, Samples, scrape, start_monitor, stop_process, stream_records, wait_for_log, wait_until,
-                           window_view)
+from tests.support import (ROOT, KafkaEnv, Samples, flagged, scrape, start_monitor, stop_process, stream_records,
+                           wait_for_log, wait_until, window_view)
 
 FEATURES = ("carat", "depth", "table", "cut", "color", "clarity")
+
+
+@pytest.fixture(scope="module")
+def diamonds(model_dir):
+    """(schema, reference) of the diamonds model, as `monitor run` loads them."""
+    from monitor.service import load_reference
+
+    schema = load_schema(model_dir / SCHEMA_FILE)
+    return schema, load_reference(schema, model_dir / REFERENCE_FILE)
 
 
 # -- without a broker ----------------------------------------------------------------------------
@@ -37,92 +59,130 @@ def test_window_and_step_parse_to_counts_or_event_time():
         MonitorConfig(label_ttl="3600")
 
 
-def test_bad_predictions_and_labels_become_rejections_not_exceptions():
-    from monitor.service import decode_labels, decode_predictions
-
-    good = (b'{"id":"a","ts":5,"scored_at":6,"model_version":"v","prediction":512.5,"features":{"carat":0.3,'
-            b'"cut":"Ideal","color":"E","clarity":"SI1","depth":61.0,"table":55.0}}')
-    values = [good, b"{nope", b"[1]", b'{"id":"b","ts":5,"prediction":1.0}', good.replace(b"512.5", b'"x"'),
-              good.replace(b'"carat":0.3', b'"carat":-1')]
-    batch, rejected = decode_predictions(values)
-    assert len(batch) == 1 and batch.ids.tolist() == ["a"] and batch.predictions.tolist() == [512.5]
-    assert batch.numeric["carat"].tolist() == [0.3] and batch.categorical["cut"].tolist() == ["Ideal"]
-    assert [(i, r.reason) for i, r in rejected] == [(1, "not_json"), (2, "not_object"), (3, "missing_field"),
-                                                    (4, "wrong_type"), (5, "out_of_range")]
-    ids, ts, prices, rejected = decode_labels([b'{"id":"a","ts":5,"price":326.0}', b'{"id":"a"}'])
-    assert ids == ["a"] and ts.tolist() == [5] and prices.tolist() == [326.0]
-    assert [r.reason for _, r in rejected] == ["missing_field"]
-
-
-def test_the_fast_decoding_path_accepts_only_what_full_validation_accepts():
-    from monitor.service import _prediction, decode_labels, decode_predictions
-
-    good = (b'{"id":"a","ts":5,"prediction":512.5,"features":{"carat":0.3,"cut":"Ideal","color":"E","clarity":"SI1",'
-            b'"depth":61.0,"table":55.0}}')
-    cases = {
-        good: None,
-        good.replace(b'"id":"a"', b'"id":7'): None,  # integer ids normalised to "7" by the full path
-        good.replace(b"512.5", b"512"): None,
-        good.replace(b'"id":"a",', b'').replace(b'"carat"', b'"id":"f","carat"'): None,  # id inside features
-        good.replace(b"512.5", b"NaN"): "not_finite",
-        good.replace(b"512.5", b"1e400"): "not_finite",
-        good.replace(b"512.5", b"1" + b"0" * 400): "out_of_range",  # an integer too large for a float
-        good.replace(b"512.5", b"true"): "wrong_type",
-        good.replace(b'"carat":0.3', b'"carat":20.5'): "out_of_range",
-        good.replace(b'"carat":0.3', b'"carat":NaN'): "not_finite",
-        good.replace(b'"cut":"Ideal"', b'"cut":""'): "out_of_range",
-        good.replace(b'"ts":5', b'"ts":-1'): "out_of_range",
-        good.replace(b'"ts":5', b'"ts":5.0'): "wrong_type",
-        good.replace(b'"table":55.0}', b'"table":55.0,"price":-3}'): "out_of_range",
-        good.replace(b'"id":"a"', b'"id":"' + b"x" * 129 + b'"'): "out_of_range",
-        good[:-1]: "not_json",
-    }
-    batch, rejected = decode_predictions(list(cases))
-    assert [(i, r.reason) for i, r in rejected] == [(i, why) for i, why in enumerate(cases.values()) if why]
-    accepted = [_prediction(raw) for raw, why in cases.items() if why is None]
-    assert batch.ids.tolist() == [r[0] for r in accepted] == ["a", "7", "a", "f"]
-    assert batch.predictions.tolist() == [r[2] for r in accepted] and batch.predictions.dtype == np.float64
-    assert batch.numeric["carat"].tolist() == [0.3] * 4 and batch.categorical["clarity"].tolist() == ["SI1"] * 4
-    empty, rejected = decode_predictions([b"{}"])
-    assert len(empty) == 0 and empty.numeric["carat"].dtype == np.float64 and [r.reason for _, r in rejected] == ["missing_field"]
-    ids, ts, prices, rejected = decode_labels([b'{"id":"a","ts":5,"price":326}', b'{"id":7,"ts":6,"price":1.5}',
-                                               b'{"id":"b","ts":5,"price":0}', b'{"id":"c","ts":5,"price":NaN}'])
-    assert ids == ["a", "7"] and ts.tolist() == [5, 6] and prices.tolist() == [326.0, 1.5] and prices.dtype == np.float64
-    assert [(i, r.reason) for i, r in rejected] == [(2, "out_of_range"), (3, "not_finite")]
-
-
-def test_gauges_are_nan_until_the_window_is_full_and_state_round_trips(model_dir):
+def test_gauges_are_nan_until_the_window_is_full_and_state_round_trips(model_dir, diamonds):
     from monitor.metrics import MonitorMetrics
-    from monitor.service import MonitorConfig, build_monitor, load_reference
+    from monitor.service import MonitorConfig, build_monitor
     from monitor.state import decode_state, encode_state
     from monitor.windows import PredictionBatch
-    from scorer.model import load_reference as read_heldout
 
-    reference = load_reference(model_dir)
+    schema, reference = diamonds
     registry = CollectorRegistry()
-    metrics = MonitorMetrics(registry, reference, {"predictions": "p", "labels": "l"})
+    metrics = MonitorMetrics(registry, reference, {"predictions": "p", "labels": "l"}, model=schema.name)
     config = MonitorConfig(window="1000", step="250")
     monitor = build_monitor(config, reference)
-    rows = read_heldout(model_dir).iloc[:999]
+    rows = read_reference(model_dir / REFERENCE_FILE, schema).iloc[:999]
     messages = [{"id": str(i), "ts": i, "prediction": r.prediction,
                  "features": {c: getattr(r, c) for c in FEATURES}} for i, r in enumerate(rows.itertuples())]
     metrics.count(monitor.update(PredictionBatch.from_messages(messages, FEATURES[:3], FEATURES[3:])))
     metrics.show(monitor.result())
-    get = registry.get_sample_value
+
+    def get(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"model": "diamonds", **labels})
+
     assert math.isnan(get("data_drift")) and get("window_records") == 750  # the count is known, the drift is not
-    assert math.isnan(get("drift_feature_statistic", {"feature": "carat", "test": "ks"}))
+    assert math.isnan(get("drift_feature_statistic", feature="carat", test="ks"))
     assert math.isnan(get("concept_drift")) and get("reference_mse") == pytest.approx(reference.mse)
     assert get("monitor_evaluations_total") == 3  # panes closed at 250, 500, 750: windows not full yet
+    assert get("drift_model_info", task="regression") == 1
     more = [{**messages[0], "id": "x"}]
     metrics.count(monitor.update(PredictionBatch.from_messages(more, FEATURES[:3], FEATURES[3:])))
     metrics.show(monitor.result())
-    assert get("window_records") == 1000 and 0 <= get("drift_feature_statistic", {"feature": "carat", "test": "ks"}) < 0.1
+    assert get("window_records") == 1000 and 0 <= get("drift_feature_statistic", feature="carat", test="ks") < 0.1
 
     state = decode_state(encode_state("g", config.window_state, {("t", 0): 1000}, monitor.to_dict()))
     restored = build_monitor(config, reference)
     restored.load_dict(state["monitor"])
     assert state["offsets"] == {("t", 0): 1000} and state["window"] == config.window_state
     assert restored.result() == monitor.result()
+
+
+class FakeProducer:
+    """Delivers (or fails, for the topics in `failing`) what was produced when flushed, in order."""
+
+    def __init__(self, delivered: list, failing: frozenset[str] = frozenset()) -> None:
+        self.delivered, self.failing, self.queued = delivered, failing, []
+
+    def produce(self, topic, value=None, key=None, headers=None, on_delivery=None) -> None:
+        self.queued.append((topic, value, key, dict(headers or []), on_delivery))
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def flush(self, timeout: float | None = None) -> int:
+        queued, self.queued = self.queued, []
+        for topic, value, key, headers, on_delivery in queued:
+            failed = topic in self.failing
+            if not failed:
+                self.delivered.append((topic, value, key, headers))
+            on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT) if failed else None, None)
+        return 0
+
+    def purge(self) -> None:
+        self.queued = []
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes, key: bytes | None) -> None:
+        self._fields = topic, partition, offset, value, key
+
+    def topic(self): return self._fields[0]
+    def partition(self): return self._fields[1]
+    def offset(self): return self._fields[2]
+    def value(self): return self._fields[3]
+    def key(self): return self._fields[4]
+
+
+def test_a_snapshot_is_written_only_once_the_dead_letters_it_covers_are_acknowledged(diamonds, monkeypatch):
+    import monitor.persist as persist
+    from monitor.metrics import MonitorMetrics
+    from monitor.service import MonitorConfig, build_monitor
+    from monitor.state import decode_state
+
+    schema, reference = diamonds
+    delivered: list = []  # (topic, value, key, headers) in the order the broker took them
+    producers = [FakeProducer(delivered, failing=frozenset({"dlq"})), FakeProducer(delivered)]
+    monkeypatch.setattr(persist, "resending_producer", lambda: producers.pop(0))
+    monkeypatch.setattr(persist, "create_state_topic", lambda *args, **kwargs: None)
+    monkeypatch.setattr(persist, "ensure_topics", lambda *args, **kwargs: None)
+    registry = CollectorRegistry()
+    metrics = MonitorMetrics(registry, reference, {"predictions": "p", "labels": "l"}, model=schema.name)
+    config = MonitorConfig()
+    positions = {("p", 0): 3}  # past the refused record at offset 2
+    persister = persist.Persister(build_monitor(config, reference), positions, group="g", window=config.window_state,
+                                  state_topic="state", dlq_topic="dlq", partitions=1, interval=5.0, metrics=metrics,
+                                  stop=threading.Event())
+    persister.dead_letter(FakeMessage("p", 0, 2, b"{nope", b"key-2"), Rejection("not_json", "not JSON: ..."))
+    commits = []
+    consumer = type("Consumer", (), {"commit": lambda self, offsets, asynchronous: commits.append(offsets)})()
+
+    # The DLQ did not take the dead letter: no snapshot may cover offset 2 yet.
+    assert persister.persist(consumer) is False
+    assert delivered == [] and commits == []
+    assert registry.get_sample_value("monitor_state_write_failures_total", {"model": "diamonds"}) == 1
+    # The next interval's producer sends the dead letter again, then the snapshot.
+    assert persister.persist(consumer) is True
+    assert [topic for topic, *_ in delivered] == ["dlq", "state", "state"]  # the dead letter, snapshot part 0, manifest
+    topic, value, key, headers = delivered[0]
+    assert (value, key) == (b"{nope", b"key-2")
+    assert headers == {"reason": b"not_json", "detail": b"not JSON: ...", "source_topic": b"p",
+                       "source_partition": b"0", "source_offset": b"2"}
+    assert decode_state(delivered[1][1])["offsets"] == {("p", 0): 3}
+    assert [[(tp.topic, tp.partition, tp.offset) for tp in offsets] for offsets in commits] == [[("p", 0, 3)]]
+    assert not persister.dead_letters.held and not persister.changed
+
+
+def test_a_metrics_port_in_use_stops_the_start_with_one_line(model_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # No broker listens on port 9: the port is checked before the broker is waited for.
+        result = subprocess.run([sys.executable, "-m", "monitor", "run", "--model-dir", str(model_dir), "--metrics-host",
+                                 "127.0.0.1", "--metrics-port", str(port)], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60, env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (f"error: port {port} on 127.0.0.1 is already in use: choose another with "
+                                     "--metrics-port (or stop what holds it)"), result.stderr
 
 
 # -- on the local broker -------------------------------------------------------------------------
@@ -197,6 +257,148 @@ def test_price_inflation_flags_concept_drift_and_no_feature(kafka, tmp_path):
     assert first_detection(log, "concept") is None or first_detection(log, "concept") >= 6000
 
 
+def produce(kafka: KafkaEnv, topic_env: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    """(key, value) messages to one of the test's topics, in order, acknowledged."""
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "acks": "all"})
+    failed = []
+    for key, value in messages:
+        producer.produce(kafka.topics[topic_env], value, key, on_delivery=lambda error, _: error and failed.append(error))
+        producer.poll(0)
+    assert producer.flush(30) == 0 and not failed, failed
+
+
+@pytest.mark.broker
+def test_refused_predictions_and_labels_go_to_the_monitor_dlq_with_their_reason(kafka, tmp_path):
+    port, log = free_port(), tmp_path / "monitor.log"
+    monitor = start_monitor(kafka, log, f"monitor-{kafka.suffix}", port)
+    good = {"id": "g", "ts": 1, "scored_at": 2, "model_version": "v", "prediction": 512.5,
+            "features": {"carat": 0.3, "cut": "Ideal", "color": "E", "clarity": "SI1", "depth": 61.0, "table": 55.0}}
+    valid = [(f"g{i}".encode(), json.dumps({**good, "id": f"g{i}", "ts": i}).encode()) for i in range(300)]
+    bad_predictions = {  # value -> its reason
+        b"{nope": "not_json",
+        b"[1]": "not_object",
+        json.dumps({k: v for k, v in good.items() if k != "features"}).encode(): "missing_field",
+        json.dumps({**good, "prediction": "high"}).encode(): "wrong_type",
+        json.dumps({**good, "features": {**good["features"], "carat": -1}}).encode(): "out_of_range",
+        json.dumps({**good, "prediction": math.nan}).encode(): "not_finite",  # NaN: not JSON, but some writers send it
+        json.dumps({**good, "pad": "x" * 9000}).encode(): "oversize",
+    }
+    bad_labels = {b'{"id":"g1","ts":1}': "missing_field", b'{"id":"g2","ts":1,"price":0}': "out_of_range",
+                  b'{"id":"g3","ts":1,"price":NaN}': "not_finite"}
+    try:
+        wait_for_log(log, "monitoring ")  # the monitor created the topics
+        # Refused records between valid ones: positions 0, 10, 20, ... of the topic.
+        predictions = []
+        for i, (value, _) in enumerate(bad_predictions.items()):
+            predictions += [(f"bad-{i}".encode(), value), *valid[i * 9:(i + 1) * 9]]
+        predictions += valid[len(bad_predictions) * 9:]
+        labels = [(None, value) for value in bad_labels] + [(None, json.dumps({"id": f"g{i}", "ts": i, "price": 400.0}).encode())
+                                                            for i in range(10, 300)]
+        produce(kafka, "PREDICTIONS_TOPIC", predictions)
+        produce(kafka, "LABELS_TOPIC", labels)
+        topics = kafka.topics
+        wait_until(lambda: (s := scrape(port)).get(("monitor_records_consumed_total", (("topic", topics["PREDICTIONS_TOPIC"]),))) == len(predictions)
+                   and s.get(("monitor_records_consumed_total", (("topic", topics["LABELS_TOPIC"]),))) == len(labels)
+                   and s.get(("monitor_state_writes_total", ()), 0) > 0,
+                   timeout=60, message="every prediction and label consumed, a snapshot written")
+        samples = scrape(port)
+        letters = kafka.consume("MONITOR_DLQ_TOPIC", len(bad_predictions) + len(bad_labels))
+        assert stop_process(monitor) == 0
+    finally:
+        stop_process(monitor)
+    assert samples[("monitor_stream_records", ())] == len(valid)
+    invalid = {(dict(labels)["topic"], dict(labels)["reason"]): value for (name, labels), value in samples.items()
+               if name == "monitor_invalid_records_total" and value}
+    expected = [(topics["PREDICTIONS_TOPIC"], reason) for reason in bad_predictions.values()]
+    expected += [(topics["LABELS_TOPIC"], reason) for reason in bad_labels.values()]
+    assert invalid == dict.fromkeys(expected, 1.0)
+    headers = [{k: v.decode() for k, v in m.headers()} for m in letters]
+    assert [(h["source_topic"], h["reason"]) for h in headers] == expected  # one partition each: in order
+    assert [m.value() for m in letters] == [*bad_predictions, *bad_labels]  # the original bytes
+    assert [m.key() for m in letters[:len(bad_predictions)]] == [f"bad-{i}".encode() for i in range(len(bad_predictions))]
+    assert [(h["source_partition"], h["source_offset"]) for h in headers] == (
+        [("0", str(i * 10)) for i in range(len(bad_predictions))] + [("0", str(i)) for i in range(len(bad_labels))])
+    assert all(h["detail"] for h in headers)
+    assert "refused record (not_json)" in log.read_text()
+
+
+# -- a model no diamonds code knows, in a layout unlike the scorer's ----------------------------------
+SITES = np.array(["north", "south", "east", "west", "lab"], dtype=object)  # "lab" is rare: 2%
+SENSOR_SCHEMA = {
+    "name": "sensors", "task": "regression", "target": "output", "prediction": "yhat",
+    "features": [{"name": "temp", "type": "numeric"}, {"name": "load", "type": "numeric", "range": {"ge": 0}},
+                 {"name": "site", "type": "categorical", "categories": SITES.tolist()},
+                 {"name": "shift", "type": "categorical", "categories": [1, 2, 3]}],
+    # Another serving system's inference log: integer ids, ISO-8601 event times, features at top level.
+    "messages": {"id": "event_id", "timestamp": "event_time", "timestamp_format": "iso8601", "prediction": "yhat",
+                 "features": None},
+    "labels": {"id": "event_id", "timestamp": "event_time", "target": "output"},
+}
+START = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+
+
+def sensor_rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"temp": np.round(rng.normal(20.0, 5.0, n), 2), "load": np.round(rng.exponential(2.0, n), 3),
+                          "site": SITES[rng.choice(5, n, p=[0.3, 0.3, 0.2, 0.18, 0.02])], "shift": rng.integers(1, 4, n)})
+    frame["yhat"] = 3 * frame["temp"] + 2 * frame["load"] + frame["shift"]
+    frame["output"] = frame["yhat"] + rng.normal(0, 2.0, n)
+    return frame
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("shifted", [None, "temp"])
+def test_a_monitor_given_a_schema_and_reference_reads_another_systems_log(kafka, tmp_path, shifted):
+    """`monitor run --schema X --reference Y` on records a test writes straight to the topic, no
+    scorer: a calm stream flags nothing; a shift in one feature flags that feature alone."""
+    (tmp_path / "sensors.yaml").write_text(yaml.safe_dump(SENSOR_SCHEMA, sort_keys=False))
+    sensor_rows(5000, seed=1).to_csv(tmp_path / "held-out.csv", index=False)
+    count, onset = 8000, 4000
+    stream = sensor_rows(count, seed=2)
+    if shifted:
+        stream.loc[onset:, shifted] += 4.0  # most of a standard deviation
+        stream["yhat"] = 3 * stream["temp"] + 2 * stream["load"] + stream["shift"]  # the model sees it
+        stream["output"] = stream["yhat"] + np.random.default_rng(3).normal(0, 2.0, count)
+    times = [(START + dt.timedelta(milliseconds=10 * i)).isoformat().replace("+00:00", "Z") for i in range(count)]
+    predictions = [(None, json.dumps({"event_id": i, "event_time": times[i], "yhat": row.yhat, "temp": row.temp,
+                                      "load": row.load, "site": row.site, "shift": int(row.shift), "host": "srv-1"}).encode())
+                   for i, row in enumerate(stream.itertuples())]
+    labels = [(None, json.dumps({"event_id": i, "event_time": times[i], "output": float(v)}).encode())
+              for i, v in enumerate(stream["output"])]
+    port, log = free_port(), tmp_path / "monitor.log"
+    monitor = kafka.start("monitor", "run", "--schema", str(tmp_path / "sensors.yaml"), "--reference",
+                          str(tmp_path / "held-out.csv"), "--group", f"sensors-{kafka.suffix}", "--metrics-host",
+                          "127.0.0.1", "--metrics-port", str(port), log=log, TOPIC_PARTITIONS="1",
+                          MODEL_DIR="/nonexistent")  # everything it needs comes from --schema and --reference
+    try:
+        wait_for_log(log, "monitoring ")
+        produce(kafka, "PREDICTIONS_TOPIC", predictions)
+        produce(kafka, "LABELS_TOPIC", labels)
+        wait_until(lambda: (s := scrape(port)).get(("monitor_stream_records", ())) == count
+                   and s.get(("monitor_records_consumed_total", (("topic", kafka.topics["LABELS_TOPIC"]),))) == count
+                   and s.get(("label_coverage_ratio", ())) == 1.0,
+                   timeout=120, interval=0.5, message=f"{count} predictions and labels monitored")
+        samples = scrape(port, keep_model=True)
+        assert stop_process(monitor) == 0
+    finally:
+        stop_process(monitor)
+    assert "monitoring " in log.read_text() and "for model sensors" in log.read_text()
+    found = flagged(samples)
+    assert set(found) == {"temp", "load", "site", "shift"}
+    assert samples[("drift_feature_detected", (("feature", "temp"), ("model", "sensors")))] == (1 if shifted else 0)
+    assert samples[("drift_model_info", (("model", "sensors"), ("task", "regression")))] == 1
+    assert all(v == 0 for (name, _), v in samples.items() if name == "monitor_invalid_records_total")
+    assert samples[("window_records", (("model", "sensors"),))] == 1000
+    if shifted is None:
+        assert found == dict.fromkeys(found, 0)
+        for counter in ("drift_dataset_detections_total", "prediction_drift_detections_total", "concept_drift_detections_total"):
+            assert samples[(counter, (("model", "sensors"),))] == 0, counter
+    else:
+        assert found.pop(shifted) > 0 and found == dict.fromkeys(found, 0), flagged(samples)
+        first = first_detection(log, shifted)
+        assert first is not None and onset < first <= onset + 1000, first
+
+
 @pytest.mark.broker
 def test_sigkill_mid_stream_then_restart_ends_with_the_uninterrupted_window(kafka, tmp_path):
     count = 45_000
@@ -248,23 +450,81 @@ def test_sigkill_mid_stream_then_restart_ends_with_the_uninterrupted_window(kafk
             stop_process(process)
 
 
-def test_status_prints_a_table_from_metrics(model_dir, capsys):
-    """`python -m monitor status` against a metrics page served in-process (no broker)."""
-    from prometheus_client import start_http_server
+def serve_pages(*registries: CollectorRegistry) -> tuple[str, http.server.HTTPServer]:
+    """A /metrics page holding every registry's series (one monitor per registry, as Prometheus
+    federation or a shared exporter would show several models)."""
+    body = b"".join(generate_latest(r) for r in registries)
 
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/metrics", server
+
+
+def churn_reference():
+    """A made-up classifier's reference: one numeric, one categorical feature, classes no/yes with probabilities."""
+    from monitor.reference import Reference
+
+    rng = np.random.default_rng(0)
+    p_yes = rng.random(500)
+    predicted = np.where(p_yes > 0.5, "yes", "no")
+    return Reference.from_arrays({"tenure": rng.exponential(10, 500)}, {"plan": rng.choice(["1", "2"], 500)}, predicted,
+                                 np.where(rng.random(500) < 0.9, predicted, "no"), task="classification",
+                                 probabilities={"no": 1 - p_yes, "yes": p_yes}, classes=("no", "yes"))
+
+
+def test_status_prints_a_table_from_metrics(diamonds, capsys):
+    """`python -m monitor status` against a metrics page served in-process (no broker)."""
     from monitor.__main__ import main
     from monitor.metrics import MonitorMetrics
-    from monitor.service import load_reference
 
+    schema, reference = diamonds
     registry = CollectorRegistry()
-    MonitorMetrics(registry, load_reference(model_dir), {"predictions": "p", "labels": "l"})
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    MonitorMetrics(registry, reference, {"predictions": "p", "labels": "l"}, model=schema.name)
+    url, server = serve_pages(registry)
     try:
-        assert main(["status", "--url", f"http://127.0.0.1:{port}/metrics"]) == 0
+        assert main(["status", "--url", url]) == 0
     finally:
         server.shutdown()
     out = capsys.readouterr().out
+    assert out.startswith("model diamonds (regression)\n")
     assert all(re.search(rf"^{f} .* n/a .*n/a", out, re.M) for f in FEATURES), out
+    assert re.search(r"^prediction +ks +n/a", out, re.M) and "p(" not in out, out
+    assert re.search(r"^concept: rolling MSE n/a vs reference [\d,]+, ratio n/a", out, re.M), out
     assert "window: n/a records" in out
-    assert np.isfinite(registry.get_sample_value("reference_mse"))
+    assert np.isfinite(registry.get_sample_value("reference_mse", {"model": "diamonds"}))
+
+
+def test_status_of_one_model_among_several_shows_its_classes(diamonds, capsys):
+    from monitor.__main__ import main
+    from monitor.metrics import MonitorMetrics
+
+    schema, reference = diamonds
+    regression, classification = CollectorRegistry(), CollectorRegistry()
+    MonitorMetrics(regression, reference, {"predictions": "p", "labels": "l"}, model=schema.name)
+    churn = churn_reference()
+    MonitorMetrics(classification, churn, {"predictions": "cp", "labels": "cl"}, model="churn")
+    url, server = serve_pages(regression, classification)
+    try:
+        assert main(["status", "--url", url]) == 2
+        assert "holds the models churn, diamonds: choose one with --model" in capsys.readouterr().err
+        assert main(["status", "--url", url, "--model", "nope"]) == 2
+        assert "no model 'nope'" in capsys.readouterr().err
+        assert main(["status", "--url", url, "--model", "churn"]) == 0
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert out.startswith("model churn (classification)\n")
+    rows = [line.split()[0] for line in out.splitlines()[2:] if not line.startswith(("dataset", "concept", "window"))]
+    assert rows == ["tenure", "plan", "prediction", "p(no)", "p(yes)"], out  # diamonds' rows are not shown
+    assert re.search(r"^prediction +chi2 +n/a", out, re.M), out
+    assert f"rolling error rate n/a vs reference {churn.error_rate:.4f}" in out, out
