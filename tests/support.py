@@ -240,17 +240,22 @@ def run_stream(kafka: KafkaEnv, tmp_path: Path, model_dir: Path, scenario: str, 
                              "--scenario", scenario, "--onset", str(onset), "--seed", str(seed), "--label-delay", "0",
                              TOPIC_PARTITIONS="1")
         assert produced.returncode == 0, produced.stderr.decode()[-2000:]
-        labels = kafka.topics["LABELS_TOPIC"]
-        wait_until(lambda: (s := scrape(port)).get(("monitor_stream_records", ())) == count
-                   and s.get(("monitor_records_consumed_total", (("topic", labels),))) == count
-                   and s.get(("label_coverage_ratio", ())) == 1.0,
-                   timeout=180, interval=0.5, message=f"{scenario}: {count} predictions and labels monitored")
+        wait_monitored(port, count, kafka.topics["LABELS_TOPIC"], timeout=180)
         samples = scrape(port, keep_model=True)
         assert stop_process(monitor) == 0
     finally:
         stop_process(monitor)
         stop_process(scorer)
     return samples
+
+
+def wait_monitored(port: int, count: int, labels_topic: str, timeout: float = 120) -> None:
+    """Until the monitor on `port` has every one of `count` predictions in its windows and every
+    label joined: its final window is complete."""
+    wait_until(lambda: (s := scrape(port)).get(("monitor_stream_records", ())) == count
+               and s.get(("monitor_records_consumed_total", (("topic", labels_topic),))) == count
+               and s.get(("label_coverage_ratio", ())) == 1.0,
+               timeout=timeout, interval=0.5, message=f"{count} predictions and labels monitored")
 
 
 def flagged(samples: Samples) -> dict[str, float]:

@@ -28,7 +28,7 @@ from contract.artifacts import REFERENCE_FILE, SCHEMA_FILE, read_reference
 from contract.schema import Rejection, load_schema
 from devstack.broker import free_port
 from tests.support import (ROOT, KafkaEnv, Samples, flagged, scrape, start_monitor, stop_process, stream_records,
-                           wait_for_log, wait_until, window_view)
+                           wait_for_log, wait_monitored, wait_until, window_view)
 
 FEATURES = ("carat", "depth", "table", "cut", "color", "clarity")
 
@@ -205,12 +205,7 @@ def run_scenario(kafka: KafkaEnv, tmp_path: Path, scenario: str, count: int, ons
                          TOPIC_PARTITIONS="1")
     monitor = start_monitor(kafka, log, f"monitor-{kafka.suffix}", port)
     try:
-        labels_topic = kafka.topics["LABELS_TOPIC"]
-        # All predictions in the windows and all labels joined: the final window is complete.
-        wait_until(lambda: (s := scrape(port)).get(("monitor_stream_records", ())) == count
-                   and s.get(("monitor_records_consumed_total", (("topic", labels_topic),))) == count
-                   and s.get(("label_coverage_ratio", ())) == 1.0,
-                   timeout=120, interval=0.5, message=f"{scenario}: {count} predictions and labels monitored")
+        wait_monitored(port, count, kafka.topics["LABELS_TOPIC"])  # the final window is complete
         samples = scrape(port)
         assert stop_process(monitor) == 0  # SIGTERM: finish the batch, save state, exit 0
     finally:
@@ -374,10 +369,7 @@ def test_a_monitor_given_a_schema_and_reference_reads_another_systems_log(kafka,
         wait_for_log(log, "monitoring ")
         produce(kafka, "PREDICTIONS_TOPIC", predictions)
         produce(kafka, "LABELS_TOPIC", labels)
-        wait_until(lambda: (s := scrape(port)).get(("monitor_stream_records", ())) == count
-                   and s.get(("monitor_records_consumed_total", (("topic", kafka.topics["LABELS_TOPIC"]),))) == count
-                   and s.get(("label_coverage_ratio", ())) == 1.0,
-                   timeout=120, interval=0.5, message=f"{count} predictions and labels monitored")
+        wait_monitored(port, count, kafka.topics["LABELS_TOPIC"])
         samples = scrape(port, keep_model=True)
         assert stop_process(monitor) == 0
     finally:
