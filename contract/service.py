@@ -131,3 +131,26 @@ def serve_metrics(registry, host: str, port: int, flag: str = "--metrics-port") 
         check_port(host, port, flag)  # names the usual cause; anything else is reported as is
         raise PortInUse(f"cannot serve metrics on {host}:{port} ({exc}): change {flag}") from None
     log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+CLOSE_UNREACHABLE_SECONDS = 5.0
+
+
+def close_consumer(consumer, broker_away: bool = False, within: float = CLOSE_UNREACHABLE_SECONDS) -> None:
+    """Close the consumer (it leaves its group, so partitions move on at once).
+
+    With the broker known to be away (a delivery or snapshot just timed out), leaving the group
+    cannot succeed, and librdkafka's close() can wait a whole socket.timeout.ms (60 s) for the
+    LeaveGroup queued to a coordinator that is gone (seen in CI: a SIGTERM'd scorer took > 60 s).
+    Then close() runs in a daemon thread for at most `within` seconds and the service exits
+    regardless: the group expires the member after its session timeout, and nothing was
+    committed that a restart would miss (offsets are committed only after delivery)."""
+    if not broker_away:
+        consumer.close()
+        return
+    closing = threading.Thread(target=consumer.close, name="consumer-close", daemon=True)
+    closing.start()
+    closing.join(within)
+    if closing.is_alive():
+        log.warning("the broker did not answer the consumer's close within %.0f s: exiting without leaving the group "
+                    "(it expires this member after its session timeout)", within)

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, Message
 from prometheus_client import CollectorRegistry
 
 from contract.schema import Rejection, Schema
-from contract.service import freeze_startup_heap, is_record, log_failed_commit
+from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Groups, Topics, consumer_config
 from monitor.calibration import MODES
 from monitor.decode import Decoder
@@ -260,7 +260,7 @@ def run(config: MonitorConfig, schema: Schema, reference: Reference, topics: Top
     finally:
         rebalance.closing = True
         persister.close()
-        consumer.close()
+        close_consumer(consumer, broker_away=not saved)
     if saved:
         log.info("monitor stopped: state saved at %d records seen", monitor.counters["records"])
     else:

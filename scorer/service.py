@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from contract.delivery import (DeliveryReport, discard, is_transient, produce, produce_all, producer_failure,
                                resending_producer)
 from contract.schema import REJECTION_REASONS
-from contract.service import freeze_startup_heap, is_record, log_failed_commit
+from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel
 from scorer.predictor import PredictProcess
@@ -237,6 +237,7 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
                  codec.schema.name, model.version)
         freeze_startup_heap()
         in_flight: InFlight | None = None
+        undelivered = False  # stopping with a batch the broker did not take: it is away
         try:
             while True:
                 stopping = stop.is_set()
@@ -258,6 +259,7 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
                     producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop,
                                                              config)
                     if not delivered:
+                        undelivered = True
                         break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
                     commit(consumer, finished.messages)
                     record_metrics(metrics, finished.messages, scored, finished.started)
@@ -265,7 +267,7 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
                     break
         finally:
             producer.flush(10)
-            consumer.close()  # leaves the group now, so partitions move to other instances at once
+            close_consumer(consumer, broker_away=undelivered)  # leaves the group: partitions move on at once
     finally:
         predictor.close()
     log.info("scorer stopped")
