@@ -262,3 +262,12 @@ def flagged(samples: Samples) -> dict[str, float]:
     """Evaluations that flagged each feature."""
     return {dict(labels)["feature"]: value for (name, labels), value in samples.items()
             if name == "drift_feature_detections_total"}
+
+
+def first_alarm(results, onset: int, step: int = 250):
+    """(records after `onset` when the first of a count window's results alarmed, that result),
+    or (None, None): the detection delay the core tests assert."""
+    for r in results:
+        if r.drift_detected:
+            return (r.pane + 1) * step - onset, r
+    return None, None

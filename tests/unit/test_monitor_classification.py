@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # no conftest: mak
 from monitor import stats  # noqa: E402
 from monitor.calibration import Calibration  # noqa: E402
 from monitor.columns import column_tests  # noqa: E402
+from tests.support import first_alarm  # noqa: E402
 from monitor.drift import DriftMonitor, DriftResult  # noqa: E402
 from monitor.reference import Reference  # noqa: E402
 from monitor.windows import CountWindow, PredictionBatch  # noqa: E402
@@ -105,14 +106,6 @@ def feed(monitor: DriftMonitor, cols: dict, batch: int = 250, labels: bool = Tru
     return results
 
 
-def first_alarm(results: list[DriftResult], step: int = 250) -> tuple[int | None, DriftResult | None]:
-    """Records after onset when the first evaluation alarmed, and that evaluation."""
-    for r in results:
-        if r.drift_detected:
-            return (r.pane + 1) * step - ONSET, r
-    return None, None
-
-
 def flagged(result: DriftResult) -> set[str]:
     return {f.name for f in (*result.features, *result.outputs) if f.detected}
 
@@ -155,7 +148,7 @@ def test_calm_stream_flags_nothing(rows, reference):
 def test_label_flips_flag_concept_drift_and_no_feature(rows, reference):
     monitor = DriftMonitor(reference, CountWindow(reference))
     results = feed(monitor, stream(rows, ONSET + 3000, seed=2, scenario="label_flip"))
-    index, alarm = first_alarm(results)
+    index, alarm = first_alarm(results, ONSET)
     assert index == 750  # the rolling error rate covers the latest 750-1,000 joined records
     assert alarm.concept_detected and flagged(alarm) == set()
     assert not any(r.dataset_detected or r.prediction_detected for r in results if r.ready)
@@ -171,7 +164,7 @@ def test_label_flips_flag_concept_drift_and_no_feature(rows, reference):
 )
 def test_one_change_flags_its_column_only(rows, reference, scenario, after, columns):
     monitor = DriftMonitor(reference, CountWindow(reference))
-    index, alarm = first_alarm(feed(monitor, stream(rows, ONSET + 2000, seed=3, scenario=scenario)))
+    index, alarm = first_alarm(feed(monitor, stream(rows, ONSET + 2000, seed=3, scenario=scenario)), ONSET)
     assert index == after and flagged(alarm) == columns
     assert not alarm.concept_detected
     assert alarm.dataset_detected == (columns == {"x1"})

@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))  # no conftest: make monitor importable
 
 from monitor import stats  # noqa: E402
 from monitor.columns import column_tests  # noqa: E402
+from tests.support import first_alarm  # noqa: E402
 from monitor.drift import DriftMonitor, DriftResult  # noqa: E402
 from monitor.reference import Reference  # noqa: E402
 from monitor.windows import CountWindow, PredictionBatch, TimeWindow  # noqa: E402
@@ -88,14 +89,6 @@ def feed(monitor: DriftMonitor, cols: dict, batch: int = 250, labels: bool = Tru
     return results
 
 
-def first_alarm(results: list[DriftResult], step: int = 250) -> tuple[int | None, DriftResult | None]:
-    """Records after onset when the first evaluation alarmed, and that evaluation."""
-    for r in results:
-        if r.drift_detected:
-            return (r.pane + 1) * step - ONSET, r
-    return None, None
-
-
 @pytest.mark.parametrize("module", CORE_MODULES)
 def test_core_imports_no_io_libraries(module):
     code = (f"import sys; import {module}; "
@@ -132,7 +125,7 @@ def test_no_alarm_on_1m_no_drift_records(heldout, reference):
 )
 def test_feature_drift_flagged_within_one_window(heldout, reference, scenario, after, flagged):
     monitor = DriftMonitor(reference, CountWindow(reference))
-    index, alarm = first_alarm(feed(monitor, stream(heldout, ONSET + 2000, seed=3, scenario=scenario)))
+    index, alarm = first_alarm(feed(monitor, stream(heldout, ONSET + 2000, seed=3, scenario=scenario)), ONSET)
     assert index == after <= 1000
     assert {f.name for f in alarm.features if f.detected} == flagged
     # flagged by the newest half window (500 records, all drifted), reported with its own threshold
@@ -151,7 +144,7 @@ def test_abrupt_carat_shift_detected_within_500_records(heldout, reference):
     for seed in range(100, 109):
         cols = stream(heldout, ONSET + 2000, seed=seed, scenario="carat_1.1")
         cols["carat"][ONSET:] = np.round(cols["carat"][ONSET:], 2)
-        index, alarm = first_alarm(feed(DriftMonitor(reference, CountWindow(reference)), cols))
+        index, alarm = first_alarm(feed(DriftMonitor(reference, CountWindow(reference)), cols), ONSET)
         assert {f.name for f in alarm.features if f.detected} == {"carat"}
         delays.append(index)
     print("carat-shift delays", delays)
@@ -231,7 +224,7 @@ def test_vectorised_tests_equal_the_per_column_statistics(heldout, reference, mo
 def test_price_shift_is_concept_drift_only(heldout, reference):
     monitor = DriftMonitor(reference, CountWindow(reference))
     results = feed(monitor, stream(heldout, ONSET + 2000, seed=5, scenario="price_1.2"))
-    index, alarm = first_alarm(results)
+    index, alarm = first_alarm(results, ONSET)
     assert index == 500 <= 2000
     assert alarm.concept_detected and not alarm.dataset_detected and not alarm.prediction_detected
     # the batch's labels follow its predictions, so the pane just closed has none yet
