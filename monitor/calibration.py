@@ -18,13 +18,16 @@ window, so it is detected up to half a window sooner; a small, persistent change
 the whole window's larger n. A column is flagged when either scale exceeds its threshold; the
 result reports, per column, the scale with the larger statistic / threshold ratio. Both scales'
 tests count in the Bonferroni split (their strong positive correlation makes that conservative).
-At the defaults the whole window's KS threshold rises from 0.0851 to 0.0871 (chi-square for cut from
-30.96 to 32.29, MSE ratio from 0.911 to 0.938) and the newest half's KS threshold is
-0.1203 at n = 500.
+At the defaults the whole window's KS threshold rises from 0.0851 to 0.0871 (MSE ratio from 0.911
+to 0.938) and the newest half's KS threshold is 0.1203 at n = 500; cut's is 35.31 at 1,000
+records and 36.23 at 500.
 
 Each threshold is the (1 - alpha) quantile of its statistic's null distribution (see `stats`):
-KS from Kolmogorov's law at effective size n*m/(n+m), chi-square from scipy's chi2 with the
-evaluation's dof, the MSE ratio from the saddlepoint tail of resampled held-out squared errors.
+KS from Kolmogorov's law at effective size n*m/(n+m); a categorical column's from the exact
+distribution of its statistic on windows of n records drawn from the reference frequencies
+(`exact`, by importance sampling: the chi-square law underestimates the far tail when expected
+counts are small, 1.6x alpha for cut at 500 records); the MSE ratio from the saddlepoint tail of
+resampled held-out squared errors.
 
 Classification's concept test is the rolling error rate r (share of joined records whose label is
 not the predicted class) against the held-out error rate p; `concept_drift` stays the tutorial's
@@ -39,7 +42,8 @@ Why the realised false-alarm rate is at most the budget:
   expected *number of evaluations* that alarm is r/ert per evaluation, but alarms come in runs,
   so the expected number of distinct alarm episodes is lower;
 - Bonferroni ignores the correlation between tests (prediction and carat move together);
-- KS on discrete columns (carat, depth, table) is conservative (see `stats`);
+- KS on discrete columns (carat, depth, table) is conservative (see `stats`), and so is the
+  categorical tests' discreteness (a threshold between two attainable statistics);
 - a window drawn from the held-out rows themselves has no reference sampling noise, while the
   effective sizes budget for it.
 The false-alarm *rate per record* is what is calibrated, not the episode rate.
@@ -55,9 +59,16 @@ from functools import lru_cache
 from typing import Any
 
 from monitor import stats
+from monitor.exact import PearsonNull
 from monitor.reference import Reference
 
 MODES = ("calibrated", "fixed")
+
+
+def _alpha_grid(alpha: float, steps: int = 8) -> float:
+    """alpha rounded down to a 2**(1/steps) grid: a lower level, a higher threshold (conservative),
+    and time windows (whose alpha follows each pane's records) reuse a few cached thresholds."""
+    return 2.0 ** (math.floor(math.log2(alpha) * steps) / steps)
 
 
 def _grid(joined: int, alpha: float) -> tuple[int, float]:
@@ -66,7 +77,7 @@ def _grid(joined: int, alpha: float) -> tuple[int, float]:
     if joined > 1000:
         unit = 10 ** (int(math.log10(joined)) - 2)
         joined = joined // unit * unit
-    return joined, 2.0 ** (math.floor(math.log2(alpha) * 4) / 4)
+    return joined, _alpha_grid(alpha, 4)
 
 
 class Calibration:
@@ -85,7 +96,7 @@ class Calibration:
     (5, 5e-05)
     >>> t = calibration.thresholds(window=1000, step=250)
     >>> round(t["x"], 4), round(t["prediction"], 2), round(t["error_rate_ratio"], 3)
-    (0.0887, 16.45, 0.486)
+    (0.0887, 17.29, 0.486)
 
     The error-rate threshold is Binomial(en, 0.1)'s upper quantile (en = 1000*2000 // 3000 = 666)
     at alpha 5e-5 rounded down to the cache grid (4.3e-5): an alarm when the rate exceeds 99 / 666
@@ -118,6 +129,7 @@ class Calibration:
         # features and outputs (prediction, class probabilities) per scale + the concept test
         self.tests = scales * (len(reference.features) + len(reference.outputs)) + 1
         self._mse_ratio = lru_cache(maxsize=4096)(self._mse_ratio_uncached)
+        self._nulls: dict[str, PearsonNull] = {}  # categorical column -> its exact null, built on first use
         self._error_rate_ratio = lru_cache(maxsize=4096)(self._error_rate_ratio_uncached)
         # A reference that never misclassified would make every error an infinite relative change:
         # the rate is floored at half an error in m rows (0.5 / m), the usual continuity correction,
@@ -139,11 +151,24 @@ class Calibration:
             return self.fixed_threshold
         return stats.ks_threshold(alpha, n, self.reference.size)
 
-    def chi2(self, dof: int, alpha: float) -> float:
-        """Chi-square threshold on the statistic (fixed mode: on the total variation distance)."""
+    def chi2(self, column: str, n: int, alpha: float) -> float:
+        """Threshold on a categorical column's statistic for a window of n records (fixed mode: on
+        the total variation distance): the exact null's upper alpha quantile (see `exact`), alpha
+        rounded down to a 2**(1/8) grid and n to `exact.grid_n`'s (both conservative)."""
         if not self.calibrated:
             return self.fixed_threshold
-        return stats.chi2_threshold(alpha, dof)
+        return self.null(column).threshold(n, _alpha_grid(alpha))
+
+    def chi2_p_value(self, column: str, n: int, alpha: float, statistic: float) -> float:
+        """The statistic's p-value under the same exact null (statistic > chi2(...) exactly when
+        p <= alpha, on the same grid). Calibrated mode only (fixed mode has no alpha)."""
+        return self.null(column).p_value(n, _alpha_grid(alpha), statistic)
+
+    def null(self, column: str) -> PearsonNull:
+        """The exact no-drift null of a categorical column (a feature, or a classifier's predicted class)."""
+        if column not in self._nulls:
+            self._nulls[column] = PearsonNull(self.reference.chi2_columns[column].counts, self.pseudo_count)
+        return self._nulls[column]
 
     def mse_ratio(self, joined: int, alpha: float) -> float:
         """Threshold on (rolling MSE - reference MSE) / reference MSE over `joined` records.
@@ -189,8 +214,7 @@ class Calibration:
         """Thresholds of a full count window of `window` records evaluated every `step`.
 
         With the recent scale, out["recent"] holds the thresholds of the newest half window
-        (out["recent_records"] = step * (window // step // 2) records); chi-square thresholds
-        depend on dof only, so they are the same at both scales."""
+        (out["recent_records"] = step * (window // step // 2) records)."""
         alpha = self.alpha(step)
         out: dict[str, Any] = {"alpha_per_test": alpha, "tests": self.tests}
         out.update(self._scale(window, alpha))
@@ -204,6 +228,6 @@ class Calibration:
     def _scale(self, n: int, alpha: float) -> dict[str, float]:
         # chi-square dof: the reference's categories - 1 (unseen ones in a window add one each)
         out = {name: self.ks(n, alpha) for name in self.reference.ks_columns}
-        out.update({name: self.chi2(profile.size - 1, alpha) for name, profile in self.reference.chi2_columns.items()})
+        out.update({name: self.chi2(name, n, alpha) for name in self.reference.chi2_columns})
         return {name: out[name] for name in (*self.reference.features, *self.reference.outputs)}
 

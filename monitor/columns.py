@@ -85,8 +85,8 @@ def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[P
     """Every column's test on each aggregated pane (a scale): KS for numeric columns (features, a
     regression prediction, class probabilities), smoothed chi-square (+ total variation) for
     categorical ones (features, a predicted class), with unseen categories as extra categories of
-    reference count 0; thresholds from `calibration` at `alpha` (one for all panes, or one per
-    pane). Every evaluation runs this, so it keeps to few numpy calls (each costs microseconds,
+    reference count 0; thresholds (and the categorical p-values) from `calibration` at `alpha` (one
+    for all panes, or one per pane). Every evaluation runs this, so it keeps to few numpy calls (each costs microseconds,
     whatever its size)."""
     tl = _column_layout(layout)
     alphas = [alpha] * len(panes) if isinstance(alpha, (int, float)) else list(alpha)
@@ -118,10 +118,17 @@ def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[P
         x2 = x2 * tl.chi2_m / (n + tl.chi2_m)
         tv = 0.5 * tv
         dof = np.where(n > 0, tl.chi2_known + extra - 1, 0)
-        chi2_p = special.chdtrc(dof, x2)
+        chi2_p = special.chdtrc(dof, x2)  # fixed mode's p-value, for information
     ks[empty], x2[empty], tv[empty], chi2_p[empty] = np.nan, np.nan, np.nan, np.nan
-    chi2_threshold = np.array([[_chi2_threshold(calibration, d, a) for d in row] for row, a in zip(dof.tolist(), alphas)])
-    chi2_threshold = chi2_threshold.reshape(x2.shape)
+    chi2_threshold = np.full(x2.shape, calibration.fixed_threshold)
+    if calibration.calibrated:
+        # Each categorical column's threshold and p-value come from its exact null at the pane's n
+        # (see `exact`): a cached table look-up per column and scale. Unseen categories add to the
+        # statistic, not to the null: the reference frequencies never produce them.
+        for s, (k, a) in enumerate(zip(sizes, alphas)):
+            for c, name in enumerate(tl.chi2_names):
+                chi2_threshold[s, c] = calibration.chi2(name, k, a) if k else np.nan
+                chi2_p[s, c] = calibration.chi2_p_value(name, k, a, float(x2[s, c])) if k else np.nan
     return ColumnTests(tl.names, tl.tests, tl.ordered(ks, x2), tl.ordered(ks, tv), tl.ordered(ks_p, chi2_p),
                        tl.ordered(np.broadcast_to(ks_threshold, ks.shape), chi2_threshold))
 
@@ -133,7 +140,3 @@ _NONE = np.empty(0)
 def _ks_threshold(calibration: Calibration, n: int, alpha: float) -> float:
     return calibration.ks(n, alpha)
 
-
-@lru_cache(maxsize=4096)
-def _chi2_threshold(calibration: Calibration, dof: int, alpha: float) -> float:
-    return calibration.chi2(dof, alpha)

@@ -209,7 +209,10 @@ def test_error_rate_threshold_is_the_binomial_quantile(reference):
     grid = 2.0 ** (math.floor(math.log2(250 / 1e7 / 15) * 4) / 4)
     assert t["tests"] == 15 and grid == 2.0 ** -19.25 and sps.binom.isf(grid, 857, p) == 240
     assert t["error_rate_ratio"] == (240 / 857 - p) / p == pytest.approx(0.31375, abs=1e-5)
-    assert t["recent"]["prediction"] == t["prediction"] == pytest.approx(stats.chi2_threshold(t["alpha_per_test"], 2))
+    # the predicted class's thresholds: its exact null at each scale's n (monitor.exact)
+    alpha = t["alpha_per_test"]
+    assert (t["prediction"], t["recent"]["prediction"]) == (calibration.chi2("prediction", 1000, alpha),
+                                                            calibration.chi2("prediction", 500, alpha))
     # off the grid, joined and alpha round down: the threshold can only rise
     assert calibration.error_rate_ratio(1234, 3e-6) >= (sps.binom.isf(3e-6, 1234 * m // (1234 + m), p) / (1234 * m // (1234 + m)) - p) / p - 1e-12
 
@@ -270,7 +273,7 @@ def test_vectorised_tests_equal_the_per_column_statistics(rows, reference, mode)
                 unseen = np.fromiter(pane.unseen.get(name, {}).values(), dtype=np.float64)
                 x2, dof = stats.chi2_statistic(profile.counts, counts, unseen, calibration.pseudo_count)
                 tv = stats.total_variation(profile.counts, counts, int(unseen.sum()))
-                expected = (x2, tv, stats.chi2_pvalue(x2, dof), calibration.chi2(dof, alpha))
+                expected = (x2, tv, calibration.chi2_p_value(name, pane.records, alpha, x2), calibration.chi2(name, pane.records, alpha)) if calibration.calibrated else (x2, tv, stats.chi2_pvalue(x2, dof), calibration.fixed_threshold)
             else:
                 bins = layout.ks_columns[name]
                 d = stats.ks_statistic(bins.reference_cdf, counts)
@@ -383,7 +386,7 @@ def test_regression_metrics_keep_their_names():
     assert get("monitor_state_writes_total", {"model": "diamonds"}) == 1
 
 
-@pytest.mark.parametrize("module", ["monitor.windows", "monitor.calibration", "monitor.drift", "monitor.join"])
+@pytest.mark.parametrize("module", ["monitor.windows", "monitor.calibration", "monitor.drift", "monitor.join", "monitor.exact"])
 def test_docstring_examples_run(module):
     """The core objects' docstring examples (window, calibration, drift monitor, join) are
     documentation that cannot go stale."""
