@@ -70,8 +70,12 @@ def status_line(scorer: dict, monitor: dict) -> str:
             f"concept_drift {first(monitor, 'concept_drift'):+.3f} ({error}) | flagged: {', '.join(flagged) or 'nothing'}")
 
 
-# example -> (model folder under MODEL_DIR's parent, default scenario)
-EXAMPLES = {"diamonds": ("", "carat-shift"), "affairs": ("affairs", "mix:occupation")}
+# example -> (model folder under MODEL_DIR's parent, default scenario, what that scenario shows).
+# Both defaults draw real held-out rows differently (labels true): data drift, no concept drift.
+EXAMPLES = {
+    "diamonds": ("", "carat-shift", "fewer big stones: data drift on carat, no concept drift"),
+    "affairs": ("affairs", "mix:occupation", "occupations equally common: data drift on occupation, no concept drift"),
+}
 
 
 def example_dir(example: str) -> Path:
@@ -110,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--example", choices=list(EXAMPLES), default=os.environ.get("EXAMPLE") or "diamonds",
                         help="the shipped model to run: diamonds (regression) or affairs (classification) (env EXAMPLE)")
     parser.add_argument("--scenario", default=None, help="drift after the onset (see `python -m producer simulate --help`); "
-                        "default carat-shift for diamonds, mix:occupation for affairs")
+                        "default carat-shift for diamonds, mix:occupation for affairs (both data drift with true "
+                        "labels); price-inflation (diamonds) or labels:flip:0.3 (affairs) show concept drift")
     parser.add_argument("--onset", type=int, default=15_000, help="records of normal traffic before the drift")
     parser.add_argument("--rate", type=float, default=500.0, help="records per second")
     parser.add_argument("--kafka-port", type=int, default=9092, help="broker port (a free one if taken)")
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     WORKDIR.mkdir(exist_ok=True)
     model_dir = example_dir(args.example)
     scenario = args.scenario or EXAMPLES[args.example][1]
+    shows = f": {EXAMPLES[args.example][2]}" if scenario == EXAMPLES[args.example][1] else ""
     if not (model_dir / "schema.yaml").exists() or not (model_dir / "model.joblib").exists():
         print(f"training the {args.example} example into {model_dir} (first run only)", flush=True)
         trained = subprocess.run([sys.executable, "-m", "scorer", "train", "--example", args.example], cwd=ROOT,
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                "--onset", str(args.onset), "--label-delay", "1")
         print(f"model       {schema.name} ({schema.task}) from {model_dir}")
         print(f"simulator   {args.rate:g} records/s, {scenario} from record {args.onset:,} "
-              f"(~{args.onset / args.rate:.0f} s); logs in {WORKDIR}/. Ctrl-C stops everything.\n")
+              f"(~{args.onset / args.rate:.0f} s){shows}; logs in {WORKDIR}/. Ctrl-C stops everything.\n")
 
         tail = subprocess.Popen([sys.executable, "-m", "scorer", "tail", "--json"], env=env, cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)

@@ -1,10 +1,10 @@
-"""The scenario grammar: specs that name a column (`scale:carat:1.1`, `mix:cut`, `labels:flip:0.2`)
+"""The scenario grammar: specs that name a column (`tilt:carat:0.8`, `mix:cut`, `labels:flip:0.2`)
 turned into `producer.scenarios.Scenario`s, checked against the model's schema at start-up.
 
 A spec the schema cannot run (unknown column, a numeric operation on a categorical, label flips of
-a regression model, a bad number) raises `ScenarioError`: one line naming the scenario and what to
-change. The diamonds names of earlier releases (carat-shift, cut-mix, ...) stay as shorthands with
-their exact numbers (`SHORTHANDS`).
+a regression model, a bad number, a resampling the reference's rows cannot give) raises
+`ScenarioError`: one line naming the scenario and what to change. The diamonds names (carat-shift,
+cut-mix, ...) are shorthands for column forms (`SHORTHANDS`).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from contract.schema import MAX_CATEGORY_LENGTH, Bounds, Feature, Schema, category_text
 from producer.scenarios import (
-    GRADUAL_RAMP_RECORDS, INPUTS, LABELS, NO_DRIFT, NOTHING, FlipLabels, Mix, NoDrift, Ramp, Scale, Scenario, Shift,
-    Transform, Unseen,
+    BOTH, GRADUAL_RAMP_RECORDS, INPUTS, LABELS, MIN_EFFECTIVE_ROWS, NO_DRIFT, NOTHING, PAYLOADS, FlipLabels, NoDrift,
+    Ramp, Redraw, Resample, Reweight, Scale, Scenario, Shift, Tilt, Transform, Unseen, effective_rows,
 )
 
 
@@ -27,36 +27,55 @@ class ScenarioError(ValueError):
 
 
 # operation -> (form, what it changes, what it does): the usage in messages, --help, and the
-# list of forms when a spec is unknown all read it.
+# list of forms when a spec is unknown all read it. Grouped by what they change.
 FORMS: dict[str, tuple[str, str, str]] = {
     "none": ("none", NOTHING, "no drift"),
-    "scale": ("scale:COL:FACTOR", INPUTS, "numeric feature COL x FACTOR"),
-    "shift": ("shift:COL:+DELTA", INPUTS, "numeric feature COL + DELTA"),
-    "gradual": ("gradual:COL:FACTOR[:RECORDS]", INPUTS,
-                f"COL x a factor ramping from 1 to FACTOR over RECORDS records (default {GRADUAL_RAMP_RECORDS:,})"),
-    "mix": ("mix:COL[:A=0.5,B=0.3,...]", INPUTS,
-            "categorical COL redrawn uniformly over its known categories, or from the weights given"),
-    "unseen": ("unseen:COL:VALUE:SHARE", INPUTS,
+    "scale": ("scale:COL:FACTOR", BOTH, "numeric feature COL x FACTOR, labels not changed"),
+    "shift": ("shift:COL:+DELTA", BOTH, "numeric feature COL + DELTA, labels not changed"),
+    "gradual": ("gradual:COL:FACTOR[:RECORDS]", BOTH,
+                f"COL x a factor ramping from 1 to FACTOR over RECORDS records (default {GRADUAL_RAMP_RECORDS:,}), "
+                "labels not changed"),
+    "redraw": ("redraw:COL[:A=0.5,B=0.3,...]", BOTH,
+               "categorical COL rewritten uniformly over its known categories or from the weights given, labels "
+               "not changed"),
+    "unseen": ("unseen:COL:VALUE:SHARE", BOTH,
                "categorical COL set to VALUE, a category the model never saw, in SHARE of the records"),
+    "tilt": ("tilt:COL:FACTOR[:RECORDS]", INPUTS,
+             "reference rows drawn with exponential-tilt weights so numeric COL's mean is FACTOR x its mean; "
+             "with RECORDS the tilted share ramps from 0 to 1 over RECORDS records"),
+    "mix": ("mix:COL[:A=0.5,B=0.3,...]", INPUTS,
+            "reference rows drawn by categorical COL so its mix is uniform (over the categories the reference "
+            "holds) or the weights given"),
     "labels:scale": ("labels:scale:FACTOR", LABELS, "regression targets x FACTOR, features unchanged"),
     "labels:flip": ("labels:flip:SHARE", LABELS,
                     "classification: SHARE of the labels replaced by another class, features unchanged"),
-    "bad-records": ("bad-records", INPUTS, "--bad-share of the records replaced by invalid payloads, one per "
+    "bad-records": ("bad-records", PAYLOADS, "--bad-share of the records replaced by invalid payloads, one per "
                     "rejection reason in turn (no label is sent for them)"),
 }
 
+# What the `changes` column of --help means.
+CHANGES = {
+    INPUTS: "real reference rows drawn differently: the features move, every label is its row's own (covariate shift)",
+    LABELS: "the labels alone: concept drift",
+    BOTH: "features edited in place, labels not changed: so the input->label relation changes too",
+}
+
 # cut-mix: the reference has Ideal 40%, Premium 26%, Very Good 22%, Good 9%, Fair 3%;
-# after onset every record's cut is redrawn from this flatter mix.
+# after onset the rows are drawn so that cut follows this flatter mix.
 CUT_MIX = {"Fair": 0.15, "Good": 0.25, "Very Good": 0.25, "Premium": 0.20, "Ideal": 0.15}
 
-# The diamonds scenarios of earlier releases: name -> (column form, decimals the drifted values
-# are rounded to, as they always were: carat has 2, prices are whole dollars).
-SHORTHANDS: dict[str, tuple[str, int | None]] = {
-    "carat-shift": ("scale:carat:1.1", 2),
-    "gradual-carat": ("gradual:carat:1.2", 2),
-    "cut-mix": ("mix:cut:" + ",".join(f"{k}={v}" for k, v in CUT_MIX.items()), None),
-    "price-inflation": ("labels:scale:1.2", 0),
-    "new-category": ("unseen:clarity:I2:0.05", None),  # I2: a real grade the training data never had
+# The diamonds scenarios: name -> (column form, decimals its edited values are rounded to, what the
+# monitor shows). carat-shift tilts carat's mean down by 20%, fewer big stones (on the diamonds
+# reference: KS(carat) 0.149, MSE x0.48). A tilt up by 10% moves KS by only 0.065, under a
+# 1,000-record window's threshold (0.087); up by 20% raises the MSE x1.65 (it is unconditional, and
+# big stones carry big dollar errors), enough to fire concept drift for a pure input shift.
+SHORTHANDS: dict[str, tuple[str, int | None, str]] = {
+    "carat-shift": ("tilt:carat:0.8", None, "fewer big stones: data drift on carat, no concept drift"),
+    "gradual-carat": (f"tilt:carat:0.8:{GRADUAL_RAMP_RECORDS}", None, "the same tilt, its share ramping in over the records"),
+    "cut-mix": ("mix:cut:" + ",".join(f"{k}={v}" for k, v in CUT_MIX.items()), None,
+                "a flatter cut mix: depth, table, clarity and carat move with it"),
+    "price-inflation": ("labels:scale:1.2", 0, "concept drift, rounded to whole dollars"),
+    "new-category": ("unseen:clarity:I2:0.05", None, "a clarity the model never saw"),  # I2: a real grade the training data never had
 }
 
 
@@ -64,12 +83,13 @@ def scenario_help() -> str:
     """--help text (an epilog, one line each): every form, what it changes, what it does; the shorthands."""
     width = max(len(form) for form, _, _ in FORMS.values())
     lines = ["scenarios (--scenario; each starts at --onset), and what they change:"]
-    lines += [f"  {form:<{width}}  {changes:<7}  {what}" for form, changes, what in FORMS.values()]
-    lines.append("diamonds shorthands (the scenarios of earlier releases, with their numbers):")
+    lines += [f"  {form:<{width}}  {changes:<8}  {what}" for form, changes, what in FORMS.values()]
+    lines += [f"  {changes:<8} = {meaning}" for changes, meaning in CHANGES.items()]
+    lines.append("diamonds shorthands:")
     width = max(map(len, SHORTHANDS))
-    for name, (form, decimals) in SHORTHANDS.items():
-        rounding = "" if decimals is None else f", rounded to {decimals} decimals" if decimals else ", rounded to whole numbers"
-        lines.append(f"  {name:<{width}}  {form}{rounding}")
+    form_width = max(len(form) for form, _, _ in SHORTHANDS.values() if len(form) < 30)
+    for name, (form, _, shows) in SHORTHANDS.items():
+        lines.append(f"  {name:<{width}}  {form:<{form_width}}  {shows}")
     return "\n".join(lines)
 
 
@@ -82,7 +102,7 @@ class _Spec:
     args: list[str]
     schema: Schema
     source: Mapping[str, np.ndarray] | None  # the reference's columns, for range checks
-    decimals: int | None  # shorthands round as they always did
+    decimals: int | None  # a shorthand rounds its edited values (price-inflation: whole dollars)
 
     def fail(self, message: str) -> ScenarioError:
         return ScenarioError(f"scenario {self.shown}: {message}")
@@ -98,10 +118,12 @@ class _Spec:
         feature = schema.feature(name)
         if numeric and not feature.numeric:
             raise self.fail(f"{name} is categorical; {self.op} works on numeric features "
-                            f"({', '.join(schema.numeric) or 'none'}): use mix:{name} or unseen:{name}:VALUE:SHARE")
+                            f"({', '.join(schema.numeric) or 'none'}): use mix:{name}, redraw:{name} or "
+                            f"unseen:{name}:VALUE:SHARE")
         if not numeric and feature.numeric:
             raise self.fail(f"{name} is numeric; {self.op} works on categorical features "
-                            f"({', '.join(schema.categorical) or 'none'}): use scale:{name}:FACTOR or shift:{name}:+DELTA")
+                            f"({', '.join(schema.categorical) or 'none'}): use tilt:{name}:FACTOR, scale:{name}:FACTOR "
+                            f"or shift:{name}:+DELTA")
         return feature
 
     def number(self, text: str, what: str) -> float:
@@ -123,6 +145,15 @@ class _Spec:
             raise self.fail(f"FACTOR {text!r}: write a plain decimal number such as 1.2") from None
         return value
 
+    def records(self, text: str) -> int:
+        try:
+            records = int(text)
+        except ValueError:
+            raise self.fail(f"RECORDS {text!r} must be a whole number of records") from None
+        if records < 1:
+            raise self.fail(f"RECORDS must be at least 1, not {text!r}")
+        return records
+
     def share(self, text: str) -> float:
         share = self.number(text, "SHARE")
         if not 0 < share <= 1:
@@ -140,15 +171,31 @@ class _Spec:
                 raise self.fail(f"takes {column} to {value:g}, outside its valid range {bounds} (such records are "
                                 "refused as out_of_range): choose a smaller change")
 
+    def drawable(self, resample: Resample) -> None:
+        """Refuse row weights the reference's rows cannot give: a target they cannot reach, or one
+        reached only by leaning on a handful of rows (the stream would replay them)."""
+        if self.source is None or resample.column not in self.source or not len(self.source[resample.column]):
+            return
+        try:
+            weights = resample.weights(self.source)
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+        rows = effective_rows(weights)
+        if rows < MIN_EFFECTIVE_ROWS:
+            raise self.fail(f"the weights rest on about {rows:.0f} of the reference's {len(weights):,} rows (at least "
+                            f"{MIN_EFFECTIVE_ROWS} needed, or the stream replays a few records): choose a change "
+                            "closer to the reference")
+
 
 def parse_scenario(spec: str, schema: Schema, source: Mapping[str, np.ndarray] | None = None) -> Scenario:
     """The Scenario a spec names, checked against the schema (and, given the reference's columns
-    as `source`, against the features' ranges); ScenarioError naming what to change."""
-    form, decimals = SHORTHANDS.get(spec, (spec, None))
+    as `source`, against the features' ranges and the row weights its rows can give);
+    ScenarioError naming what to change."""
+    form, decimals, _ = SHORTHANDS.get(spec, (spec, None, ""))
     if form == "none":
         return NO_DRIFT
     if form == "bad-records":
-        return Scenario(form, NoDrift(), INPUTS, bad_records=True)  # records replaced at encoding time
+        return Scenario(form, NoDrift(), PAYLOADS, bad_records=True)  # records replaced at encoding time
     op, *args = form.split(":")
     if op == "labels" and args:
         op, args = f"labels:{args[0]}", args[1:]
@@ -157,11 +204,29 @@ def parse_scenario(spec: str, schema: Schema, source: Mapping[str, np.ndarray] |
         raise ScenarioError(f"unknown scenario {spec!r}: use one of {forms}, or a diamonds shorthand "
                             f"({', '.join(SHORTHANDS)})")
     shown = f"{spec!r} (= {form})" if spec in SHORTHANDS else repr(spec)
-    transform = _OPERATIONS[op](_Spec(shown, op, args, schema, source, decimals))
-    return Scenario(spec, transform, FORMS[op][1])
+    made = _OPERATIONS[op](_Spec(shown, op, args, schema, source, decimals))
+    if isinstance(made, Resample):  # real rows drawn differently: nothing to edit
+        return Scenario(spec, NoDrift(), FORMS[op][1], resample=made)
+    return Scenario(spec, made, FORMS[op][1])
 
 
-# -- one parser per operation: _Spec -> transform --------------------------------------------------
+# -- one parser per operation: _Spec -> row weights or transform -----------------------------------
+def _tilt(spec: _Spec) -> Resample:
+    spec.arity(2, 3)
+    feature, factor = spec.feature(numeric=True), spec.factor(spec.args[1])
+    tilt = Tilt(feature.name, factor, spec.records(spec.args[2]) if len(spec.args) == 3 else None)
+    spec.drawable(tilt)
+    return tilt
+
+
+def _mix(spec: _Spec) -> Resample:
+    spec.arity(1, 2)
+    feature = spec.feature(numeric=False)
+    mix = Reweight(feature.name) if len(spec.args) == 1 else Reweight(feature.name, *_category_weights(spec, feature))
+    spec.drawable(mix)
+    return mix
+
+
 def _scale(spec: _Spec) -> Transform:
     spec.arity(2)
     feature, factor = spec.feature(numeric=True), spec.factor(spec.args[1])
@@ -179,25 +244,24 @@ def _shift(spec: _Spec) -> Transform:
 def _gradual(spec: _Spec) -> Transform:
     spec.arity(2, 3)
     feature, factor = spec.feature(numeric=True), spec.factor(spec.args[1])
-    records = GRADUAL_RAMP_RECORDS
-    if len(spec.args) == 3:
-        try:
-            records = int(spec.args[2])
-        except ValueError:
-            raise spec.fail(f"RECORDS {spec.args[2]!r} must be a whole number of records") from None
-        if records < 1:
-            raise spec.fail(f"RECORDS must be at least 1, not {spec.args[2]!r}")
+    records = spec.records(spec.args[2]) if len(spec.args) == 3 else GRADUAL_RAMP_RECORDS
     spec.within(feature.name, feature.bounds, lambda lo, hi: (min(lo, lo * factor), max(hi, hi * factor)))
-    # factor - 1 in decimal: 1.2 ramps by exactly 0.2, as gradual-carat always did
-    return Ramp(feature.name, float(Decimal(spec.args[1]) - 1), records, spec.decimals)
+    # factor - 1 in decimal: 1.2 ramps by exactly 0.2
+    return Ramp(feature.name, float(Decimal(spec.args[1]) - 1), records)
 
 
-def _mix(spec: _Spec) -> Transform:
+def _redraw(spec: _Spec) -> Transform:
     spec.arity(1, 2)
     feature = spec.feature(numeric=False)
     categories = feature.categories
     if len(spec.args) == 1:
-        return Mix(feature.name, tuple(categories), tuple(1.0 / len(categories) for _ in categories))
+        return Redraw(feature.name, tuple(categories), tuple(1.0 / len(categories) for _ in categories))
+    return Redraw(feature.name, *_category_weights(spec, feature))
+
+
+def _category_weights(spec: _Spec, feature: Feature) -> tuple[tuple[Any, ...], tuple[float, ...]]:
+    """(categories, weights) of a CATEGORY=WEIGHT,... list: known categories, weights summing to 1."""
+    categories = feature.categories
     by_text = {category_text(c): c for c in categories}
     weights: dict[str, float] = {}
     for part in spec.args[1].split(","):
@@ -216,7 +280,7 @@ def _mix(spec: _Spec) -> Transform:
     total = sum(weights.values())
     if abs(total - 1) > 1e-6:
         raise spec.fail(f"the weights sum to {total:g}: make them sum to 1 (categories left out get 0)")
-    return Mix(feature.name, tuple(by_text[t] for t in weights), tuple(weights.values()))
+    return tuple(by_text[t] for t in weights), tuple(weights.values())
 
 
 def _unseen(spec: _Spec) -> Transform:
@@ -260,7 +324,7 @@ def _label_flip(spec: _Spec) -> Transform:
     return FlipLabels(schema.target, schema.classes, spec.share(spec.args[0]))
 
 
-_OPERATIONS: dict[str, Callable[[_Spec], Transform]] = {
-    "scale": _scale, "shift": _shift, "gradual": _gradual, "mix": _mix, "unseen": _unseen,
-    "labels:scale": _label_scale, "labels:flip": _label_flip,
+_OPERATIONS: dict[str, Callable[[_Spec], Transform | Resample]] = {
+    "tilt": _tilt, "mix": _mix, "scale": _scale, "shift": _shift, "gradual": _gradual, "redraw": _redraw,
+    "unseen": _unseen, "labels:scale": _label_scale, "labels:flip": _label_flip,
 }

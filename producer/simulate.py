@@ -23,7 +23,7 @@ from contract.delivery import DeliveryReport, produce
 from contract.schema import Schema
 from contract.settings import Topics, producer_config
 from producer.invalid import bad_payload, invalid_payloads
-from producer.scenarios import NO_DRIFT, Chunk, Scenario, bad_record_mask
+from producer.scenarios import NO_DRIFT, Chunk, Scenario, WeightedDraw, bad_record_mask
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -68,15 +68,21 @@ def source_columns(reference: pd.DataFrame, schema: Schema) -> Chunk:
 
 
 def generate_chunks(source: Chunk, config: SimulateConfig, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[np.ndarray, Chunk, np.ndarray]]:
-    """Yield (positions, columns, bad mask) chunk by chunk: rows sampled with replacement, seeded."""
+    """Yield (positions, columns, bad mask) chunk by chunk: rows sampled with replacement, seeded;
+    after onset a resampling scenario draws them with its row weights instead."""
     rng = np.random.default_rng(config.seed)
     scenario = config.scenario
     rows = len(next(iter(source.values())))
+    weighted = WeightedDraw.over(scenario.resample, source) if scenario.resample else None
     start = 0
     while config.count == 0 or start < config.count:
         size = chunk_size if config.count == 0 else min(chunk_size, config.count - start)
         positions = np.arange(start, start + size)
+        # The uniform pick comes first for every scenario: the streams without resampling draw
+        # exactly what they always drew (the seed-42 streams are pinned).
         picked = rng.integers(0, rows, size=size)
+        if weighted is not None:
+            picked = weighted.pick(picked, positions, config.onset, rng)
         chunk = scenario.transform({c: v[picked] for c, v in source.items()}, positions, config.onset, rng)
         if scenario.bad_records:
             bad = bad_record_mask(positions, config.onset, config.bad_share, rng)

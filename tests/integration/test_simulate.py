@@ -67,3 +67,32 @@ def test_a_classification_model_streams_in_its_layout_with_seeded_label_flips(ka
     assert all(int(i.split("-")[1]) >= ONSET for i in flipped)  # nothing before the onset
     assert len(flipped) == 394  # of the 2,000 records after onset, from seed 9: 19.7%
     assert {answers[i]["churned"] for i in flipped} <= set(schema.classes)
+
+
+def test_a_resampling_scenario_sends_real_rows_whose_labels_are_their_own(kafka, tmp_path):
+    """tilt:spend:1.25 moves spend by drawing other rows: every record sent is a reference row and
+    every label its row's own label, the relation the model learnt untouched."""
+    model_dir = write_churn_model_dir(tmp_path / "churn")
+    schema = load_schema(model_dir / "schema.yaml")
+    sim = kafka.run("producer", "simulate", "--count", str(COUNT), "--rate", "0", "--label-delay", "0",
+                    "--scenario", "tilt:spend:1.25", "--onset", str(ONSET), "--seed", str(SEED), MODEL_DIR=str(model_dir))
+    assert sim.returncode == 0, sim.stderr.decode()[-2000:]
+    records = {m.key().decode(): json.loads(m.value()) for m in kafka.consume("FEATURES_TOPIC", expected=COUNT)}
+    answers = {m.key().decode(): json.loads(m.value()) for m in kafka.consume("LABELS_TOPIC", expected=COUNT)}
+    assert set(records) == set(answers) == {f"sim-{i}" for i in range(COUNT)}
+
+    expected = expected_stream(model_dir, "tilt:spend:1.25")
+    assert {i: {k: v for k, v in r.items() if k not in ("event_id", "event_time")} for i, r in records.items()} == \
+        {i: features for i, (features, _) in expected.items()}
+    # tenure is unique per reference row: it names the row each record was drawn from
+    reference = read_reference(model_dir / "reference.csv", schema)
+    rows = {row["tenure"]: row for row in reference.to_dict("records")}
+    for record_id, record in records.items():
+        row = rows[record["tenure"]]
+        assert {c: record[c] for c in schema.feature_names} == {c: row[c] for c in schema.feature_names}
+        assert answers[record_id]["churned"] == row["churned"]
+    spend = [(int(i.split("-")[1]) >= ONSET, r["spend"]) for i, r in records.items()]
+    before = sum(v for after, v in spend if not after) / ONSET
+    after = sum(v for later, v in spend if later) / (COUNT - ONSET)
+    mean = float(reference["spend"].mean())
+    assert abs(before / mean - 1) < 0.1 and abs(after / mean - 1.25) < 0.06, (before, after, mean)

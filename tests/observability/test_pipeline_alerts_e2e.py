@@ -1,12 +1,17 @@
 """The whole chain on this machine: simulator -> local broker -> scorer -> monitor -> real
 Prometheus -> real Alertmanager -> a local HTTP server standing in for Discord.
 
-The calibrated drift rules (FeatureDataDrift, ConceptDrift) run with `for` shortened to 0s so
-the test measures the pipeline, not the rule's patience; every other rule keeps its own `for`
-(1-5 minutes), so health and uncalibrated rules cannot fire within the test's span.
+The calibrated drift rules (FeatureDataDrift, ConceptDrift, PredictionDrift) run with `for`
+shortened to 0s so the test measures the pipeline, not the rule's patience; every other rule keeps
+its own `for` (1-5 minutes), so health and uncalibrated rules cannot fire within the test's span.
+
+Which alerts fire is the scenario's: carat-shift draws real rows with fewer big stones (labels
+true), so data drift on carat and no concept drift; price-inflation changes the labels alone, so
+concept drift and no data drift.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -15,7 +20,7 @@ import pytest
 from devstack import observability
 from devstack.broker import free_port
 from devstack.webhook_sink import WebhookSink
-from tests.support import stop_process, wait_until
+from tests.support import Samples, scrape, stop_process, wait_monitored, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -26,8 +31,14 @@ RATE, ONSET, COUNT = 1000, 8000, 16000
 MESSAGE_DEADLINE_S = 30.0
 
 
-def run_pipeline(kafka, tmp_path, scenario: str) -> tuple[WebhookSink, float, float]:
-    """Start everything, stream the scenario; returns (sink, onset time, stream end) in monotonic seconds."""
+def titles(sink: WebhookSink) -> list[str]:
+    return [d.body["embeds"][0]["title"] for d in sink.deliveries()]
+
+
+def run_pipeline(kafka, tmp_path, scenario: str, awaited: str | None = None) -> tuple[WebhookSink, float, float, Samples]:
+    """Start everything, stream the scenario until a message whose title holds `awaited` arrives
+    (None: over the whole span); returns (sink, onset time, end in monotonic seconds, the monitor's
+    /metrics once its final window is complete)."""
     sink = WebhookSink(echo=False)
     server = sink.serve("127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -51,13 +62,15 @@ def run_pipeline(kafka, tmp_path, scenario: str) -> tuple[WebhookSink, float, fl
                                "--onset", str(ONSET), "--label-delay", "0", "--seed", "11", log=tmp_path / "sim.log")
         onset = started + ONSET / RATE
         deadline = started + COUNT / RATE + MESSAGE_DEADLINE_S
-        if scenario == "none":
+        if awaited is None:
             wait_until(lambda: time.monotonic() > deadline, MESSAGE_DEADLINE_S + COUNT / RATE + 5, interval=0.5)
         else:
-            wait_until(lambda: any("carat" in str(d.body) for d in sink.deliveries()), COUNT / RATE + MESSAGE_DEADLINE_S,
-                       interval=0.1, message="a Discord message naming carat")
+            wait_until(lambda: any(awaited in title for title in titles(sink)), COUNT / RATE + MESSAGE_DEADLINE_S,
+                       interval=0.1, message=f"a Discord message titled ...{awaited}")
         assert producer.wait(60) == 0
-        return sink, onset, time.monotonic()
+        # Every evaluation of the stream is done: the monitor's counters say what could ever have fired.
+        wait_monitored(monitor_port, COUNT, kafka.topics["LABELS_TOPIC"])
+        return sink, onset, time.monotonic(), scrape(monitor_port)
     finally:
         for process in (prometheus, alertmanager):
             if process:
@@ -67,20 +80,39 @@ def run_pipeline(kafka, tmp_path, scenario: str) -> tuple[WebhookSink, float, fl
         server.shutdown()
 
 
-def test_carat_shift_sends_a_discord_message_naming_carat(kafka, tmp_path):
-    sink, onset, _ = run_pipeline(kafka, tmp_path, "carat-shift")
-    first = next(d for d in sink.deliveries() if "carat" in str(d.body))
+def test_carat_shift_sends_data_drift_on_carat_and_no_concept_drift(kafka, tmp_path):
+    sink, onset, _, samples = run_pipeline(kafka, tmp_path, "carat-shift", awaited="FeatureDataDrift on carat")
+    first = next(d for d in sink.deliveries() if "FeatureDataDrift on carat" in d.body["embeds"][0]["title"])
     delay = first.received_at - onset
     print(f"onset -> Discord message naming carat: {delay:.1f} s")
     embed = first.body["embeds"][0]
-    assert embed["title"].startswith("[FIRING")
-    assert "carat" in embed["title"] + embed["description"]
+    assert embed["title"] == "[FIRING:1] diamonds: FeatureDataDrift on carat", embed["title"]
+    assert "carat" in embed["description"]
     assert 0 < delay < MESSAGE_DEADLINE_S
     # Nothing fired before the drift began.
     assert all(d.received_at > onset for d in sink.deliveries())
+    # Real rows with their own prices: the model's error did not grow, at no evaluation.
+    assert not any("ConceptDrift" in title for title in titles(sink)), titles(sink)
+    assert not math.isnan(samples[("concept_drift", ())])  # known, with every label joined
+    assert samples[("concept_drift_detections_total", ())] == 0
+    assert samples[("drift_feature_detections_total", (("feature", "carat"),))] > 0
+
+
+def test_price_inflation_sends_concept_drift_and_no_data_drift(kafka, tmp_path):
+    sink, onset, _, samples = run_pipeline(kafka, tmp_path, "price-inflation", awaited="ConceptDrift")
+    first = next(d for d in sink.deliveries() if "ConceptDrift" in d.body["embeds"][0]["title"])
+    print(f"onset -> Discord message ConceptDrift: {first.received_at - onset:.1f} s")
+    assert first.body["embeds"][0]["title"] == "[FIRING:1] diamonds: ConceptDrift"
+    assert all(d.received_at > onset for d in sink.deliveries())
+    # The labels alone changed: no feature and no prediction moved.
+    assert not any("FeatureDataDrift" in t or "PredictionDrift" in t for t in titles(sink)), titles(sink)
+    assert all(v == 0 for (name, _), v in samples.items() if name == "drift_feature_detections_total"), samples
+    assert samples[("prediction_drift_detections_total", ())] == 0
+    assert samples[("concept_drift_detections_total", ())] > 0
 
 
 def test_no_drift_sends_no_message_over_the_same_span(kafka, tmp_path):
-    sink, onset, end = run_pipeline(kafka, tmp_path, "none")
+    sink, onset, end, samples = run_pipeline(kafka, tmp_path, "none")
     assert end - onset >= MESSAGE_DEADLINE_S
     assert sink.deliveries() == []
+    assert samples[("drift_dataset_detections_total", ())] == samples[("concept_drift_detections_total", ())] == 0
