@@ -1,10 +1,11 @@
 """Monitor benchmarks: service throughput on the local broker, and the core's cost, delay, memory, false alarms.
 
-    .venv/bin/python bench/monitor_bench.py [--records 200000] [--seeds 5] [--no-broker] [--quick]
+    .venv/bin/python bench/monitor_bench.py [--records 200000] [--seeds 5] [--no-broker] [--quick] [--delay-only]
 
-Prints markdown tables (copied into bench/MONITOR_RESULTS.md). Streams are resampled from the
-model's held-out rows; feature scenarios come from producer.scenarios and are re-scored with the
-real model, so predictions carry the drift as they would in production.
+Prints markdown tables (copied into bench/MONITOR_RESULTS.md). Streams are the simulator's
+(`producer.simulate.generate_chunks`, seeded): rows drawn from the model's held-out reference,
+resampling scenarios drawing real rows with their own predictions, scenarios that edit features
+re-scored with the real model, so predictions carry the drift as they would in production.
 """
 from __future__ import annotations
 
@@ -63,19 +64,28 @@ def batch_of(columns: dict[str, np.ndarray], ids: np.ndarray, ts: np.ndarray, pr
 
 
 def scenario_stream(frame: pd.DataFrame, model, scenario: str, count: int, onset: int, seed: int):
-    """(columns, predictions, labels) of a simulator scenario stream, re-scored when features drift."""
+    """(columns, predictions, labels) of the stream `python -m producer simulate --count COUNT --onset ONSET
+    --seed SEED --scenario SCENARIO` sends, record for record: `producer.simulate.generate_chunks` in the
+    simulator's own chunks, so resampling scenarios (tilt, mix: carat-shift, gradual-carat, cut-mix) draw
+    their weighted rows as it does. The reference's prediction column rides along with the drawn rows: a
+    row the scenario leaves as drawn (none, inputs, labels) keeps the model's own prediction for it; a
+    scenario that edits features in place (changes "both": new-category, scale, ...) is re-scored with
+    the real model, as the scorer would."""
     from producer.grammar import parse_scenario
+    from producer.scenarios import BOTH
+    from producer.simulate import SimulateConfig, generate_chunks, source_columns
 
     schema = model_schema()
-    rng = np.random.default_rng(seed)
-    source = {c: frame[c].to_numpy() for c in (*schema.feature_names, schema.target)}
-    picked = rng.integers(0, len(frame), count)
-    transform = parse_scenario(scenario, schema).transform
-    chunk = transform({c: v[picked] for c, v in source.items()}, np.arange(count), onset, rng)
-    if scenario in ("none", "price-inflation"):
-        predictions = frame[schema.prediction].to_numpy()[picked]  # features unchanged: the model's held-out output
-    else:
+    source = source_columns(frame, schema)
+    source[schema.prediction] = frame[schema.prediction].to_numpy(np.float64)  # each row's own prediction
+    parsed = parse_scenario(scenario, schema, source)
+    config = SimulateConfig(count=count, scenario=parsed, onset=onset, seed=seed)
+    parts = [chunk for _, chunk, _ in generate_chunks(source, config)]
+    chunk = {c: np.concatenate([part[c] for part in parts]) for c in parts[0]}
+    if parsed.changes == BOTH:
         predictions = model.predict(pd.DataFrame({c: chunk[c] for c in schema.feature_names}))
+    else:
+        predictions = chunk[schema.prediction]
     return chunk, np.asarray(predictions, np.float64), np.asarray(chunk[schema.target], np.float64)
 
 
@@ -291,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/monitor rounds of the throughput run")
     parser.add_argument("--throughput-only", action="store_true", help="only the throughput run")
     parser.add_argument("--quick", action="store_true", help="smaller runs (no 5M memory run, 200k no-drift records)")
+    parser.add_argument("--after", type=int, default=10_000,
+                        help="detection delays: records watched after the onset (10,000) before a seed counts as missed")
+    parser.add_argument("--delay-only", action="store_true",
+                        help="only the detection delays and the no-drift false alarms (no broker, cost or memory run)")
     args = parser.parse_args(argv)
     os.environ.setdefault("SEABORN_DATA", str(ROOT.parent / "shared" / "data" / "seaborn"))
     from scorer.model import load
@@ -298,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     frame, model = heldout(), load(MODEL_DIR)
     reference = reference_from(frame)
 
-    if not args.no_broker:
+    if not (args.no_broker or args.delay_only):
         t = throughput(frame, args.records, args.rounds)
 
         def median(side: str, timing: str) -> float:
@@ -317,26 +331,45 @@ def main(argv: list[str] | None = None) -> int:
         if args.throughput_only:
             return 0
 
-    print("## Evaluation cost (median of 50 `monitor.result()` calls, full window)\n")
-    print("| window records | ms per evaluation |\n|---:|---:|")
-    for window in (1_000, 10_000, 100_000):
-        print(f"| {window:,} | {evaluation_cost(frame, reference, window) * 1000:.3f} |")
+    if not args.delay_only:
+        print("## Evaluation cost (median of 50 `monitor.result()` calls, full window)\n")
+        print("| window records | ms per evaluation |\n|---:|---:|")
+        for window in (1_000, 10_000, 100_000):
+            print(f"| {window:,} | {evaluation_cost(frame, reference, window) * 1000:.3f} |")
+        print()
 
     no_drift = 200_000 if args.quick else 1_000_000
-    print(f"\n## Detection delay (records after onset, median over {args.seeds} seeds; window 1000, step 250) "
+    print(f"## Detection delay (records after onset, median over {args.seeds} seeds; window 1000, step 250; "
+          f"watched {args.after:,} records after the onset) "
           f"and false alarms on {no_drift:,} no-drift records\n")
+    modes = ("calibrated", "fixed")
+    delays = {(scenario, mode): [detection_delay(frame, model, reference, scenario, mode, seed, after=args.after)
+                                 for seed in range(args.seeds)]
+              for scenario in SCENARIO_FEATURE for mode in modes}
     print("| scenario | calibrated (ert 1e7): delay | tutorial rules (fixed 0.1): delay |\n|---|---:|---:|")
     for scenario in SCENARIO_FEATURE:
         cells = []
-        for mode in ("calibrated", "fixed"):
-            delays = [detection_delay(frame, model, reference, scenario, mode, seed) for seed in range(args.seeds)]
-            missed = sum(d is None for d in delays)
-            found = [d for d in delays if d is not None]
-            cells.append((f"{np.median(found):,.0f}" if found else "never") + (f" ({missed} of {len(delays)} missed in 10,000)" if missed else ""))
+        for mode in modes:
+            seeds = delays[scenario, mode]
+            missed = sum(d is None for d in seeds)
+            found = [d for d in seeds if d is not None]
+            cells.append((f"{np.median(found):,.0f}" if found else "never") + (f" ({missed} of {len(seeds)} missed in {args.after:,})" if missed else ""))
         print(f"| {scenario} | {cells[0]} | {cells[1]} |")
     alarms = false_alarms(frame, reference, no_drift)
     scale = 1_000_000 / no_drift
     print(f"| none: evaluations alarming per 1M records | {alarms['calibrated'] * scale:,.1f} | {alarms['fixed'] * scale:,.1f} |")
+    print(f"\nper seed (0-{args.seeds - 1}; - = not within {args.after:,}), min-max of the seeds that flagged:\n")
+    print("| scenario | calibrated: per seed | min-max | fixed: per seed | min-max |\n|---|---|---:|---|---:|")
+    for scenario in SCENARIO_FEATURE:
+        cells = []
+        for mode in modes:
+            seeds = delays[scenario, mode]
+            found = [d for d in seeds if d is not None]
+            cells.append(" / ".join("-" if d is None else f"{d:,}" for d in seeds))
+            cells.append(f"{min(found):,}-{max(found):,}" if found else "-")
+        print(f"| {scenario} | {' | '.join(cells)} |")
+    if args.delay_only:
+        return 0
 
     checkpoints = (1_000_000,) if args.quick else (1_000_000, 5_000_000)
     rss = memory(frame, reference, checkpoints)

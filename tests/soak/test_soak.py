@@ -3,6 +3,13 @@
 Every number comes from the services' own counters on their /metrics pages, and RSS from /proc.
 SOAK_SECONDS and SOAK_RATE shorten or change the run; the result table is printed and written to
 SOAK_REPORT (default soak-report.json).
+
+Each run draws a fresh seed for the simulator and prints it; SOAK_SEED=<seed> replays that stream.
+(Every run used to replay seed 42, so one extreme stretch of that one stream was found again by
+every run whose partition interleaving lined up: the runs were not independent samples.) The
+no-drift stream must keep within the false-alarm budget the test prints: at most records / ert
+flags (a test over its threshold at an evaluation) are expected; the test fails only beyond what
+that budget makes rarer than 1 in 10,000 runs.
 """
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import json
 import math
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -26,6 +34,31 @@ SAMPLE_EVERY = 5.0
 WARM_UP = min(60.0, SECONDS / 5)  # windows full, join state at its steady size, caches warm
 MAX_RSS_GROWTH = 0.10
 MAX_BACKLOG_SECONDS = 3.0  # records behind the producer, in seconds of traffic
+SEED = int(os.environ.get("SOAK_SEED") or secrets.randbelow(2**31))
+ERT = 10_000_000  # the monitor's default budget: a false alarm per 10M records on average
+PANES_PER_WINDOW = 4  # default window 1,000 / step 250: one extreme pane is in at most 4 evaluations
+
+
+def flags(port: int, records: int) -> dict:
+    """The monitor's detection counters on a no-drift stream, against the budget's expectation.
+
+    A flag is one test (a column, the prediction or concept drift) over its threshold at one
+    evaluation; the budget (calibration, Bonferroni) expects at most records / ERT of them. Flags
+    cluster: an extreme pane is in up to PANES_PER_WINDOW overlapping windows. The limit allows
+    the number of episodes Poisson(records / ERT) exceeds with probability under 1e-4, each
+    PANES_PER_WINDOW evaluations long."""
+    from scipy import stats
+
+    samples = scrape(port)
+    by_test = {dict(labels)["feature"]: int(value) for (name, labels), value in samples.items()
+               if name == "drift_feature_detections_total" and value}
+    for name in ("prediction_drift_detections_total", "concept_drift_detections_total"):
+        if samples.get((name, ())):
+            by_test[name.removesuffix("_detections_total")] = int(samples[(name, ())])
+    expected = records / ERT
+    episodes = int(stats.poisson.isf(1e-4, expected))
+    return {"flags_by_test": by_test, "flags": sum(by_test.values()),
+            "expected_false_alarms": round(expected, 4), "false_alarm_limit": episodes * PANES_PER_WINDOW}
 
 
 def rss_mb(pid: int) -> float:
@@ -38,8 +71,9 @@ def rss_mb(pid: int) -> float:
 
 @pytest.mark.timeout(SECONDS + 300)
 def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
+    print(f"\nsoak seed {SEED} (replay this stream: SOAK_SEED={SEED} make soak)")
     ports = {name: free_port() for name in ("producer", "scorer", "monitor")}
-    producer = kafka.start("producer", "simulate", "--count", "0", "--rate", str(RATE), "--label-delay", "2",
+    producer = kafka.start("producer", "simulate", "--count", "0", "--rate", str(RATE), "--label-delay", "2", "--seed", str(SEED),
                            "--metrics-host", "127.0.0.1", "--metrics-port", str(ports["producer"]), log=tmp_path / "producer.log")
     scorer = kafka.start("scorer", "run", "--group", "soak", "--metrics-host", "127.0.0.1", "--metrics-port", str(ports["scorer"]),
                          log=tmp_path / "scorer.log")
@@ -94,6 +128,7 @@ def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
                    message="monitor drained")
         drain_seconds = time.monotonic() - stopped
         end = sample(started)
+        alarms = flags(ports["monitor"], produced)
     finally:
         codes = {name: stop_process(process) for name, process in services.items()}
     assert codes == dict.fromkeys(services, 0)
@@ -111,6 +146,7 @@ def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
         "rss_mb_after_warm_up": baseline["rss_mb"], "rss_mb_at_end": samples[-1]["rss_mb"],
         "rss_growth": {n: round(samples[-1]["rss_mb"][n] / baseline["rss_mb"][n] - 1, 3) for n in services},
         "evaluations": end["evaluations"], "dataset_detections": end["dataset_detections"],
+        "seed": SEED, **alarms,
         "samples": samples,
     }
     Path(os.environ.get("SOAK_REPORT", ROOT / "soak-report.json")).write_text(json.dumps(report, indent=1))
@@ -129,3 +165,7 @@ def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
     # Labels come 2 s after their records, so the newest window has none yet (label coverage 0 is
     # right); concept drift is measured on the latest joined labels and must stay defined.
     assert all(math.isfinite(s["concept_drift"]) for s in steady)
+    # No drift was sent: every flag is a false alarm, and their number must keep within the budget.
+    assert report["flags"] <= report["false_alarm_limit"], (
+        f"{report['flags']} flags {report['flags_by_test']} on a no-drift stream, above "
+        f"{report['false_alarm_limit']} (budget: {report['expected_false_alarms']:.3f} expected); replay: SOAK_SEED={SEED}")
