@@ -39,20 +39,19 @@ from scipy import special
 SAMPLES = 50_000
 DEFENSIVE_SHARE = 0.1
 SPREADS = (0.6, 1.0, 1.6)  # Dirichlet-multinomial spread factors, relative to the one reaching the threshold
-MARGIN_SE = 2.0
-FEW_REFERENCE_ROWS = 400  # a category with fewer reference rows gets proposals with fewer still
-REFERENCE_SHARES = (1.0, 0.5, 0.2)  # standard errors added to the tail estimate before it is compared with alpha
-
+MARGIN_SE = 2.0  # standard errors added to the tail estimate before it is compared with alpha
+FEW_REFERENCE_ROWS = 400  # a category with fewer reference rows gets proposals with fewer still:
+REFERENCE_SHARES = (1.0, 0.5, 0.2)  # its reference count x these
 
 GRID = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)  # n's grid per decade: steps of at most 25%
 
 
 def grid_n(n: int) -> int:
-    """n rounded down to the grid 100, 120, 150, 200, 250, 300, 400, ..., 900, 1,000, 1,200, ...:
+    """n rounded down to the grid 10, 12, 15, 20, 25, 30, 40, ..., 90, 100, 120, 150, 200, ...:
     the threshold of fewer records is higher (a smaller window's small-count tail is heavier, and
     both its and the reference's noise weigh more), so rounding down is conservative, and time
     windows, whose n varies, reuse a few cached nulls. Count windows' n (1,000, 500) are on it."""
-    if n < 100:
+    if n < 10:
         return n
     decade = 10 ** int(math.log10(n))
     return int(max(d for d in GRID if d * decade <= n + 1e-9) * decade)

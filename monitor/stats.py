@@ -16,6 +16,9 @@ Why these tests:
   (2 x C contingency) test, so the reference's own sampling noise is accounted for as for KS.
   Degrees of freedom: categories compared - 1 (unseen names seen in the window add one each).
   The [0, 1] distance reported alongside is total variation, 0.5 * sum |p_window - p_reference|.
+  The monitor's thresholds and p-values for this statistic come from its exact null (`exact`),
+  not from the chi-square law (`chi2_pvalue`/`chi2_threshold`, kept for fixed mode and benches),
+  whose far tail is too light when expected counts are small.
 - Concept drift: the window's mean squared error over the reference MSE. Its no-drift spread is
   that of the mean of n draws from the held-out squared errors (the resampling/bootstrap
   distribution). Plain bootstrap cannot reach the 1 - 1e-6 quantiles a 10M-record false-alarm

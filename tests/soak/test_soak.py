@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from devstack.broker import free_port
-from tests.support import ROOT, children, own_rss_mb, scrape, stop_process, wait_until
+from tests.support import ROOT, children, flagged, own_rss_mb, scrape, stop_process, wait_until
 
 pytestmark = [pytest.mark.soak, pytest.mark.broker]
 
@@ -50,8 +50,7 @@ def flags(port: int, records: int) -> dict:
     from scipy import stats
 
     samples = scrape(port)
-    by_test = {dict(labels)["feature"]: int(value) for (name, labels), value in samples.items()
-               if name == "drift_feature_detections_total" and value}
+    by_test = {feature: int(value) for feature, value in flagged(samples).items() if value}
     for name in ("prediction_drift_detections_total", "concept_drift_detections_total"):
         if samples.get((name, ())):
             by_test[name.removesuffix("_detections_total")] = int(samples[(name, ())])

@@ -73,8 +73,8 @@ def test_seeded_and_cached():
 
 
 def test_grid_rounds_down_and_keeps_count_windows_exact():
-    assert [grid_n(n) for n in (99, 100, 119, 120, 499, 500, 999, 1000, 1234, 312_345)] == \
-        [99, 100, 100, 120, 400, 500, 900, 1000, 1200, 300_000]
+    assert [grid_n(n) for n in (7, 13, 99, 100, 119, 120, 499, 500, 999, 1000, 1234, 312_345)] == \
+        [7, 12, 90, 100, 100, 120, 400, 500, 900, 1000, 1200, 300_000]
     assert all(grid_n(n) <= n for n in range(1, 20_000, 7))
 
 
