@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from devstack.broker import free_port
+from monitor.service import MonitorConfig
 from tests.support import ROOT, children, flagged, own_rss_mb, scrape, stop_process, wait_until
 
 pytestmark = [pytest.mark.soak, pytest.mark.broker]
@@ -35,8 +36,9 @@ WARM_UP = min(60.0, SECONDS / 5)  # windows full, join state at its steady size,
 MAX_RSS_GROWTH = 0.10
 MAX_BACKLOG_SECONDS = 3.0  # records behind the producer, in seconds of traffic
 SEED = int(os.environ.get("SOAK_SEED") or secrets.randbelow(2**31))
-ERT = 10_000_000  # the monitor's default budget: a false alarm per 10M records on average
-PANES_PER_WINDOW = 4  # default window 1,000 / step 250: one extreme pane is in at most 4 evaluations
+DEFAULTS = MonitorConfig()  # the soak runs the monitor on its defaults
+ERT = DEFAULTS.ert  # the false-alarm budget: a false alarm per ERT records on average
+PANES_PER_WINDOW = DEFAULTS.window_size // DEFAULTS.step_size  # one extreme pane is in this many evaluations
 
 
 def flags(port: int, records: int) -> dict:
