@@ -132,7 +132,13 @@ def build_monitor(config: MonitorConfig, reference: Reference) -> DriftMonitor:
         window: CountWindow | TimeWindow = TimeWindow(reference, config.window_size, config.step_size)
     else:
         window = CountWindow(reference, config.window_size, config.step_size)
-    return DriftMonitor(reference, window, ert=config.ert, mode=config.thresholds, label_ttl_ms=config.label_ttl_ms)
+    monitor = DriftMonitor(reference, window, ert=config.ert, mode=config.thresholds, label_ttl_ms=config.label_ttl_ms)
+    if not config.time_based:
+        # A count window's every evaluation has the same sizes and alpha: its thresholds (the
+        # categorical columns' exact nulls take 0.1-3 s each) are computed here, before the first
+        # record, not on the loop at the first evaluation.
+        monitor.calibration.thresholds(config.window_size, config.step_size)
+    return monitor
 
 
 class AlarmLog:
