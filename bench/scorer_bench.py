@@ -6,7 +6,8 @@
 3. the scorer process through the local broker on the same N records (bar: >= 0.8 x offline),
    alone on the machine; 1 and 3 alternate for --rounds rounds and the medians are compared;
    then once more with this script tailing the predictions meanwhile;
-4. produce -> prediction latency p50/p99 with the simulator at 1,000 records/s.
+4. produce -> prediction latency p50/p99 with the simulator at 1,000 records/s (`bench/latency_bench.py`
+   measures it against its bars, with the saturated ratio and the monitor, in one run).
 
 Any model dir (MODEL_DIR, default artifacts/: the diamonds model): records are drawn from its
 reference.csv and laid out as its schema.yaml says.
@@ -66,7 +67,9 @@ def consume_predictions(bootstrap: str, topic: str, expected: int, timeout: floa
     received: list[tuple[float, dict]] = []
     deadline = time.monotonic() + timeout
     while len(received) < expected and time.monotonic() < deadline:
-        for message in consumer.consume(2000, 0.2):
+        # consume(n, timeout) returns early only with all n: a short timeout, or the receive time is
+        # stamped up to the timeout late (this bench once used 0.2 s: up to 0.2 s on every latency).
+        for message in consumer.consume(2000, 0.001) or consumer.consume(1, 0.05):
             if not message.error():
                 received.append((time.time(), json.loads(message.value())))
     consumer.close()

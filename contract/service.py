@@ -87,6 +87,20 @@ def is_record(message: Message) -> bool:
     return False
 
 
+def collect_batch(consumer, size: int, wait: float) -> list[Message]:
+    """Up to `size` messages of what librdkafka already holds; waiting up to `wait` s for the first.
+
+    consume(n, timeout) returns early only when it has all n, so it is asked for one record
+    with the timeout and then for the rest with none: a batch never waits to fill (at 1,000
+    records/s, consume(5000, 0.2) would hold every record for the whole 0.2 s)."""
+    batch = consumer.consume(num_messages=1, timeout=wait) if wait > 0 else []
+    if wait > 0 and not batch:
+        return batch
+    if len(batch) < size:
+        batch.extend(consumer.consume(num_messages=size - len(batch), timeout=0))
+    return batch
+
+
 def log_failed_commit(error: KafkaError | None, _partitions: list) -> None:
     """Consumer `on_commit` callback: commits are asynchronous, so a failure shows up here.
 

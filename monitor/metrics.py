@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contract.schema import REJECTION_REASONS
@@ -36,6 +37,34 @@ NAN = math.nan
 def _value(x: float | bool | None) -> float:
     """None (not enough data) becomes NaN; bools become 0/1."""
     return NAN if x is None else float(x)
+
+
+class GaugeLag:
+    """How long predictions wait for the gauges: the oldest Kafka timestamp of each pane not yet shown.
+
+    A pane is shown once the gauges' window ends at or after it (`shown(last_closed)`); its lag is
+    then measured from its oldest prediction, which bounds the lag of every prediction in it."""
+
+    def __init__(self) -> None:
+        self.oldest_ms: dict[int, int] = {}  # pane id -> oldest Kafka timestamp of its predictions (ms)
+
+    def add(self, pane_ids: np.ndarray, sent_ms: np.ndarray) -> None:
+        """Predictions now in the windows: their panes (n,) and Kafka timestamps in ms (n,); -1 pane = dropped."""
+        keep = (pane_ids >= 0) & (sent_ms > 0)
+        if not keep.any():
+            return
+        panes, first = np.unique(pane_ids[keep], return_inverse=True)
+        oldest = np.full(len(panes), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(oldest, first, sent_ms[keep])
+        for pane, ms in zip(panes.tolist(), oldest.tolist()):
+            self.oldest_ms[pane] = min(ms, self.oldest_ms.get(pane, ms))
+
+    def shown(self, last_closed: int | None, now_ms: float) -> list[float]:
+        """Seconds waited by the oldest prediction of each pane the gauges now include for the first time."""
+        if last_closed is None:
+            return []
+        done = [pane for pane in self.oldest_ms if pane <= last_closed]
+        return [(now_ms - self.oldest_ms.pop(pane)) / 1000.0 for pane in done]
 
 
 class MonitorMetrics:
@@ -89,6 +118,14 @@ class MonitorMetrics:
         # more labels take them after the model (`self.feature_detected.labels(model, name)`).
         self.concept_detections = Counter("concept_drift_detections", "Windows (one per step) flagged for concept drift, at their "
                                           "evaluation or later when delayed labels push them over", M, registry=r).labels(model)
+        self.gauge_lag = Histogram(
+            "monitor_prediction_to_gauge_seconds", "Per evaluated pane: from its oldest prediction's Kafka timestamp "
+            "to the gauges that include it (a bound on every prediction of the pane)", M, registry=r,
+            buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)).labels(model)
+        self.pane_lag = Histogram(
+            "monitor_pane_close_to_gauge_seconds", "Time windows: from the end of an evaluated pane's event-time "
+            "interval to the gauges that include it (event time read as wall-clock time)", M, registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 3600)).labels(model)
         self.evaluations = Counter("monitor_evaluations", "Window evaluations (one per closed pane: every step)", M, registry=r).labels(model)
         self.evaluation_seconds = Histogram(
             "monitor_evaluation_duration_seconds", "One evaluation of the window against the reference", M, registry=r,
@@ -165,6 +202,11 @@ class MonitorMetrics:
                 self.probability_statistic.labels(model, cls).set(NAN if o is None else o.statistic)
                 self.probability_threshold.labels(model, cls).set(NAN if o is None else o.threshold)
                 self.probability_detected.labels(model, cls).set(NAN if o is None else float(o.detected))
+
+    def pane_closed(self, results: list[DriftResult], step_ms: int, now_ms: float) -> None:
+        """Time windows: how long after each evaluated pane's end its gauges came."""
+        for result in results:
+            self.pane_lag.observe(max(now_ms - (result.pane + 1) * step_ms, 0) / 1000.0)
 
     def count(self, results: list[DriftResult]) -> None:
         """Count the evaluations of closed panes and what each flagged."""

@@ -74,10 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=int(env.get("SCORER_METRICS_PORT", 8001)),
                      help="Prometheus /metrics port, 0 = off (env SCORER_METRICS_PORT)")
     run.add_argument("--batch-size", type=int, default=50000,
-                     help="most records per batch (one predict call each); a crash duplicates at most one batch's "
-                     "outputs and re-scores up to two batches")
-    run.add_argument("--batch-timeout", type=float, default=0.5,
-                     help="longest time filling one batch while records keep arriving (a lull scores at once)")
+                     help="most records per batch (one predict call each). A batch is what is waiting when the "
+                     "predict process is free, never held back to fill: a slow stream is scored as it comes, a "
+                     "backlog in batches up to this size. A crash duplicates at most one batch's outputs and "
+                     "re-scores up to two batches")
+    run.add_argument("--batch-timeout", type=float, default=None,
+                     help="deprecated and ignored: no timer fills a batch any more (see --batch-size)")
     run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
                      help="partitions for topics this command creates (env TOPIC_PARTITIONS)")
     run.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
@@ -183,10 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ScorerConfig(group=args.group, model_dir=args.model_dir,
                               metrics_host=args.metrics_host, metrics_port=args.metrics_port, batch_size=args.batch_size,
-                              batch_timeout=args.batch_timeout, topic_partitions=args.partitions)
+                              topic_partitions=args.partitions)
         check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before waiting for the broker
     except (ValueError, PortInUse) as exc:
         return fail(exc)
+    if args.batch_timeout is not None:
+        log.warning("--batch-timeout is deprecated and ignored: a batch is what is waiting when the predict process is free")
     stop = stop_on_signals("finishing the batches in hand")
     if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
         return code  # stopped while waiting (0), or no broker (2)

@@ -46,10 +46,43 @@ class PredictorFailed(RuntimeError):
     """The predict process died or its model raised: the batch is not scored."""
 
 
-def model_output(model: Any, outputs: str, batch: Any) -> Any:
+def forest_trees(model: Any) -> list | None:
+    """The trees of a single-output scikit-learn forest regressor predicting in one thread, else None.
+
+    Such a forest's `predict` is its trees' predictions summed in order and divided by their count;
+    at a low rate, batches of a few dozen records, most of its 11-15 ms a call is validation and
+    joblib dispatch around the trees' 5 ms (`bench/latency_bench.py`'s notes)."""
+    try:
+        from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return None
+    if (type(model) in (RandomForestRegressor, ExtraTreesRegressor) and getattr(model, "n_outputs_", 0) == 1
+            and model.n_jobs in (None, 1) and all(hasattr(tree, "tree_") for tree in model.estimators_)):
+        return list(model.estimators_)
+    return None
+
+
+def forest_predict(trees: list, batch: Any) -> np.ndarray:
+    """What `ForestRegressor.predict` returns for an already-valid batch, bit for bit: the same
+    float32 input (CSR stays CSR), each tree's `tree_.predict` added in order, divided at the end."""
+    if hasattr(batch, "tocsr"):
+        X = batch.astype(np.float32).tocsr()
+    else:
+        X = np.ascontiguousarray(batch, dtype=np.float32)
+    total = np.zeros(X.shape[0], dtype=np.float64)
+    for tree in trees:
+        total += tree.tree_.predict(X)[:, 0]
+    total /= len(trees)
+    return total
+
+
+def model_output(model: Any, outputs: str, batch: Any, trees: list | None = None) -> Any:
     """One batch through the model: an (n,) float array (NUMBERS), or (the (n,) predicted classes,
-    None or the (n, k) probabilities in the model's `classes_` order)."""
+    None or the (n, k) probabilities in the model's `classes_` order). `trees`: the model's
+    `forest_trees`, to predict without the forest's per-call overhead."""
     if outputs == NUMBERS:
+        if trees is not None:
+            return forest_predict(trees, batch)
         return np.asarray(model.predict(batch), dtype=float)
     classes = np.asarray(model.predict(batch))
     if outputs == CLASSES:
@@ -69,13 +102,14 @@ def serve_predictions(connection: Connection) -> None:
             connection.send(("error", traceback.format_exc()))
             return
         connection.send(("ready", None))
+        trees = forest_trees(model) if outputs == NUMBERS else None
         while True:
             try:
                 batch = connection.recv()
             except (EOFError, OSError):
                 return
             try:
-                reply = ("ok", model_output(model, outputs, batch))
+                reply = ("ok", model_output(model, outputs, batch, trees))
             except Exception:  # noqa: BLE001 - the scorer decides what a failed batch means
                 reply = ("error", traceback.format_exc())
             connection.send(reply)

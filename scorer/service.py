@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from contract.delivery import (DeliveryReport, discard, is_transient, produce, produce_all, producer_failure,
                                resending_producer)
 from contract.schema import REJECTION_REASONS
-from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
-from contract.settings import DEFAULT_PARTITIONS, Topics, consumer_config, ensure_topics
+from contract.service import close_consumer, collect_batch, freeze_startup_heap, is_record, log_failed_commit
+from contract.settings import DEFAULT_PARTITIONS, SCORER_FETCH_WAIT_MS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel
 from scorer.predictor import PredictProcess
 from scorer.scoring import BatchCodec, DecodedBatch, Outputs, ScoredBatch, decode_batch, finish_batch
@@ -39,15 +39,12 @@ class ScorerConfig:
     model_dir: Path = Path("artifacts")
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8001
-    batch_size: int = 50000
-    batch_timeout: float = 0.5  # longest time spent filling one batch while records keep arriving
+    batch_size: int = 50000  # a cap: a batch is what is waiting when the predict process is free
     topic_partitions: int = DEFAULT_PARTITIONS  # for output topics it has to create again
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
-        if self.batch_timeout <= 0:
-            raise ValueError("--batch-timeout must be > 0 seconds")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("--metrics-port must be 0-65535 (0 disables the metrics server)")
 
@@ -131,24 +128,18 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
             log.warning("cannot check the output topics yet: %s", exc)
 
 
-POLL_SLICE_SECONDS = 0.02
+IDLE_WAIT_SECONDS = 0.1  # with nothing in hand, one wait for the next record (stop is checked between waits)
 
 
-def collect_batch(consumer: Consumer, size: int, max_wait: float) -> list[Message]:
-    """Up to `size` messages: as many as are ready, topping up while the broker keeps delivering.
+def consume_wait(predicting: bool) -> float:
+    """How long the loop may wait in consume() for the next batch: never while a batch is being
+    predicted (the records that come meanwhile are the batch after, taken as soon as the predict
+    process is free again), and with nothing in hand until a first record comes.
 
-    librdkafka's consume() waits for the full count or the timeout; in short slices a slow
-    stream is scored within ~20 ms instead of waiting `max_wait` for a batch that never fills.
-    """
-    batch: list[Message] = []
-    deadline = time.monotonic() + max_wait
-    while len(batch) < size:
-        wanted = size - len(batch)
-        got = consumer.consume(num_messages=wanted, timeout=POLL_SLICE_SECONDS)
-        batch.extend(got)
-        if (batch and len(got) < wanted) or time.monotonic() >= deadline:
-            break
-    return batch
+    This is the whole batching rule: no timer fills a batch. A slow stream is scored a few
+    records at a time as they come; under a backlog each batch is what piled up while the previous
+    one was predicted, so batches grow with the backlog, up to --batch-size."""
+    return 0.0 if predicting else IDLE_WAIT_SECONDS
 
 
 def commit(consumer: Consumer, messages: list[Message]) -> None:
@@ -220,7 +211,8 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
     Two stages overlap: while the forest predicts batch N in its own process
     (`scorer.predictor`; a classifier's classes and probabilities come back in one round trip),
     this process delivers batch N-1, then consumes, decodes and encodes (the pipeline's
-    transforms) batch N+1.
+    transforms) batch N+1: whatever is waiting by then, without waiting for more (`consume_wait`),
+    and it goes to the predict process the moment N comes back.
     Batches are delivered and committed strictly in order, so a crash replays only what was not
     delivered and committed (at-least-once; the duplicates are at most the batch being delivered).
     """
@@ -230,7 +222,8 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
     predictor = PredictProcess(estimator, codec.kind)
     del estimator  # the predict process has its own copy: this one can be freed
     try:  # whatever happens below, the predict process ends with this function
-        consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
+        consumer = Consumer({**consumer_config(config.group, fetch_wait_ms=SCORER_FETCH_WAIT_MS),
+                             "on_commit": log_failed_commit})
         producer = resending_producer(errors_only=True)
         consumer.subscribe([topics.features])
         log.info("scoring %s -> %s (group %s, model %s version %s)", topics.features, topics.predictions, config.group,
@@ -238,13 +231,23 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
         freeze_startup_heap()
         in_flight: InFlight | None = None
         undelivered = False  # stopping with a batch the broker did not take: it is away
+
+        def deliver_batch(finished: InFlight, outputs: Outputs) -> bool:
+            """Deliver, commit and count a predicted batch; False when stopping left it undelivered."""
+            nonlocal producer
+            scored = finish_batch(finished.decoded, outputs, model.version, int(time.time() * 1000), codec)
+            producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop, config)
+            if delivered:
+                commit(consumer, finished.messages)
+                record_metrics(metrics, finished.messages, scored, finished.started)
+            return delivered
+
         try:
             while True:
                 stopping = stop.is_set()
-                # With a batch in flight, wait no longer than one poll slice: its outputs must not
-                # wait for a slow stream to fill the next batch.
+                # (messages,) what is waiting now; it is predicted as soon as batch N is (consume_wait)
                 messages = [] if stopping else [
-                    m for m in collect_batch(consumer, config.batch_size, config.batch_timeout if in_flight is None else 0)
+                    m for m in collect_batch(consumer, config.batch_size, consume_wait(in_flight is not None))
                     if is_record(m)]
                 started = time.perf_counter()
                 decoded = decode_batch([m.value() for m in messages], codec) if messages else None
@@ -254,15 +257,9 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
                 if encoded is not None:
                     predictor.submit(encoded)
                 in_flight = InFlight(messages, decoded, started) if decoded is not None else None
-                if finished is not None:
-                    scored = finish_batch(finished.decoded, outputs, model.version, int(time.time() * 1000), codec)
-                    producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop,
-                                                             config)
-                    if not delivered:
-                        undelivered = True
-                        break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
-                    commit(consumer, finished.messages)
-                    record_metrics(metrics, finished.messages, scored, finished.started)
+                if finished is not None and not deliver_batch(finished, outputs):
+                    undelivered = True
+                    break  # stopping with the batch undelivered: uncommitted, so it is scored again after restart
                 if stopping and in_flight is None:
                     break
         finally:

@@ -212,6 +212,9 @@ def run_scenario(kafka: KafkaEnv, tmp_path: Path, scenario: str, count: int, ons
         stop_process(monitor)
         stop_process(scorer)
     assert samples[("monitor_evaluations_total", ())] == count // 250
+    # every evaluated pane's wait, from its oldest prediction to the gauges, measured once
+    assert samples[("monitor_prediction_to_gauge_seconds_count", ())] == count // 250
+    assert samples[("monitor_prediction_to_gauge_seconds_sum", ())] > 0
     assert samples[("window_records", ())] == 1000 and samples[("label_coverage_ratio", ())] == 1.0
     assert all(v == 0 for k, v in samples.items() if k[0] == "monitor_invalid_records_total")
     return samples, log

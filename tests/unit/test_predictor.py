@@ -81,6 +81,26 @@ def test_predictions_equal_the_model_batch_after_batch(model_dir):
     assert predictor._process.poll() is not None
 
 
+def test_the_forest_without_its_per_call_overhead_predicts_the_same_bits(model_dir):
+    from scorer.predictor import forest_predict, forest_trees
+
+    model = load(model_dir)
+    transform, forest = model.pipeline[:-1], model.pipeline[-1]
+    trees = forest_trees(forest)
+    assert trees is not None and len(trees) == forest.n_estimators
+    frame = load_reference(model_dir)[list(FEATURE_COLUMNS)]
+    for start, size in ((0, 1), (1, 37), (38, 5000)):
+        encoded = transform.transform(frame.iloc[start:start + size])
+        np.testing.assert_array_equal(forest_predict(trees, encoded), forest.predict(encoded))
+        dense = encoded.toarray() if hasattr(encoded, "toarray") else encoded
+        np.testing.assert_array_equal(forest_predict(trees, dense), forest.predict(dense))
+    from sklearn.linear_model import LinearRegression
+
+    assert forest_trees(LinearRegression()) is None  # any other model keeps its own predict
+    forest.set_params(n_jobs=2)  # threads add the trees in no fixed order: not this path
+    assert forest_trees(forest) is None
+
+
 def test_a_classifier_returns_classes_and_probabilities_in_one_round_trip():
     from tests.unit.test_scoring import PET_FEATURES, fit_classifier, pets
 

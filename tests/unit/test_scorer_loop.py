@@ -65,21 +65,35 @@ class FakeMessage:
 
 
 class FakeConsumer:
-    """Hands out the scripted batches, then sets `stop` and returns nothing."""
+    """Hands out the scripted batches, then sets `stop` and returns nothing.
+
+    Each scripted batch is what is waiting at one moment, and consume() behaves as librdkafka's:
+    up to `num_messages` of it; a call that gets fewer than it asked for has seen the end of it,
+    so the next call starts the next batch (a call that got exactly what it asked for has not:
+    the next one finds nothing waiting). Every call is recorded in `calls` as (asked, timeout, got)."""
 
     def __init__(self, batches: list[list[FakeMessage]], stop: threading.Event, events: list) -> None:
         self.batches, self.stop, self.events = list(batches), stop, events
+        self.waiting: list[FakeMessage] = []
+        self.seen_end = True
+        self.calls: list[tuple[int, float, int]] = []
         self.closed = False
 
     def subscribe(self, topics): pass
 
     def consume(self, num_messages: int, timeout: float):
-        if not self.batches:
-            self.stop.set()
-            return []
-        batch = self.batches.pop(0)
-        self.events.append(("consume", [m.offset() for m in batch]))
-        return batch
+        if not self.waiting and self.seen_end:
+            if not self.batches:
+                self.stop.set()
+                self.calls.append((num_messages, timeout, 0))
+                return []
+            self.waiting, self.seen_end = self.batches.pop(0), False
+        got, self.waiting = self.waiting[:num_messages], self.waiting[num_messages:]
+        self.seen_end = self.seen_end or len(got) < num_messages
+        self.calls.append((num_messages, timeout, len(got)))
+        if got:
+            self.events.append(("consume", [m.offset() for m in got]))
+        return got
 
     def store_offsets(self, offsets):
         self.events.append(("store", sorted((tp.partition, tp.offset) for tp in offsets)))
@@ -138,9 +152,9 @@ def fakes(monkeypatch):
 
 
 def run(pipeline, stop, model: LoadedModel | None = None, codec: BatchCodec = DIAMONDS,
-        registry: CollectorRegistry | None = None):
+        registry: CollectorRegistry | None = None, batch_size: int = 100):
     topics = Topics(features="features", predictions="predictions", labels="labels", dlq="dlq")
-    return service.run(service.ScorerConfig(metrics_port=0, batch_size=100, batch_timeout=0.05),
+    return service.run(service.ScorerConfig(metrics_port=0, batch_size=batch_size),
                        model or LoadedModel(pipeline, {"model_version": "v1"}), codec, topics,
                        registry or CollectorRegistry(), stop)
 
@@ -172,6 +186,31 @@ def test_batches_overlap_and_each_is_committed_after_its_outputs_in_order(fakes)
     # Pipelined: the second batch was consumed before the first was delivered.
     assert kinds.index(("consume", [0, 1, 2])) < kinds.index(("delivered", "a0"))
     assert consumer.closed and started[0]._process.poll() is not None
+
+
+def test_a_batch_is_what_is_waiting_when_the_predict_process_is_free_never_held_to_fill(fakes):
+    """No timer fills a batch: a lone record is scored alone, what piled up meanwhile is the next
+    batch (up to --batch-size), and the loop waits in consume() only with nothing in hand."""
+    events, stop, started, install = fakes
+    waiting = [[FakeMessage(0, 0, record("lone", 0.5))],
+               [FakeMessage(0, 1 + i, record(f"m{i}", 1.0)) for i in range(3)],
+               [FakeMessage(1, i, record(f"b{i}", 1.0)) for i in range(250)],  # a backlog: over the cap
+               [],  # a lull: nothing waiting while the last batch is predicted
+               [FakeMessage(0, 4, record("late", 2.0))]]
+    consumer = install(waiting)
+
+    assert run(CaratTimesThousand(), stop, batch_size=100) == 0
+
+    assert [len(batch) for batch in started[0].batches] == [1, 3, 100, 100, 50, 1]
+    wait = service.IDLE_WAIT_SECONDS
+    assert consumer.calls == [
+        (1, wait, 1), (99, 0, 0),  # nothing in hand: wait for one record, then take what else is there
+        (100, 0, 3), (100, 0, 100), (100, 0, 100), (100, 0, 50),  # a batch in flight: never wait
+        (100, 0, 0),  # the lull: the batch in flight is delivered at once
+        (1, wait, 1), (99, 0, 0), (100, 0, 0)]
+    predicted = {json.loads(e[3])["id"] for e in events if e[0] == "delivered"}
+    assert len(predicted) == 255 and {"lone", "late"} <= predicted
+    assert service.consume_wait(predicting=True) == 0 < service.consume_wait(predicting=False) == wait
 
 
 def test_a_pipeline_is_split_the_predict_process_gets_the_final_step_and_encoded_batches(fakes):
