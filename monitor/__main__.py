@@ -20,7 +20,7 @@ TOPIC_ROLES = ("predictions", "labels", "monitor_dlq", "monitor_state")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from contract.settings import DEFAULT_PARTITIONS, Groups, Topics
+    from contract.settings import Topics
 
     env = os.environ
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -42,36 +42,30 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=NAN_NOTE + " Records that do not match the schema go to the monitor DLQ with headers reason, detail, "
         "source_topic, source_partition and source_offset, counted in monitor_invalid_records_total. State and "
         "offsets are saved to the state topic (compacted, keyed by group) and restored on start; SIGTERM finishes "
-        "the batch, saves and exits 0.")
-    # "%(default).0s" prints nothing: it only keeps the formatter from adding "(default: None)".
-    run.add_argument("--schema", type=Path, help="the model's schema file (default: MODEL_DIR/schema.yaml)%(default).0s")
-    run.add_argument("--reference", type=Path, help="the model's reference file, CSV or Parquet "
-                     "(default: MODEL_DIR/reference.csv)%(default).0s")
-    run.add_argument("--model-dir", type=Path, default=Path(env.get("MODEL_DIR", "artifacts")),
-                     help="folder with schema.yaml and reference.csv (env MODEL_DIR)")
-    run.add_argument("--group", default=Groups.from_env().monitor, help="consumer group, also the state key (env MONITOR_GROUP)")
-    run.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
-    run.add_argument("--metrics-port", type=int, default=int(env.get("MONITOR_METRICS_PORT", 8000)),
-                     help="Prometheus /metrics port, 0 = off (env MONITOR_METRICS_PORT)")
-    run.add_argument("--window", default=env.get("MONITOR_WINDOW", "1000"),
-                     help="records per window (1000) or an event-time span (30s, 5m, 1h) (env MONITOR_WINDOW)")
-    run.add_argument("--step", default=env.get("MONITOR_STEP", "250"),
-                     help="evaluate every this many records or this long; same kind as --window, divides it (env MONITOR_STEP)")
-    run.add_argument("--ert", type=float, default=float(env.get("MONITOR_ERT", 1e7)),
-                     help="calibrated mode: expected records between false alarms (env MONITOR_ERT)")
-    run.add_argument("--thresholds", choices=("calibrated", "fixed"), default=env.get("MONITOR_THRESHOLDS", "calibrated"),
-                     help="calibrated: thresholds from --ert and the window size; fixed: the tutorial's 0.1 rules "
-                     "(env MONITOR_THRESHOLDS)")
-    run.add_argument("--label-ttl", default=env.get("MONITOR_LABEL_TTL", "1h"),
-                     help="how long (event time) a prediction waits for its label (env MONITOR_LABEL_TTL)")
-    run.add_argument("--state-interval", type=float, default=float(env.get("MONITOR_STATE_INTERVAL", 5.0)),
-                     help="seconds between state snapshots and offset commits (env MONITOR_STATE_INTERVAL)")
-    run.add_argument("--batch-size", type=int, default=5000, help="most messages per batch")
-    run.add_argument("--batch-timeout", type=float, default=0.2, help="seconds to wait for a batch to fill")
-    run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
-                     help="partitions for the input and DLQ topics if this command creates them (env TOPIC_PARTITIONS)")
-    run.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
-
+        "the batch, saves and exits 0. One `run` process per group: count windows always run this way; time windows "
+        "can also be split over several `worker` processes and one `evaluate`.")
+    add_monitor_arguments(run, env)
+    scale = ("Several workers share the predictions and labels partitions (one consumer group; the topics must be "
+             "co-partitioned: same partition count, keyed by record id) and publish closed event-time panes to the "
+             "pane topic (<model>.monitor-panes, env MONITOR_PANES_TOPIC); one `evaluate` process merges them and "
+             "exports the gauges. Time windows only (--window 5m --step 30s): a count window depends on the order "
+             "records arrive across partitions, so count windows stay single-instance with `run`.")
+    worker = commands.add_parser(
+        "worker", help="one of several processes sharing the partitions: panes to the pane topic", formatter_class=fmt,
+        description=scale, epilog="Each partition's panes, pending joins and offsets are saved to the state topic "
+        "(key <group>/partition/<p>); when a worker dies its partitions move to the others, which resume from that "
+        "state: no pane lost or counted twice. Exits 2 when the topics are not co-partitioned.")
+    add_monitor_arguments(worker, env)
+    evaluate = commands.add_parser(
+        "evaluate", help="merge the workers' panes, run the tests, export the gauges", formatter_class=fmt,
+        description=scale, epilog=NAN_NOTE + " One evaluator per group; its state (key <group>/evaluator) is "
+        "restored on start. Pane reports that arrive after their window was evaluated are merged into later windows "
+        "and counted in monitor_late_pane_records_total, or in monitor_dropped_pane_records_total once the pane has "
+        "left every window.")
+    add_monitor_arguments(evaluate, env)
+    evaluate.add_argument("--grace", default=env.get("MONITOR_GRACE", "5s"),
+                          help="evaluate a window once every partition is past it, or this long (wall clock) after "
+                          "the first one was (env MONITOR_GRACE)")
     port = env.get("MONITOR_METRICS_PORT", "8000")
     status = commands.add_parser("status", help="print per-feature drift from a running monitor's /metrics",
                                  formatter_class=fmt, epilog=NAN_NOTE)
@@ -82,6 +76,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     profile.add_parser(commands)
     return parser
+
+
+def add_monitor_arguments(sub: argparse.ArgumentParser, env) -> None:
+    """The model, window, budget and consumer flags shared by run, worker and evaluate."""
+    from contract.settings import DEFAULT_PARTITIONS, Groups
+
+    # "%(default).0s" prints nothing: it only keeps the formatter from adding "(default: None)".
+    sub.add_argument("--schema", type=Path, help="the model's schema file (default: MODEL_DIR/schema.yaml)%(default).0s")
+    sub.add_argument("--reference", type=Path, help="the model's reference file, CSV or Parquet "
+                     "(default: MODEL_DIR/reference.csv)%(default).0s")
+    sub.add_argument("--model-dir", type=Path, default=Path(env.get("MODEL_DIR", "artifacts")),
+                     help="folder with schema.yaml and reference.csv (env MODEL_DIR)")
+    sub.add_argument("--group", default=Groups.from_env().monitor, help="consumer group, also the state key (env MONITOR_GROUP)")
+    sub.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
+    sub.add_argument("--metrics-port", type=int, default=int(env.get("MONITOR_METRICS_PORT", 8000)),
+                     help="Prometheus /metrics port, 0 = off (env MONITOR_METRICS_PORT)")
+    sub.add_argument("--window", default=env.get("MONITOR_WINDOW", "1000"),
+                     help="records per window (1000) or an event-time span (30s, 5m, 1h) (env MONITOR_WINDOW)")
+    sub.add_argument("--step", default=env.get("MONITOR_STEP", "250"),
+                     help="evaluate every this many records or this long; same kind as --window, divides it (env MONITOR_STEP)")
+    sub.add_argument("--ert", type=float, default=float(env.get("MONITOR_ERT", 1e7)),
+                     help="calibrated mode: expected records between false alarms (env MONITOR_ERT)")
+    sub.add_argument("--thresholds", choices=("calibrated", "fixed"), default=env.get("MONITOR_THRESHOLDS", "calibrated"),
+                     help="calibrated: thresholds from --ert and the window size; fixed: the tutorial's 0.1 rules "
+                     "(env MONITOR_THRESHOLDS)")
+    sub.add_argument("--label-ttl", default=env.get("MONITOR_LABEL_TTL", "1h"),
+                     help="how long (event time) a prediction waits for its label (env MONITOR_LABEL_TTL)")
+    sub.add_argument("--state-interval", type=float, default=float(env.get("MONITOR_STATE_INTERVAL", 5.0)),
+                     help="seconds between state snapshots and offset commits (env MONITOR_STATE_INTERVAL)")
+    sub.add_argument("--batch-size", type=int, default=5000, help="most messages per batch")
+    sub.add_argument("--batch-timeout", type=float, default=0.2,
+                     help="seconds to wait for a first record; a batch is what is waiting then, never held back to fill")
+    sub.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
+                     help="partitions for the input and DLQ topics if this command creates them (env TOPIC_PARTITIONS)")
+    sub.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
+
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
@@ -178,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     from contract.service import PortInUse, check_port, serve_metrics, stop_on_signals
     from contract.settings import Topics, ensure_topics
     from monitor.persist import StateMismatch
-    from monitor.service import MonitorConfig, load_reference, run
+    from monitor.service import MonitorConfig, load_reference, parse_duration_ms, run
     from monitor.state import create_state_topic
+
+    from monitor.worker import NotCoPartitioned, check_co_partitioned, panes_topic, require_time_windows
 
     try:
         config = MonitorConfig(
@@ -187,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             step=args.step, ert=args.ert, thresholds=args.thresholds, label_ttl=args.label_ttl,
             state_interval=args.state_interval, batch_size=args.batch_size, batch_timeout=args.batch_timeout,
             partitions=args.partitions)
+        if args.command != "run":
+            require_time_windows(config, args.command)
+        grace_s = parse_duration_ms(args.grace, "--grace") / 1000 if args.command == "evaluate" else 0.0
         schema = load_model_schema(args.model_dir, args.schema)
         reference = load_reference(schema, args.reference or args.model_dir / REFERENCE_FILE)
         check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before the broker wait: fail fast
@@ -199,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         return code  # stopped while waiting (0), or no broker (2)
     ensure_topics([topics.predictions, topics.labels, topics.monitor_dlq], config.partitions)
     create_state_topic(topics.monitor_state)
+    try:
+        partitions = check_co_partitioned(topics) if args.command != "run" else 0
+    except NotCoPartitioned as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command != "run":
+        ensure_topics([panes_topic(topics)], 1)  # one partition: the one evaluator reads it in order
     registry = CollectorRegistry()
     try:
         serve_metrics(registry, config.metrics_host, config.metrics_port, "--metrics-port")
@@ -206,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
+        if args.command == "worker":
+            from monitor.worker import run_worker
+
+            return run_worker(config, schema, reference, topics, registry, stop)
+        if args.command == "evaluate":
+            from monitor.evaluator import run_evaluator
+
+            return run_evaluator(config, schema, reference, topics, partitions, grace_s, registry, stop)
         return run(config, schema, reference, topics, registry, stop)
     except StateMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)

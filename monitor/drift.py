@@ -215,9 +215,11 @@ class DriftMonitor:
 
     min_records: window records needed to evaluate (default: `window` for a CountWindow, 100 for a
     TimeWindow); min_joined: labelled records needed for concept drift (default 100).
-    concept_window / concept_step: the rolling MSE (error rate for a classifier) covers the latest
-    `concept_window` joined records (default: the count window's size and step, 1000/250 for a
-    TimeWindow), whenever their labels came.
+    concept_window / concept_step: with a CountWindow the rolling MSE (error rate for a classifier)
+    covers the latest `concept_window` joined records (default: the window's size and step),
+    whenever their labels came. With a TimeWindow it covers the window's own predictions whose labels
+    have arrived (a label later than the window is counted in `late_errors`): event-time panes add
+    up, so several workers' windows merge exactly (`monitor.panes`).
 
     A classifier's monitor, on a toy reference (3 classes, one rare) and a calm stream drawn from it:
 
@@ -330,8 +332,13 @@ class DriftMonitor:
         closed = self.window.panes.get(pane_id)
         recent = (self.window.aggregate(pane_id, self.window.panes_per_window // 2)
                   if self.calibration.recent else None)
-        return Evaluation(self.window.aggregate(pane_id), closed.records if closed is not None else 0,
-                          self.errors.totals(), recent)
+        window = self.window.aggregate(pane_id)
+        # A time window's errors are its own predictions' (those labelled so far): panes add up, so
+        # workers sharing the partitions give the same window (`monitor.panes`). A count window's
+        # are the latest joined records, however late their labels came.
+        errors = (self.errors.totals() if isinstance(self.window, CountWindow)
+                  else (window.joined, window.sse, window.sae))
+        return Evaluation(window, closed.records if closed is not None else 0, errors, recent)
 
     @property
     def counters(self) -> dict[str, int]:

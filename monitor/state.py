@@ -94,13 +94,20 @@ def create_state_topic(topic: str, timeout: float = 30.0) -> None:
 
 def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] | None:
     """The newest readable snapshot for `key` written before this call, or None."""
-    barrier_id, barrier_key = uuid.uuid4().hex.encode(), f"{BARRIER_PREFIX}{key}".encode()
+    return read_latest_of(topic, [key], timeout)[key]
+
+
+def read_latest_of(topic: str, keys: list[str], timeout: float = 120.0) -> dict[str, dict[str, Any] | None]:
+    """The newest readable snapshot of each key written before this call (None where there is none),
+    in one pass over the state topic (a worker taking several partitions reads it once)."""
+    barrier_id, barrier_key = uuid.uuid4().hex.encode(), f"{BARRIER_PREFIX}{keys[0]}".encode()
     consumer = Consumer({"enable.auto.commit": False, "fetch.wait.max.ms": 50, **client_config(role="consumer"),
                          "group.id": f"monitor-state-reader-{uuid.uuid4().hex}"})
-    latest: bytes | None = None
+    latest: dict[str, bytes | None] = dict.fromkeys(keys)
     count = 0
-    snapshot_id, parts = None, {}  # the newest snapshot's parts seen so far: {index: bytes}
-    part_prefix = f"{key}/".encode()
+    # per key, the newest snapshot's parts seen so far: (snapshot id, {index: bytes})
+    parts: dict[bytes, tuple[bytes | None, dict[int, bytes]]] = {}
+    manifests = {key.encode(): key for key in keys}
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics[topic]
         if metadata.error is not None:
@@ -133,31 +140,35 @@ def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] 
                         reached_barrier = True
                         break
                     continue
-                if message_key.startswith(part_prefix):
-                    headers = dict(message.headers() or [])
-                    if headers.get("snapshot") != snapshot_id:
-                        snapshot_id, parts = headers.get("snapshot"), {}
-                    parts[int(message_key[len(part_prefix):])] = message.value() or b""
-                elif message_key == key.encode():
+                owner, _, index = message_key.rpartition(b"/")
+                if owner in manifests and index.isdigit():  # a part of `owner`'s snapshot
+                    snapshot = dict(message.headers() or []).get("snapshot")
+                    if parts.get(owner, (None, {}))[0] != snapshot:
+                        parts[owner] = (snapshot, {})
+                    parts[owner][1][int(index)] = message.value() or b""
+                elif message_key in manifests:
+                    key = manifests[message_key]
                     if message.value() is None:  # a tombstone: state deleted
-                        latest = None
+                        latest[key] = None
                         continue
                     manifest = orjson.loads(message.value())
-                    if manifest["snapshot"].encode() == snapshot_id and len(parts) == manifest["parts"]:
-                        latest = b"".join(parts[i] for i in range(manifest["parts"]))
+                    snapshot_id, held = parts.get(message_key, (None, {}))
+                    if manifest["snapshot"].encode() == snapshot_id and len(held) == manifest["parts"]:
+                        latest[key] = b"".join(held[i] for i in range(manifest["parts"]))
                     else:
                         log.warning("state snapshot %s in %s is incomplete (%d of %d parts): keeping the one before",
-                                    manifest["snapshot"], topic, len(parts), manifest["parts"])
+                                    manifest["snapshot"], topic, len(held), manifest["parts"])
     finally:
         consumer.close()
     log.info("read %d state messages from %s", count, topic)
-    if latest is None:
-        return None
-    try:
-        return decode_state(latest)
-    except ValueError as exc:
-        # A snapshot written by another version: refuse loudly rather than start from empty.
-        raise RuntimeError(f"state for group {key} in {topic}: {exc}; use a new --group to start afresh") from None
+    states: dict[str, dict[str, Any] | None] = {}
+    for key, raw in latest.items():
+        try:
+            states[key] = None if raw is None else decode_state(raw)
+        except ValueError as exc:
+            # A snapshot written by another version: refuse loudly rather than start from empty.
+            raise RuntimeError(f"state for {key} in {topic}: {exc}; use a new --group to start afresh") from None
+    return states
 
 
 def write_state(producer: Producer, topic: str, key: str, value: bytes, timeout: float = 30.0) -> int:

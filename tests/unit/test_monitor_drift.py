@@ -289,9 +289,12 @@ def test_time_window_with_delayed_labels(heldout, reference):
     assert [r.records for r in results[:7]] == [100, 200, 300, 400, 500, 600, 600]
     assert [r.ready for r in results[3:6]] == [False, True, True]
     # Labels have arrived for records 0..2699; the last closed window holds records 2300..2899,
-    # 400 of them labelled. The rolling MSE covers the latest joined records: 3 full panes of
-    # 250 and 200 in the filling one.
-    assert monitor.result().joined == 950 and monitor.result().label_coverage == pytest.approx(2 / 3)
+    # 400 of them labelled. A time window's MSE covers its own labelled predictions.
+    latest = monitor.result()
+    assert latest.joined == 400 and latest.label_coverage == pytest.approx(2 / 3)
+    in_window = slice(2300, 2700)
+    errors = cols["prediction"][in_window] - cols["price"][in_window]
+    assert latest.rolling_mse == pytest.approx(float(np.mean(errors ** 2)), rel=1e-12)
     assert not any(r.drift_detected for r in results)
     # half the 6 panes (3 x 10 s = 300 records) is the recent scale
     assert {f.records for r in results if r.ready for f in r.features} <= {300, 500, 600}

@@ -1,0 +1,272 @@
+"""`python -m monitor worker`: one of several processes sharing the predictions and labels partitions.
+
+Kafka does the distribution: the workers are one consumer group, the group's range assignment gives
+each worker the same partition numbers of both topics (they must be co-partitioned: same partition
+count, keyed by record id as the scorer and simulator key them, so a prediction and its label meet
+on one worker), and partitions move to the others when a worker leaves or dies.
+
+Per partition the worker keeps event-time panes and the label join (`monitor.panes.PartitionPanes`)
+and publishes each closed pane, whole, to the pane topic (`<model>.monitor-panes`, one partition,
+key = the input partition) whenever it changed; `python -m monitor evaluate` merges them.
+
+Nothing lost, nothing counted twice: every `state_interval` seconds the worker waits for its pane
+reports and dead letters to be acknowledged, then writes each partition's state with the positions
+it covers to the state topic (key `<group>/partition/<p>`), then commits those offsets. The next
+owner of a partition loads that state, saves it under a new epoch before reading a record, seeks to
+its positions and replays the rest: its reports replace the dead owner's (see `monitor.panes`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from contract.delivery import DeliveryReport, discard, produce, resending_producer
+from contract.schema import REJECTION_REASONS, Schema
+from contract.service import close_consumer, collect_batch, freeze_startup_heap, is_record, log_failed_commit
+from contract.settings import Topics, client_config, consumer_config
+from monitor.decode import Decoder
+from monitor.panes import PartitionPanes
+from monitor.persist import DeadLetters, StateMismatch
+from monitor.reference import Reference
+from monitor.service import MonitorConfig
+from monitor.state import Offsets, encode_state, read_latest_of, write_state
+
+log = logging.getLogger(__name__)
+
+PANES_SUFFIX = ".monitor-panes"
+
+
+def panes_topic(topics: Topics) -> str:
+    """The pane topic: MONITOR_PANES_TOPIC, or the predictions topic's model name + .monitor-panes."""
+    model = topics.predictions.removesuffix(Topics.SUFFIX["predictions"])
+    return os.environ.get("MONITOR_PANES_TOPIC") or f"{model}{PANES_SUFFIX}"
+
+
+class NotCoPartitioned(ValueError):
+    """The predictions and labels topics cannot be split between workers."""
+
+
+def check_co_partitioned(topics: Topics, timeout: float = 30.0) -> int:
+    """The predictions topic's partition count; NotCoPartitioned when the labels topic's differs."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient(client_config()).list_topics(timeout=timeout).topics
+    counts = {t: len(metadata[t].partitions) if t in metadata else 0 for t in (topics.predictions, topics.labels)}
+    predictions, labels = counts[topics.predictions], counts[topics.labels]
+    if predictions != labels:
+        raise NotCoPartitioned(
+            f"the predictions topic {topics.predictions} has {predictions} partitions and the labels topic "
+            f"{topics.labels} {labels}: workers join a prediction and its label only when both topics have the same "
+            "partition count and are keyed by record id; recreate one of them, or run `monitor run` (one instance)")
+    return predictions
+
+
+def require_time_windows(config: MonitorConfig, command: str) -> None:
+    if not config.time_based:
+        raise ValueError(f"monitor {command} needs an event-time window (e.g. --window 5m --step 30s): a count "
+                         "window depends on the order records arrive across partitions, so it runs in one "
+                         "process: use `monitor run`")
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry, model: str, topics: Topics) -> None:
+        M = ["model"]
+        self.model = model
+        self.consumed = Counter("monitor_records_consumed", "Messages consumed, by topic", M + ["topic"], registry=registry)
+        self.invalid = Counter("monitor_invalid_records", "Messages refused, by topic and reason (sent to the monitor DLQ)",
+                               M + ["topic", "reason"], registry=registry)
+        self.reports = Counter("monitor_pane_reports", "Pane reports published to the pane topic", M, registry=registry).labels(model)
+        self.state_writes = Counter("monitor_state_writes", "Partition state snapshots delivered (offsets committed after)",
+                                    M, registry=registry).labels(model)
+        self.state_failures = Counter("monitor_state_write_failures", "Snapshots or reports the broker did not take (tried again)",
+                                      M, registry=registry).labels(model)
+        self.partitions = Gauge("monitor_worker_partitions", "Input partitions this worker owns", M, registry=registry).labels(model)
+        for topic in (topics.predictions, topics.labels):
+            self.consumed.labels(model, topic)
+            for reason in REJECTION_REASONS:
+                self.invalid.labels(model, topic, reason)
+
+
+class Worker:
+    """The worker's jobs: partitions in and out (`on_assign` / `on_revoke`), batches into panes
+    (`process`), pane reports out (`publish`), state and offsets saved (`save`)."""
+
+    def __init__(self, config: MonitorConfig, schema: Schema, reference: Reference, topics: Topics,
+                 metrics: WorkerMetrics, stop: threading.Event) -> None:
+        self.config, self.reference, self.topics, self.metrics, self.stop = config, reference, topics, metrics, stop
+        self.decoder = Decoder(schema)
+        self.panes_topic = panes_topic(topics)
+        self.owned: dict[int, PartitionPanes] = {}
+        self.positions: Offsets = {}  # (topic, partition) -> next offset, of owned partitions
+        self.dead_letters = DeadLetters(topics.monitor_dlq)
+        self.producer = resending_producer()
+        self.report = DeliveryReport()  # pane reports since the last save
+        self.unsaved: set[int] = set()  # partitions that read records since their last snapshot
+        self.closing = False
+        self.failure: BaseException | None = None  # raised in a rebalance callback: re-raised by the loop
+
+    def key(self, partition: int) -> str:
+        return f"{self.config.group}/partition/{partition}"
+
+    # -- partitions in and out ----------------------------------------------------------------------
+    def guarded(self, callback):
+        """librdkafka cannot carry an exception out of a rebalance callback: keep it for the loop."""
+        def call(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            try:
+                callback(consumer, partitions)
+            except Exception as exc:  # noqa: BLE001 - re-raised by run_worker
+                self.failure = exc
+        return call
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        new = sorted({tp.partition for tp in partitions} - set(self.owned))
+        states = read_latest_of(self.topics.monitor_state, [self.key(p) for p in new]) if new else {}
+        for p in new:
+            panes = PartitionPanes(p, self.reference, self.config.window_size, self.config.step_size,
+                                   self.config.label_ttl_ms)
+            state = states[self.key(p)]
+            if state is not None:
+                if state["window"] != self.config.window_state:
+                    raise StateMismatch(f"the state of partition {p} of group {self.config.group} was written for "
+                                        f"window {state['window']}, not {self.config.window_state}: use the same "
+                                        "--window/--step or a new --group")
+                panes.load_dict(state["monitor"])
+                self.positions.update(state["offsets"])
+            panes.take_ownership()
+            self.owned[p] = panes
+        if new and not self.save(new):  # the new epochs are saved before a record is read
+            raise RuntimeError(f"cannot save the state of partitions {new}: the broker did not take it")
+        for tp in partitions:
+            if (tp.topic, tp.partition) in self.positions:
+                tp.offset = self.positions[(tp.topic, tp.partition)]
+        consumer.assign(partitions)
+        self.metrics.partitions.set(len(self.owned))
+        log.info("took partitions %s (epochs %s)", new, [self.owned[p].epoch for p in new])
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = sorted({tp.partition for tp in partitions} & set(self.owned))
+        if gone and not self.closing:
+            self.publish(gone)
+            self.save(gone)
+        for p in gone:
+            del self.owned[p]
+        self.positions = {k: o for k, o in self.positions.items() if k[1] in self.owned}
+        consumer.unassign()
+        self.metrics.partitions.set(len(self.owned))
+
+    # -- records in, reports out --------------------------------------------------------------------
+    def process(self, messages: list[Message]) -> None:
+        by_partition: dict[tuple[str, int], list[Message]] = {}
+        for message in messages:
+            by_partition.setdefault((message.topic(), message.partition()), []).append(message)
+        touched = set()
+        for (topic, p), group in by_partition.items():
+            panes = self.owned.get(p)
+            if panes is None:  # revoked while the batch was in hand: its next owner reads it again
+                continue
+            self.positions[(topic, p)] = group[-1].offset() + 1
+            touched.add(p)
+            self.unsaved.add(p)
+            values = [m.value() or b"" for m in group]
+            self.metrics.consumed.labels(self.metrics.model, topic).inc(len(group))
+            if topic == self.topics.predictions:
+                batch, rejected = self.decoder.predictions(values)
+                if len(batch):
+                    panes.add_predictions(batch)
+            else:
+                ids, ts, labels, rejected = self.decoder.labels(values)
+                if ids:
+                    panes.add_labels(ids, ts, labels)
+            for position, rejection in rejected:
+                self.dead_letters.send(self.producer, group[position], rejection)
+                self.metrics.invalid.labels(self.metrics.model, topic, rejection.reason).inc()
+        self.publish(touched)
+
+    def publish(self, partitions) -> None:
+        for p in partitions:
+            for report in self.owned[p].publishable():
+                produce(self.producer, self.panes_topic, orjson.dumps(report.to_dict()), str(p), self.report)
+                self.metrics.reports.inc()
+        self.producer.poll(0)
+
+    # -- state --------------------------------------------------------------------------------------
+    def save(self, partitions=None) -> bool:
+        """Reports and dead letters acknowledged, then each partition's state, then its offsets committed.
+
+        False when the broker did not take something: the previous snapshots stay in force, and with
+        a new producer every live pane of these partitions is reported again (replacing, not adding)."""
+        partitions = sorted(self.unsaved & set(self.owned) if partitions is None else partitions)
+        try:
+            if self.producer.flush(30) or self.report.failed or self.dead_letters.held:
+                raise RuntimeError(f"pane reports or dead letters not delivered: {self.report.last_error or 'flush timed out'}")
+            for p in partitions:
+                offsets = {k: o for k, o in self.positions.items() if k[1] == p}
+                value = encode_state(self.key(p), self.config.window_state, offsets, self.owned[p].to_dict())
+                write_state(self.producer, self.topics.monitor_state, self.key(p), value)
+                self.metrics.state_writes.inc()
+                self.unsaved.discard(p)
+        except (RuntimeError, KafkaException) as exc:
+            self.metrics.state_failures.inc()
+            log.warning("worker state not saved, trying again: %s", exc)
+            discard(self.producer)
+            self.producer = resending_producer()
+            self.report = DeliveryReport()
+            self.dead_letters.resend(self.producer)
+            for p in partitions:
+                self.owned[p].changed |= set(self.owned[p].window.panes)
+            return False
+        self.report = DeliveryReport()
+        return True
+
+    def commit(self, consumer: Consumer) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:
+                log.warning("offset commit failed (the state snapshot is delivered): %s", exc)
+
+
+def run_worker(config: MonitorConfig, schema: Schema, reference: Reference, topics: Topics,
+               registry: CollectorRegistry, stop: threading.Event) -> int:
+    """Consume this worker's share until `stop`; publish, save and commit before leaving the group."""
+    metrics = WorkerMetrics(registry, schema.name, topics)
+    worker = Worker(config, schema, reference, topics, metrics, stop)
+    freeze_startup_heap()
+    # range: partition p of both topics goes to the same member (the join needs both sides).
+    consumer = Consumer({**consumer_config(config.group), "partition.assignment.strategy": "range",
+                         "on_commit": log_failed_commit})
+    consumer.subscribe([topics.predictions, topics.labels], on_assign=worker.guarded(worker.on_assign),
+                       on_revoke=worker.guarded(worker.on_revoke))
+    log.info("worker of group %s: %s + %s -> %s (window %s step %s)", config.group, topics.predictions,
+             topics.labels, worker.panes_topic, config.window, config.step)
+    last_save = time.monotonic()
+    saved = True
+    try:
+        while not stop.is_set():
+            polled = collect_batch(consumer, config.batch_size, config.batch_timeout)
+            if worker.failure is not None:
+                raise worker.failure
+            messages = [m for m in polled if m.error() is None or is_record(m)]
+            if messages:
+                worker.process(messages)
+            if worker.unsaved and time.monotonic() - last_save >= config.state_interval:
+                if worker.save():
+                    worker.commit(consumer)
+                last_save = time.monotonic()
+        worker.publish(list(worker.owned))
+        saved = worker.save()
+        if saved:
+            worker.commit(consumer)
+    finally:
+        worker.closing = True
+        worker.producer.flush(10)
+        close_consumer(consumer, broker_away=not saved)
+    log.info("worker stopped")
+    return 0
