@@ -134,7 +134,10 @@ def producer_config(environ: Mapping[str, str] | None = None, message_timeout_ms
 # p50 23 / p99 41 ms, 10 ms gave 12 / 27 ms. A shorter wait costs fetches on an idle topic:
 # the broker used 3.3% of a core for one idle consumer at 50 ms, 6.0% at 10 ms (10.6% at 5 ms).
 FETCH_WAIT_MS = 50
-SCORER_FETCH_WAIT_MS = 10  # the scorer is the latency path: its predictions wait on this fetch
+# The scorer is the latency path (10 ms took ~10 ms off its p50), but at 5,000 records/s its
+# fetches every 10 ms helped push Tansu past a core and the soak's scorer fell 250,000 records
+# behind: the throughput end wins, it fetches like every other consumer.
+SCORER_FETCH_WAIT_MS = FETCH_WAIT_MS
 
 
 def consumer_config(group: str, environ: Mapping[str, str] | None = None,

@@ -106,8 +106,8 @@ def add_monitor_arguments(sub: argparse.ArgumentParser, env) -> None:
     sub.add_argument("--state-interval", type=float, default=float(env.get("MONITOR_STATE_INTERVAL", 5.0)),
                      help="seconds between state snapshots and offset commits (env MONITOR_STATE_INTERVAL)")
     sub.add_argument("--batch-size", type=int, default=5000, help="most messages per batch")
-    sub.add_argument("--batch-timeout", type=float, default=0.2,
-                     help="seconds to wait for a first record; a batch is what is waiting then, never held back to fill")
+    sub.add_argument("--batch-timeout", type=float, default=0.05,
+                     help="longest wait for a batch to fill: a batch is --batch-size messages or what came in this time")
     sub.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
                      help="partitions for the input and DLQ topics if this command creates them (env TOPIC_PARTITIONS)")
     sub.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
