@@ -62,6 +62,7 @@ bench: setup $(MODEL_DIR)/model.joblib
 	$(PY) bench/monitor_bench.py --records 200000 --seeds 5
 	$(PY) bench/consumer_bench.py
 	$(PY) bench/faust_bench.py
+	$(PY) bench/encode_bench.py
 	$(PY) bench/latency_bench.py
 	$(PY) bench/scale_bench.py
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps quixstreams==3.28.1  # see requirements-bench.txt

@@ -116,6 +116,7 @@ class Calibration:
         fixed_threshold: float = 0.1,
         pseudo_count: float = 0.5,
         recent: bool = True,
+        prefetch: bool = False,
     ) -> None:
         if not ert > 0 or not math.isfinite(ert):
             raise ValueError(f"ert (records between false alarms) must be a positive number, got {ert}")
@@ -135,6 +136,8 @@ class Calibration:
         self.tests = scales * (len(reference.features) + len(reference.outputs)) + 1
         self._mse_ratio = lru_cache(maxsize=4096)(self._mse_ratio_uncached)
         self._nulls: dict[str, PearsonNull] = {}  # categorical column -> its exact null, built on first use
+        # A time window's sizes and levels move: it has the next ones computed ahead (`prefetch_chi2`).
+        self.prefetch = prefetch
         self._error_rate_ratio = lru_cache(maxsize=4096)(self._error_rate_ratio_uncached)
         # A reference that never misclassified would make every error an infinite relative change:
         # the rate is floored at half an error in m rows (0.5 / m), the usual continuity correction,
@@ -159,10 +162,20 @@ class Calibration:
     def chi2(self, column: str, n: int, alpha: float) -> float:
         """Threshold on a categorical column's statistic for a window of n records (fixed mode: on
         the total variation distance): the exact null's upper alpha quantile (see `exact`), alpha
-        rounded down to a 2**(1/8) grid and n to `exact.grid_n`'s (both conservative)."""
+        rounded down to a 2**(1/8) grid and n to `exact.grid_n`'s (both conservative).
+
+        The first threshold of a new (n, alpha) costs 0.1-0.7 s per column; a time window, whose n
+        and alpha move with its records, has the next step's computed ahead (`prefetch_chi2`)."""
         if not self.calibrated:
             return self.fixed_threshold
         return self.null(column).threshold(n, _alpha_grid(alpha))
+
+    def prefetch_chi2(self, n: int, alpha: float) -> None:
+        """Start computing every categorical column's threshold for (n, alpha) in the background
+        (`exact.Background`), unless known or under way; with `prefetch` only."""
+        if self.prefetch and self.calibrated:
+            for column in self.reference.chi2_columns:
+                self.null(column).prefetch(n, _alpha_grid(alpha))
 
     def chi2_p_value(self, column: str, n: int, alpha: float, statistic: float) -> float:
         """The statistic's p-value under the same exact null (statistic > chi2(...) exactly when

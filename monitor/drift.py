@@ -271,11 +271,12 @@ class DriftMonitor:
             raise ValueError(f"min_records and min_joined must be >= 1, got {min_records} and {min_joined}")
         self.reference, self.window = reference, window
         # The newest-half scale needs at least 2 panes per window (see `calibration`).
-        self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2)
+        counted = isinstance(window, CountWindow)
+        # A count window's sizes and level never change; a time window's move with its records.
+        self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=not counted)
         self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification)
         self.classes = frozenset(reference.classes)
         self.unseen_labels = 0  # classifier labels whose class is not among the reference's classes
-        counted = isinstance(window, CountWindow)
         self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
                                   concept_step or (window.step if counted else 250))
         self.min_records, self.min_joined = min_records, min_joined
@@ -303,7 +304,24 @@ class DriftMonitor:
         self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids))
         evaluations = [self._evaluation(q) for q in closed]
         self.window.expire()
+        if evaluations and self.calibration.prefetch:  # a time window
+            self._anticipate(evaluations[-1])
         return evaluations
+
+    def _anticipate(self, latest: Evaluation) -> None:
+        """Have the next step's categorical thresholds computed in the background: its window holds
+        about as many records as this one (a full window), 5% fewer, or one pane more (a window
+        filling up), at this pane's level; or as many at the level of a pane 10% smaller or larger."""
+        calibration, records = self.calibration, latest.new_records
+        level = calibration.alpha(records)
+        for scale in (latest.window, latest.recent):
+            if scale is None or not scale.records:
+                continue
+            n = scale.records
+            for nearby in (n, round(n * 0.95), n + records):
+                calibration.prefetch_chi2(nearby, level)
+            for nearby_records in (round(records * 0.9), round(records * 1.1)):
+                calibration.prefetch_chi2(n, calibration.alpha(nearby_records))
 
     def update_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike) -> None:
         """Add k labels (id, event ts ms, true value: (k,) float64, or a classifier's (k,) object array

@@ -31,10 +31,14 @@ thresholds at every start. Cost: 0.1-0.3 s per column and window size for diamon
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Callable
 
 import numpy as np
 from scipy import special
+
 
 SAMPLES = 50_000
 DEFENSIVE_SHARE = 0.1
@@ -44,6 +48,44 @@ FEW_REFERENCE_ROWS = 400  # a category with fewer reference rows gets proposals 
 REFERENCE_SHARES = (1.0, 0.5, 0.2)  # its reference count x these
 
 GRID = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)  # n's grid per decade: steps of at most 25%
+
+
+class Background:
+    """One daemon thread computing what the monitor will soon ask for.
+
+    A window whose size or level moves to a new grid point would otherwise compute that point's
+    null on the monitor's loop (0.1-0.7 s per column): its gauges would come that much later. The
+    results are the same wherever they are computed (seeded), so only when they are ready depends
+    on timing, never what they are."""
+
+    def __init__(self) -> None:
+        # Newest first: the grid points around the latest window are the likeliest next ones.
+        self._jobs: queue.LifoQueue[tuple[Callable[[], object], Future]] = queue.LifoQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], object]) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="exact-nulls", daemon=True)
+                self._thread.start()
+        self._jobs.put((job, future))
+        return future
+
+    def _work(self) -> None:
+        # At the process's own priority: the loop may be waiting for the job running here.
+        while True:
+            job, future = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
+                future.set_exception(exc)
+
+
+BACKGROUND = Background()
 
 
 def grid_n(n: int) -> int:
@@ -82,7 +124,8 @@ class PearsonNull:
         self.pseudo_count = pseudo_count
         self.smoothed = (counts + pseudo_count) / (self.m + pseudo_count * len(counts))
         self.samples, self.seed = samples, seed
-        self._tail = lru_cache(maxsize=256)(self._tail_uncached)
+        self._tails: dict[tuple[int, float], Future] = {}  # (grid n, alpha) -> its tail curve, computed once
+        self._tails_lock = threading.Lock()
 
     @property
     def categories(self) -> int:
@@ -99,6 +142,35 @@ class PearsonNull:
         sampled, upper = self._tail(grid_n(n), alpha)
         at_least = np.searchsorted(-sampled, -statistic, side="right")  # distinct sampled values >= statistic
         return 1.0 if at_least == len(sampled) else float(upper[at_least])
+
+    def prefetch(self, n: int, alpha: float) -> None:
+        """Compute (n, alpha)'s tail in the background (`Background`), unless it is known or coming."""
+        key = (grid_n(n), alpha)
+        with self._tails_lock:
+            if key not in self._tails:
+                self._tails[key] = BACKGROUND.submit(lambda: self._tail_uncached(*key))
+
+    def ready(self, n: int, alpha: float) -> bool:
+        """True when (n, alpha)'s tail is computed: `threshold` and `p_value` return at once."""
+        future = self._tails.get((grid_n(n), alpha))
+        return future is not None and future.done()
+
+    def _tail(self, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """The tail curve for (n, alpha): computed here, unless it is computed or being computed in
+        the background (then it is waited for; one still queued there is taken back and computed
+        here, rather than waiting behind the rest of the queue)."""
+        key = (n, alpha)
+        with self._tails_lock:
+            future = self._tails.get(key)
+            mine = future is None or future.cancel()
+            if mine:
+                future = self._tails[key] = Future()
+        if mine:
+            try:
+                future.set_result(self._tail_uncached(n, alpha))
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
 
     def _tail_uncached(self, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """(distinct sampled statistics descending, upper estimate of P(statistic > each)): the tail curve."""

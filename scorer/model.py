@@ -12,13 +12,16 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from contract.artifacts import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, load_model_schema, model_version, read_reference
 from contract.schema import Schema, category_text
+
+if TYPE_CHECKING:
+    from scorer.encoding import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +62,25 @@ class LoadedModel:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline.predict(frame)
 
-    def hand_over_final_step(self) -> tuple[Callable[[pd.DataFrame], Any], Any]:
-        """(the transforms, the final estimator) for a scorer whose predict process runs the final
-        step; this model keeps neither, and its `predict` raises from then on. Otherwise the scorer's
-        main process would hold a second copy of the forest it never runs (~117 MB of the demo
-        model's ~280 MB in memory)."""
+    def hand_over_final_step(self, sample: pd.DataFrame | None = None,
+                             known: dict[str, list] | None = None) -> tuple[Encoder, Any]:
+        """(the transforms as an `Encoder`, the final estimator) for a scorer whose predict process
+        runs the final step; this model keeps neither, and its `predict` raises from then on.
+        Otherwise the scorer's main process would hold a second copy of the forest it never runs
+        (~117 MB of the demo model's ~280 MB in memory).
+
+        The encoder is `scorer.encoding`'s fast one when it is scikit-learn's transform on `sample`
+        (reference rows as the scorer's frames hold them) and on unseen values of the `known`
+        categorical columns; scikit-learn's own otherwise (its `reason` says why)."""
+        from scorer.encoding import Encoder, compile_transform
+
         transform, final = split_final_step(self.pipeline)
+        if transform is _identity:
+            encoder = Encoder(transform, reason="the model is not a Pipeline with transforms")
+        else:
+            encoder = compile_transform(self.pipeline[:-1], sample, known or {})
         self.pipeline = HandedOver()
-        return transform, final
+        return encoder, final
 
 
 def split_final_step(pipeline: Any) -> tuple[Callable[[pd.DataFrame], Any], Any]:
@@ -78,7 +92,11 @@ def split_final_step(pipeline: Any) -> tuple[Callable[[pd.DataFrame], Any], Any]
 
     if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
         return pipeline[:-1].transform, pipeline[-1]
-    return (lambda frame: frame), pipeline
+    return _identity, pipeline
+
+
+def _identity(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame
 
 
 def _version_refusal(model_dir: Path, trained_with: str, current: str) -> ModelError:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contract.delivery import (DeliveryReport, discard, is_transient, produce, produce_all, producer_failure,
                                resending_producer)
-from contract.schema import REJECTION_REASONS
+from contract.artifacts import REFERENCE_FILE, read_reference
+from contract.schema import REJECTION_REASONS, SchemaError
 from contract.service import close_consumer, collect_batch, freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, SCORER_FETCH_WAIT_MS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel
@@ -190,6 +192,22 @@ def record_metrics(metrics: ScorerMetrics, messages: list[Message], scored: Scor
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
+REFERENCE_SAMPLE_ROWS = 2000  # what the fast encoder is checked on at start-up (~0.1 s)
+
+
+def reference_sample(model_dir: Path, codec: BatchCodec) -> tuple[pd.DataFrame | None, dict[str, list]]:
+    """(up to 2,000 reference rows as the scorer's batch frames hold them, the categorical columns'
+    known categories): what `scorer.encoding.compile_transform` checks the fast encoder on. No
+    rows when the reference cannot be read: the scorer then encodes with scikit-learn."""
+    try:
+        reference = read_reference(Path(model_dir) / REFERENCE_FILE, codec.schema)
+    except (OSError, SchemaError) as exc:
+        log.warning("cannot read the reference rows to check the fast encoder on (%s)", exc)
+        return None, codec.known
+    rows = reference.head(REFERENCE_SAMPLE_ROWS)
+    return pd.DataFrame({name: rows[name].tolist() for name in codec.schema.feature_names}), codec.known
+
+
 @dataclass
 class InFlight:
     """A decoded batch whose valid records the predict process is scoring."""
@@ -218,7 +236,9 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
     """
     metrics = ScorerMetrics(registry, codec.schema.categorical)
     metrics.model.labels(model.version).set(1)
-    transform, estimator = model.hand_over_final_step()
+    encode, estimator = model.hand_over_final_step(*reference_sample(config.model_dir, codec))
+    if encode.fast is None:
+        log.info("encoding batches with scikit-learn's transform: %s", encode.reason)
     predictor = PredictProcess(estimator, codec.kind)
     del estimator  # the predict process has its own copy: this one can be freed
     try:  # whatever happens below, the predict process ends with this function
@@ -251,7 +271,7 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
                     if is_record(m)]
                 started = time.perf_counter()
                 decoded = decode_batch([m.value() for m in messages], codec) if messages else None
-                encoded = transform(decoded.frame) if decoded is not None and decoded.ids else None
+                encoded = encode(decoded.frame, decoded.columns) if decoded is not None and decoded.ids else None
                 finished = in_flight
                 outputs = codec.outputs(predictor.result()) if finished is not None and finished.decoded.ids else Outputs([])
                 if encoded is not None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,50 @@ def test_one_category_never_alarms_on_its_own_values():
     assert null.p_value(1000, 1e-6, 0.5) == 0.0  # any other category is a statistic above 0
     with pytest.raises(ValueError, match="categories"):
         PearsonNull(np.array([3, 0]), 0.5)
+
+
+class Counting(PearsonNull):
+    """A null that counts its tail computations; `gate` holds the background thread inside one."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.computed: list[tuple[int, float, str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def _tail_uncached(self, n, alpha):
+        where = threading.current_thread().name
+        if where == "exact-nulls":
+            self.gate.wait(30)
+        self.computed.append((n, alpha, where))
+        return super()._tail_uncached(n, alpha)
+
+
+def test_a_prefetched_tail_is_the_one_computed_on_demand_and_is_computed_once():
+    fresh = PearsonNull(CUT, 0.5).threshold(1_000, 1e-5)
+    null = Counting(CUT, 0.5)
+    null.prefetch(1_000, 1e-5)
+    null.prefetch(1_099, 1e-5)  # the same grid point: not queued again
+    wait_until(lambda: null.ready(1_000, 1e-5), "the background thread computed the prefetched tail")
+    assert null.threshold(1_000, 1e-5) == fresh  # seeded: the same wherever it is computed
+    assert null.computed == [(1_000, 1e-5, "exact-nulls")]
+
+
+def test_the_loop_takes_back_a_queued_tail_instead_of_waiting_behind_the_queue():
+    null = Counting(CUT, 0.5)
+    null.gate.clear()
+    null.prefetch(500, 1e-5)
+    wait_until(lambda: null._tails[(500, 1e-5)].running(), "the background thread took the first job")
+    null.prefetch(2_000, 1e-5)  # queued behind a job that cannot finish yet
+    threshold = null.threshold(2_000, 1e-5)  # returns: computed here, not waited for
+    null.gate.set()
+    assert threshold == PearsonNull(CUT, 0.5).threshold(2_000, 1e-5)
+    wait_until(lambda: null.ready(500, 1e-5), "the held job finished")
+    assert sorted(null.computed) == [(500, 1e-5, "exact-nulls"), (2_000, 1e-5, "MainThread")]
+
+
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)

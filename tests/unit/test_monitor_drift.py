@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -342,3 +343,33 @@ def test_labels_ahead_of_a_large_batch_count_only_at_their_own_step(heldout, ref
 def test_monitor_arguments_are_checked(reference, kwargs, message):
     with pytest.raises(ValueError, match=message):
         DriftMonitor(reference, CountWindow(reference), **kwargs)
+
+
+def test_a_time_window_has_its_next_steps_thresholds_computed_ahead_and_a_count_window_does_not(heldout, reference):
+    """The categorical thresholds of a window size not seen before are computed in the background
+    (`exact.Background`) one step ahead: the window's size and its size with one more pane."""
+    monitor = DriftMonitor(reference, TimeWindow(reference, window_ms=60_000, step_ms=10_000), min_records=100)
+    cols = stream(heldout, 400, seed=11)  # ts = i * 100 ms: 100 records per 10 s pane
+    for start in range(0, 400, 100):
+        part = slice(start, start + 100)
+        monitor.update(PredictionBatch(cols["id"][part], cols["ts"][part], cols["prediction"][part],
+                                       {c: cols[c][part] for c in NUMERIC}, {c: cols[c][part] for c in CATEGORICAL}))
+    calibration = monitor.calibration
+    alpha = calibration_level(calibration, 100)
+    # Panes 0-2 closed (the 4th batch's records close pane 2): the window holds 300 records, the next 400.
+    deadline = time.monotonic() + 60
+    while not all(calibration.null(c).ready(400, alpha) for c in CATEGORICAL):
+        assert time.monotonic() < deadline, "the next step's thresholds were never computed ahead"
+        time.sleep(0.05)
+    counted = DriftMonitor(reference, CountWindow(reference, 1000, 250))
+    assert not counted.calibration.prefetch
+    feed(counted, stream(heldout, 1500, seed=12), labels=False)
+    assert all(set(counted.calibration.null(c)._tails) == {(1000, calibration_level(counted.calibration, 250)),
+                                                           (500, calibration_level(counted.calibration, 250))}
+               for c in CATEGORICAL)
+
+
+def calibration_level(calibration, new_records: int) -> float:
+    from monitor.calibration import _alpha_grid
+
+    return _alpha_grid(calibration.alpha(new_records))

@@ -164,8 +164,11 @@ def test_a_model_that_hands_over_its_final_step_keeps_only_the_transforms(model,
     frame = load_reference(model_dir).head(500)[list(diamonds.feature_names)]
     expected = model.predict(frame)
     loaded = load(model_dir)  # its own copy: the module's model stays whole for the other tests
-    transform, forest = loaded.hand_over_final_step()
-    assert np.array_equal(forest.predict(transform(frame)), expected)
+    columns = {name: frame[name].tolist() for name in frame.columns}
+    encode, forest = loaded.hand_over_final_step(frame, {f.name: list(f.categories) for f in diamonds.features
+                                                         if not f.numeric})
+    assert encode.fast is not None, encode.reason  # the scorer's fast encoder, checked against scikit-learn
+    assert np.array_equal(forest.predict(encode(frame, columns)), expected)
     with pytest.raises(RuntimeError, match="handed over to the scorer's predict process"):
         loaded.predict(frame)
     # Nothing left in this process holds the forest once the predict process has its copy.
