@@ -39,7 +39,6 @@ from typing import Callable
 import numpy as np
 from scipy import special
 
-
 SAMPLES = 50_000
 DEFENSIVE_SHARE = 0.1
 SPREADS = (0.6, 1.0, 1.6)  # Dirichlet-multinomial spread factors, relative to the one reaching the threshold
@@ -48,6 +47,7 @@ FEW_REFERENCE_ROWS = 400  # a category with fewer reference rows gets proposals 
 REFERENCE_SHARES = (1.0, 0.5, 0.2)  # its reference count x these
 
 GRID = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)  # n's grid per decade: steps of at most 25%
+KEPT_TAILS = 256  # per column: a tail curve holds up to 2 x 50,000 floats (800 kB)
 
 
 class Background:
@@ -149,6 +149,7 @@ class PearsonNull:
         with self._tails_lock:
             if key not in self._tails:
                 self._tails[key] = BACKGROUND.submit(lambda: self._tail_uncached(*key))
+                self._forget_oldest()
 
     def ready(self, n: int, alpha: float) -> bool:
         """True when (n, alpha)'s tail is computed: `threshold` and `p_value` return at once."""
@@ -165,12 +166,20 @@ class PearsonNull:
             mine = future is None or future.cancel()
             if mine:
                 future = self._tails[key] = Future()
+                self._forget_oldest()
         if mine:
             try:
                 future.set_result(self._tail_uncached(n, alpha))
             except BaseException as exc:
                 future.set_exception(exc)
         return future.result()
+
+    def _forget_oldest(self) -> None:
+        """Keep at most KEPT_TAILS curves, dropping the oldest finished ones (as the lru_cache it replaces)."""
+        finished = (key for key, future in self._tails.items() if future.done())
+        for key in [next(finished, None) for _ in range(len(self._tails) - KEPT_TAILS)]:
+            if key is not None:
+                del self._tails[key]
 
     def _tail_uncached(self, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """(distinct sampled statistics descending, upper estimate of P(statistic > each)): the tail curve."""

@@ -13,6 +13,7 @@ from scipy import special
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from monitor import exact  # noqa: E402
 from monitor.exact import PearsonNull, grid_n  # noqa: E402
 from monitor.stats import chi2_statistic  # noqa: E402
 
@@ -133,3 +134,12 @@ def wait_until(condition, what: str, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         time.sleep(0.01)
+
+
+def test_at_most_kept_tails_curves_are_kept(monkeypatch):
+    monkeypatch.setattr(exact, "KEPT_TAILS", 3)
+    null = PearsonNull(CUT, 0.5, samples=2_000)
+    for n in (100, 200, 300, 400, 500):
+        null.threshold(n, 1e-3)
+    assert list(null._tails) == [(300, 1e-3), (400, 1e-3), (500, 1e-3)]  # the oldest went first
+    assert null.threshold(100, 1e-3) == PearsonNull(CUT, 0.5, samples=2_000).threshold(100, 1e-3)
