@@ -239,6 +239,8 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
     encode, estimator = model.hand_over_final_step(*reference_sample(config.model_dir, codec))
     if encode.fast is None:
         log.info("encoding batches with scikit-learn's transform: %s", encode.reason)
+    else:
+        log.info("encoding batches with the fast encoder (its output is scikit-learn's on the reference rows)")
     predictor = PredictProcess(estimator, codec.kind)
     del estimator  # the predict process has its own copy: this one can be freed
     try:  # whatever happens below, the predict process ends with this function
