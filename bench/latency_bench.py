@@ -6,10 +6,11 @@
 (c) the simulator at --rate records/s for --seconds s (labels too) through the scorer, read by a
     tail consumer: produce -> prediction acknowledged, p50/p99 (bars at 1,000 records/s: < 50 ms
     and < 250 ms), with where the time goes;
-(d) the same stream again (new topics) with two monitors on its predictions and labels, count
-    windows (the defaults) and time windows (--time-window/--time-step):
-    `monitor_prediction_to_gauge_seconds` scraped from each, and (c)'s table for that stream (the
-    monitors share the 2 cores, so (c) runs without them).
+(d) the same stream again (new topics) with a monitor on its predictions and labels, once with
+    count windows (the defaults) and once with time windows (--time-window/--time-step; one
+    monitor per model, as deployed; --monitors-together runs both on one stream):
+    `monitor_prediction_to_gauge_seconds` scraped from each, and (c)'s table for that stream (a
+    monitor shares the 2 cores, so (c) runs without it).
 
 How (c) is measured: from the feature's `ts` (the simulator stamps it with the wall clock just
 before it calls produce(), so it is the send) to the moment the bench's tail consumer receives
@@ -298,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-step", default="1s", help="the time-window monitor's --step")
     parser.add_argument("--skip-throughput", action="store_true", help="leave out (a) and (b)")
     parser.add_argument("--skip-monitors", action="store_true", help="leave out (d)")
+    parser.add_argument("--monitors-together", action="store_true",
+                        help="(d) with both monitors on one stream (default: a stream per monitor)")
     args = parser.parse_args(argv)
     if args.records < 1000 or args.rounds < 1 or args.rate <= 0 or args.seconds <= 0:
         print("error: --records must be >= 1000, --rounds >= 1, --rate and --seconds > 0", file=sys.stderr)
@@ -327,10 +330,21 @@ def main(argv: list[str] | None = None) -> int:
         # A time window computes each new window size's categorical thresholds on its loop (README,
         # Known limits): its first two windows are start-up, left out as the count window's first is.
         panes = round(duration_seconds(args.time_window) / duration_seconds(args.time_step))
-        watched = None if args.skip_monitors else low_rate_run(
-            broker.bootstrap, broker.process.pid, model_dir, args.rate, args.monitor_seconds, logs,
-            {"count": (), "time": ("--window", args.time_window, "--step", args.time_step)},
-            warm_evaluations={"count": 1, "time": 2 * panes}, caught_up_within={"time": duration_seconds(args.time_step)})
+        flags = {"count": (), "time": ("--window", args.time_window, "--step", args.time_step)}
+        warm, within = {"count": 1, "time": 2 * panes}, {"time": duration_seconds(args.time_step)}
+        if args.skip_monitors:
+            runs = []
+        elif args.monitors_together:
+            runs = [("(d), the same with both monitors on the stream:",
+                     low_rate_run(broker.bootstrap, broker.process.pid, model_dir, args.rate, args.monitor_seconds, logs,
+                                  flags, warm, within))]
+        else:  # one monitor per model, as deployed: each on a stream of its own
+            runs = [(f"(d) the same with the {name}-window monitor on the stream:",
+                     low_rate_run(broker.bootstrap, broker.process.pid, model_dir, args.rate, args.monitor_seconds, logs,
+                                  {name: flags[name]}, {name: warm[name]},
+                                  {k: v for k, v in within.items() if k == name}))
+                    for name in flags]
+        watched = {key: value for _, run in runs for key, value in run.items() if key.startswith(("count_", "time_"))}
     finally:
         broker.stop()
 
@@ -351,10 +365,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{cores * 1e6 / total:,.0f} records/s = {cores * 1e6 / total / base:.2f} x offline")
         print()
     print_latency("(c)", low, args)
-    if watched is None:
+    if not watched:
         return 0
-    print()
-    print_latency("(d), the same with both monitors on the stream:", watched, args)
+    for title, run in runs:
+        print()
+        print_latency(title, run, args)
     print()
     print(f"(d) `{GAUGE_LAG}` per evaluated pane, after the count window's first evaluation and the time "
           "window's first two windows, once it has caught up with the stream "

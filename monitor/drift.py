@@ -309,19 +309,22 @@ class DriftMonitor:
         return evaluations
 
     def _anticipate(self, latest: Evaluation) -> None:
-        """Have the next step's categorical thresholds computed in the background: its window holds
-        about as many records as this one (a full window), 5% fewer, or one pane more (a window
-        filling up), at this pane's level; or as many at the level of a pane 10% smaller or larger."""
+        """Have the next step's categorical thresholds computed in the background: a full window
+        holds about as many records as this one (5% fewer is another grid point near its edge), at
+        about this pane's level (5% more or fewer records); a window still filling up holds one
+        pane more. Points it will not need cost CPU the other processes on the machine want."""
         calibration, records = self.calibration, latest.new_records
         level = calibration.alpha(records)
+        nearby_levels = {calibration.alpha(round(records * f)) for f in (0.95, 1.05)} - {level}
+        filling = latest.window.records < 0.9 * records * self.window.panes_per_window
         for scale in (latest.window, latest.recent):
             if scale is None or not scale.records:
                 continue
             n = scale.records
-            for nearby in (n, round(n * 0.95), n + records):
+            for nearby in (n, round(n * 0.95)) + ((n + records,) if filling else ()):
                 calibration.prefetch_chi2(nearby, level)
-            for nearby_records in (round(records * 0.9), round(records * 1.1)):
-                calibration.prefetch_chi2(n, calibration.alpha(nearby_records))
+            for nearby_level in nearby_levels:
+                calibration.prefetch_chi2(n, nearby_level)
 
     def update_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike) -> None:
         """Add k labels (id, event ts ms, true value: (k,) float64, or a classifier's (k,) object array
