@@ -195,17 +195,17 @@ def record_metrics(metrics: ScorerMetrics, messages: list[Message], scored: Scor
 REFERENCE_SAMPLE_ROWS = 2000  # what the fast encoder is checked on at start-up (~0.1 s)
 
 
-def reference_sample(model_dir: Path, codec: BatchCodec) -> tuple[pd.DataFrame | None, dict[str, list]]:
-    """(up to 2,000 reference rows as the scorer's batch frames hold them, the categorical columns'
-    known categories): what `scorer.encoding.compile_transform` checks the fast encoder on. No
-    rows when the reference cannot be read: the scorer then encodes with scikit-learn."""
+def reference_sample(model_dir: Path, codec: BatchCodec) -> pd.DataFrame | None:
+    """Up to 2,000 reference rows as the scorer's batch frames hold them: what
+    `scorer.encoding.compile_transform` checks the fast encoder on. None when the reference cannot
+    be read: the scorer then encodes with scikit-learn."""
     try:
         reference = read_reference(Path(model_dir) / REFERENCE_FILE, codec.schema)
     except (OSError, SchemaError) as exc:
         log.warning("cannot read the reference rows to check the fast encoder on (%s)", exc)
-        return None, codec.known
+        return None
     rows = reference.head(REFERENCE_SAMPLE_ROWS)
-    return pd.DataFrame({name: rows[name].tolist() for name in codec.schema.feature_names}), codec.known
+    return pd.DataFrame({name: rows[name].tolist() for name in codec.schema.feature_names})
 
 
 @dataclass
@@ -236,7 +236,7 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
     """
     metrics = ScorerMetrics(registry, codec.schema.categorical)
     metrics.model.labels(model.version).set(1)
-    encode, estimator = model.hand_over_final_step(*reference_sample(config.model_dir, codec))
+    encode, estimator = model.hand_over_final_step(reference_sample(config.model_dir, codec), codec.known)
     if encode.fast is None:
         log.info("encoding batches with scikit-learn's transform: %s", encode.reason)
     else:
