@@ -10,13 +10,14 @@ The model version is the content hash of model.joblib, so nothing else is requir
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from contract.schema import Schema, SchemaError, category_text, load_schema
+from contract.schema import FieldRule, InvalidRecord, Schema, SchemaError, category_text, load_schema
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.yaml"
@@ -95,7 +96,25 @@ def read_reference(path: Path, schema: Schema) -> pd.DataFrame:
         out[column] = _as_kind(values, kind, path, column)
         if kind == "number" and not np.all(np.isfinite(out[column])):
             raise SchemaError(f"{path}: column {column!r} holds infinite values")
+    _check_timestamps(frame, schema, path)
     return pd.DataFrame(out)
+
+
+def _check_timestamps(frame: pd.DataFrame, schema: Schema, path: Path) -> None:
+    """A reference holding the messages' event-time column must hold it in the schema's format:
+    a log written like its reference would otherwise have every message refused."""
+    column, fmt = schema.messages.timestamp, schema.messages.timestamp_format
+    if column not in frame.columns or column in schema.feature_names:
+        return
+    rule = FieldRule(column, fmt)
+    for value in frame[column].dropna().tolist():
+        if fmt == "iso8601" and isinstance(value, dt.datetime):  # a Parquet timestamp column
+            continue
+        try:
+            rule.check(value.item() if isinstance(value, np.generic) else value)
+        except InvalidRecord:
+            raise SchemaError(f"{path}: column {column!r} holds {_shown(value)}, not {fmt} as {schema.source} says "
+                              "(messages.timestamp_format: epoch_ms, epoch_s or iso8601; `monitor profile` infers it)") from None
 
 
 def _column_kind(schema: Schema, column: str) -> str:

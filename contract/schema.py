@@ -41,6 +41,7 @@ MAX_RECORD_BYTES = 8192
 MAX_ID_LENGTH = 128
 MAX_CATEGORY_LENGTH = 64
 MAX_EPOCH_MS = 2**53
+MAX_EXACT_INTEGER = 2**53  # an integral float beyond this is not an exact integer
 
 NOT_JSON = "not_json"
 OVERSIZE = "oversize"
@@ -52,7 +53,7 @@ OUT_OF_RANGE = "out_of_range"
 REJECTION_REASONS = (NOT_JSON, OVERSIZE, NOT_OBJECT, MISSING_FIELD, WRONG_TYPE, NOT_FINITE, OUT_OF_RANGE)
 
 TASKS = ("regression", "classification")
-TIMESTAMP_FORMATS = ("epoch_ms", "iso8601")
+TIMESTAMP_FORMATS = ("epoch_ms", "epoch_s", "iso8601")
 PROBABILITY_PREFIX = "proba_"  # reference-file column of a class's probability: proba_<class>
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -146,8 +147,8 @@ class Bounds:
 
 @dataclass(frozen=True)
 class FieldRule:
-    """How one JSON field is validated. kind: id | epoch_ms | iso8601 | number | string | integer |
-    boolean | probabilities. `annotation` is the typed decoder's type; `check` the same rule in
+    """How one JSON field is validated. kind: id | epoch_ms | epoch_s | iso8601 | number | string |
+    integer | boolean | probability | probabilities. `annotation` is the typed decoder's type; `check` the same rule in
     Python, raising InvalidRecord with the reason, returning the normalised value."""
 
     key: str  # the field's name in the JSON object
@@ -161,6 +162,8 @@ class FieldRule:
             return Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
         if self.kind == "epoch_ms":
             return Annotated[int, Meta(ge=0, lt=MAX_EPOCH_MS)]
+        if self.kind == "epoch_s":
+            return Annotated[float, Meta(ge=0, lt=MAX_EPOCH_MS / 1000)]
         if self.kind == "iso8601":
             return dt.datetime
         if self.kind == "number":
@@ -168,9 +171,13 @@ class FieldRule:
         if self.kind == "string":
             return Annotated[str, Meta(min_length=1, max_length=MAX_CATEGORY_LENGTH)]
         if self.kind == "integer":
-            return Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+            # An integral float is that integer (a label 1.0 is class 1): the getters make it an int.
+            return (Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+                    | Annotated[float, Meta(multiple_of=1, ge=-MAX_EXACT_INTEGER, le=MAX_EXACT_INTEGER)])
         if self.kind == "boolean":
             return bool
+        if self.kind == "probability":
+            return _PROBABILITY
         if self.kind == "probabilities":
             return _probability_struct(self.classes)
         raise AssertionError(self.kind)
@@ -191,6 +198,10 @@ class FieldRule:
             if not 0 <= value < MAX_EPOCH_MS:
                 raise InvalidRecord(OUT_OF_RANGE, f"'{name}'={value} is not an epoch-ms timestamp")
             return value
+        if self.kind == "epoch_s":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidRecord(WRONG_TYPE, f"'{name}' must be a number (epoch seconds), got {type(value).__name__}")
+            return _number(name, value, Bounds(ge=0.0, lt=MAX_EPOCH_MS / 1000))
         if self.kind == "iso8601":
             if not isinstance(value, str):
                 raise InvalidRecord(WRONG_TYPE, f"'{name}' must be an ISO-8601 string, got {type(value).__name__}")
@@ -207,8 +218,11 @@ class FieldRule:
                 raise InvalidRecord(OUT_OF_RANGE, f"'{name}' must be 1-{MAX_CATEGORY_LENGTH} characters")
             return value
         if self.kind == "integer":
+            if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_INTEGER:
+                value = int(value)  # 1.0 is class 1; 1.5 stays invalid
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidRecord(WRONG_TYPE, f"'{name}' must be an integer, got {type(value).__name__}")
+                got = "a fractional number" if isinstance(value, float) else type(value).__name__
+                raise InvalidRecord(WRONG_TYPE, f"'{name}' must be an integer, got {got}")
             if not -(2**63) <= value < 2**63:
                 raise InvalidRecord(OUT_OF_RANGE, f"'{name}' is too large")
             return value
@@ -216,6 +230,8 @@ class FieldRule:
             if not isinstance(value, bool):
                 raise InvalidRecord(WRONG_TYPE, f"'{name}' must be true or false, got {type(value).__name__}")
             return value
+        if self.kind == "probability":
+            return _number(name, value, Bounds(ge=0.0, le=1.0))
         if self.kind == "probabilities":
             if not isinstance(value, dict):
                 raise InvalidRecord(WRONG_TYPE, f"'{name}' must be an object {{class: probability}}")
@@ -244,6 +260,7 @@ def _number(name: str, value: Any, bounds: Bounds) -> float:
     return value
 
 
+_PROBABILITY = Annotated[float, Meta(ge=0.0, le=1.0)]
 _PROBABILITY_STRUCTS: dict[tuple[str, ...], type] = {}
 
 
@@ -251,9 +268,8 @@ def _probability_struct(classes: tuple[str, ...]) -> type:
     """A Struct with one probability in [0, 1] per class, keyed by the class's text in JSON."""
     struct = _PROBABILITY_STRUCTS.get(classes)
     if struct is None:
-        probability = Annotated[float, Meta(ge=0.0, le=1.0)]
         names = [f"p{i}" for i in range(len(classes))]
-        struct = msgspec.defstruct("Probabilities", [(n, probability) for n in names],
+        struct = msgspec.defstruct("Probabilities", [(n, _PROBABILITY) for n in names],
                                    rename=dict(zip(names, classes)), gc=False)
         _PROBABILITY_STRUCTS[classes] = struct
     return struct
@@ -288,7 +304,12 @@ class Feature:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where fields sit in prediction messages (and, for id and timestamp, in feature records)."""
+    """Where fields sit in prediction messages (and, for id and timestamp, in feature records).
+
+    Class probabilities come one of two ways: `probabilities`, the field of an object
+    {"<class>": p, ...} with every class (what our scorer writes), or `probability_fields`,
+    ((class text, field), ...) top-level number fields: every class's, or for a binary model only
+    the positive class's (the other's is 1 - p, so it adds no test)."""
 
     id: str = "id"
     timestamp: str = "ts"
@@ -296,6 +317,17 @@ class Layout:
     prediction: str = "prediction"
     probabilities: str | None = None
     features: str | None = "features"  # the object holding the features; None: top-level fields
+    probability_fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def carries_probabilities(self) -> bool:
+        return bool(self.probabilities or self.probability_fields)
+
+    @property
+    def head(self) -> tuple[str, ...]:
+        """The top-level fields other than the features."""
+        return (self.id, self.timestamp, self.prediction, *([self.probabilities] if self.probabilities else []),
+                *(f for _, f in self.probability_fields))
 
 
 @dataclass(frozen=True)
@@ -319,6 +351,7 @@ class Schema:
     messages: Layout = Layout()
     labels: LabelLayout = LabelLayout()
     source: str = "<schema>"  # the file it came from, for messages
+    reference_probabilities: tuple[tuple[str, str], ...] = ()  # (class text, reference column); () = proba_<class>
 
     # -- columns ---------------------------------------------------------------------------------
     @property
@@ -352,11 +385,19 @@ class Schema:
         return tuple(map(category_text, self.classes))
 
     @property
+    def probability_classes(self) -> tuple[str, ...]:
+        """The class texts whose probabilities the messages carry (every class, or a binary model's
+        positive class alone), in the schema's class order."""
+        if self.messages.probabilities:
+            return self.class_texts
+        given = dict(self.messages.probability_fields)
+        return tuple(t for t in self.class_texts if t in given)
+
+    @property
     def probability_columns(self) -> tuple[str, ...]:
-        """Reference-file columns of the class probabilities (when the messages carry them)."""
-        if not self.messages.probabilities:
-            return ()
-        return tuple(PROBABILITY_PREFIX + text for text in self.class_texts)
+        """Reference-file columns of `probability_classes`: the schema's `probabilities` mapping, else proba_<class>."""
+        named = dict(self.reference_probabilities)
+        return tuple(named.get(text, PROBABILITY_PREFIX + text) for text in self.probability_classes)
 
     @property
     def label_field(self) -> str:
@@ -391,10 +432,12 @@ class Schema:
         return Decoders(self)
 
     # -- encoding --------------------------------------------------------------------------------
-    def timestamp_value(self, epoch_ms: int) -> int | str:
+    def timestamp_value(self, epoch_ms: int) -> int | float | str:
         """An event time as the messages carry it."""
         if self.messages.timestamp_format == "epoch_ms":
             return int(epoch_ms)
+        if self.messages.timestamp_format == "epoch_s":
+            return int(epoch_ms) // 1000 if int(epoch_ms) % 1000 == 0 else int(epoch_ms) / 1000
         return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def feature_record(self, record_id: str, epoch_ms: int, features: Mapping[str, Any]) -> dict[str, Any]:
@@ -422,12 +465,19 @@ class Schema:
                 entry["categories"] = list(f.categories)
             features.append(entry)
         out["features"] = features
+        if self.reference_probabilities:
+            out["probabilities"] = {self._class_of(t): c for t, c in self.reference_probabilities}
         m = self.messages
+        probabilities = m.probabilities or ({self._class_of(t): f for t, f in m.probability_fields} or None)
         out["messages"] = {"id": m.id, "timestamp": m.timestamp, "timestamp_format": m.timestamp_format,
-                           "prediction": m.prediction, **({"probabilities": m.probabilities} if m.probabilities else {}),
+                           "prediction": m.prediction, **({"probabilities": probabilities} if probabilities else {}),
                            "features": m.features}
         out["labels"] = {"id": self.labels.id, "timestamp": self.labels.timestamp, "target": self.label_field}
         return out
+
+    def _class_of(self, text: str) -> Any:
+        """The schema's class whose text is `text` (1 for "1")."""
+        return dict(zip(self.class_texts, self.classes))[text]
 
 
 # -- typed decoders built from the schema at start-up ---------------------------------------------
@@ -474,6 +524,7 @@ class Decoders:
         head = [FieldRule(m.id, "id"), FieldRule(m.timestamp, schema._timestamp_kind), schema._prediction_rule()]
         if m.probabilities:
             head.append(FieldRule(m.probabilities, "probabilities", classes=schema.class_texts))
+        head += [FieldRule(field, "probability") for _, field in m.probability_fields]
         if m.features:
             self.prediction_type, self.prediction_attrs = self._nested("Prediction", head)
         else:
@@ -483,6 +534,14 @@ class Decoders:
         self.label_type, self.label_attrs = _struct("Label", label_rules)
         self.label = msgspec.json.Decoder(self.label_type)
         self.head_rules, self.label_rules = tuple(head), tuple(label_rules)
+        # JSON keys decoded as the integer union (an int, or an integral float the getters turn into one)
+        self._integral = {
+            "record": {r.key for r in (*schema.record_rules, schema._target_rule(schema.target)) if r.kind == "integer"},
+            "prediction": {r.key for r in head if r.kind == "integer"} | (
+                set() if m.features else {f.name for f in schema.features if f.kind == "integer"}),
+            "features": {f.name for f in schema.features if f.kind == "integer"},
+            "label": {r.key for r in label_rules if r.kind == "integer"},
+        }
 
     def _nested(self, name: str, head: Sequence[FieldRule]) -> tuple[type, dict[str, str]]:
         taken: set[str] = set()
@@ -494,8 +553,12 @@ class Decoders:
         return struct, attrs
 
     def getter(self, kind: str, key: str) -> Callable[[Any], Any]:
-        """attrgetter of one JSON field of a decoded record (kind: record, prediction, label, features)."""
-        return attrgetter(getattr(self, f"{kind}_attrs")[key])
+        """One JSON field of a decoded record (kind: record, prediction, label, features): an attrgetter,
+        which for an integer field also makes an integral float (1.0) the integer it is."""
+        get = attrgetter(getattr(self, f"{kind}_attrs")[key])
+        if key in self._integral[kind]:
+            return lambda record: int(get(record))
+        return get
 
 
 # -- validation with reasons (the slow path: the verdict on what the typed decoder refused) -------
@@ -604,6 +667,8 @@ def epoch_ms(values: Sequence[Any], timestamp_format: str) -> np.ndarray:
     """(n,) int64 epoch milliseconds of decoded timestamps (naive ISO date-times are UTC)."""
     if timestamp_format == "epoch_ms":
         return np.fromiter(values, np.int64, len(values))
+    if timestamp_format == "epoch_s":
+        return np.round(np.fromiter(values, np.float64, len(values)) * 1000).astype(np.int64)
     utc = dt.timezone.utc
     return np.fromiter((round((v if v.tzinfo else v.replace(tzinfo=utc)).timestamp() * 1000) for v in values),
                        np.int64, len(values))
@@ -633,7 +698,8 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
-_TOP_KEYS = {"name", "task", "target", "target_range", "classes", "prediction", "features", "messages", "labels"}
+_TOP_KEYS = {"name", "task", "target", "target_range", "classes", "prediction", "probabilities", "features", "messages",
+             "labels"}
 _FEATURE_KEYS = {"name", "type", "range", "categories", "observed"}
 _MESSAGE_KEYS = {"id", "timestamp", "timestamp_format", "prediction", "probabilities", "features"}
 _LABEL_KEYS = {"id", "timestamp", "target"}
@@ -739,20 +805,35 @@ def parse_schema(raw: Any, source: str = "<schema>") -> Schema:
     messages = _section(raw.get("messages"), _MESSAGE_KEYS, fail, "messages")
     fmt = messages.get("timestamp_format", "epoch_ms")
     if fmt not in TIMESTAMP_FORMATS:
-        raise fail("messages.timestamp_format", f"{fmt!r}: use epoch_ms or iso8601")
+        raise fail("messages.timestamp_format", f"{fmt!r}: use epoch_ms, epoch_s or iso8601")
     probabilities = messages.get("probabilities")
     if probabilities is not None and task != "classification":
         raise fail("messages.probabilities", "only a classifier's messages carry class probabilities")
+    probability_fields: tuple[tuple[str, str], ...] = ()
+    if isinstance(probabilities, dict):
+        probability_fields = _class_fields(probabilities, classes, fail, "messages.probabilities", "field")
     layout = Layout(
         id=_field(messages, "id", "id", fail), timestamp=_field(messages, "timestamp", "ts", fail), timestamp_format=fmt,
         prediction=_field(messages, "prediction", "prediction", fail),
-        probabilities=_field(messages, "probabilities", None, fail),
-        features=_field(messages, "features", "features", fail, nullable=True))
+        probabilities=None if probability_fields else _field(messages, "probabilities", None, fail),
+        features=_field(messages, "features", "features", fail, nullable=True), probability_fields=probability_fields)
+    reference_probabilities: tuple[tuple[str, str], ...] = ()
+    if "probabilities" in raw:
+        if not layout.carries_probabilities:
+            raise fail("probabilities", "the reference's probability columns are only read when the messages carry "
+                       "probabilities: set messages.probabilities too, or remove this key")
+        if not isinstance(raw["probabilities"], dict):
+            raise fail("probabilities", "must map each class to its reference column, e.g. {1: y_pred_proba}")
+        reference_probabilities = _class_fields(raw["probabilities"], classes, fail, "probabilities", "column")
+        carried = set(layout.probability_fields and dict(layout.probability_fields)) or set(map(category_text, classes))
+        if set(dict(reference_probabilities)) != carried:
+            raise fail("probabilities", f"name a reference column for each class whose probability the messages "
+                       f"carry: {', '.join(t for t in map(category_text, classes) if t in carried)}")
     labels_raw = _section(raw.get("labels"), _LABEL_KEYS, fail, "labels")
     labels = LabelLayout(id=_field(labels_raw, "id", layout.id, fail, "labels"),
                          timestamp=_field(labels_raw, "timestamp", layout.timestamp, fail, "labels"),
                          target=_field(labels_raw, "target", target, fail, "labels"))
-    head = [layout.id, layout.timestamp, layout.prediction] + ([layout.probabilities] if layout.probabilities else [])
+    head = list(layout.head)
     if len(set(head)) != len(head):
         raise fail("messages", f"id, timestamp, prediction and probabilities must be different fields, got {head}")
     record_keys = [layout.id, layout.timestamp]
@@ -768,8 +849,34 @@ def parse_schema(raw: Any, source: str = "<schema>") -> Schema:
         raise fail("messages.features", f"{layout.features!r} is already the id, timestamp or prediction field")
     if len({labels.id, labels.timestamp, labels.target}) != 3:
         raise fail("labels", "id, timestamp and target must be different fields")
+    probability_columns = [c for _, c in reference_probabilities]
+    clash = next((c for c in probability_columns if c in (target, prediction, *(f.name for f in features))), None)
+    if clash:
+        raise fail("probabilities", f"{clash!r} is the target, the prediction or a feature, not a probability column")
     return Schema(name=name, task=task, target=target, features=tuple(features), prediction=prediction,
-                  classes=classes, target_bounds=target_bounds, messages=layout, labels=labels, source=source)
+                  classes=classes, target_bounds=target_bounds, messages=layout, labels=labels, source=source,
+                  reference_probabilities=reference_probabilities)
+
+
+def _class_fields(raw: dict, classes: tuple, fail: Callable[[str, str], SchemaError], key: str,
+                  what: str) -> tuple[tuple[str, str], ...]:
+    """{class: name} of probability fields or columns as ((class text, name), ...) in class order:
+    every class, or a binary model's positive class alone (the other's probability is 1 - p)."""
+    texts = tuple(map(category_text, classes))
+    given: dict[str, str] = {}
+    for cls, name in raw.items():
+        text = category_text(cls)
+        if text not in texts:
+            raise fail(f"{key}.{text}", f"not one of the classes ({', '.join(texts)})")
+        if not isinstance(name, str) or not name:
+            raise fail(f"{key}.{text}", f"must be a {what} name")
+        given[text] = name
+    if len(set(given.values())) != len(given):
+        raise fail(key, f"each class needs its own {what}")
+    if len(given) != len(texts) and not (len(texts) == 2 and len(given) == 1):
+        raise fail(key, f"name a {what} for every class ({', '.join(texts)}); only a binary model may name one, "
+                   "its positive class, whose probability p makes the other's 1 - p")
+    return tuple((t, given[t]) for t in texts if t in given)
 
 
 def _values(raw: Any, fail: Callable[[str, str], SchemaError], key: str) -> tuple:

@@ -185,3 +185,11 @@ def ensure_topics(names: list[str], partitions: int = DEFAULT_PARTITIONS, enviro
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+
+
+def partition_counts(names: list[str], environ: Mapping[str, str] | None = None, timeout: float = 30.0) -> dict[str, int]:
+    """{topic: its partition count} (0 for a topic that does not exist)."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient(client_config(environ)).list_topics(timeout=timeout).topics
+    return {name: len(metadata[name].partitions) if name in metadata else 0 for name in names}

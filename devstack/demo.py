@@ -91,7 +91,9 @@ def prediction_line(message: dict, schema) -> str:
     prediction = message.get(schema.messages.prediction)
     text = f"{prediction:>10,.0f}" if isinstance(prediction, float) else str(prediction)
     probabilities = message.get(schema.messages.probabilities) if schema.messages.probabilities else None
-    if isinstance(probabilities, dict) and str(prediction) in probabilities:
+    if schema.messages.probability_fields:
+        probabilities = {text: message.get(name) for text, name in schema.messages.probability_fields}
+    if isinstance(probabilities, dict) and isinstance(probabilities.get(str(prediction)), float):
         text += f" (p={probabilities[str(prediction)]:.2f})"
     return f"  prediction {str(message.get(schema.messages.id)):<12} {shown} -> {text}"
 

@@ -102,7 +102,11 @@ def add_monitor_arguments(sub: argparse.ArgumentParser, env) -> None:
                      help="calibrated: thresholds from --ert and the window size; fixed: the tutorial's 0.1 rules "
                      "(env MONITOR_THRESHOLDS)")
     sub.add_argument("--label-ttl", default=env.get("MONITOR_LABEL_TTL", "1h"),
-                     help="how long (event time) a prediction waits for its label (env MONITOR_LABEL_TTL)")
+                     help="how much later in event time than other records' labels a label may come: a prediction "
+                     "waits for its label until labels this much newer than it have come on every label partition "
+                     "(a label waits likewise for its prediction), so a label sent soon after its prediction always "
+                     "joins whatever the event-time spacing of the stream; at most 200,000 wait per side "
+                     "(env MONITOR_LABEL_TTL)")
     sub.add_argument("--state-interval", type=float, default=float(env.get("MONITOR_STATE_INTERVAL", 5.0)),
                      help="seconds between state snapshots and offset commits (env MONITOR_STATE_INTERVAL)")
     sub.add_argument("--batch-size", type=int, default=5000, help="most messages per batch")

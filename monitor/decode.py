@@ -51,9 +51,11 @@ class Decoder:
         holder = "features" if m.features else "prediction"
         self._numeric = [(f.name, d.getter(holder, f.name)) for f in schema.features if f.numeric]
         self._categorical = [(f.name, d.getter(holder, f.name), f.kind) for f in schema.features if not f.numeric]
-        # Probabilities decode to a Struct with one float per class, p0..pK-1 in class_texts order.
+        # Probabilities decode to a Struct with one float per class, p0..pK-1 in class_texts order, or
+        # sit in top-level fields, one per class (a binary model's positive class alone).
         self._probabilities = field(m.probabilities) if m.probabilities else None
         self._classes = [(text, attrgetter(f"p{i}")) for i, text in enumerate(schema.class_texts)]
+        self._probability_fields = [(text, field(name)) for text, name in m.probability_fields]
         self._label_id = d.getter("label", schema.labels.id)
         self._label_ts = d.getter("label", schema.labels.timestamp)
         self._label_value = d.getter("label", schema.label_field)
@@ -74,6 +76,8 @@ class Decoder:
         if self._probabilities is not None:
             per_record = list(map(self._probabilities, records))
             probabilities = {text: np.fromiter(map(get, per_record), np.float64, n) for text, get in self._classes}
+        for text, get in self._probability_fields:
+            probabilities[text] = np.fromiter(map(get, records), np.float64, n)
         batch = PredictionBatch(
             ids=np.array(list(map(self._id, records)), dtype=object),
             ts=epoch_ms(list(map(self._ts, records)), self.timestamp_format),

@@ -262,6 +262,7 @@ class DriftMonitor:
         min_joined: int = 100,
         concept_window: int | None = None,
         concept_step: int | None = None,
+        partitions: tuple[int, int] = (1, 1),
     ) -> None:
         if window.layout.reference is not reference:
             raise ValueError("window was built for another reference")
@@ -274,7 +275,7 @@ class DriftMonitor:
         counted = isinstance(window, CountWindow)
         # A count window's sizes and level never change; a time window's move with its records.
         self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=not counted)
-        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification)
+        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification, partitions=partitions)
         self.classes = frozenset(reference.classes)
         self.unseen_labels = 0  # classifier labels whose class is not among the reference's classes
         self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
@@ -301,7 +302,7 @@ class DriftMonitor:
 
     def _update(self, batch: PredictionBatch, encoded: EncodedBatch) -> list[Evaluation]:
         pane_ids, closed = self.window.update(batch, encoded)
-        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids))
+        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids, batch.partitions))
         evaluations = [self._evaluation(q) for q in closed]
         self.window.expire()
         if evaluations and self.calibration.prefetch:  # a time window
@@ -326,15 +327,16 @@ class DriftMonitor:
             for nearby_level in nearby_levels:
                 calibration.prefetch_chi2(n, nearby_level)
 
-    def update_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike) -> None:
+    def update_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike, partitions: ArrayLike | int = 0) -> None:
         """Add k labels (id, event ts ms, true value: (k,) float64, or a classifier's (k,) object array
-        of class texts); joined errors feed the rolling MSE or error rate (the latest joined records)
-        and the label coverage of their prediction's pane. A class the model does not know is
-        counted (`counters["unseen_labels"]`) and joins as a misclassification."""
+        of class texts; their input partition, one or (k,)); joined errors feed the rolling MSE or
+        error rate (the latest joined records) and the label coverage of their prediction's pane. A
+        class the model does not know is counted (`counters["unseen_labels"]`) and joins as a
+        misclassification."""
         if self.reference.classification:
             labels = np.asarray(labels, dtype=object)
             self.unseen_labels += len(labels) - sum(map(self.classes.__contains__, labels.tolist()))
-        self._errors(self.join.add_labels(ids, ts, labels))
+        self._errors(self.join.add_labels(ids, ts, labels, partitions))
 
     def result(self) -> DriftResult | None:
         """The window ending at the newest closed pane, with labels joined since; None before one closes."""

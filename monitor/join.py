@@ -1,10 +1,21 @@
 """Predictions joined to their labels by id, whichever arrives first, with bounded state.
 
 Each side waits in an insertion-ordered dict until its partner arrives. State is bounded two ways:
-- in event time: an entry whose ts is older than the newest ts seen (either topic) minus `ttl_ms`
-  is expired and counted (`expired_predictions` / `expired_labels`);
+- in event time, against the OTHER side's progress: a prediction expires once the labels have
+  moved `ttl_ms` past it, that is when every label partition has delivered a label whose ts is at
+  least `ttl_ms` newer than the prediction's (the labels' watermark: the minimum over their
+  partitions of the newest ts seen); a label expires likewise against the predictions' watermark.
+  Expired entries are counted (`expired_predictions` / `expired_labels`);
 - by count: at most `max_pending` entries per side; the oldest inserted is evicted and counted as
   expired, so a label topic that stalls cannot grow memory.
+Why the other side's watermark, per partition: a label that comes soon after its prediction in
+processing order always joins, whatever the stream's event-time spacing. A batch of predictions
+minutes apart in event time moves the predictions' clock by hours, but not the labels' clock, so
+the labels published right after them still find them; and a partition read ahead of the others
+(a consumer reads a run of one partition at a time) cannot expire the entries of the others,
+because the watermark is the slowest partition's. A side whose partitions have not all delivered
+yet has no watermark: nothing expires against it but by count. So `ttl_ms` means: how much later
+in event time than the labels of other records a label may come.
 Expiry walks from the oldest inserted entry and stops at the first young one, so an entry inserted
 after a younger one may outlive its TTL by a little; `max_pending` still bounds it.
 
@@ -172,9 +183,19 @@ class LabelJoin:
     0
     >>> join.add_labels(["b", "a"], [5, 5], ["yes", "yes"]).squared.tolist()  # b was wrong
     [1.0, 0.0]
+
+    Predictions hours apart in event time wait for labels that come after them:
+
+    >>> join = LabelJoin(ttl_ms=60_000)
+    >>> hours = [0, 3_600_000, 7_200_000]
+    >>> len(join.add_predictions(["a", "b", "c"], hours, [1.0, 2.0, 3.0], [0, 1, 2]))
+    0
+    >>> len(join.add_labels(["a", "b", "c"], hours, [1.0, 2.0, 2.0])), join.expired_predictions
+    (3, 0)
     """
 
-    def __init__(self, ttl_ms: int = 3_600_000, max_pending: int = 200_000, classification: bool = False) -> None:
+    def __init__(self, ttl_ms: int = 3_600_000, max_pending: int = 200_000, classification: bool = False,
+                 partitions: tuple[int, int] = (1, 1)) -> None:
         if ttl_ms <= 0:
             raise ValueError(f"label_ttl must be > 0 ms, got {ttl_ms}")
         if max_pending < 1:
@@ -184,14 +205,20 @@ class LabelJoin:
         self.dtype = object if classification else np.float64  # class texts, or numbers
         self.predictions = _Pending(dtype=self.dtype)
         self.labels = _Pending(dtype=self.dtype)
-        self.watermark: int | None = None
+        self.clocks = {"predictions": _Clock(partitions[0]), "labels": _Clock(partitions[1])}
         self.joined = 0
         self.expired_predictions = 0
         self.expired_labels = 0
         self.duplicates = 0
 
-    def add_predictions(self, ids: Sequence[str], ts: ArrayLike, predictions: ArrayLike, pane_ids: ArrayLike) -> Joined:
-        """n predictions (pane id -1 = dropped by the window: not kept); returns those joined now."""
+    def expect_partitions(self, predictions: int, labels: int) -> None:
+        """How many partitions each side is read from: a side's watermark waits for all of them."""
+        self.clocks["predictions"].partitions, self.clocks["labels"].partitions = predictions, labels
+
+    def add_predictions(self, ids: Sequence[str], ts: ArrayLike, predictions: ArrayLike, pane_ids: ArrayLike,
+                        partition: int | ArrayLike = 0) -> Joined:
+        """n predictions (pane id -1 = dropped by the window: not kept) from `partition` (one, or one
+        per record); returns those joined now."""
         ts, predictions, pane_ids = np.asarray(ts, np.int64), np.asarray(predictions, self.dtype), np.asarray(pane_ids, np.int64)
         keys, stamps, values, panes = ids, ts, predictions, pane_ids
         keep = pane_ids >= 0
@@ -205,11 +232,13 @@ class LabelJoin:
                 waiting = ~found
                 keys, stamps, values, panes = np.asarray(keys, dtype=object)[waiting], stamps[waiting], values[waiting], panes[waiting]
         self.duplicates += self.predictions.put(keys, stamps, values, panes)
-        self._advance(ts)
+        self.clocks["predictions"].advance(ts, partition)
+        self._expire()
         return joined
 
-    def add_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike) -> Joined:
-        """n labels (true values: floats, or class texts); returns the records joined now."""
+    def add_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike, partition: int | ArrayLike = 0) -> Joined:
+        """n labels (true values: floats, or class texts) from `partition` (one, or one per record);
+        returns the records joined now."""
         ts, labels = np.asarray(ts, np.int64), np.asarray(labels, self.dtype)
         found, slots = self.predictions.take(ids)
         joined = _NONE_JOINED
@@ -219,7 +248,8 @@ class LabelJoin:
             waiting = ~found
             keys, stamps, values = np.asarray(ids, dtype=object)[waiting], ts[waiting], labels[waiting]
         self.labels.put(keys, stamps, values, np.zeros(len(keys), np.int64))
-        self._advance(ts)
+        self.clocks["labels"].advance(ts, partition)
+        self._expire()
         return joined
 
     def _done(self, pane_ids: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> Joined:
@@ -230,13 +260,13 @@ class LabelJoin:
         errors = predictions - labels
         return Joined(pane_ids, errors**2, np.abs(errors))
 
-    def _advance(self, ts: np.ndarray) -> None:
-        if ts.size:
-            newest = int(ts.max())
-            self.watermark = newest if self.watermark is None else max(self.watermark, newest)
-        cutoff = None if self.watermark is None else self.watermark - self.ttl_ms
-        self.expired_predictions += self.predictions.expire(cutoff, self.max_pending)
-        self.expired_labels += self.labels.expire(cutoff, self.max_pending)
+    def _expire(self) -> None:
+        # Each side against the other's watermark (see the module doc).
+        labels, predictions = self.clocks["labels"].watermark, self.clocks["predictions"].watermark
+        self.expired_predictions += self.predictions.expire(None if labels is None else labels - self.ttl_ms,
+                                                            self.max_pending)
+        self.expired_labels += self.labels.expire(None if predictions is None else predictions - self.ttl_ms,
+                                                  self.max_pending)
 
     @property
     def pending(self) -> int:
@@ -249,7 +279,7 @@ class LabelJoin:
         return {
             "predictions": {"id": ids, "ts": ts, "prediction": values, "pane": panes},
             "labels": {"id": label_ids, "ts": label_ts, "label": labels},
-            "watermark": self.watermark,
+            "newest": {side: clock.to_list() for side, clock in self.clocks.items()},
             "joined": self.joined,
             "expired_predictions": self.expired_predictions,
             "expired_labels": self.expired_labels,
@@ -272,9 +302,45 @@ class LabelJoin:
         ids = [str(k) for k in labels.get("id", [])]
         self.labels.put(ids, np.array(labels.get("ts", []), np.int64),
                         _column(labels.get("label", labels.get("price", [])), self.dtype), np.zeros(len(ids), np.int64))
-        self.watermark = state["watermark"]
+        # Snapshots before per-side clocks kept one watermark: the clocks then start afresh (later expiry, never earlier).
+        for side, newest in state.get("newest", {}).items():
+            self.clocks[side].load_list(newest)
         for name in ("joined", "expired_predictions", "expired_labels", "duplicates"):
             setattr(self, name, int(state[name]))
+
+
+class _Clock:
+    """One side's event-time progress: the newest ts seen per partition; the watermark is the
+    slowest partition's, once every expected partition has delivered."""
+
+    def __init__(self, partitions: int = 1) -> None:
+        self.partitions = partitions
+        self.newest: dict[int, int] = {}
+
+    def advance(self, ts: np.ndarray, partition: int | ArrayLike) -> None:
+        if not ts.size:
+            return
+        if np.ndim(partition) == 0:
+            self._see(int(partition), int(ts.max()))
+            return
+        partition = np.asarray(partition, np.int64)
+        for p in np.unique(partition).tolist():
+            self._see(p, int(ts[partition == p].max()))
+
+    def _see(self, partition: int, newest: int) -> None:
+        self.newest[partition] = max(newest, self.newest.get(partition, newest))
+
+    @property
+    def watermark(self) -> int | None:
+        if not self.newest or len(self.newest) < self.partitions:
+            return None
+        return min(self.newest.values())
+
+    def to_list(self) -> list[list[int]]:
+        return [[p, t] for p, t in sorted(self.newest.items())]
+
+    def load_list(self, rows: list) -> None:
+        self.newest = {int(p): int(t) for p, t in rows}
 
 
 def _column(values: list, dtype: Any) -> np.ndarray:
@@ -292,6 +358,13 @@ class ErrorWindow:
     the latest joined records however late each label was: `size / step` panes of `step` joined
     records, the newest of them filling, so a result covers between `size - step` and `size`
     records once the stream has that many.
+
+    A tumbling window (`size == step`) reports its last complete window until the next completes
+    (the filling one alone would empty at every step), and its first one until then:
+
+    >>> tumbling = ErrorWindow(size=4, step=4)
+    >>> tumbling.add(np.ones(6), np.ones(6)); tumbling.totals()  # 4 complete, 2 filling
+    (4, 4.0, 4.0)
     """
 
     def __init__(self, size: int = 1000, step: int = 250) -> None:
@@ -299,6 +372,7 @@ class ErrorWindow:
             raise ValueError(f"concept window must be a positive multiple of its step, got {size} and {step}")
         self.size, self.step = size, step
         self.panes: list[list[float]] = [[0, 0.0, 0.0]]  # [joined, sum squared, sum absolute], newest last
+        self.kept = max(size // step, 2)  # panes kept: a tumbling window keeps its last complete one
 
     def add(self, squared: np.ndarray, absolute: np.ndarray) -> None:
         """k joined errors, (k,) each, in join order."""
@@ -312,11 +386,14 @@ class ErrorWindow:
             start += take
             if pane[0] == self.step:  # full: start the next one, forget panes beyond the window
                 self.panes.append([0, 0.0, 0.0])
-                del self.panes[: -(self.size // self.step)]
+                del self.panes[: -self.kept]
 
     def totals(self) -> tuple[int, float, float]:
-        """(joined records, sum of squared errors, sum of absolute errors) over the window."""
-        panes = self.panes
+        """(joined records, sum of squared errors, sum of absolute errors) over the window: its
+        newest size / step panes, the filling one included; a tumbling window's last complete pane."""
+        panes = self.panes[-(self.size // self.step):]
+        if self.size == self.step and len(self.panes) > 1:
+            panes = self.panes[-2:-1]
         return int(sum(p[0] for p in panes)), sum(p[1] for p in panes), sum(p[2] for p in panes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -326,3 +403,37 @@ class ErrorWindow:
         if (state["size"], state["step"]) != (self.size, self.step):
             raise ValueError(f"state has a concept window of {state['size']}/{state['step']}, this is {self.size}/{self.step}")
         self.panes = [[int(n), float(s), float(a)] for n, s, a in state["panes"]]
+
+
+class ExpiryWatch:
+    """Says, at most every `every_s` seconds, when a large share of joins has expired since it last
+    spoke: silently lost labels would leave concept drift blind. `check(counters, now)` takes the
+    monitor's monotonic counters (joined, expired_predictions, expired_labels) and a clock.
+
+    >>> watch = ExpiryWatch(share=0.1, at_least=10, every_s=60)
+    >>> watch.check({"joined": 0, "expired_predictions": 0, "expired_labels": 0}, now=0.0) is None
+    True
+    >>> print(watch.check({"joined": 50, "expired_predictions": 40, "expired_labels": 0}, now=1.0))
+    40 of 90 predictions waiting for a label expired without it (and 0 labels without their prediction)
+    """
+
+    def __init__(self, share: float = 0.1, at_least: int = 100, every_s: float = 60.0) -> None:
+        self.share, self.at_least, self.every_s = share, at_least, every_s
+        self.base: Mapping[str, int] | None = None
+        self.spoke_at: float | None = None
+
+    def check(self, counters: Mapping[str, int], now: float) -> str | None:
+        if self.base is None:
+            self.base = dict(counters)
+            return None
+        if self.spoke_at is not None and now - self.spoke_at < self.every_s:
+            return None
+        joined = counters["joined"] - self.base["joined"]
+        predictions = counters["expired_predictions"] - self.base["expired_predictions"]
+        labels = counters["expired_labels"] - self.base["expired_labels"]
+        expired = predictions + labels
+        if expired < self.at_least or expired < self.share * (joined + expired):
+            return None
+        self.base, self.spoke_at = dict(counters), now
+        return (f"{predictions} of {joined + predictions} predictions waiting for a label expired without it "
+                f"(and {labels} labels without their prediction)")

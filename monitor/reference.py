@@ -267,7 +267,7 @@ class Reference:
         categorical = {name: category_column(column(name)) for name in schema.categorical}
         if schema.classification:
             probabilities = {text: column(name).astype(np.float64)
-                             for text, name in zip(schema.class_texts, schema.probability_columns)}
+                             for text, name in zip(schema.probability_classes, schema.probability_columns)}
             return cls.from_arrays(numeric, categorical, category_column(column(schema.prediction)),
                                    category_column(column(schema.target)), task="classification",
                                    probabilities=probabilities, classes=schema.class_texts, **bins)

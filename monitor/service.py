@@ -23,7 +23,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,11 @@ from prometheus_client import CollectorRegistry
 
 from contract.schema import Rejection, Schema
 from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
-from contract.settings import DEFAULT_PARTITIONS, Groups, Topics, consumer_config
+from contract.settings import DEFAULT_PARTITIONS, Groups, Topics, consumer_config, partition_counts
 from monitor.calibration import MODES
 from monitor.decode import Decoder
 from monitor.drift import DriftMonitor, DriftResult
+from monitor.join import ExpiryWatch
 from monitor.metrics import GaugeLag, MonitorMetrics
 from monitor.persist import Persister, Rebalance, restore
 from monitor.reference import Reference
@@ -181,6 +182,7 @@ class Processor:
         self.lag = GaugeLag()
         self.stale = False  # records or labels came since the gauges were last set
         self.refreshed_at = 0.0
+        self.expiry, self.label_ttl = ExpiryWatch(), config.label_ttl
 
     def _pane_ids(self, batch: PredictionBatch, records_before: int) -> np.ndarray:
         """The pane of each prediction of a batch just added (as the window assigned them)."""
@@ -193,9 +195,12 @@ class Processor:
     def _sent_ms(messages: list[Message], rejected: list[tuple[int, Rejection]]) -> np.ndarray:
         """Kafka timestamps (ms) of the messages the decoder accepted, in batch order."""
         sent = np.fromiter((ts for _, ts in map(Message.timestamp, messages)), np.int64, len(messages))
-        if rejected:
-            sent = np.delete(sent, [position for position, _ in rejected])
-        return sent
+        return _accepted(sent, rejected)
+
+    @staticmethod
+    def _partitions(messages: list[Message], rejected: list[tuple[int, Rejection]]) -> np.ndarray:
+        """Input partitions of the messages the decoder accepted, in batch order."""
+        return _accepted(np.fromiter(map(Message.partition, messages), np.int64, len(messages)), rejected)
 
     def process(self, messages: list[Message]) -> None:
         """One batch: predictions into the windows, then labels into the join; gauges refreshed."""
@@ -217,14 +222,14 @@ class Processor:
             self.metrics.consume(prediction_topic, len(predictions))
             if len(batch):
                 before = self.monitor.window.records
-                results = self.monitor.update(batch)
+                results = self.monitor.update(replace(batch, partitions=self._partitions(predictions, rejected)))
                 self.lag.add(self._pane_ids(batch, before), self._sent_ms(predictions, rejected))
         if labels:
             ids, ts, values, rejected = self.decoder.labels([value or b"" for value in map(Message.value, labels)])
             self._reject(labels, rejected)
             self.metrics.consume(self.topics.labels, len(labels))
             if ids:
-                self.monitor.update_labels(ids, ts, values)
+                self.monitor.update_labels(ids, ts, values, self._partitions(labels, rejected))
         self.metrics.count(results)
         for result in results:
             self.alarms.follow(result)
@@ -232,7 +237,11 @@ class Processor:
         self.refresh(closed=bool(results))
         if isinstance(self.monitor.window, TimeWindow):
             self.metrics.pane_closed(results, self.monitor.window.step, time.time() * 1000)
-        self.metrics.follow(self.monitor.counters)
+        counters = self.monitor.counters
+        self.metrics.follow(counters)
+        if (expired := self.expiry.check(counters, time.monotonic())) is not None:
+            log.warning("%s: their partner came more than --label-ttl (%s) later in event time than the other "
+                        "side's records, or not at all; see monitor_expired_joins_total", expired, self.label_ttl)
 
     def refresh(self, closed: bool = False) -> None:
         """The gauges from the latest window, labels joined since included: at once when a pane
@@ -266,10 +275,18 @@ class Processor:
                             message.offset(), self.topics.monitor_dlq, rejection.detail)
 
 
+def _accepted(column: np.ndarray, rejected: list[tuple[int, Rejection]]) -> np.ndarray:
+    """A per-message column without the positions the decoder refused."""
+    return np.delete(column, [position for position, _ in rejected]) if rejected else column
+
+
 def run(config: MonitorConfig, schema: Schema, reference: Reference, topics: Topics, registry: CollectorRegistry,
         stop: threading.Event) -> int:
     """Consume until `stop` is set; the batch in hand is finished, its state persisted and committed."""
     monitor = build_monitor(config, reference)
+    # The join's clocks wait for every partition of each side (see monitor.join).
+    counts = partition_counts([topics.predictions, topics.labels])
+    monitor.join.expect_partitions(counts[topics.predictions], counts[topics.labels])
     metrics = MonitorMetrics(registry, reference, {"predictions": topics.predictions, "labels": topics.labels},
                              model=schema.name)
     positions = restore(monitor, topics.monitor_state, config.group, config.window_state)

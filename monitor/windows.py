@@ -34,7 +34,7 @@ class PredictionBatch:
     """n scored records as columns: ids (n,) str, ts (n,) int epoch ms, predictions (n,) float
     (regression) or (n,) object array of class texts (classification), numeric {feature: (n,)
     float}, categorical {feature: (n,) str}, probabilities {class text: (n,) float} (empty when the
-    messages carry none)."""
+    messages carry none), partitions: the input partition of each record ((n,) int), or one for all."""
 
     ids: np.ndarray
     ts: np.ndarray
@@ -42,6 +42,7 @@ class PredictionBatch:
     numeric: Mapping[str, np.ndarray]
     categorical: Mapping[str, np.ndarray]
     probabilities: Mapping[str, np.ndarray] = field(default_factory=dict)
+    partitions: np.ndarray | int = 0
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -60,7 +61,8 @@ class PredictionBatch:
         return PredictionBatch(self.ids[part], self.ts[part], self.predictions[part],
                                {c: v[part] for c, v in self.numeric.items()},
                                {c: v[part] for c, v in self.categorical.items()},
-                               {c: v[part] for c, v in self.probabilities.items()})
+                               {c: v[part] for c, v in self.probabilities.items()},
+                               self.partitions if np.ndim(self.partitions) == 0 else self.partitions[part])
 
     @classmethod
     def from_messages(

@@ -31,6 +31,7 @@ from contract.schema import REJECTION_REASONS, Schema
 from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import Topics, client_config, consumer_config
 from monitor.decode import Decoder
+from monitor.join import ExpiryWatch
 from monitor.panes import PartitionPanes
 from monitor.persist import DeadLetters, StateMismatch
 from monitor.reference import Reference
@@ -110,6 +111,7 @@ class Worker:
         self.unsaved: set[int] = set()  # partitions that read records since their last snapshot
         self.closing = False
         self.failure: BaseException | None = None  # raised in a rebalance callback: re-raised by the loop
+        self.expiry = ExpiryWatch()
 
     def key(self, partition: int) -> str:
         return f"{self.config.group}/partition/{partition}"
@@ -187,6 +189,11 @@ class Worker:
                 self.dead_letters.send(self.producer, group[position], rejection)
                 self.metrics.invalid.labels(self.metrics.model, topic, rejection.reason).inc()
         self.publish(touched)
+        totals = {key: sum(panes.counters[key] for panes in self.owned.values())
+                  for key in ("joined", "expired_predictions", "expired_labels")}
+        if (expired := self.expiry.check(totals, time.monotonic())) is not None:
+            log.warning("%s on this worker's partitions: their partner came more than --label-ttl (%s) later in event "
+                        "time than the other side's records, or not at all", expired, self.config.label_ttl)
 
     def publish(self, partitions) -> None:
         for p in partitions:

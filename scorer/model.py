@@ -164,7 +164,7 @@ def check_against_schema(model: LoadedModel, schema: Schema) -> tuple | None:
         raise ModelError(f"the model's classes {texts} are not {where}'s classes {list(schema.class_texts)}"
                          f" ({'the schema lacks ' + repr(unknown[0]) if unknown else 'the model never predicts ' + repr(absent[0])})"
                          ": make the schema's classes the model's")
-    if schema.messages.probabilities and not model.has_probabilities:
+    if schema.messages.carries_probabilities and not model.has_probabilities:
         raise ModelError(f"{where} sets messages.probabilities but the model has no predict_proba: remove "
                          "messages.probabilities from the schema, or use a classifier with predict_proba")
     return classes

@@ -8,7 +8,7 @@ One vectorized `predict` per batch: the forest's per-call overhead is paid once 
 once per record (bench/scorer_bench.py shows the tutorial's one-record-per-call rate beside it).
 
 Prediction messages are laid out as the schema's `messages` says, fields in this order:
-`{id, ts, scored_at, model_version, prediction, [probabilities], features}` (features nested
+`{id, ts, scored_at, model_version, prediction, [probabilities | one field per class], features}` (features nested
 under `messages.features`, or top-level fields when it is null); `ts` as the record carried it.
 The Structs that encode them are built once from the schema; `prediction_message` builds the same
 message one record at a time, as the definition the batch path is tested against byte for byte.
@@ -97,7 +97,9 @@ class BatchCodec:
         # membership of the categories is exactly "category_text in Feature.known".
         self.known = {f.name: list(f.categories) for f in schema.features if not f.numeric}
         self.known_sets = {name: frozenset(categories) for name, categories in self.known.items()}
-        self.probabilities = bool(schema.classification and m.probabilities)
+        self.probabilities = bool(schema.classification and m.carries_probabilities)
+        # the field form: (field, column of the class in the schema's class order) per published class
+        self.probability_fields = [(name, schema.class_texts.index(text)) for text, name in m.probability_fields]
         self.kind = NUMBERS if not schema.classification else CLASSES_AND_PROBABILITIES if self.probabilities else CLASSES
         self._to_schema: dict | None = None  # model class -> schema class, when they differ
         self._order: list[int] | None = None  # schema class i is the model's probability column _order[i]
@@ -112,10 +114,11 @@ class BatchCodec:
                 self._to_schema = {c: by_text[t] for c, t in zip(model_classes, texts)}
             order = [texts.index(t) for t in schema.class_texts]
             self._order = None if order == list(range(len(order))) else order
-        head = [m.id, m.timestamp, SCORED_AT, MODEL_VERSION, m.prediction] + ([m.probabilities] if self.probabilities else [])
+        head = [m.id, m.timestamp, SCORED_AT, MODEL_VERSION, m.prediction] + ([m.probabilities] if m.probabilities else [])
+        head += [name for name, _ in self.probability_fields]
         self.features_type = _out_struct("FeaturesOut", schema.feature_names) if m.features else None
         self.prediction_type = _out_struct("PredictionOut", head + ([m.features] if m.features else list(schema.feature_names)))
-        self.probabilities_type = _out_struct("ProbabilitiesOut", schema.class_texts) if self.probabilities else None
+        self.probabilities_type = _out_struct("ProbabilitiesOut", schema.class_texts) if m.probabilities else None
 
     def columns(self, records: Sequence[Any]) -> dict[str, list]:
         """The decoded records' columns as lists: one attrgetter mapped over the batch per feature, in C."""
@@ -181,8 +184,9 @@ def finish_batch(decoded: DecodedBatch, outputs: Outputs, model_version: str, no
         return ScoredBatch([], decoded.rejections, decoded.unseen)
     _check(outputs, len(decoded.ids), codec)
     fields: list = [decoded.ids, decoded.ts, repeat(now_ms), repeat(model_version), outputs.predictions]
-    if codec.probabilities:
+    if codec.probabilities_type is not None:
         fields.append(map(codec.probabilities_type, *outputs.probabilities.T.tolist()))
+    fields += [outputs.probabilities[:, column].tolist() for _, column in codec.probability_fields]
     columns = [decoded.columns[name] for name in codec.schema.feature_names]
     if codec.features_type is not None:
         fields.append(map(codec.features_type, *columns))
@@ -217,6 +221,8 @@ def prediction_message(schema: Schema, record: Any, prediction: Any, model_versi
                                SCORED_AT: scored_at, MODEL_VERSION: model_version, m.prediction: prediction}
     if schema.classification and m.probabilities:
         message[m.probabilities] = dict(zip(schema.class_texts, map(float, probabilities)))
+    for text, name in m.probability_fields:
+        message[name] = float(probabilities[schema.class_texts.index(text)])
     features = {name: d.getter("record", name)(record) for name in schema.feature_names}
     if m.features:
         message[m.features] = features

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.schema import (DEFAULT_SCHEMA, REJECTION_REASONS, DecodeFailure, Rejection, category_text, check_label,
-                             check_prediction, epoch_ms, load_schema, parse_schema, verdict)
+                             check_prediction, decode_records, epoch_ms, load_schema, parse_schema, verdict)
 from monitor.decode import Decoder
 
 DIAMONDS = load_schema(DEFAULT_SCHEMA)
@@ -276,3 +276,38 @@ def test_decoding_imports_no_io_library():
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_integral_float_is_the_integer_class_or_category_it_writes():
+    """Another team's tooling writes classes and codes as floats: 1.0 is class 1 and category 2.0 is 2,
+    on the typed path and the checked one alike; 1.5 is no integer."""
+    schema = parse_schema({**CHURN.to_yaml(), "classes": [0, 1],
+                           "messages": {**CHURN.to_yaml()["messages"], "probabilities": {1: "p_one"}}}, "floats.yaml")
+    decoder = Decoder(schema)
+    message = {k: v for k, v in CHURN_GOOD.items() if k != "scores"} | {"p_one": 0.8}
+    values = [to_bytes({**message, "label_pred": 1.0, "plan": 2.0}), to_bytes({**message, "label_pred": 0, "plan": 3}),
+              to_bytes({**message, "label_pred": 1.5}), to_bytes({**message, "label_pred": 1, "plan": 2.5}),
+              to_bytes({**message, "label_pred": 1, "p_one": 1.2})]
+    batch, rejected = decoder.predictions(values)
+    assert batch.predictions.tolist() == ["1", "0"] and batch.categorical["plan"].tolist() == ["2", "3"]
+    assert {c: v.tolist() for c, v in batch.probabilities.items()} == {"1": [0.8, 0.8]}  # the positive class's only
+    assert [(i, r.reason, r.detail) for i, r in rejected] == [
+        (2, "wrong_type", "'label_pred' must be an integer, got a fractional number"),
+        (3, "wrong_type", "'plan' must be an integer, got a fractional number"),
+        (4, "out_of_range", "'p_one'=1.2 outside [0, 1]")]
+    ids, _, labels, rejected = decoder.labels([to_bytes({"request_id": "a", "time": "2024-05-01T12:00:00Z", "churned": 1.0}),
+                                               to_bytes({"request_id": "b", "time": "2024-05-01T12:00:00Z", "churned": 0.5})])
+    assert labels.tolist() == ["1"] and [r.reason for _, r in rejected] == ["wrong_type"]
+    # every record of a batch of floats takes the typed path: the checks are never asked
+    records, refused = decode_records(values[:2], schema.decoders.prediction, lambda raw: pytest.fail("slow path"))
+    assert len(records) == 2 and not refused
+
+
+def test_epoch_seconds_become_epoch_ms():
+    schema = parse_schema({**CHURN.to_yaml(), "messages": {**CHURN.to_yaml()["messages"], "timestamp_format": "epoch_s"},
+                           "labels": {"id": "request_id", "timestamp": "time", "target": "churned"}}, "s.yaml")
+    batch, rejected = Decoder(schema).predictions([to_bytes({**CHURN_GOOD, "time": 1714564800}),
+                                                   to_bytes({**CHURN_GOOD, "time": 1714564800.25}),
+                                                   to_bytes({**CHURN_GOOD, "time": "1714564800"})])
+    assert batch.ts.tolist() == [MAY_FIRST_NOON_MS, MAY_FIRST_NOON_MS + 250]
+    assert [(i, r.reason) for i, r in rejected] == [(2, "wrong_type")]

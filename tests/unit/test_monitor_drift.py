@@ -373,3 +373,18 @@ def calibration_level(calibration, new_records: int) -> float:
     from monitor.calibration import _alpha_grid
 
     return _alpha_grid(calibration.alpha(new_records))
+
+
+def test_a_tumbling_window_reports_its_last_complete_window_labels_included(heldout, reference):
+    """--window equal to --step: every evaluation's concept drift covers the last complete window,
+    and the result between two steps still does (the filling window is not a reset to nothing)."""
+    monitor = DriftMonitor(reference, CountWindow(reference, window=1000, step=1000))
+    cols = stream(heldout, 3500, seed=3)
+    results = feed(monitor, cols, batch=500)
+    assert [r.pane for r in results] == [0, 1, 2]
+    # each evaluation sees the labels fed by then: the first, half its window (labels follow each batch)
+    assert [r.joined for r in results] == [500, 1000, 1000] and all(r.concept_drift is not None for r in results)
+    latest = monitor.result()  # 500 records into the fourth window: the third's labels still count
+    assert latest.pane == 2 and latest.joined == 1000 and latest.rolling_mse is not None
+    errors = (cols["prediction"][2000:3000] - cols["price"][2000:3000]) ** 2
+    assert latest.rolling_mse == pytest.approx(errors.mean(), rel=1e-12)

@@ -133,16 +133,57 @@ def test_join_in_both_orders():
 def test_join_expires_by_ttl_and_by_count():
     join = LabelJoin(ttl_ms=10_000, max_pending=3)
     join.add_predictions(["a", "b"], [0, 5_000], [1.0, 1.0], [0, 0])
-    join.add_labels(["x"], [12_000], [1.0])  # watermark 12s: "a" (0s) is older than the 10s TTL
+    join.add_labels(["x"], [12_000], [1.0])  # the labels' watermark 12s: "a" (0s) is older than the 10s TTL
     assert join.expired_predictions == 1 and list(join.predictions) == ["b"]
     assert len(join.add_labels(["a"], [12_500], [1.0])) == 0  # too late to join: waits as a label
     join.add_predictions(["p", "q", "r"], [13_000] * 3, [1.0] * 3, [1] * 3)
     assert len(join.predictions) == 3 and join.expired_predictions == 2  # "b" evicted by count
-    join.add_labels(["y"], [30_000], [1.0])
-    assert join.pending == 1 and join.expired_labels == 2 and join.expired_predictions == 5
+    join.add_predictions(["s"], [30_000], [1.0], [2])  # the predictions' watermark 30s: labels x, a expire
+    assert join.expired_labels == 2 and join.expired_predictions == 3  # and "p" by count
+    join.add_labels(["y"], [30_000], [1.0])  # the labels' watermark 30s: q, r (13s) expire; s waits
+    assert join.pending == 2 and join.expired_predictions == 5 and list(join.predictions) == ["s"]
     restored = LabelJoin(ttl_ms=10_000, max_pending=3)
     restored.load_dict(json.loads(json.dumps(join.to_dict())))
     assert restored.to_dict() == join.to_dict()
+
+
+def test_labels_published_after_their_predictions_join_whatever_the_event_time_spacing():
+    """Predictions minutes apart in event time, read in batches before their labels (the newcomer's
+    log): the predictions' clock runs days ahead, the labels' does not, so every label joins."""
+    join = LabelJoin(ttl_ms=3_600_000)
+    ids = [f"r{i}" for i in range(5000)]
+    ts = np.arange(5000) * 450_000  # 7.5 minutes apart: 26 days of event time
+    for start in range(0, 5000, 1000):
+        part = slice(start, start + 1000)
+        join.add_predictions(ids[part], ts[part], np.ones(1000), np.zeros(1000, np.int64))
+        join.add_labels(ids[part], ts[part], np.ones(1000))
+    assert (join.joined, join.expired_predictions, join.expired_labels, join.pending) == (5000, 0, 0, 0)
+
+
+def test_a_partition_read_ahead_expires_nothing_of_the_others():
+    """A consumer reads runs of one partition: partition 0's labels a day ahead must not expire the
+    predictions whose labels wait on partition 1; the watermark is the slowest partition's."""
+    join = LabelJoin(ttl_ms=60_000, partitions=(2, 2))
+    join.add_predictions(["a", "b"], [0, 0], [1.0, 1.0], [0, 0], partition=np.array([0, 1]))
+    join.add_labels(["c"], [86_400_000], [1.0], partition=0)  # partition 1 has delivered no label yet
+    assert join.expired_predictions == 0
+    join.add_labels(["b"], [10], [1.0], partition=1)  # b joins; the labels' watermark is now 10 ms
+    assert join.expired_predictions == 0 and list(join.predictions) == ["a"]
+    join.add_labels(["d"], [120_000], [1.0], partition=1)  # both partitions past a + TTL: a expires
+    assert join.expired_predictions == 1 and join.pending == 2  # labels c and d wait for predictions
+
+
+def test_expiry_watch_speaks_when_a_large_share_expires():
+    from monitor.join import ExpiryWatch
+
+    watch = ExpiryWatch(share=0.1, at_least=100, every_s=60)
+    counters = {"joined": 0, "expired_predictions": 0, "expired_labels": 0}
+    assert watch.check(counters, 0.0) is None
+    assert watch.check({**counters, "joined": 1000, "expired_predictions": 99}, 1.0) is None  # under 100
+    said = watch.check({**counters, "joined": 1000, "expired_predictions": 120, "expired_labels": 3}, 2.0)
+    assert said == "120 of 1120 predictions waiting for a label expired without it (and 3 labels without their prediction)"
+    assert watch.check({**counters, "joined": 1000, "expired_predictions": 900}, 30.0) is None  # once a minute
+    assert watch.check({**counters, "joined": 9000, "expired_predictions": 200}, 70.0) is None  # 1% since it spoke
 
 
 def test_join_skips_predictions_dropped_as_late():
@@ -176,7 +217,7 @@ class _NaiveJoin:
         self.ttl_ms, self.max_pending = ttl_ms, max_pending
         self.predictions: dict[str, tuple[int, float, int]] = {}
         self.labels: dict[str, tuple[int, float]] = {}
-        self.watermark = None
+        self.newest = {"predictions": None, "labels": None}  # each side's event-time clock
         self.joined = self.expired_predictions = self.expired_labels = self.duplicates = 0
 
     def add_predictions(self, ids, ts, predictions, panes):
@@ -191,7 +232,7 @@ class _NaiveJoin:
                 self.duplicates += 1
                 del self.predictions[key]
             self.predictions[key] = (t, p, pane)
-        return self._advance(ts, rows)
+        return self._advance("predictions", ts, rows)
 
     def add_labels(self, ids, ts, prices):
         rows = []
@@ -202,22 +243,23 @@ class _NaiveJoin:
             else:
                 self.labels.pop(key, None)
                 self.labels[key] = (t, price)
-        return self._advance(ts, rows)
+        return self._advance("labels", ts, rows)
 
-    def _advance(self, ts, rows):
+    def _advance(self, side, ts, rows):
         if len(ts):
-            self.watermark = max(ts) if self.watermark is None else max(self.watermark, max(ts))
-        self.expired_predictions += self._expire(self.predictions)
-        self.expired_labels += self._expire(self.labels)
+            self.newest[side] = max(ts) if self.newest[side] is None else max(self.newest[side], max(ts))
+        # each side against the other's clock
+        self.expired_predictions += self._expire(self.predictions, self.newest["labels"])
+        self.expired_labels += self._expire(self.labels, self.newest["predictions"])
         self.joined += len(rows)
         return rows
 
-    def _expire(self, pending):
+    def _expire(self, pending, watermark):
         expired = 0
         while len(pending) > self.max_pending:
             del pending[next(iter(pending))]
             expired += 1
-        while pending and self.watermark is not None and pending[next(iter(pending))][0] < self.watermark - self.ttl_ms:
+        while pending and watermark is not None and pending[next(iter(pending))][0] < watermark - self.ttl_ms:
             del pending[next(iter(pending))]
             expired += 1
         return expired

@@ -283,3 +283,137 @@ def test_an_existing_schema_is_kept_unless_forced(tmp_path, capsys):
     assert load_schema(out_path).name == "ref"
     code, _, err = run(capsys, source, "--target", "churn", "--prediction", "prediction", "-o", tmp_path / "no" / "s.yaml")
     assert code == 2 and err.startswith("error: -o ") and err.count("\n") == 1
+
+
+# -- another team's reference (tests/foreign.py): every inference rule, and what it refuses ----------
+from tests import foreign  # noqa: E402
+
+
+def profile_foreign(capsys, tmp_path, task: str, *flags: str, frame: pd.DataFrame | None = None):
+    source = write(foreign.reference(task, rows=600) if frame is None else frame, tmp_path / f"loans-{task}.csv")
+    code, out, err = run(capsys, source, "--target", foreign.TARGETS[task], "--prediction", "y_pred", "--id", "loan_id",
+                         "--ts", "event_time", *flags, "-o", tmp_path / "s.yaml", "--force")
+    return code, out, err, source
+
+
+def test_float_classes_make_a_classifier_with_its_positive_class_probability(tmp_path, capsys):
+    code, out, err, source = profile_foreign(capsys, tmp_path, "classification")
+    assert code == 0, err
+    schema = load_schema(tmp_path / "s.yaml")
+    assert schema.task == "classification" and schema.classes == (0, 1)
+    text = (tmp_path / "s.yaml").read_text()
+    assert ("# task: inferred (the target holds whole numbers with 2 distinct values (0.0, 1.0) and so does the "
+            "prediction: classes (at most 20, --max-integer-categories)); --task changes it.") in text
+    # y_pred_proba is the probability of class 1, never a feature; the other class's is 1 - p
+    assert schema.feature_names == ("income", "age", "region", "employment", "debt_ratio")
+    assert schema.probability_classes == ("1",) and schema.probability_columns == ("y_pred_proba",)
+    assert "# probabilities: y_pred_proba is the probability of class 1 (mean 0." in text
+    assert len(read_reference(source, schema)) == 600
+    assert "(classification, 2 classes, probabilities, inferred)" in out
+    # the same with --task classification, and when the column is named as a "field"
+    for flags in (["--task", "classification"], ["--probabilities-field", "y_pred_proba"],
+                  ["--probabilities", "y_pred_proba"]):
+        assert profile_foreign(capsys, tmp_path, "classification", *flags)[0] == 0
+        assert load_schema(tmp_path / "s.yaml").probability_columns == ("y_pred_proba",), flags
+
+
+def test_the_log_layout_defaults_to_the_references_column_names(tmp_path, capsys):
+    assert profile_foreign(capsys, tmp_path, "classification")[0] == 0
+    schema = load_schema(tmp_path / "s.yaml")
+    m = schema.messages
+    assert (m.id, m.timestamp, m.timestamp_format, m.prediction, m.features) == (
+        "loan_id", "event_time", "iso8601", "y_pred", None)
+    assert m.probability_fields == (("1", "y_pred_proba"),) and m.probabilities is None
+    assert (schema.labels.id, schema.labels.timestamp, schema.label_field) == ("loan_id", "event_time", "repaid")
+    text = (tmp_path / "s.yaml").read_text()
+    assert "# messages: laid out as the reference's column names as top-level fields (the prediction column is " \
+           "'y_pred', not our scorer's)" in text
+    assert "# timestamp_format: inferred from the event_time column's values, e.g. '2018-10-30 18:" in text
+    # our scorer's layout on request: the probability still a field per class, as the reference has it
+    assert profile_foreign(capsys, tmp_path, "classification", "--layout", "scorer")[0] == 0
+    m = load_schema(tmp_path / "s.yaml").messages
+    assert (m.prediction, m.features, m.probability_fields) == ("prediction", "features", (("1", "y_pred_proba"),))
+
+
+def test_few_whole_numbers_are_classes_only_when_the_prediction_is_too(tmp_path, capsys):
+    frame = foreign.reference("regression", rows=600)
+    frame["amount"] = (frame["amount"] // 10_000).astype(float)  # a target of a few whole numbers...
+    code, _, err, _ = profile_foreign(capsys, tmp_path, "regression", frame=frame)  # ...a fractional prediction
+    assert code == 0, err
+    assert load_schema(tmp_path / "s.yaml").task == "regression"
+    assert "# task: inferred (the target holds few whole numbers but the prediction does not)" in \
+        (tmp_path / "s.yaml").read_text()
+
+
+@pytest.mark.parametrize("times, expected", [
+    ([1540922400, 1540922700], "epoch_s"),
+    ([1540922400.5, 1540922700.25], "epoch_s"),
+    ([1540922400000, 1540922700000], "epoch_ms"),
+    (["2018-10-30T18:00:00Z", "2018-10-30T18:05:00Z"], "iso8601"),
+    (["2018-10-30 18:00:00.000", "2018-10-30 18:05:00.000"], "iso8601"),
+    (["2018-10-30 18:00:00+02:00", "2018-10-30T18:05:00.123-05:00"], "iso8601"),
+])
+def test_the_timestamp_format_is_inferred_from_the_values(tmp_path, capsys, times, expected):
+    frame = foreign.reference("classification", rows=600)
+    frame["event_time"] = [times[i % 2] for i in range(len(frame))]
+    code, _, err, source = profile_foreign(capsys, tmp_path, "classification", frame=frame)
+    assert code == 0, err
+    schema = load_schema(tmp_path / "s.yaml")
+    assert schema.messages.timestamp_format == expected
+    assert len(read_reference(source, schema)) == 600  # the values pass the schema's rule
+
+
+@pytest.mark.parametrize("times, message", [
+    (["30/10/2018 18:00", "30/10/2018 18:05"],
+     "error: --ts event_time: cannot tell the time format from its values (e.g. '30/10/2018 18:00'): write epoch "
+     "seconds, epoch milliseconds or ISO 8601 date-times, or give --timestamp-format"),
+    (["2018-10-30", "2018-10-31"], "error: --ts event_time: cannot tell the time format from its values (e.g. '2018-10-30')"),
+    ([12345, 12346], "error: --ts event_time: cannot tell the time format from its values (e.g. 12345)"),
+    ([1540922400, 1540922400000], "error: --ts event_time: cannot tell the time format from its values (e.g. 1540922400)"),
+])
+def test_a_timestamp_format_that_cannot_be_told_is_refused_with_an_example(tmp_path, capsys, times, message):
+    frame = foreign.reference("classification", rows=600)
+    frame["event_time"] = [times[i % 2] for i in range(len(frame))]
+    code, out, err, _ = profile_foreign(capsys, tmp_path, "classification", frame=frame)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(message), err
+
+
+def test_a_given_timestamp_format_must_fit_the_column(tmp_path, capsys):
+    code, _, err, _ = profile_foreign(capsys, tmp_path, "classification", "--timestamp-format", "epoch_ms")
+    assert code == 2 and err.startswith("error: --timestamp-format epoch_ms: the event_time column holds iso8601 values "
+                                        "(e.g. '2018-10-30 18:"), err
+
+
+def test_probability_columns_per_class_and_the_ones_that_fit_no_class(tmp_path, capsys):
+    frame = foreign.reference("classification", rows=600)
+    # one column, for the class predicted where it is low: class 0's probability
+    flipped = frame.assign(prob_no_repay=(1 - frame["y_pred_proba"]).round(6)).drop(columns="y_pred_proba")
+    assert profile_foreign(capsys, tmp_path, "classification", frame=flipped)[0] == 0
+    assert load_schema(tmp_path / "s.yaml").probability_columns == ("prob_no_repay",)
+    assert load_schema(tmp_path / "s.yaml").probability_classes == ("0",)
+    # two columns named like probabilities, neither naming a class: no probabilities, and no features either
+    two = frame.assign(prob_raw=frame["y_pred_proba"]).rename(columns={"y_pred_proba": "prob_calibrated"})
+    code, _, err, _ = profile_foreign(capsys, tmp_path, "classification", frame=two)
+    assert code == 0, err
+    schema = load_schema(tmp_path / "s.yaml")
+    assert schema.probability_classes == () and {"prob_raw", "prob_calibrated"}.isdisjoint(schema.feature_names)
+    assert "#   prob_raw: looks like a class probability (name and values in [0, 1]) of no class found" in \
+        (tmp_path / "s.yaml").read_text()
+    # one column per class, the class in its name
+    named = flipped.assign(**{"proba-1": frame["y_pred_proba"]}).rename(columns={"prob_no_repay": "p_0"})
+    assert profile_foreign(capsys, tmp_path, "classification", "--probabilities", "p_0,proba-1", frame=named)[0] == 0
+    schema = load_schema(tmp_path / "s.yaml")
+    assert schema.probability_classes == ("0", "1") and schema.probability_columns == ("p_0", "proba-1")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--probabilities", "income"], "error: --probabilities income: the column holds values outside [0, 1] or not numbers"),
+    (["--probabilities", "nope"], "error: --probabilities nope: no such column"),
+    (["--probabilities", "y_pred_proba,debt_ratio"],
+     "error: --probabilities y_pred_proba,debt_ratio: give one column (a binary model's positive class) or one per class"),
+    (["--task", "regression", "--probabilities", "y_pred_proba"],
+     "error: --probabilities y_pred_proba: only a classifier has probabilities"),
+])
+def test_probability_flags_that_cannot_apply_are_refused(tmp_path, capsys, flags, message):
+    code, out, err, _ = profile_foreign(capsys, tmp_path, "classification", *flags)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(message), err

@@ -176,12 +176,24 @@ def test_to_yaml_round_trips(loans):
     ("task: regression\ntask: regression", r"key 'task' is given twice \(line \d+\): keep one"),
     ("task: classification", r"classes: missing"),
     ("messages: {probabilities: p}", r"messages.probabilities: only a classifier's messages carry class probabilities"),
-    ("messages: {timestamp_format: unix}", r"'unix': use epoch_ms or iso8601"),
+    ("messages: {timestamp_format: unix}", r"'unix': use epoch_ms, epoch_s or iso8601"),
     ("messages: {features: null}\nfeatures:\n  - {name: prediction2, type: numeric}\n  - {name: ts2, type: numeric}",
      None),  # top-level features whose names do not clash are fine
     ("messages: {features: null, prediction: a}\nfeatures:\n  - {name: a, type: numeric}",
      r"top-level feature 'a' clashes with a message field"),
     ("name: 'my model'", r"name: 'my model' must be 1-64 letters"),
+    ("task: classification\nclasses: [0, 1]\nmessages: {probabilities: {2: p}}",
+     r"messages.probabilities.2: not one of the classes \(0, 1\)"),
+    ("task: classification\nclasses: [a, b, c]\nmessages: {probabilities: {a: p}}",
+     r"messages.probabilities: name a field for every class \(a, b, c\); only a binary model may name one"),
+    ("task: classification\nclasses: [0, 1]\nmessages: {probabilities: {0: p, 1: p}}",
+     r"messages.probabilities: each class needs its own field"),
+    ("task: classification\nclasses: [0, 1]\nprobabilities: {1: p}",
+     r"probabilities: the reference's probability columns are only read when the messages carry probabilities"),
+    ("task: classification\nclasses: [0, 1]\nprobabilities: {0: p}\nmessages: {probabilities: {1: p}}",
+     r"probabilities: name a reference column for each class whose probability the messages carry: 1"),
+    ("task: classification\nclasses: [0, 1]\nprobabilities: {1: a}\nmessages: {probabilities: {1: p}}",
+     r"probabilities: 'a' is the target, the prediction or a feature, not a probability column"),
 ])
 def test_a_bad_schema_names_the_file_the_key_and_what_to_change(tmp_path, change, message):
     base = {"name": "m", "task": "regression", "target": "y", "features": "features:\n  - {name: a, type: numeric}"}
@@ -227,6 +239,36 @@ def test_a_reference_is_checked_against_the_schema(tmp_path, loans):
     frame.assign(income=[1.0, None]).to_csv(path, index=False)
     with pytest.raises(SchemaError, match="'income' is empty in 1 of 2 rows"):
         read_reference(path, loans)
+
+
+def test_a_reference_holding_the_event_time_must_hold_the_schemas_format(tmp_path, loans):
+    """A log written like its reference: text times in a reference whose schema says epoch ms would
+    have every message refused, so the monitor refuses at start, naming the column and a value."""
+    frame = pd.DataFrame({"income": [1.0, 2.0], "channel": ["web", "web"], "grade": [1, 2], "insured": [True, False],
+                          "repaid": ["no", "yes"], "predicted": ["no", "no"], "proba_no": [0.6, 0.7],
+                          "proba_yes": [0.3, 0.2], "proba_late": [0.1, 0.1],
+                          "at": ["2018-10-30 18:00:00.000", "2018-10-30 18:07:00.000"]})
+    path = tmp_path / "reference.csv"
+    frame.to_csv(path, index=False)
+    assert loans.messages.timestamp == "at" and loans.messages.timestamp_format == "iso8601"
+    assert len(read_reference(path, loans)) == 2
+    epoch = parse_schema({**loans.to_yaml(), "messages": {**loans.to_yaml()["messages"], "timestamp_format": "epoch_ms"}},
+                         "epoch.yaml")
+    with pytest.raises(SchemaError, match=r"reference.csv: column 'at' holds '2018-10-30 18:00:00.000', not epoch_ms "
+                                          r"as epoch.yaml says \(messages.timestamp_format"):
+        read_reference(path, epoch)
+
+
+def test_a_binary_models_one_probability_column_is_its_positive_class():
+    schema = parse_schema({"name": "m", "task": "classification", "target": "y", "classes": [0, 1], "prediction": "y_pred",
+                           "probabilities": {1: "y_pred_proba"}, "features": [{"name": "a", "type": "numeric"}],
+                           "messages": {"probabilities": {1: "y_pred_proba"}, "features": None}}, "m.yaml")
+    assert schema.probability_classes == ("1",) and schema.probability_columns == ("y_pred_proba",)
+    assert schema.messages.probability_fields == (("1", "y_pred_proba"),) and schema.messages.probabilities is None
+    assert parse_schema(schema.to_yaml(), "m.yaml") == schema
+    every = parse_schema({**schema.to_yaml(), "probabilities": {0: "p0", 1: "p1"}, "messages": {"probabilities": "scores"}},
+                         "m.yaml")
+    assert every.probability_classes == ("0", "1") and every.probability_columns == ("p0", "p1")
 
 
 # -- the typed decoders accept only what the checks accept, for any layout ------------------------

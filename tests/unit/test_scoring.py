@@ -51,6 +51,9 @@ def per_record_reference(schema, values, by_id, version, now_ms) -> None:
         message = json.loads(by_id[record_id])
         probabilities = ([message[schema.messages.probabilities][t] for t in schema.class_texts]
                          if schema.messages.probabilities else None)
+        if schema.messages.probability_fields:  # every class has its field here
+            fields = dict(schema.messages.probability_fields)
+            probabilities = [message[fields[t]] for t in schema.class_texts]
         expected = prediction_message(schema, record, message[schema.messages.prediction], version, now_ms, probabilities)
         assert by_id[record_id] == orjson.dumps(expected)
 
@@ -279,6 +282,25 @@ def test_top_level_features_and_iso_timestamps_follow_the_schema(pets_dir):
     message = json.loads(batch.predictions[0][1])
     assert list(message) == ["uid", "when", "scored_at", "model_version", "label", "weight", "colour", "legs", "age"]
     assert message["when"].startswith("2024-05-01T12:00:00.25") and message["label"] == "dog"
+
+
+def test_probabilities_as_a_field_per_class_follow_the_schema(pets_dir):
+    """A schema written for another system's log (a top-level field per class) drives the scorer
+    too: each class's probability in its own field, equal to the object form's."""
+    raw = yaml.safe_load(CLASSIFIER_SCHEMA)
+    raw["messages"] = {**raw["messages"], "probabilities": {"dog": "p_dog", "cat": "p_cat", "bird": "p_bird"}}
+    schema, model = parse_schema(raw), load(pets_dir)
+    codec = BatchCodec(schema, check_against_schema(model, schema))
+    objects = BatchCodec(load_model_schema(pets_dir), model.classes)
+    rows = read_reference(pets_dir / "reference.csv", schema).head(50)
+    values = [json.dumps({"id": f"p{i}", "ts": 1000 + i, **feature_values(schema, row)}).encode() for i, row in rows.iterrows()]
+    fields = [json.loads(v) for _, v in score_batch(values, predictor_of(model.pipeline, codec), "v", 7, codec).predictions]
+    nested = [json.loads(v) for _, v in score_batch(values, predictor_of(model.pipeline, objects), "v", 7, objects).predictions]
+    assert list(fields[0]) == ["id", "ts", "scored_at", "model_version", "prediction", "p_dog", "p_cat", "p_bird", "features"]
+    assert [[m[f"p_{c}"] for c in ("dog", "cat", "bird")] for m in fields] == \
+        [[m["probabilities"][c] for c in ("dog", "cat", "bird")] for m in nested]
+    per_record_reference(schema, values, dict(score_batch(values, predictor_of(model.pipeline, codec), "v", 7,
+                                                          codec).predictions), "v", 7)
 
 
 def test_a_model_whose_classes_or_task_differ_from_the_schema_is_refused(pets_dir, model):
