@@ -141,12 +141,15 @@ SCORER_FETCH_WAIT_MS = FETCH_WAIT_MS
 
 
 def consumer_config(group: str, environ: Mapping[str, str] | None = None,
-                    fetch_wait_ms: int = FETCH_WAIT_MS) -> dict[str, object]:
+                    fetch_wait_ms: int = FETCH_WAIT_MS, same_partitions: bool = False) -> dict[str, object]:
     """Group consumer that commits only what the caller says is done (at-least-once).
 
     `fetch_wait_ms`: librdkafka's fetch.wait.max.ms (see FETCH_WAIT_MS); KAFKA_FETCH_WAIT_MAX_MS
-    overrides it for every consumer (Tansu's s3:// engine needs 500, see the README)."""
+    overrides it for every consumer (Tansu's s3:// engine needs 500, see the README).
+    `same_partitions`: each member gets the same partition numbers of every topic it subscribes
+    to (the range assignment), so co-partitioned topics' records of one key meet on one member."""
     return {
+        **({"partition.assignment.strategy": "range"} if same_partitions else {}),
         "group.id": group,
         # A new group reads the topic from its start, so nothing produced before the first
         # deployment is skipped.
@@ -165,6 +168,23 @@ def consumer_config(group: str, environ: Mapping[str, str] | None = None,
         "topic.metadata.refresh.interval.ms": 5000,
         **client_config(environ, "consumer"),
     }
+
+
+def reader_config(group: str, from_beginning: bool = True, environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """A consumer that reads and never commits (a tail, the state reader, the evaluator, which
+    keeps its position in its own state): a group of its own, no offsets moved.
+
+    'latest' (from_beginning=False) asks the broker for end offsets, which some brokers (Tansu)
+    only approximate (see the README)."""
+    return {"enable.auto.commit": False, "fetch.wait.max.ms": FETCH_WAIT_MS,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            **client_config(environ, "consumer"), "group.id": group}
+
+
+def acknowledged_producer_config(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """A producer whose messages count once every replica has them (acks=all), without the
+    services' idempotence and batching: for a few control messages (a state topic's read barrier)."""
+    return {"acks": "all", **client_config(environ, "producer")}
 
 
 def ensure_topics(names: list[str], partitions: int = DEFAULT_PARTITIONS, environ: Mapping[str, str] | None = None, timeout: float = 30.0) -> None:

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 from contract.delivery import discard, resending_producer
 from contract.schema import NOT_OBJECT, Schema
 from contract.service import collect_batch, freeze_startup_heap, is_record
-from contract.settings import Topics, client_config
+from contract.settings import Topics, reader_config
 from monitor.drift import evaluate_all
 from monitor.metrics import MonitorMetrics
 from monitor.panes import PaneMerger, PaneReport
@@ -83,8 +83,7 @@ def run_evaluator(config: MonitorConfig, schema: Schema, reference: Reference, t
                  config.group, merger.evaluated, topic, position)
     merge_counters.follow(merger.counters)
     # One evaluator per group: it assigns the pane topic's partition itself, no group join.
-    consumer = Consumer({**client_config(role="consumer"), "group.id": f"{config.group}-evaluator",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    consumer = Consumer(reader_config(f"{config.group}-evaluator"))
     consumer.assign([TopicPartition(topic, 0, position)])
     producer = resending_producer()
     freeze_startup_heap()

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from contract.delivery import DeliveryReport, produce
-from contract.settings import client_config
+from contract.settings import acknowledged_producer_config, client_config, reader_config
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,7 @@ def read_latest_of(topic: str, keys: list[str], timeout: float = 120.0) -> dict[
     """The newest readable snapshot of each key written before this call (None where there is none),
     in one pass over the state topic (a worker taking several partitions reads it once)."""
     barrier_id, barrier_key = uuid.uuid4().hex.encode(), f"{BARRIER_PREFIX}{keys[0]}".encode()
-    consumer = Consumer({"enable.auto.commit": False, "fetch.wait.max.ms": 50, **client_config(role="consumer"),
-                         "group.id": f"monitor-state-reader-{uuid.uuid4().hex}"})
+    consumer = Consumer(reader_config(f"monitor-state-reader-{uuid.uuid4().hex}"))
     latest: dict[str, bytes | None] = dict.fromkeys(keys)
     count = 0
     # per key, the newest snapshot's parts seen so far: (snapshot id, {index: bytes})
@@ -115,7 +114,7 @@ def read_latest_of(topic: str, keys: list[str], timeout: float = 120.0) -> dict[
         if len(metadata.partitions) != 1:
             raise RuntimeError(f"state topic {topic} has {len(metadata.partitions)} partitions; snapshots need "
                                "exactly one (delete it or set MONITOR_STATE_TOPIC to a new name)")
-        producer = Producer({"acks": "all", **client_config(role="producer")})
+        producer = Producer(acknowledged_producer_config())
         report = DeliveryReport()
         produce(producer, topic, barrier_id, barrier_key, report)
         if producer.flush(timeout) or not report.delivered:

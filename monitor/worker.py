@@ -247,7 +247,7 @@ def run_worker(config: MonitorConfig, schema: Schema, reference: Reference, topi
     worker = Worker(config, schema, reference, topics, metrics, stop)
     freeze_startup_heap()
     # range: partition p of both topics goes to the same member (the join needs both sides).
-    consumer = Consumer({**consumer_config(config.group), "partition.assignment.strategy": "range",
+    consumer = Consumer({**consumer_config(config.group, same_partitions=True),
                          "on_commit": log_failed_commit})
     consumer.subscribe([topics.predictions, topics.labels], on_assign=worker.guarded(worker.on_assign),
                        on_revoke=worker.guarded(worker.on_revoke))

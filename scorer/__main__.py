@@ -78,8 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
                      "predict process is free, never held back to fill: a slow stream is scored as it comes, a "
                      "backlog in batches up to this size. A crash duplicates at most one batch's outputs and "
                      "re-scores up to two batches")
-    run.add_argument("--batch-timeout", type=float, default=None,
-                     help="deprecated and ignored: no timer fills a batch any more (see --batch-size)")
     run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
                      help="partitions for topics this command creates (env TOPIC_PARTITIONS)")
     run.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
@@ -135,10 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(metadata, args.model_dir))
         return 0
     if args.command == "reference":
-        from scorer.reference import main as write_reference
+        from scorer.model import ModelError
+        from scorer.reference import ReferenceError, write_reference
 
-        return write_reference(args.model_dir, args.heldout, args.target, args.output,
-                               [c for c in (args.keep or "").split(",") if c])
+        try:
+            written = write_reference(args.model_dir, args.heldout, args.target, args.output,
+                                      [c for c in (args.keep or "").split(",") if c])
+        except (ReferenceError, ModelError) as exc:
+            return fail(exc)
+        print(written.summary())
+        return 0
 
     from contract.artifacts import load_model_schema
     from contract.schema import SchemaError
@@ -189,8 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before waiting for the broker
     except (ValueError, PortInUse) as exc:
         return fail(exc)
-    if args.batch_timeout is not None:
-        log.warning("--batch-timeout is deprecated and ignored: a batch is what is waiting when the predict process is free")
     stop = stop_on_signals("finishing the batches in hand")
     if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
         return code  # stopped while waiting (0), or no broker (2)

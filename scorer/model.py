@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["METADATA_FILE", "MODEL_FILE", "REFERENCE_FILE", "ModelError", "LoadedModel", "load", "load_reference",
-           "split_final_step", "train", "check_against_schema"]
+           "split_final_step", "check_against_schema"]
 
 
 class ModelError(RuntimeError):
@@ -174,10 +174,3 @@ def load_reference(model_dir: Path) -> pd.DataFrame:
     """The held-out rows of MODEL_DIR/reference.csv, checked against its schema.yaml."""
     model_dir = Path(model_dir)
     return read_reference(model_dir / REFERENCE_FILE, load_model_schema(model_dir))
-
-
-def train(model_dir: Path, example: str = "diamonds", n_jobs: int = -1) -> dict[str, Any]:
-    """Train a shipped example into model_dir (see scorer.examples); its metadata."""
-    from scorer.examples import train as train_example
-
-    return train_example(Path(model_dir), example, n_jobs=n_jobs)

@@ -192,7 +192,9 @@ class PredictProcess:
             self._process.wait()
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`python -m scorer.predictor FD`: serve predictions on the socket FD until its other end closes."""
+    argv = sys.argv[1:] if argv is None else argv
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, signal.SIG_IGN)
     serve_predictions(Connection(int(argv[0])))
@@ -200,4 +202,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -139,15 +139,3 @@ def heldout_error(frame: pd.DataFrame, target: str, classifier: bool) -> str:
         return f"held-out MSE {float(np.nanmean(errors ** 2)):,.4g}"
     wrong = np.mean([category_text(p) != category_text(t) for p, t in zip(predictions.tolist(), labels.tolist())])
     return f"held-out error rate {wrong:.1%}"
-
-
-def main(model_dir: Path, heldout: Path, target: str, out: Path | None, keep: Sequence[str] = ()) -> int:
-    import sys
-
-    try:
-        written = write_reference(model_dir, heldout, target, out, keep)
-    except (ReferenceError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(written.summary())
-    return 0

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from contract.schema import Schema, category_text
-from contract.settings import Topics, client_config
+from contract.settings import Topics, reader_config
 
 MAX_COLUMN_WIDTH = 16
 
@@ -55,14 +55,8 @@ def tail(schema: Schema, topics: Topics, count: int = 0, from_beginning: bool = 
     import time
 
     columns = Columns(schema)
-    consumer = Consumer({
-        **client_config(role="consumer"),
-        # A throwaway group: tail reads, it never moves a service's offsets.
-        "group.id": f"tail-{uuid.uuid4().hex[:12]}",
-        "enable.auto.commit": False,
-        # 'latest' asks the broker for end offsets; on Tansu those are approximate (see README).
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-    })
+    # A throwaway group: tail reads, it never moves a service's offsets.
+    consumer = Consumer(reader_config(f"tail-{uuid.uuid4().hex[:12]}", from_beginning))
     # Subscribing to a topic that does not exist yet would only notice it at the next metadata
     # refresh (minutes): wait for the scorer to create it first.
     while topics.predictions not in consumer.list_topics(timeout=10).topics:

@@ -12,7 +12,7 @@ import pytest
 from tests.support import ROOT
 
 PRODUCT_PACKAGES = ("contract", "producer", "scorer", "monitor")
-CONFIG_BUILDERS = ("client_config(", "consumer_config(", "producer_config(")
+CONFIG_BUILDERS = ("client_config(", "consumer_config(", "producer_config(", "reader_config(")
 
 
 def client_constructions() -> list[tuple[str, int, str]]:
