@@ -52,7 +52,7 @@ soak: setup
 demo: setup
 	$(PY) -m devstack.demo $(if $(EXAMPLE),--example $(EXAMPLE))
 
-# Benchmarks (not tests): numbers for the README, ratios within one run.
+# Benchmarks (not tests): numbers for docs/benchmarks.md, ratios within one run.
 bench: setup $(MODEL_DIR)/model.joblib
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/model_bench.py

@@ -11,7 +11,7 @@
    (`monitor.decode.Decoder(schema).predictions`, the schema's msgspec typed decoder; the diamonds
    schema, as the scorer writes its predictions) against the bare loop, in
    alternating reads: what any monitor that reads these JSON records pays before its own work.
-Prints markdown tables; numbers in the README's "Measured" section.
+Prints markdown tables; numbers in docs/benchmarks.md.
 """
 from __future__ import annotations
 

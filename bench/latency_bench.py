@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         # (c) with the scorer alone on the stream, then (d): the same stream again with two monitors
         # on it (their CPU would otherwise weigh on (c) on a 2-core machine).
         low = low_rate_run(broker.bootstrap, broker.process.pid, model_dir, args.rate, args.seconds, logs, {})
-        # A time window computes each new window size's categorical thresholds on its loop (README,
+        # A time window computes each new window size's categorical thresholds on its loop (docs/benchmarks.md,
         # Known limits): its first two windows are start-up, left out as the count window's first is.
         panes = round(duration_seconds(args.time_window) / duration_seconds(args.time_step))
         flags = {"count": (), "time": ("--window", args.time_window, "--step", args.time_step)}

@@ -110,7 +110,7 @@ def timed_run(topic: str, shares: list[list[int]], ends: dict[int, int], work: s
 
 def count_by_partition(topic: str, partitions: int) -> dict[int, int]:
     """Records each partition holds, read to the end (Tansu's high watermark can be short of what
-    a reader gets: README, "The local broker")."""
+    a reader gets: docs/operations.md, "The local broker")."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     from contract.settings import consumer_config

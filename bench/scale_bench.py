@@ -1,5 +1,5 @@
 """Monitor workers: records/s with 1 and 2 `monitor worker` processes over the same 6 partitions, and
-what the evaluator pays per window, for the scale plan in the README.
+what the evaluator pays per window, for the scale plan in docs/scale-out.md.
 
 1. N predictions and N labels (diamonds, scorer layout, 10,000 records per second of event time) are
    produced once to 6-partition topics on the local broker;

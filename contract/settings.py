@@ -108,7 +108,7 @@ def client_config(environ: Mapping[str, str] | None = None, role: str = "admin")
 
 # Services that re-send a failed batch with a new producer (scorer, monitor) give up on a
 # message after 15 s instead of librdkafka's 5 minutes: an idempotent producer can stay stuck
-# for good on a broker that lost its producer ids (see README "Faults"). The command-line
+# for good on a broker that lost its producer ids (see docs/operations.md, "Faults"). The command-line
 # producers keep the default and so ride out outages of up to 5 minutes.
 RESEND_AFTER_MS = 15_000
 
@@ -145,7 +145,7 @@ def consumer_config(group: str, environ: Mapping[str, str] | None = None,
     """Group consumer that commits only what the caller says is done (at-least-once).
 
     `fetch_wait_ms`: librdkafka's fetch.wait.max.ms (see FETCH_WAIT_MS); KAFKA_FETCH_WAIT_MAX_MS
-    overrides it for every consumer (Tansu's s3:// engine needs 500, see the README).
+    overrides it for every consumer (Tansu's s3:// engine needs 500, see docs/operations.md).
     `same_partitions`: each member gets the same partition numbers of every topic it subscribes
     to (the range assignment), so co-partitioned topics' records of one key meet on one member."""
     return {
@@ -175,7 +175,7 @@ def reader_config(group: str, from_beginning: bool = True, environ: Mapping[str,
     keeps its position in its own state): a group of its own, no offsets moved.
 
     'latest' (from_beginning=False) asks the broker for end offsets, which some brokers (Tansu)
-    only approximate (see the README)."""
+    only approximate (see docs/operations.md)."""
     return {"enable.auto.commit": False, "fetch.wait.max.ms": FETCH_WAIT_MS,
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             **client_config(environ, "consumer"), "group.id": group}

@@ -31,7 +31,7 @@ def test_listens_on_the_configured_address_only(kafka, tmp_path, module, args):
     port = free_port()
     port_flag = "--port" if args[0] == "serve" else "--metrics-port"
     # Per-test groups: Tansu keeps a member that left during its first join, and that group
-    # never settles again (see README, "The local broker").
+    # never settles again (see docs/operations.md, "The local broker").
     group = ["--group", f"g-{kafka.suffix}"] if args[0] == "run" else []
     process = kafka.start(module, *args, *group, port_flag, str(port), log=tmp_path / "service.log",
                           MONITOR_STATE_TOPIC=f"state-{kafka.suffix}")

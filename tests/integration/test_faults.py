@@ -137,7 +137,7 @@ def test_a_replaced_memory_broker_is_reconnected_to_without_a_restart(tmp_path, 
 
         # The operator re-creates the topics on the new broker before the services reach it: a
         # consumer whose group settled while a subscribed topic was missing did not always pick the
-        # topic up later on Tansu (2 of about 10 runs; README "Known limits"), and re-creating them
+        # topic up later on Tansu (2 of about 10 runs; docs/limits.md), and re-creating them
         # right after the new broker started still lost that race once in CI (the monitor never
         # rejoined). The services are paused across the swap, so they meet the new broker with its
         # topics in place; they still find their old connections dead and their groups gone.
@@ -190,7 +190,7 @@ def test_a_broker_on_durable_storage_killed_and_restarted_keeps_the_stream(tmp_p
     port = free_port()
     broker = start_broker(port, log_path=tmp_path / "tansu-1.log", storage=s3.storage, env=s3.tansu_env())
     # Tansu on S3 needs longer than the services' 50 ms fetch wait to read a fetch's worth from S3;
-    # with 50 ms every fetch of a live topic comes back empty (see README, "The local broker").
+    # with 50 ms every fetch of a live topic comes back empty (see docs/operations.md, "The local broker").
     kafka = KafkaEnv(broker.bootstrap, uuid.uuid4().hex[:10], model_dir, (("KAFKA_FETCH_WAIT_MAX_MS", "500"),))
     total, batch = 15_000, 500
     producer = kafka.start("producer", "simulate", "--count", str(total), "--rate", "1000", "--label-delay", "0",
@@ -205,7 +205,7 @@ def test_a_broker_on_durable_storage_killed_and_restarted_keeps_the_stream(tmp_p
         assert producer.wait(120) == 0, "the simulator could not deliver across the broker restart"
         # "Caught up" is the scorer's committed offset at the end of the features log as a reader finds
         # it: not a count of 15,000 (records Tansu lost at the kill never arrive), nor Tansu's latest
-        # offset (wrong on Tansu, README "The local broker": 13,905 while 14,873 records could be read).
+        # offset (wrong on Tansu, docs/operations.md, "The local broker": 13,905 while 14,873 records could be read).
         feature_messages = kafka.consume("FEATURES_TOPIC", expected=0, timeout=60, idle=3)
         log_end = max(m.offset() for m in feature_messages) + 1
         wait_until(lambda: kafka.committed("scorer", "FEATURES_TOPIC")[0] >= log_end, 120, interval=1,

@@ -25,7 +25,7 @@ from tests.support import Samples, scrape, stop_process, wait_monitored, wait_un
 pytestmark = pytest.mark.broker
 
 RATE, ONSET, COUNT = 1000, 8000, 16000
-# Measured onset -> Discord message on this machine: see README ("Alerting end to end").
+# Measured onset -> Discord message on this machine: see docs/benchmarks.md ("Alerting end to end").
 # One window after onset is 1 s of records at this rate; the bound covers scrape, evaluation,
 # group_wait and a slow CI machine.
 MESSAGE_DEADLINE_S = 30.0
@@ -63,7 +63,7 @@ def run_pipeline(kafka, tmp_path, scenario: str, awaited: str | None = None) -> 
         onset = started + ONSET / RATE
         deadline = started + COUNT / RATE + MESSAGE_DEADLINE_S
         if awaited is None:
-            wait_until(lambda: time.monotonic() > deadline, MESSAGE_DEADLINE_S + COUNT / RATE + 5, interval=0.5)
+            time.sleep(max(0.0, deadline - time.monotonic()))  # no event to await: the claim is that no message comes
         else:
             wait_until(lambda: any(awaited in title for title in titles(sink)), COUNT / RATE + MESSAGE_DEADLINE_S,
                        interval=0.1, message=f"a Discord message titled ...{awaited}")

@@ -253,7 +253,7 @@ def test_a_redraw_rewrites_uniformly_or_from_the_weights_given(churn, churn_sour
 
 
 def test_the_diamonds_shorthands_move_carat_as_measured(model_dir):
-    """The README's numbers: KS of carat and the model's MSE under each tilt of carat, on the
+    """docs/scenarios.md's numbers: KS of carat and the model's MSE under each tilt of carat, on the
     diamonds reference (MSE ratio: weighted squared error over the plain mean)."""
     frame = read_reference(model_dir / "reference.csv", DIAMONDS)
     carat, squared = frame["carat"].to_numpy(float), (frame["price"] - frame["prediction"]).to_numpy() ** 2
