@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 rate, cost = read(topic, args.records, work_us, **{"fetch.queue.backoff.ms": backoff})
                 print(f"| {work_us:.0f} us | {backoff} | {cost:.2f} us | {rate:,.0f} |")
 
-        from contract.schema import DEFAULT_SCHEMA, load_schema
+        from contract.schema import DEFAULT_SCHEMA
+        from contract.schema_file import load_schema
         from contract.service import freeze_startup_heap
         from monitor.decode import Decoder
 

@@ -188,7 +188,9 @@ def publish_predictions(topic: str, frame: pd.DataFrame, records: int) -> None:
 
 
 def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]:
-    """records/s of a bare consumer vs the monitor's run loop on the same full topic.
+    """records/s of a bare consumer vs the monitor's run loop on the same full topic, the monitor
+    once without and once with the performance estimated from its reference (`--estimate on`, the
+    default: the nanny fitted at start, the per-record estimates summed in the panes).
 
     Both sides use the monitor's consumer settings (`consumer_config`), join a new group subscribed
     to the predictions and labels topics, and read with `consume(batch_size, batch_timeout)`.
@@ -206,8 +208,9 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
     from contract.service import freeze_startup_heap
     from contract.settings import Topics, consumer_config, ensure_topics
     from devstack.broker import start_broker
+    from monitor.nanny import fit_from_schema
     from monitor.persist import Rebalance
-    from monitor.service import MonitorConfig, Processor, run
+    from monitor.service import Baseline, MonitorConfig, Processor, run
 
     broker = start_broker(log_path=Path("/tmp") / f"monitor-bench-{uuid.uuid4().hex[:6]}.log")
     suffix = uuid.uuid4().hex[:8]
@@ -238,7 +241,7 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
             consumer.close()
             return {"assigned": seen / (done - assigned[0]), "first": seen / (done - first)}
 
-        def monitor_run(tag: str) -> dict[str, float]:
+        def monitor_run(tag: str, baseline: Baseline) -> dict[str, float]:
             from monitor.state import create_state_topic
 
             config = MonitorConfig(group=f"monitor-{suffix}-{tag}", metrics_port=0, state_interval=5.0)
@@ -267,7 +270,7 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
 
             Rebalance.on_assign, Processor.process = timed_assign, timed_process
             try:
-                thread = threading.Thread(target=run, args=(config, schema, reference, run_topics, registry, stop))
+                thread = threading.Thread(target=run, args=(config, schema, baseline, run_topics, registry, stop))
                 thread.start()
                 while not finished.wait(0.05):
                     if not thread.is_alive():
@@ -280,15 +283,18 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
             return {"assigned": records / (done - assigned[0]), "first": records / (done - first)}
 
         reference = reference_from(frame)
+        plain = Baseline(reference)
+        estimated = Baseline(reference, fit_from_schema(schema, frame, reference).estimator)
         # Both sides run in this process, which has loaded pandas and the model: without this, every
         # full garbage collection the bare consumer's messages trigger walks those objects too, and the
         # bare loop is slowed (see bench/consumer_bench.py; the monitor freezes its own start-up heap).
         freeze_startup_heap()
-        bare, monitored = [], []
-        for round_ in range(rounds):  # alternating, so both sides see the same machine load
+        bare, monitored, with_estimate = [], [], []
+        for round_ in range(rounds):  # alternating, so every side sees the same machine load
             bare.append(bare_run(str(round_)))
-            monitored.append(monitor_run(str(round_)))
-        return {"bare": bare, "monitor": monitored}
+            monitored.append(monitor_run(str(round_), plain))
+            with_estimate.append(monitor_run(f"{round_}e", estimated))
+        return {"bare": bare, "monitor": monitored, "estimate": with_estimate}
     finally:
         broker.stop()
 
@@ -328,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{median('monitor', 'first') / median('bare', 'first'):.2f} |\n")
         print("rounds (from assignment, bare / monitor / ratio): " + "; ".join(
             f"{b['assigned']:,.0f} / {m['assigned']:,.0f} / {r:.2f}" for b, m, r in zip(t["bare"], t["monitor"], ratios)) + "\n")
+        estimate_ratios = [e["assigned"] / m["assigned"] for m, e in zip(t["monitor"], t["estimate"])]
+        print(f"monitor with the performance estimated (--estimate on) vs off, from assignment: "
+              f"{median('estimate', 'assigned'):,.0f} vs {median('monitor', 'assigned'):,.0f} records/s, ratio "
+              f"{median('estimate', 'assigned') / median('monitor', 'assigned'):.2f} (bar 0.8); rounds "
+              + ", ".join(f"{r:.2f}" for r in estimate_ratios) + "\n")
         if args.throughput_only:
             return 0
 

@@ -121,7 +121,8 @@ def one_seed(bootstrap: str, seed: int, records: int, partitions: int, workdir: 
             terminate(process, 30)
     flags = {dict(labels)["feature"]: int(v) for (name, labels), v in samples.items()
              if name == "drift_feature_detections_total" and v}
-    for name in ("prediction_drift_detections_total", "concept_drift_detections_total"):
+    for name in ("prediction_drift_detections_total", "concept_drift_detections_total",
+                 "estimated_concept_drift_detections_total"):
         if samples.get((name, ())):
             flags[name.removesuffix("_detections_total")] = int(samples[(name, ())])
     return {"seed": seed, "records": records, "seconds": seconds, "flags": flags,

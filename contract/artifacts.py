@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract.schema import FieldRule, InvalidRecord, Schema, SchemaError, category_text, load_schema
+from contract.rules import FieldRule, InvalidRecord, category_text
+from contract.schema import Schema, SchemaError
+from contract.schema_file import load_schema
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.yaml"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from contract.schema import SCHEMAS, Schema, load_schema
+from contract.schema import SCHEMAS, Schema
+from contract.schema_file import load_schema
 
 HOLDOUT_FRACTION = 0.2
 SPLIT_SEED = 42

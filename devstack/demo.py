@@ -64,10 +64,16 @@ def status_line(scorer: dict, monitor: dict) -> str:
                      if name == "drift_feature_detected" and v == 1)
     if first(monitor, "prediction_drift_detected") == 1:
         flagged.append("prediction")
-    error = (f"error rate {first(monitor, 'rolling_error_rate'):.3f}" if any(n == "rolling_error_rate" for n, _ in monitor)
+    if first(monitor, "estimated_concept_drift_detected") == 1:
+        flagged.append("estimated performance")
+    classifier = any(n == "rolling_error_rate" for n, _ in monitor)
+    error = (f"error rate {first(monitor, 'rolling_error_rate'):.3f}" if classifier
              else f"rolling MSE {first(monitor, 'rolling_mse'):,.0f}")
+    estimate = (f"error rate {first(monitor, 'estimated_error_rate'):.3f}" if classifier
+                else f"MSE {first(monitor, 'estimated_mse'):,.0f}")
     return (f"predictions {predictions:,.0f} | DLQ {invalid:,.0f} | data_drift {first(monitor, 'data_drift'):.3f} | "
-            f"concept_drift {first(monitor, 'concept_drift'):+.3f} ({error}) | flagged: {', '.join(flagged) or 'nothing'}")
+            f"concept_drift {first(monitor, 'concept_drift'):+.3f} ({error}) | estimated before labels "
+            f"{first(monitor, 'estimated_concept_drift'):+.3f} ({estimate}) | flagged: {', '.join(flagged) or 'nothing'}")
 
 
 # example -> (model folder under MODEL_DIR's parent, default scenario, what that scenario shows).

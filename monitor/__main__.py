@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--url", default=f"http://localhost:{port}/metrics", help="the monitor's metrics URL")
     status.add_argument("--model", help="the model to show when the page holds several (default: the only one)")
 
-    from monitor import profile
+    from contract.profile import command as profile
 
     profile.add_parser(commands)
     return parser
@@ -112,6 +112,10 @@ def add_monitor_arguments(sub: argparse.ArgumentParser, env) -> None:
     sub.add_argument("--batch-size", type=int, default=5000, help="most messages per batch")
     sub.add_argument("--batch-timeout", type=float, default=0.05,
                      help="longest wait for a batch to fill: a batch is --batch-size messages or what came in this time")
+    sub.add_argument("--estimate", choices=("on", "off"), default=env.get("MONITOR_ESTIMATE", "on"),
+                     help="estimate the model's performance without labels (the MSE from a nanny model of the "
+                     "reference's errors, a classifier's error rate from its calibrated probabilities): gauges "
+                     "estimated_*, alert EstimatedPerformanceDrop (env MONITOR_ESTIMATE)")
     sub.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
                      help="partitions for the input and DLQ topics if this command creates them (env TOPIC_PARTITIONS)")
     sub.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
@@ -190,6 +194,12 @@ def status(url: str, out: TextIO, model: str | None = None) -> int:
         measured = f"rolling MSE {_fmt(get('rolling_mse'), ',.0f')} vs reference {_fmt(get('reference_mse'), ',.0f')}"
     out.write(f"concept: {measured}, ratio {_fmt(get('concept_drift'))} (threshold {_fmt(get('concept_drift_threshold'))}), "
               f"label coverage {_fmt(get('label_coverage_ratio'), '.2f')}, flagged {_flag(get('concept_drift_detected'))}\n")
+    if get("estimated_concept_drift") is not None:  # the monitor estimates the performance without labels
+        estimate = (f"error rate {_fmt(get('estimated_error_rate'), '.4f')}" if classification
+                    else f"MSE {_fmt(get('estimated_mse'), ',.0f')}")
+        out.write(f"estimated (no labels): {estimate}, ratio {_fmt(get('estimated_concept_drift'))} (threshold "
+                  f"{_fmt(get('estimated_concept_drift_threshold'))}), outside the reference's support "
+                  f"{_fmt(get('outside_support_ratio'), '.2f')}, flagged {_flag(get('estimated_concept_drift_detected'))}\n")
     out.write(f"window: {_fmt(get('window_records'), '.0f')} records; {_fmt(get('monitor_evaluations_total'), '.0f')} "
               f"evaluations since start\n")
     return 0
@@ -200,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return status(args.url, sys.stdout, args.model)
     if args.command == "profile":
-        from monitor import profile
+        from contract.profile import command as profile
 
-        return profile.main(args)
+        return profile.command(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from prometheus_client import CollectorRegistry
@@ -212,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     from contract.service import PortInUse, check_port, serve_metrics, stop_on_signals
     from contract.settings import Topics, ensure_topics
     from monitor.persist import StateMismatch
-    from monitor.service import MonitorConfig, load_reference, parse_duration_ms, run
+    from monitor.service import MonitorConfig, load_baseline, parse_duration_ms, run
     from monitor.state import create_state_topic
 
     from monitor.worker import NotCoPartitioned, check_co_partitioned, panes_topic, require_time_windows
@@ -222,16 +232,17 @@ def main(argv: list[str] | None = None) -> int:
             group=args.group, metrics_host=args.metrics_host, metrics_port=args.metrics_port, window=args.window,
             step=args.step, ert=args.ert, thresholds=args.thresholds, label_ttl=args.label_ttl,
             state_interval=args.state_interval, batch_size=args.batch_size, batch_timeout=args.batch_timeout,
-            partitions=args.partitions)
+            partitions=args.partitions, estimate=args.estimate == "on")
         if args.command != "run":
             require_time_windows(config, args.command)
         grace_s = parse_duration_ms(args.grace, "--grace") / 1000 if args.command == "evaluate" else 0.0
         schema = load_model_schema(args.model_dir, args.schema)
-        reference = load_reference(schema, args.reference or args.model_dir / REFERENCE_FILE)
+        baseline = load_baseline(schema, args.reference or args.model_dir / REFERENCE_FILE, config.estimate)
         check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before the broker wait: fail fast
     except (ValueError, PortInUse) as exc:  # SchemaError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    log.info("%s", baseline.estimate)  # the estimator fitted, or why there is none
     topics = Topics.for_model(schema.name)
     stop = stop_on_signals("finishing the current batch, saving state")
     if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
@@ -255,12 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             from monitor.worker import run_worker
 
-            return run_worker(config, schema, reference, topics, registry, stop)
+            return run_worker(config, schema, baseline, topics, registry, stop)
         if args.command == "evaluate":
             from monitor.evaluator import run_evaluator
 
-            return run_evaluator(config, schema, reference, topics, partitions, grace_s, registry, stop)
-        return run(config, schema, reference, topics, registry, stop)
+            return run_evaluator(config, schema, baseline, topics, partitions, grace_s, registry, stop)
+        return run(config, schema, baseline, topics, registry, stop)
     except StateMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -59,7 +59,7 @@ from functools import lru_cache
 from typing import Any
 
 from monitor import stats
-from monitor.exact import PearsonNull
+from monitor.exact import Background, PearsonNull
 from monitor.reference import Reference
 
 MODES = ("calibrated", "fixed")
@@ -117,6 +117,7 @@ class Calibration:
         pseudo_count: float = 0.5,
         recent: bool = True,
         prefetch: bool = False,
+        estimated: bool = False,
     ) -> None:
         if not ert > 0 or not math.isfinite(ert):
             raise ValueError(f"ert (records between false alarms) must be a positive number, got {ert}")
@@ -132,12 +133,17 @@ class Calibration:
         # Calibrated mode also tests the newest half window (see "Two scales"); fixed mode never does.
         self.recent = bool(recent) and mode == "calibrated"
         scales = 2 if self.recent else 1
-        # features and outputs (prediction, class probabilities) per scale + the concept test
-        self.tests = scales * (len(reference.features) + len(reference.outputs)) + 1
+        # features and outputs (prediction, class probabilities) and the estimated performance (when
+        # the window has an estimator) per scale, + the concept test
+        self.estimated = estimated
+        self.tests = scales * (len(reference.features) + len(reference.outputs) + int(estimated)) + 1
         self._mse_ratio = lru_cache(maxsize=4096)(self._mse_ratio_uncached)
         self._nulls: dict[str, PearsonNull] = {}  # categorical column -> its exact null, built on first use
-        # A time window's sizes and levels move: it has the next ones computed ahead (`prefetch_chi2`).
+        # A time window's sizes and levels move: it has the next ones computed ahead (`prefetch_chi2`),
+        # on a thread of this calibration's own.
         self.prefetch = prefetch
+        self._background = Background() if prefetch else None
+        self._ks = lru_cache(maxsize=4096)(self._ks_uncached)
         self._error_rate_ratio = lru_cache(maxsize=4096)(self._error_rate_ratio_uncached)
         # A reference that never misclassified would make every error an infinite relative change:
         # the rate is floored at half an error in m rows (0.5 / m), the usual continuity correction,
@@ -154,9 +160,12 @@ class Calibration:
         return min(max(new_records, 1) / self.ert, 0.5) / self.tests
 
     def ks(self, n: int, alpha: float) -> float:
-        """KS threshold on D for a window of n records."""
+        """KS threshold on D for a window of n records (cached: every evaluation asks)."""
         if not self.calibrated:
             return self.fixed_threshold
+        return self._ks(n, alpha)
+
+    def _ks_uncached(self, n: int, alpha: float) -> float:
         return stats.ks_threshold(alpha, n, self.reference.size)
 
     def chi2(self, column: str, n: int, alpha: float) -> float:
@@ -185,7 +194,8 @@ class Calibration:
     def null(self, column: str) -> PearsonNull:
         """The exact no-drift null of a categorical column (a feature, or a classifier's predicted class)."""
         if column not in self._nulls:
-            self._nulls[column] = PearsonNull(self.reference.chi2_columns[column].counts, self.pseudo_count)
+            self._nulls[column] = PearsonNull(self.reference.chi2_columns[column].counts, self.pseudo_count,
+                                              background=self._background)
         return self._nulls[column]
 
     def mse_ratio(self, joined: int, alpha: float) -> float:

@@ -101,7 +101,7 @@ def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[P
                                  tl.ks_starts, axis=1)
         ks_scale = np.array([stats.ks_scale(k, tl.reference_size) if k else np.nan for k in sizes])[:, None]
         ks_p = special.kolmogorov(ks_scale * ks)
-        ks_threshold = np.array([[_ks_threshold(calibration, k, a) if k else np.nan] for k, a in zip(sizes, alphas)])
+        ks_threshold = np.array([[calibration.ks(k, a) if k else np.nan] for k, a in zip(sizes, alphas)])
 
         known = counts[:, tl.ks_end:]
         unseen = [[np.fromiter(pane.unseen[name].values(), dtype=np.float64) if name in pane.unseen else _NONE
@@ -134,9 +134,3 @@ def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[P
 
 
 _NONE = np.empty(0)
-
-
-@lru_cache(maxsize=4096)
-def _ks_threshold(calibration: Calibration, n: int, alpha: float) -> float:
-    return calibration.ks(n, alpha)
-

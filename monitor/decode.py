@@ -5,10 +5,10 @@ Built once at start-up from the schema (`Decoder(schema)`), then per batch of th
                         + [(position, Rejection)]
     label bytes      -> (ids, ts (k,) int64, labels (k,) float64 or class texts) + [(position, Rejection)]
 
-The schema's typed msgspec decoders (`Schema.decoders`) build every record of a batch in one C
+The schema's typed msgspec decoders (`contract.decoders.Decoders`) build every record of a batch in one C
 pass; a batch holding a record they refuse goes record by record, each refusal through the
 schema's checks (`check_prediction` / `check_label`), which give the verdict and name the reason
-(`contract.schema.decode_records`). The typed decoders only ever accept what the checks accept
+(`contract.decoders.decode_records`). The typed decoders only ever accept what the checks accept
 (tests/unit/test_monitor_decode.py), so no invalid record slips through.
 
 Columns are read one at a time with `map` over attrgetters (C loops): a tuple per record would cost
@@ -24,8 +24,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from contract.schema import (Rejection, Schema, category_texts, check_label, check_prediction, decode_records,
-                             epoch_ms, verdict)
+from contract.decoders import Decoders, check_label, check_prediction, decode_records, epoch_ms, verdict
+from contract.rules import Rejection, category_texts
+from contract.schema import Schema
 from monitor.windows import PredictionBatch
 
 Rejected = list[tuple[int, Rejection]]  # (position in the batch, why it was refused)
@@ -35,11 +36,11 @@ class Decoder:
     """One schema's prediction and label messages as columns; see the module doc."""
 
     def __init__(self, schema: Schema) -> None:
-        d, m = schema.decoders, schema.messages
+        d, m = Decoders(schema), schema.messages
         self.schema = schema
         self.timestamp_format = m.timestamp_format
-        self._prediction = (d.prediction, partial(verdict, check_prediction, schema))
-        self._label = (d.label, partial(verdict, check_label, schema))
+        self._prediction = (d.prediction, partial(verdict, check_prediction, d))
+        self._label = (d.label, partial(verdict, check_label, d))
 
         def field(key: str) -> Callable[[Any], Any]:
             return d.getter("prediction", key)

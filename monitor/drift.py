@@ -32,7 +32,7 @@ The shell's loop:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike
 
 from monitor.calibration import Calibration
 from monitor.columns import column_tests
+from monitor.estimate import Estimate
 from monitor.join import ErrorWindow, Joined, LabelJoin
 from monitor.reference import Reference
 from monitor.windows import CountWindow, EncodedBatch, Pane, PaneLayout, PredictionBatch, TimeWindow
@@ -96,11 +97,20 @@ class DriftResult:
     outputs: tuple[FeatureDrift, ...] = ()  # the prediction, then p(<class>) columns; empty when not ready
     rolling_error_rate: float | None = None  # classification: share of the latest joined records misclassified
     reference_error_rate: float | None = None  # classification: the held-out error rate
+    # The performance estimated without labels (`monitor.estimate`), of the scale with the larger
+    # score / threshold ratio (see FeatureDrift); None without an estimator or before the window is ready.
+    estimate: Estimate | None = None
+    estimate_scale: str | None = None
+
+    @property
+    def estimate_detected(self) -> bool | None:
+        return None if self.estimate is None else self.estimate.detected
 
     @property
     def drift_detected(self) -> bool:
-        """Any alarm: dataset, prediction or concept drift."""
-        return bool(self.dataset_detected or self.prediction_detected or self.concept_detected)
+        """Any alarm: dataset, prediction or concept drift, or a drop in the estimated performance."""
+        return bool(self.dataset_detected or self.prediction_detected or self.concept_detected
+                    or self.estimate_detected)
 
 
 @dataclass(frozen=True)
@@ -161,12 +171,35 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
         data_drift = sum(distance[first][:inputs]) / len(features)  # the mean of the whole window's distances
         detected = sum(f.detected for f in features)
         dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
+        estimate, estimate_scale = _estimate(layout, calibration, rows[first:stop], alpha)
         results[position] = DriftResult(
             window.id, window.records, True, alpha, tuple(features), data_drift, detected / len(features), dataset,
             prediction.statistic, prediction.threshold, any(o.detected for o in outputs), **concept,
-            prediction_scale=prediction.scale, outputs=tuple(outputs),
+            prediction_scale=prediction.scale, outputs=tuple(outputs), estimate=estimate, estimate_scale=estimate_scale,
         )
     return results  # type: ignore[return-value]
+
+
+def _estimate(layout: PaneLayout, calibration: Calibration, scales: Sequence[tuple[Pane, str, float]],
+              alpha: float | None) -> tuple[Estimate | None, str | None]:
+    """The estimated performance of the window's scales, the one with the larger score / threshold
+    ratio (the first of ties: the whole window); (None, None) without an estimator. Each scale
+    counts only its estimated records (all of them, unless restored from another estimator's panes)."""
+    estimator = layout.estimator
+    if estimator is None:
+        return None, None
+    judged = []
+    for pane, scale, _ in scales:
+        if not pane.estimated:
+            continue
+        estimate = estimator.evaluate(pane.estimates, pane.estimated, alpha if calibration.calibrated else None)
+        if not calibration.calibrated:  # the tutorial's rule, as for concept drift: 10% worse
+            estimate = replace(estimate, threshold=calibration.fixed_threshold,
+                               detected=estimate.score > calibration.fixed_threshold)
+        judged.append((estimate, scale))
+    if not judged:
+        return None, None
+    return max(judged, key=lambda item: _ratio(item[0].score, item[0].threshold))
 
 
 def _ratio(statistic: float, threshold: float) -> float:
@@ -274,7 +307,8 @@ class DriftMonitor:
         # The newest-half scale needs at least 2 panes per window (see `calibration`).
         counted = isinstance(window, CountWindow)
         # A count window's sizes and level never change; a time window's move with its records.
-        self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=not counted)
+        self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=not counted,
+                                       estimated=window.layout.estimator is not None)
         self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification, partitions=partitions)
         self.classes = frozenset(reference.classes)
         self.unseen_labels = 0  # classifier labels whose class is not among the reference's classes

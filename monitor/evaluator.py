@@ -22,15 +22,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from prometheus_client import CollectorRegistry, Counter
 
 from contract.delivery import discard, resending_producer
-from contract.schema import NOT_OBJECT, Schema
+from contract.rules import NOT_OBJECT
+from contract.schema import Schema
 from contract.service import collect_batch, freeze_startup_heap, is_record
 from contract.settings import Topics, reader_config
 from monitor.drift import evaluate_all
 from monitor.metrics import MonitorMetrics
 from monitor.panes import PaneMerger, PaneReport
 from monitor.persist import StateMismatch
-from monitor.reference import Reference
-from monitor.service import GAUGE_REFRESH_SECONDS, AlarmLog, MonitorConfig, build_monitor
+from monitor.service import GAUGE_REFRESH_SECONDS, AlarmLog, Baseline, MonitorConfig, build_monitor
 from monitor.state import encode_state, read_latest, write_state
 from monitor.worker import panes_topic
 
@@ -61,13 +61,15 @@ class MergeCounters:
         self.seen = dict(counts)
 
 
-def run_evaluator(config: MonitorConfig, schema: Schema, reference: Reference, topics: Topics, partitions: int,
+def run_evaluator(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics, partitions: int,
                   grace_s: float, registry: CollectorRegistry, stop: threading.Event) -> int:
     """Merge and evaluate until `stop`; the state is saved before leaving."""
-    monitor = build_monitor(config, reference)  # its layout and calibration: the single monitor's
+    reference = baseline.reference
+    monitor = build_monitor(config, reference, baseline.estimator)  # its layout and calibration: the single monitor's
     layout, calibration = monitor.window.layout, monitor.calibration
     merger = PaneMerger(layout, partitions, monitor.window.panes_per_window, grace_s)
-    metrics = MonitorMetrics(registry, reference, {"panes": panes_topic(topics)}, model=schema.name)
+    metrics = MonitorMetrics(registry, reference, {"panes": panes_topic(topics)}, model=schema.name,
+                             estimator=baseline.estimator)
     merge_counters = MergeCounters(registry, schema.name)
     alarms = AlarmLog(config, reference.classification)
     key, topic = f"{config.group}/evaluator", panes_topic(topics)

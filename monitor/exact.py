@@ -51,7 +51,9 @@ KEPT_TAILS = 256  # per column: a tail curve holds up to 2 x 50,000 floats (800 
 
 
 class Background:
-    """One daemon thread computing what the monitor will soon ask for.
+    """One daemon thread computing what a monitor will soon ask for; its owner (the monitor's
+    `Calibration`) shares it between its columns' nulls, so two monitors in one process never
+    share one by accident. The thread starts with the first job.
 
     A window whose size or level moves to a new grid point would otherwise compute that point's
     null on the monitor's loop (0.1-0.7 s per column): its gauges would come that much later. The
@@ -85,8 +87,6 @@ class Background:
                 future.set_exception(exc)
 
 
-BACKGROUND = Background()
-
 
 def grid_n(n: int) -> int:
     """n rounded down to the grid 10, 12, 15, 20, 25, 30, 40, ..., 90, 100, 120, 150, 200, ...:
@@ -115,7 +115,8 @@ class PearsonNull:
     True
     """
 
-    def __init__(self, counts: np.ndarray, pseudo_count: float, samples: int = SAMPLES, seed: int = 0) -> None:
+    def __init__(self, counts: np.ndarray, pseudo_count: float, samples: int = SAMPLES, seed: int = 0,
+                 background: Background | None = None) -> None:
         counts = np.asarray(counts, dtype=np.float64)
         if counts.ndim != 1 or not len(counts) or not (counts > 0).all():
             raise ValueError("a categorical null needs categories, each seen in the reference")
@@ -126,6 +127,7 @@ class PearsonNull:
         self.samples, self.seed = samples, seed
         self._tails: dict[tuple[int, float], Future] = {}  # (grid n, alpha) -> its tail curve, computed once
         self._tails_lock = threading.Lock()
+        self.background = background  # where `prefetch` computes; one of its own on first use if None
 
     @property
     def categories(self) -> int:
@@ -148,7 +150,9 @@ class PearsonNull:
         key = (grid_n(n), alpha)
         with self._tails_lock:
             if key not in self._tails:
-                self._tails[key] = BACKGROUND.submit(lambda: self._tail_uncached(*key))
+                if self.background is None:
+                    self.background = Background()
+                self._tails[key] = self.background.submit(lambda: self._tail_uncached(*key))
                 self._forget_oldest()
 
     def ready(self, n: int, alpha: float) -> bool:

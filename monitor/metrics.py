@@ -22,12 +22,12 @@ transient alarm between two scrapes is never lost: alert on `increase(..._detect
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contract.schema import REJECTION_REASONS
+from contract.rules import REJECTION_REASONS
 from monitor.drift import DriftResult, FeatureDrift
 from monitor.reference import Reference, probability_column
 
@@ -73,7 +73,7 @@ class MonitorMetrics:
     topics: {role: topic} of the topics consumed (their counters start at 0)."""
 
     def __init__(self, registry: CollectorRegistry, reference: Reference, topics: Mapping[str, str],
-                 model: str = "diamonds") -> None:
+                 model: str = "diamonds", estimator: Any = None) -> None:
         self.reference, self.model = reference, model
         self.classification = reference.classification
         self.tests = {name: "ks" for name in reference.numeric} | {name: "chi2" for name in reference.categorical}
@@ -106,6 +106,32 @@ class MonitorMetrics:
         else:
             self.rolling_mse = Gauge("rolling_mse", "MSE of the latest labelled records (see concept_drift)", M, registry=r).labels(model)
             self.reference_mse = Gauge("reference_mse", "MSE of the model on the held-out reference rows", M, registry=r).labels(model)
+        # -- performance estimated without labels: only with an estimator (see `monitor.estimate`) -
+        self.estimated: list[tuple[Any, str]] = []  # (gauge, Estimate field)
+        if estimator is not None:
+            kind = "error rate" if self.classification else "MSE"
+            fields = ([("error_rate", "estimate", "Error rate"), ("accuracy", "accuracy", "Accuracy")]
+                      if self.classification else
+                      [("mse", "estimate", "MSE"), ("mae", "mae", "Mean absolute error")])
+            if "tp" in estimator.names:  # a binary model: the expected confusion matrix
+                fields += [("precision", "precision", "Precision"), ("recall", "recall", "Recall"), ("f1", "f1", "F1")]
+            for name, attribute, text in fields:
+                gauge = Gauge(f"estimated_{name}", f"{text} of the latest window estimated without labels, from the "
+                              "model's inputs and outputs", M, registry=r).labels(model)
+                self.estimated.append((gauge, attribute))
+            self.estimated += [
+                (Gauge("estimated_concept_drift", f"(estimated {kind} - its no-drift value) / its no-drift value: the "
+                       "tutorial's relative score, before labels arrive", M, registry=r).labels(model), "score"),
+                (Gauge("estimated_concept_drift_threshold", "Alarm threshold on estimated_concept_drift (one-sided: a "
+                       "drop in performance)", M, registry=r).labels(model), "threshold"),
+                (Gauge("estimated_concept_drift_detected", "1 if estimated_concept_drift exceeds its threshold", M,
+                       registry=r).labels(model), "detected"),
+                (Gauge("outside_support_ratio", "Share of the latest window's records outside the reference's support "
+                       "(unseen categories, numbers beyond the observed range): the estimate extrapolates there", M,
+                       registry=r).labels(model), "outside_share"),
+            ]
+            self.estimated_detections = Counter("estimated_concept_drift_detections", "Evaluations that flagged a "
+                                                "drop in the estimated performance", M, registry=r).labels(model)
         self.label_coverage = Gauge("label_coverage_ratio", "Share of the window's records joined to a label", M, registry=r).labels(model)
         self.window_records = Gauge("window_records", "Predictions in the latest evaluated window", M, registry=r).labels(model)
         self.stream_records = Gauge("monitor_stream_records", "Predictions that entered the windows since the group's first state (restored on restart)", M, registry=r).labels(model)
@@ -164,7 +190,7 @@ class MonitorMetrics:
         self.consumed.labels(self.model, topic).inc(count)
 
     def reject(self, topic: str, reason: str, count: int = 1) -> None:
-        """Count `count` messages of `topic` refused for `reason` (one of contract.schema.REJECTION_REASONS)."""
+        """Count `count` messages of `topic` refused for `reason` (one of contract.rules.REJECTION_REASONS)."""
         self.invalid.labels(self.model, topic, reason).inc(count)
 
     def count_concept(self, result: DriftResult | None) -> None:
@@ -195,6 +221,9 @@ class MonitorMetrics:
                       else (self.rolling_mse, "rolling_mse"))
         for gauge, field in gauges:
             gauge.set(_value(get(field)))
+        estimate = result.estimate if result is not None else None
+        for gauge, attribute in self.estimated:
+            gauge.set(_value(None if estimate is None else getattr(estimate, attribute)))
         if self.probability_classes:
             outputs: dict[str, FeatureDrift] = {o.name: o for o in result.outputs} if ready else {}
             for column, cls in self.probability_classes.items():
@@ -220,6 +249,8 @@ class MonitorMetrics:
                 self.dataset_detections.inc()
             if result.prediction_detected:
                 self.prediction_detections.inc()
+            if result.estimate_detected:
+                self.estimated_detections.inc()
             self.count_concept(result)
 
     def follow(self, counters: Mapping[str, int]) -> None:

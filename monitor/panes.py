@@ -67,9 +67,9 @@ class PartitionPanes:
     partition's records only; `changed` remembers the panes touched since they were last reported."""
 
     def __init__(self, partition: int, reference: Reference, window_ms: int, step_ms: int,
-                 label_ttl_ms: int = 3_600_000, max_pending: int = 200_000) -> None:
+                 label_ttl_ms: int = 3_600_000, max_pending: int = 200_000, estimator: Any = None) -> None:
         self.partition = partition
-        self.window = TimeWindow(reference, window_ms, step_ms)
+        self.window = TimeWindow(reference, window_ms, step_ms, estimator=estimator)
         self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification)
         self.epoch = 0  # this owner's epoch; `take_ownership` moves it past the snapshot's
         self.seq = 0  # reports made in this epoch

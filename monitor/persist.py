@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contract.delivery import discard, produce, producer_failure, resending_producer
-from contract.schema import Rejection
+from contract.rules import Rejection
 from contract.settings import ensure_topics
 from monitor.drift import DriftMonitor
 from monitor.metrics import MonitorMetrics

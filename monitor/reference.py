@@ -257,7 +257,7 @@ class Reference:
     def from_schema(cls, schema: "Schema", frame: Any, **bins: int) -> "Reference":
         """Profile of the frame `contract.artifacts.read_reference(path, schema)` returns: numeric
         features float, categorical ones (and classes) in their native kind, counted as text
-        (`contract.schema.category_text`: 3 -> "3", True -> "true"); `bins`: max_exact, quantile_bins."""
+        (`contract.rules.category_text`: 3 -> "3", True -> "true"); `bins`: max_exact, quantile_bins."""
         from contract.artifacts import category_column  # the caller already holds a pandas frame
 
         def column(name: str) -> np.ndarray:

@@ -31,7 +31,8 @@ import numpy as np
 from confluent_kafka import Consumer, Message
 from prometheus_client import CollectorRegistry
 
-from contract.schema import Rejection, Schema
+from contract.rules import Rejection
+from contract.schema import Schema
 from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, Groups, Topics, consumer_config, partition_counts
 from monitor.calibration import MODES
@@ -82,6 +83,7 @@ class MonitorConfig:
     batch_size: int = 5000
     batch_timeout: float = 0.05  # a batch is at most this late (consume() waits for a full batch or this)
     partitions: int = DEFAULT_PARTITIONS  # for the topics the monitor creates (inputs, DLQ)
+    estimate: bool = True  # estimate the performance without labels (monitor.estimate)
     window_size: int = field(init=False)
     step_size: int = field(init=False)
     time_based: bool = field(init=False)
@@ -123,19 +125,43 @@ class MonitorConfig:
         return {"kind": "time" if self.time_based else "count", "window": self.window_size, "step": self.step_size}
 
 
-def load_reference(schema: Schema, path: Path) -> Reference:
-    """The no-drift profile from the model's reference rows (features, target, prediction, probabilities),
-    checked against the schema; SchemaError naming the file and column otherwise."""
+@dataclass(frozen=True)
+class Baseline:
+    """What the monitor compares the stream with: the reference profile and, unless it cannot be
+    fitted (or was not asked for), the performance estimator; `estimate` says which, or why not."""
+
+    reference: Reference
+    estimator: Any = None
+    estimate: str = "no estimated performance: not asked for (--estimate off)"
+
+
+def load_baseline(schema: Schema, path: Path, estimate: bool = True) -> Baseline:
+    """The no-drift profile from the model's reference rows (features, target, prediction,
+    probabilities), checked against the schema (SchemaError naming the file and column otherwise),
+    and the estimator fitted on the same rows (seeded: every process fits the same one)."""
     from contract.artifacts import read_reference  # pandas: only at start-up
 
-    return Reference.from_schema(schema, read_reference(path, schema))
+    frame = read_reference(path, schema)
+    reference = Reference.from_schema(schema, frame)
+    if not estimate:
+        return Baseline(reference)
+    from monitor.nanny import fit_from_schema  # scikit-learn: only at start-up
+
+    fitted = fit_from_schema(schema, frame, reference)
+    return Baseline(reference, fitted.estimator, fitted.reason)
 
 
-def build_monitor(config: MonitorConfig, reference: Reference) -> DriftMonitor:
+def load_reference(schema: Schema, path: Path) -> Reference:
+    """The no-drift profile alone (see `load_baseline`)."""
+    return load_baseline(schema, path, estimate=False).reference
+
+
+def build_monitor(config: MonitorConfig, reference: Reference, estimator: Any = None) -> DriftMonitor:
     if config.time_based:
-        window: CountWindow | TimeWindow = TimeWindow(reference, config.window_size, config.step_size)
+        window: CountWindow | TimeWindow = TimeWindow(reference, config.window_size, config.step_size,
+                                                      estimator=estimator)
     else:
-        window = CountWindow(reference, config.window_size, config.step_size)
+        window = CountWindow(reference, config.window_size, config.step_size, estimator=estimator)
     monitor = DriftMonitor(reference, window, ert=config.ert, mode=config.thresholds, label_ttl_ms=config.label_ttl_ms)
     if not config.time_based:
         # A count window's every evaluation has the same sizes and alpha: its thresholds (the
@@ -160,6 +186,12 @@ class AlarmLog:
         if result.concept_detected is not None:
             alarms["concept"] = (result.concept_detected, f"{self.measure} ratio {result.concept_drift:.4g}, "
                                  f"threshold {result.concept_threshold:.4g}")
+        estimate = result.estimate
+        if estimate is not None and estimate.detected is not None:
+            alarms["estimated performance"] = (estimate.detected, (
+                f"estimated {self.measure} {estimate.estimate:.4g}, ratio {estimate.score:.4g}, threshold "
+                f"{estimate.threshold:.4g}, {estimate.outside_share:.0%} of the records outside the reference's support; "
+                "no labels needed"))
         if self.config.time_based:
             where = f"window ending at {(result.pane + 1) * self.config.step_size} ms (event time)"
         else:
@@ -280,16 +312,20 @@ def _accepted(column: np.ndarray, rejected: list[tuple[int, Rejection]]) -> np.n
     return np.delete(column, [position for position, _ in rejected]) if rejected else column
 
 
-def run(config: MonitorConfig, schema: Schema, reference: Reference, topics: Topics, registry: CollectorRegistry,
+def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics, registry: CollectorRegistry,
         stop: threading.Event) -> int:
     """Consume until `stop` is set; the batch in hand is finished, its state persisted and committed."""
-    monitor = build_monitor(config, reference)
+    reference = baseline.reference
+    monitor = build_monitor(config, reference, baseline.estimator)
     # The join's clocks wait for every partition of each side (see monitor.join).
     counts = partition_counts([topics.predictions, topics.labels])
     monitor.join.expect_partitions(counts[topics.predictions], counts[topics.labels])
     metrics = MonitorMetrics(registry, reference, {"predictions": topics.predictions, "labels": topics.labels},
-                             model=schema.name)
+                             model=schema.name, estimator=baseline.estimator)
     positions = restore(monitor, topics.monitor_state, config.group, config.window_state)
+    if monitor.window.estimates_dropped:
+        log.info("the restored panes were estimated by another performance estimator (or none): the estimate "
+                 "covers the records read from here on until they leave the window")
     metrics.show(monitor.result())
     metrics.follow(monitor.counters)
     decoder = Decoder(schema)

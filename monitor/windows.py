@@ -71,7 +71,7 @@ class PredictionBatch:
     ) -> "PredictionBatch":
         """Columns from decoded prediction messages {"id","ts","prediction","features":{...}} (and,
         for a classifier, "probabilities": {class text: p}); categories and classes as text."""
-        from contract.schema import category_text  # the one rule for the text of a category
+        from contract.rules import category_text  # the one rule for the text of a category
 
         features = [m["features"] for m in messages]
         predictions = [m["prediction"] for m in messages]
@@ -90,7 +90,9 @@ class PredictionBatch:
 
 @dataclass
 class Pane:
-    """Summaries of the records of one step. counts: flat (bins,) int64 laid out by `PaneLayout`."""
+    """Summaries of the records of one step. counts: flat (bins,) int64 laid out by `PaneLayout`;
+    estimates: (F,) sums of the performance estimator's per-record columns over the `estimated`
+    records (see `monitor.estimate`; (0,) without an estimator)."""
 
     id: int
     counts: np.ndarray
@@ -99,6 +101,8 @@ class Pane:
     joined: int = 0
     sse: float = 0.0  # sum of squared errors of joined records
     sae: float = 0.0  # sum of absolute errors of joined records
+    estimates: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    estimated: int = 0  # records whose estimates are summed (all, unless restored from another estimator)
 
     def merge(self, other: "Pane") -> "Pane":
         """The pane holding both panes' records (addition); id is the larger of the two."""
@@ -115,6 +119,8 @@ class Pane:
             joined=self.joined + other.joined,
             sse=self.sse + other.sse,
             sae=self.sae + other.sae,
+            estimates=self.estimates + other.estimates,
+            estimated=self.estimated + other.estimated,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +133,8 @@ class Pane:
             "joined": int(self.joined),
             "sse": float(self.sse),
             "sae": float(self.sae),
+            "estimates": self.estimates.tolist(),
+            "estimated": int(self.estimated),
         }
 
     @classmethod
@@ -139,16 +147,25 @@ class Pane:
             joined=int(state["joined"]),
             sse=float(state["sse"]),
             sae=float(state["sae"]),
+            # panes saved before the estimates were kept hold none
+            estimates=np.asarray(state.get("estimates", ()), dtype=np.float64),
+            estimated=int(state.get("estimated", 0)),
         )
 
 
 class PaneLayout:
     """Where each column's bins sit in a pane's flat counts: the reference's KS columns (numeric
     features, then the regression prediction or the class probabilities), then its chi-square
-    columns (categorical features, then the predicted class); see `Reference.layout`."""
+    columns (categorical features, then the predicted class); see `Reference.layout`.
 
-    def __init__(self, reference: Reference) -> None:
+    `estimator` (optional, `monitor.estimate`): every encoded batch also carries its per-record
+    performance estimates, which panes sum."""
+
+    def __init__(self, reference: Reference, estimator: Any = None) -> None:
         self.reference = reference
+        self.estimator = estimator
+        if estimator is not None:
+            estimator.check_layout(reference.layout)
         self.sizes = reference.layout
         self.slices: dict[str, slice] = {}
         start = 0
@@ -166,8 +183,18 @@ class PaneLayout:
             PREDICTION: ("predictions", None),
         }
 
+    @property
+    def estimates(self) -> int:
+        """How many per-record estimate columns a pane sums (0 without an estimator)."""
+        return 0 if self.estimator is None else len(self.estimator.names)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The estimator's fingerprint: panes summed under another one must not merge."""
+        return None if self.estimator is None else self.estimator.fingerprint()
+
     def empty(self, pane_id: int) -> Pane:
-        return Pane(pane_id, np.zeros(self.total, dtype=np.int64))
+        return Pane(pane_id, np.zeros(self.total, dtype=np.int64), estimates=np.zeros(self.estimates))
 
     def values(self, batch: PredictionBatch, name: str) -> np.ndarray:
         """The batch's values of a layout column: a feature, the prediction or a class's probability."""
@@ -193,20 +220,26 @@ class PaneLayout:
                 unseen[name] = missing
                 codes = np.where(missing, self.total - self.slices[name].start, codes)
             columns.append(self.slices[name].start + codes)
-        return EncodedBatch(np.stack(columns, axis=1) if columns else np.empty((len(batch), 0), np.int64), unseen)
+        encoded = EncodedBatch(np.stack(columns, axis=1) if columns else np.empty((len(batch), 0), np.int64), unseen)
+        if self.estimator is not None:  # the estimator reads the bins (and a classifier's probabilities)
+            encoded = EncodedBatch(encoded.flat, unseen, self.estimator.per_record(batch, encoded))
+        return encoded
 
 
 @dataclass(frozen=True)
 class EncodedBatch:
     """A batch as pane bins: flat (n, columns) int64 indexes into a pane's counts (`total` = spill),
-    unseen {categorical column: (n,) bool} for the columns with categories the reference never saw."""
+    unseen {categorical column: (n,) bool} for the columns with categories the reference never saw,
+    and estimates (n, F) of the layout's performance estimator (None without one)."""
 
     flat: np.ndarray
     unseen: Mapping[str, np.ndarray]
+    estimates: np.ndarray | None = None
 
     def rows(self, start: int, stop: int) -> "EncodedBatch":
         part = slice(start, stop)
-        return EncodedBatch(self.flat[part], {c: m[part] for c, m in self.unseen.items()})
+        return EncodedBatch(self.flat[part], {c: m[part] for c, m in self.unseen.items()},
+                            None if self.estimates is None else self.estimates[part])
 
 
 class PaneWindow:
@@ -215,15 +248,16 @@ class PaneWindow:
     At most panes + 1 panes are kept (the window ending at the last closed pane, plus the newest,
     partial one), so memory is (panes + 1) x bins."""
 
-    def __init__(self, reference: Reference, panes: int, max_unseen: int = 100) -> None:
+    def __init__(self, reference: Reference, panes: int, max_unseen: int = 100, estimator: Any = None) -> None:
         if max_unseen < 1:
             raise ValueError(f"max_unseen must be >= 1, got {max_unseen}")
-        self.layout = PaneLayout(reference)
+        self.layout = PaneLayout(reference, estimator)
         self.panes_per_window = panes
         self.max_unseen = max_unseen
         self.panes: dict[int, Pane] = {}
         self.newest: int | None = None  # id of the newest pane that received a record
         self.records = 0  # records accepted
+        self.estimates_dropped = False  # the restored state's panes were estimated by another estimator
         self.late_records = 0  # records dropped: their pane had left the window
         self.late_errors = 0  # joined after their prediction's pane left the window: not in label coverage
 
@@ -242,7 +276,11 @@ class PaneWindow:
             if pane is None:
                 pane = self.panes[pane_id] = self.layout.empty(pane_id)
             pane.counts += np.bincount(encoded.flat[rows].ravel(), minlength=total + 1)[:total]
-            pane.records += len(pane_ids) if single else int(rows.sum())
+            added = len(pane_ids) if single else int(rows.sum())
+            pane.records += added
+            if encoded.estimates is not None:
+                pane.estimates += encoded.estimates[rows].sum(axis=0)
+                pane.estimated += added
             for name, missing in encoded.unseen.items():
                 values = np.asarray(self.layout.values(batch, name))
                 names, counts = np.unique(values[rows][missing[rows]], return_counts=True)
@@ -299,6 +337,7 @@ class PaneWindow:
         return {
             "kind": type(self).__name__,
             "layout": dict(self.layout.sizes),
+            "estimator": self.layout.fingerprint,
             "newest": self.newest,
             "records": self.records,
             "late_records": self.late_records,
@@ -318,6 +357,12 @@ class PaneWindow:
         self.late_records = int(state["late_records"])
         self.late_errors = int(state["late_errors"])
         self.panes = {p["id"]: Pane.from_dict(p) for p in state["panes"]}
+        # Panes summed under another estimator (or none) hold estimates that mean nothing here: they
+        # keep their records but estimate none of them, so the window's estimate covers the rest.
+        self.estimates_dropped = state.get("estimator") != self.layout.fingerprint
+        if self.estimates_dropped:
+            for pane in self.panes.values():
+                pane.estimates, pane.estimated = np.zeros(self.layout.estimates), 0
         self._load_extra(state)
 
     def _extra_state(self) -> dict[str, Any]:
@@ -344,9 +389,10 @@ class CountWindow(PaneWindow):
     (50, {'c': {'new': 8}})
     """
 
-    def __init__(self, reference: Reference, window: int = 1000, step: int = 250, max_unseen: int = 100) -> None:
+    def __init__(self, reference: Reference, window: int = 1000, step: int = 250, max_unseen: int = 100,
+                 estimator: Any = None) -> None:
         check_window(window, step, "records")
-        super().__init__(reference, window // step, max_unseen)
+        super().__init__(reference, window // step, max_unseen, estimator)
         self.window, self.step = window, step
 
     @property
@@ -370,10 +416,11 @@ class TimeWindow(PaneWindow):
     """The last `window_ms` of event time, evaluated every `step_ms` (panes floor(ts / step_ms))."""
 
     def __init__(
-        self, reference: Reference, window_ms: int = 300_000, step_ms: int = 10_000, max_unseen: int = 100
+        self, reference: Reference, window_ms: int = 300_000, step_ms: int = 10_000, max_unseen: int = 100,
+        estimator: Any = None,
     ) -> None:
         check_window(window_ms, step_ms, "ms")
-        super().__init__(reference, window_ms // step_ms, max_unseen)
+        super().__init__(reference, window_ms // step_ms, max_unseen, estimator)
         self.window, self.step = window_ms, step_ms
 
     @property

@@ -27,15 +27,15 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from contract.delivery import DeliveryReport, discard, produce, resending_producer
-from contract.schema import REJECTION_REASONS, Schema
+from contract.rules import REJECTION_REASONS
+from contract.schema import Schema
 from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import Topics, client_config, consumer_config
 from monitor.decode import Decoder
 from monitor.join import ExpiryWatch
 from monitor.panes import PartitionPanes
 from monitor.persist import DeadLetters, StateMismatch
-from monitor.reference import Reference
-from monitor.service import MonitorConfig
+from monitor.service import Baseline, MonitorConfig
 from monitor.state import Offsets, encode_state, read_latest_of, write_state
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,10 @@ class Worker:
     """The worker's jobs: partitions in and out (`on_assign` / `on_revoke`), batches into panes
     (`process`), pane reports out (`publish`), state and offsets saved (`save`)."""
 
-    def __init__(self, config: MonitorConfig, schema: Schema, reference: Reference, topics: Topics,
+    def __init__(self, config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics,
                  metrics: WorkerMetrics, stop: threading.Event) -> None:
-        self.config, self.reference, self.topics, self.metrics, self.stop = config, reference, topics, metrics, stop
+        self.config, self.topics, self.metrics, self.stop = config, topics, metrics, stop
+        self.reference, self.estimator = baseline.reference, baseline.estimator
         self.decoder = Decoder(schema)
         self.panes_topic = panes_topic(topics)
         self.owned: dict[int, PartitionPanes] = {}
@@ -131,7 +132,7 @@ class Worker:
         states = read_latest_of(self.topics.monitor_state, [self.key(p) for p in new]) if new else {}
         for p in new:
             panes = PartitionPanes(p, self.reference, self.config.window_size, self.config.step_size,
-                                   self.config.label_ttl_ms)
+                                   self.config.label_ttl_ms, estimator=self.estimator)
             state = states[self.key(p)]
             if state is not None:
                 if state["window"] != self.config.window_state:
@@ -240,11 +241,11 @@ class Worker:
                 log.warning("offset commit failed (the state snapshot is delivered): %s", exc)
 
 
-def run_worker(config: MonitorConfig, schema: Schema, reference: Reference, topics: Topics,
+def run_worker(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics,
                registry: CollectorRegistry, stop: threading.Event) -> int:
     """Consume this worker's share until `stop`; publish, save and commit before leaving the group."""
     metrics = WorkerMetrics(registry, schema.name, topics)
-    worker = Worker(config, schema, reference, topics, metrics, stop)
+    worker = Worker(config, schema, baseline, topics, metrics, stop)
     freeze_startup_heap()
     # range: partition p of both topics goes to the same member (the join needs both sides).
     consumer = Consumer({**consumer_config(config.group, same_partitions=True),

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--onset", type=int, default=0, help="stream position where the scenario starts")
     sim.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same records")
     sim.add_argument("--label-delay", type=float, default=2.0, help="seconds before each record's label is sent")
+    sim.add_argument("--no-labels", action="store_true",
+                     help="send no label at all: labels that come late or never (the estimated performance is then "
+                     "all the monitor knows of the model's accuracy)")
     sim.add_argument("--bad-share", type=float, default=0.1, help="bad-records: share of invalid records")
     sim.add_argument("--id-prefix", default="sim", help="record ids are PREFIX-POSITION")
     sim.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             check_port(args.metrics_host, args.metrics_port, "--metrics-port")
             source = source_columns(read_reference(args.model_dir / REFERENCE_FILE, schema), schema)
             config = SimulateConfig(count=args.count, rate=args.rate, scenario=parse_scenario(args.scenario, schema, source),
-                                    onset=args.onset, seed=args.seed, label_delay=args.label_delay,
+                                    onset=args.onset, seed=args.seed, label_delay=args.label_delay, labels=not args.no_labels,
                                     bad_share=args.bad_share, id_prefix=args.id_prefix)
     except (ValueError, PortInUse) as exc:  # SchemaError, ScenarioError, bad flags, a taken port
         print(f"error: {exc}", file=sys.stderr)

@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from contract.schema import MAX_CATEGORY_LENGTH, Bounds, Feature, Schema, category_text
+from contract.rules import Bounds, MAX_CATEGORY_LENGTH, category_text
+from contract.schema import Feature, Schema
 from producer.scenarios import (
     BOTH, GRADUAL_RAMP_RECORDS, INPUTS, LABELS, MIN_EFFECTIVE_ROWS, NO_DRIFT, NOTHING, PAYLOADS, FlipLabels, NoDrift,
     Ramp, Redraw, Resample, Reweight, Scale, Scenario, Shift, Tilt, Transform, Unseen, effective_rows,

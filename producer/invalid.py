@@ -14,9 +14,8 @@ from typing import Any, Callable
 
 import orjson
 
-from contract.schema import (
-    MAX_RECORD_BYTES, MISSING_FIELD, NOT_FINITE, NOT_JSON, OUT_OF_RANGE, OVERSIZE, WRONG_TYPE, Bounds, Feature, Schema,
-)
+from contract.rules import Bounds, MAX_RECORD_BYTES, MISSING_FIELD, NOT_FINITE, NOT_JSON, OUT_OF_RANGE, OVERSIZE, WRONG_TYPE
+from contract.schema import Feature, Schema
 
 Record = dict[str, Any]  # a valid feature record, as Schema.feature_record builds it
 Breaker = Callable[[Record], bytes]

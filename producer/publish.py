@@ -14,7 +14,9 @@ import msgspec
 from confluent_kafka import Producer
 
 from contract.delivery import DeliveryReport, produce
-from contract.schema import Rejection, Schema, check_record, decode_records, verdict
+from contract.decoders import Decoders, check_record, decode_records, verdict
+from contract.rules import Rejection
+from contract.schema import Schema
 from contract.settings import Topics, producer_config
 
 
@@ -27,26 +29,27 @@ class InvalidLine:
         return f"line {self.number}: {self.rejection.reason}: {self.rejection.detail}"
 
 
-def read_records(lines: Iterable[bytes], schema: Schema) -> tuple[list[Any], list[InvalidLine]]:
+def read_records(lines: Iterable[bytes], decoders: Decoders) -> tuple[list[Any], list[InvalidLine]]:
     """Validate JSONL lines (blank lines are skipped): (records as the schema's typed Structs,
     invalid lines). The typed decoder takes the whole file in one pass; only the lines it refuses
     go through the checks that name the reason."""
     numbered = [(number, line.strip()) for number, line in enumerate(lines, start=1)]
     numbered = [(number, line) for number, line in numbered if line]
-    records, rejections = decode_records([line for _, line in numbered], schema.decoders.record,
-                                         lambda raw: verdict(check_record, schema, raw))
+    records, rejections = decode_records([line for _, line in numbered], decoders.record,
+                                         lambda raw: verdict(check_record, decoders, raw))
     invalid = [InvalidLine(numbered[position][0], rejection) for position, rejection in rejections]
     return records, invalid
 
 
 def publish(path: str, schema: Schema, topics: Topics, strict: bool = False, out: TextIO = sys.stderr) -> int:
     """Returns 0 when every line was valid and delivered, 1 otherwise."""
+    decoders = Decoders(schema)
     if path == "-":
-        records, invalid = read_records(sys.stdin.buffer, schema)
+        records, invalid = read_records(sys.stdin.buffer, decoders)
     else:
         try:
             with open(path, "rb") as handle:
-                records, invalid = read_records(handle, schema)
+                records, invalid = read_records(handle, decoders)
         except OSError as exc:
             out.write(f"error: cannot read {path}: {exc.strerror}\n")
             return 1
@@ -56,7 +59,6 @@ def publish(path: str, schema: Schema, topics: Topics, strict: bool = False, out
         out.write(f"--strict: {len(invalid)} invalid lines, nothing published\n")
         return 1
 
-    decoders = schema.decoders
     record_id = decoders.getter("record", schema.messages.id)
     timestamp = decoders.getter("record", schema.messages.timestamp)
     target_attr = decoders.record_attrs[schema.target]

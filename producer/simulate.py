@@ -44,6 +44,7 @@ class SimulateConfig:
     onset: int = 0
     seed: int = 42
     label_delay: float = 2.0  # seconds between a record and its label
+    labels: bool = True  # False: no label is ever sent (labels that come late or never)
     bad_share: float = 0.1  # bad-records only: share of invalid payloads after onset
     id_prefix: str = "sim"
 
@@ -175,8 +176,9 @@ def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topi
                     summary.invalid += 1
                 else:
                     value = orjson.dumps(record)
-                    label = orjson.dumps(schema.label_record(record_id, ts, targets[i]))
-                    pending_labels.append((now + config.label_delay, record_id, label))
+                    if config.labels:
+                        label = orjson.dumps(schema.label_record(record_id, ts, targets[i]))
+                        pending_labels.append((now + config.label_delay, record_id, label))
                 produce(producer, topics.features, value, record_id, report)
                 summary.records += 1
                 publish_due_labels(now)

@@ -13,7 +13,9 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from contract.schema import InvalidRecord, Rejection, Schema, check_record, parse_json, verdict
+from contract.decoders import check_record, parse_json, verdict
+from contract.rules import InvalidRecord, Rejection
+from contract.schema import Schema
 from scorer.model import LoadedModel
 from scorer.scoring import BatchCodec, predictor_of
 
@@ -60,7 +62,7 @@ def create_app(model: LoadedModel, codec: BatchCodec, registry: CollectorRegistr
         records: list[Any] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
-            checked = verdict(check_record, schema, _with_identity(item, index, now_ms, schema), parsed=True)
+            checked = verdict(check_record, codec.decoders, _with_identity(item, index, now_ms, schema), parsed=True)
             if isinstance(checked, Rejection):
                 errors.append({"index": index, "reason": checked.reason, "detail": checked.detail})
             else:

@@ -25,7 +25,8 @@ import pandas as pd
 
 from contract.artifacts import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, SCHEMA_FILE, model_version
 from contract.dataset import LOADERS, split_holdout
-from contract.schema import SCHEMAS, Schema, load_schema
+from contract.schema import SCHEMAS, Schema
+from contract.schema_file import load_schema
 from scorer.reference import PREDICTION_COLUMN, reference_frame
 
 # The tutorial used RandomForestRegressor() with defaults: 100 fully grown trees, 339 MB on

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from contract.artifacts import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, load_model_schema, model_version, read_reference
-from contract.schema import Schema, category_text
+from contract.rules import category_text
+from contract.schema import Schema
 
 if TYPE_CHECKING:
     from scorer.encoding import Encoder

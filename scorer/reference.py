@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from contract.artifacts import REFERENCE_FILE, TABLE_SUFFIXES, read_table
-from contract.schema import PROBABILITY_PREFIX, SchemaError, category_text
-from scorer.model import ModelError, load
+from contract.rules import category_text
+from contract.schema import PROBABILITY_PREFIX, SchemaError
+from scorer.model import load
 
 PREDICTION_COLUMN = "prediction"
 

@@ -26,7 +26,9 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from contract.schema import Rejection, Schema, category_text, check_record, decode_records, verdict
+from contract.decoders import Decoders, check_record, decode_records, verdict
+from contract.rules import Rejection, category_text
+from contract.schema import Schema
 from scorer.predictor import CLASSES, CLASSES_AND_PROBABILITIES, NUMBERS, model_output
 
 Predict = Callable[[pd.DataFrame], Any]  # a frame of valid records -> model_output(...)
@@ -89,7 +91,8 @@ class BatchCodec:
 
     def __init__(self, schema: Schema, model_classes: Sequence[Any] | None = None) -> None:
         self.schema = schema
-        m, d = schema.messages, schema.decoders
+        self.decoders = d = Decoders(schema)
+        m = schema.messages
         self.decoder = d.record
         self.id_of, self.ts_of = d.getter("record", m.id), d.getter("record", m.timestamp)
         self.column_of = {name: d.getter("record", name) for name in schema.feature_names}
@@ -146,11 +149,10 @@ class BatchCodec:
 def decode_batch(values: Sequence[bytes | None], codec: BatchCodec) -> DecodedBatch:
     """Decode and validate message payloads (in consumption order).
 
-    The schema's typed decoder builds every record in C (`contract.schema.decode_records`); a
+    The schema's typed decoder builds every record in C (`contract.decoders.decode_records`); a
     refused record goes through `check_record`, which gives the verdict and its reason."""
-    schema = codec.schema
     raw_values = [value if value is not None else b"" for value in values]
-    records, rejections = decode_records(raw_values, codec.decoder, lambda raw: verdict(check_record, schema, raw))
+    records, rejections = decode_records(raw_values, codec.decoder, lambda raw: verdict(check_record, codec.decoders, raw))
     columns = codec.columns(records)
     unseen = Counter()
     for name, known in codec.known_sets.items():
@@ -209,12 +211,12 @@ def predictor_of(model: Any, codec: BatchCodec) -> Predict:
     return lambda frame: model_output(model, codec.kind, frame)
 
 
-def prediction_message(schema: Schema, record: Any, prediction: Any, model_version: str, scored_at: int,
+def prediction_message(d: Decoders, record: Any, prediction: Any, model_version: str, scored_at: int,
                        probabilities: Sequence[float] | None = None) -> dict[str, Any]:
-    """The prediction message of one decoded record, one field at a time: the definition of the
-    layout (see the module doc). `finish_batch` builds whole batches in C, tested byte for byte
+    """The prediction message of one record decoded by `d`, one field at a time: the definition of
+    the layout (see the module doc). `finish_batch` builds whole batches in C, tested byte for byte
     against this."""
-    d, m = schema.decoders, schema.messages
+    schema, m = d.schema, d.schema.messages
     if not schema.classification and not math.isfinite(prediction):
         raise ValueError(f"model returned {prediction} for a record")
     message: dict[str, Any] = {m.id: d.getter("record", m.id)(record), m.timestamp: d.getter("record", m.timestamp)(record),

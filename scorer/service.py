@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from contract.delivery import (DeliveryReport, discard, is_transient, produce, produce_all, producer_failure,
                                resending_producer)
 from contract.artifacts import REFERENCE_FILE, read_reference
-from contract.schema import REJECTION_REASONS, SchemaError
+from contract.rules import REJECTION_REASONS
+from contract.schema import SchemaError
 from contract.service import close_consumer, collect_batch, freeze_startup_heap, is_record, log_failed_commit
 from contract.settings import DEFAULT_PARTITIONS, SCORER_FETCH_WAIT_MS, Topics, consumer_config, ensure_topics
 from scorer.model import LoadedModel

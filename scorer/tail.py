@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
-from contract.schema import Schema, category_text
+from contract.rules import category_text
+from contract.schema import Schema
 from contract.settings import Topics, reader_config
 
 MAX_COLUMN_WIDTH = 16

@@ -1,6 +1,7 @@
 """Helpers for tests that talk to the local broker: per-test topics, CLI runs, draining topics."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -69,9 +70,8 @@ class KafkaEnv:
                              "session.timeout.ms": 6000})
         topic = self.topics[topic_env]
         deadline = time.monotonic() + timeout
-        while topic not in consumer.list_topics(timeout=10).topics:
-            assert time.monotonic() < deadline, f"topic {topic} never appeared"
-            time.sleep(0.2)
+        wait_until(lambda: topic in consumer.list_topics(timeout=10).topics, timeout,
+                   message=f"topic {topic} appearing")
         consumer.subscribe([topic])
         messages: list[Message] = []
         last = time.monotonic()
@@ -124,7 +124,7 @@ class PredictionIds:
                              "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
         try:
             while topic not in consumer.list_topics(timeout=10).topics and not self._done.is_set():
-                time.sleep(0.2)
+                self._done.wait(0.2)  # the owner's own waits hold the deadline; its exit ends this one
             consumer.subscribe([topic])
             while not self._done.is_set():
                 self.ids.extend(json.loads(m.value())["id"] for m in consumer.consume(1000, 0.2) if not m.error())
@@ -139,13 +139,29 @@ class PredictionIds:
     def duplicates(self) -> int:
         return len(self.ids) - self.distinct
 
+    def wait_quiet(self, quiet: float = 2.0, timeout: float = 60.0) -> None:
+        """Until no prediction has arrived for `quiet` s, before counting duplicates. A straggling
+        duplicate cannot be awaited by name, and "read to the topic's end" cannot be asked of Tansu
+        (its latest-offset look-ups are wrong), so a quiet topic is the condition."""
+        last = [len(self.ids), time.monotonic()]
 
-def wait_until(condition, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
+        def quiet_for() -> bool:
+            if len(self.ids) != last[0]:
+                last[:] = [len(self.ids), time.monotonic()]
+            return time.monotonic() - last[1] >= quiet
+
+        wait_until(quiet_for, timeout, interval=0.1, message=f"no new prediction for {quiet} s")
+
+
+def wait_until(condition, timeout: float, interval: float = 0.2, message: str = "condition"):
+    """`condition()` every `interval` s until it returns something true, and that value;
+    AssertionError naming `message` once `timeout` s have passed."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} not met within {timeout} s")
-        time.sleep(interval)
+        time.sleep(interval)  # the poll interval of a wait with a deadline
+    return value
 
 
 def wait_for_log(log: Path, text: str, timeout: float = 90) -> None:
@@ -220,10 +236,11 @@ def children(pid: int) -> list[int]:
 
 # -- a model's whole pipeline: simulator -> scorer -> monitor ------------------------------------
 def run_stream(kafka: KafkaEnv, tmp_path: Path, model_dir: Path, scenario: str, count: int, onset: int,
-               seed: int = 5) -> Samples:
+               seed: int = 5, labels: bool = True) -> Samples:
     """Simulate `count` records of the model in `model_dir` (schema.yaml, reference.csv, model.joblib)
     through the scorer and a monitor given --schema and --reference; the monitor's /metrics (model
-    label kept) once every prediction and label is in. One partition: records in simulator order."""
+    label kept) once every prediction and label is in (`labels=False`: no label is ever sent). One
+    partition: records in simulator order."""
     from devstack.broker import free_port
 
     port, log = free_port(), tmp_path / "monitor.log"
@@ -238,9 +255,13 @@ def run_stream(kafka: KafkaEnv, tmp_path: Path, model_dir: Path, scenario: str, 
         wait_for_log(log, "monitoring ")
         produced = kafka.run("producer", "simulate", "--model-dir", str(model_dir), "--count", str(count), "--rate", "0",
                              "--scenario", scenario, "--onset", str(onset), "--seed", str(seed), "--label-delay", "0",
-                             TOPIC_PARTITIONS="1")
+                             *([] if labels else ["--no-labels"]), TOPIC_PARTITIONS="1")
         assert produced.returncode == 0, produced.stderr.decode()[-2000:]
-        wait_monitored(port, count, kafka.topics["LABELS_TOPIC"], timeout=180)
+        if labels:
+            wait_monitored(port, count, kafka.topics["LABELS_TOPIC"], timeout=180)
+        else:
+            wait_until(lambda: stream_records(port) == count, timeout=180, interval=0.5,
+                       message=f"{count} predictions monitored")
         samples = scrape(port, keep_model=True)
         assert stop_process(monitor) == 0
     finally:
@@ -271,3 +292,11 @@ def first_alarm(results, onset: int, step: int = 250):
         if r.drift_detected:
             return (r.pane + 1) * step - onset, r
     return None, None
+
+
+@functools.cache
+def decoders_of(schema):
+    """The schema's typed decoders (`contract.decoders.Decoders`), built once per schema for the tests."""
+    from contract.decoders import Decoders
+
+    return Decoders(schema)

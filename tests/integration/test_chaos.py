@@ -64,7 +64,7 @@ def test_three_random_sigkills_of_scorer_and_monitor_lose_nothing_and_keep_the_w
                 # The scorer: killed a random time after it has shown it is working again.
                 mark = len(seen.ids)
                 wait_until(lambda: len(seen.ids) > mark + 500, 90, message=f"scorer working before kill {kill + 1}")
-                time.sleep(rng.uniform(0.0, 3.0))
+                time.sleep(rng.uniform(0.0, 3.0))  # a random moment, no event: the kill lands anywhere in a batch
                 scorer.kill()
                 scorer.wait()
                 scorer = start_scorer(kafka, scorer_log, "--batch-size", str(batch_size))
@@ -74,7 +74,7 @@ def test_three_random_sigkills_of_scorer_and_monitor_lose_nothing_and_keep_the_w
                 seen_by_chaos = stream_records(chaos_port)
                 wait_until(lambda: stream_records(chaos_port) > seen_by_chaos + 500, 90,
                            message=f"monitor working before kill {kill + 1}")
-                time.sleep(rng.uniform(0.0, 3.0))
+                time.sleep(rng.uniform(0.0, 3.0))  # a random moment, no event: the kill lands anywhere in a step
                 before_kill = stream_records(chaos_port)
                 chaos.kill()
                 chaos.wait()
@@ -97,7 +97,7 @@ def test_three_random_sigkills_of_scorer_and_monitor_lose_nothing_and_keep_the_w
             # Both monitors read the same predictions topic, duplicates included: wait until both have all of it.
             wait_until(lambda: stream_records(steady_port) == stream_records(chaos_port) == len(seen.ids), 120,
                        interval=0.5, message="both monitors at the end of the stream")
-            time.sleep(2)  # a straggling duplicate would show up here
+            seen.wait_quiet()  # a straggling duplicate would show up here
             wait_until(lambda: stream_records(steady_port) == stream_records(chaos_port) == len(seen.ids), 60,
                        interval=0.5, message="both monitors at the end of the stream")
             steady_view, chaos_view = window_view(scrape(steady_port)), window_view(scrape(chaos_port))
@@ -132,7 +132,7 @@ def test_sigterm_scorer_finishes_its_batch_commits_and_exits_0_quickly(kafka, tm
             try:
                 wait_until(lambda: seen.distinct >= total, 120, message="every record predicted")
                 assert producer.wait(60) == 0
-                time.sleep(2)
+                seen.wait_quiet()  # a straggling duplicate would show up here
             finally:
                 assert stop_process(second) == 0
     finally:

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from contract.delivery import resending_producer
-from contract.schema import Rejection
+from contract.rules import Rejection
 from contract.settings import Topics, ensure_topics
 from scorer.scoring import ScoredBatch
 from scorer.service import deliver

@@ -78,6 +78,18 @@ def start_services(kafka: KafkaEnv, tmp_path: Path) -> tuple[subprocess.Popen, i
     return scorer, scorer_port, monitor, monitor_port
 
 
+def log_ends(clients: dict[Path, subprocess.Popen]) -> dict[Path, tuple[subprocess.Popen, int]]:
+    """{log: (its process, its length now)}: where to look for what the process logs from now on."""
+    return {log: (process, log.stat().st_size) for log, process in clients.items()}
+
+
+def refused_since(ends: dict[Path, tuple[subprocess.Popen, int]]) -> bool:
+    """Every client still running has logged librdkafka's "Connection refused" since its end in
+    `ends`: it has met the dead broker."""
+    return all(process.poll() is not None or b"Connection refused" in log.read_bytes()[end:]
+               for log, (process, end) in ends.items())
+
+
 def recreate_topics(kafka: KafkaEnv) -> None:
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     state = kafka.topics["MONITOR_STATE_TOPIC"]
@@ -104,9 +116,11 @@ def test_sigterm_after_the_broker_died_mid_stream_exits_0_in_bounded_time(tmp_pa
     try:
         wait_until(lambda: stream_records(monitor_port) >= 2000 and stream_records(unsaved_port) >= 2000, 90,
                    message="stream monitored")
+        ends = log_ends({tmp_path / "scorer.log": scorer, tmp_path / "monitor.log": monitor,
+                         tmp_path / "unsaved.log": unsaved})
         broker.kill()
         producer.kill()  # not under test: it would wait its 5-minute delivery timeout
-        time.sleep(1)
+        wait_until(lambda: refused_since(ends), 30, message="every service meeting the dead broker")
         started = time.monotonic()
         for process in (scorer, monitor, unsaved):
             process.terminate()
@@ -198,9 +212,12 @@ def test_a_broker_on_durable_storage_killed_and_restarted_keeps_the_stream(tmp_p
     scorer, scorer_port, monitor, monitor_port = start_services(kafka, tmp_path)
     try:
         wait_until(lambda: counter(scorer_port, "scorer_predictions_total") >= 4000, 90, message="stream under way")
+        ends = log_ends({tmp_path / "producer.log": producer, tmp_path / "scorer.log": scorer,
+                         tmp_path / "monitor.log": monitor})
         broker.kill()
         scored_at_kill = int(counter(scorer_port, "scorer_predictions_total"))
-        time.sleep(1)
+        # The gap every client rides out: each has met the dead broker before it comes back.
+        wait_until(lambda: refused_since(ends), 30, message="every client meeting the dead broker")
         broker = start_broker(port, log_path=tmp_path / "tansu-2.log", storage=s3.storage, env=s3.tansu_env())
         assert producer.wait(120) == 0, "the simulator could not deliver across the broker restart"
         # "Caught up" is the scorer's committed offset at the end of the features log as a reader finds
@@ -228,6 +245,7 @@ def test_a_broker_on_durable_storage_killed_and_restarted_keeps_the_stream(tmp_p
 
         # Committed offsets survived too: a new scorer in the group scores nothing again.
         assert stop_process(scorer) == 0
+        committed = kafka.committed("scorer", "FEATURES_TOPIC")[0]
         scorer_port = free_port()
         scorer = kafka.start("scorer", "run", "--group", "scorer", "--metrics-host", "127.0.0.1", "--metrics-port",
                              str(scorer_port), log=tmp_path / "scorer-2.log")
@@ -235,9 +253,11 @@ def test_a_broker_on_durable_storage_killed_and_restarted_keeps_the_stream(tmp_p
                              "--id-prefix", "one-more")
         assert one_more.returncode == 0, one_more.stderr.decode()[-2000:]
         # Once it has joined and read the new record, it has read nothing else: the group's
-        # offsets from before the broker's death were there.
+        # offsets from before the broker's death were there. One partition, read in order: when the
+        # group's commit has passed the new record at the log's end, everything it read is counted.
         wait_until(lambda: counter(scorer_port, "scorer_records_consumed_total") >= 1, 90, message="new scorer working")
-        time.sleep(2)
+        wait_until(lambda: kafka.committed("scorer", "FEATURES_TOPIC")[0] > committed, 60,
+                   message="the new scorer committing past the new record")
         assert counter(scorer_port, "scorer_records_consumed_total") == 1
     finally:
         for process in (monitor, scorer, producer):

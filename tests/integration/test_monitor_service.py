@@ -25,7 +25,8 @@ from confluent_kafka import KafkaError, Producer
 from prometheus_client import CollectorRegistry, generate_latest
 
 from contract.artifacts import REFERENCE_FILE, SCHEMA_FILE, read_reference
-from contract.schema import Rejection, load_schema
+from contract.rules import Rejection
+from contract.schema_file import load_schema
 from devstack.broker import free_port
 from tests.support import (ROOT, KafkaEnv, Samples, flagged, scrape, start_monitor, stop_process, stream_records,
                            wait_for_log, wait_monitored, wait_until, window_view)

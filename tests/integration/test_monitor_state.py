@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Producer
 
 from monitor.state import PART_BYTES, create_state_topic, encode_state, read_latest, write_state
+from tests.support import wait_until
 
 def big_state(marker: str) -> bytes:
     # Random hex compresses only to half: about 2.5 MB, six parts.
@@ -56,18 +57,19 @@ def test_another_group_writing_all_the_time_does_not_keep_a_reader_reading(kafka
     create_state_topic(topic)
     producer = Producer({"bootstrap.servers": kafka.bootstrap})
     write_state(producer, topic, "mine", encode_state("mine", {}, {}, {"marker": "mine"}))
-    stop = threading.Event()
+    stop, written = threading.Event(), [0]
 
     def busy_neighbour() -> None:  # another monitor group snapshotting every 50 ms
         other = Producer({"bootstrap.servers": kafka.bootstrap})
         while not stop.is_set():
             write_state(other, topic, "busy", encode_state("busy", {}, {}, {"marker": secrets.token_hex(8)}))
-            time.sleep(0.05)
+            written[0] += 1
+            stop.wait(0.05)  # pacing the neighbour's writes (its --state-interval), no event to await
 
     writer = threading.Thread(target=busy_neighbour, daemon=True)
     writer.start()
     try:
-        time.sleep(1)
+        wait_until(lambda: written[0] >= 20, 60, message="the neighbour's first 20 snapshots")
         started = time.monotonic()
         assert read_latest(topic, "mine", timeout=20)["monitor"]["marker"] == "mine"
         assert time.monotonic() - started < 10
@@ -129,7 +131,7 @@ def test_the_state_reader_gives_its_consumer_and_its_producer_their_own_kafka_se
 @pytest.mark.broker
 def test_restore_loads_the_groups_snapshot_and_refuses_another_window_shape(kafka, monkeypatch, model_dir):
     from contract.artifacts import REFERENCE_FILE, SCHEMA_FILE
-    from contract.schema import load_schema
+    from contract.schema_file import load_schema
     from monitor.persist import StateMismatch, restore
     from monitor.service import MonitorConfig, build_monitor, load_reference
     from monitor.windows import PredictionBatch

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.error
 import urllib.request
 
@@ -13,7 +12,10 @@ import pytest
 from confluent_kafka import Producer
 
 from contract.artifacts import load_model_schema, read_reference
-from contract.schema import DEFAULT_SCHEMA, Rejection, check_record, load_schema, verdict
+from contract.decoders import Decoders, check_record, verdict
+from contract.rules import Rejection
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema
 from devstack.broker import free_port
 from scorer.model import load
 from tests.support import PredictionIds, children, own_rss_mb, stop_process, wait_for_log, wait_until
@@ -22,11 +24,12 @@ from tests.unit.test_scoring import PET_FEATURES, build_classifier_dir
 pytestmark = pytest.mark.broker
 
 DIAMONDS = load_schema(DEFAULT_SCHEMA)
+DIAMOND_DECODERS = Decoders(DIAMONDS)
 FEATURE_COLUMNS = DIAMONDS.feature_names
 
 
 def decode_features(raw: bytes):
-    return verdict(check_record, DIAMONDS, raw)
+    return verdict(check_record, DIAMOND_DECODERS, raw)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +178,7 @@ def test_scorer_killed_mid_stream_loses_nothing_and_duplicates_at_most_one_batch
             try:
                 wait_until(lambda: seen.distinct >= total, 120, message="every record predicted after restart")
                 assert producer.wait(60) == 0
-                time.sleep(2)  # let any straggling duplicate arrive before counting
+                seen.wait_quiet()  # any straggling duplicate arrives before counting
             finally:
                 assert stop_process(second) == 0
         finally:

@@ -23,7 +23,10 @@ def gauges(port: int) -> dict[str, float]:
     """The window gauges one monitor and the evaluator both export (NaN-free once the window is full)."""
     samples = scrape(port)
     names = ("window_records", "data_drift", "prediction_drift_statistic", "concept_drift", "rolling_mse",
-             "label_coverage_ratio", "drift_share_detected")
+             "label_coverage_ratio", "drift_share_detected",
+             # the performance estimated without labels: per-record estimates summed in the panes
+             "estimated_mse", "estimated_mae", "estimated_concept_drift", "estimated_concept_drift_threshold",
+             "outside_support_ratio")
     view = {name: samples.get((name, ()), math.nan) for name in names}
     view |= {f"{name}{dict(labels)}": value for (name, labels), value in samples.items()
              if name in ("drift_feature_statistic", "drift_feature_threshold")}
@@ -102,6 +105,7 @@ class ScaleOut:
 def assert_same_gauges(merged: dict, single: dict) -> None:
     assert single["window_records"] > 0 and single["label_coverage_ratio"] == 1.0
     assert not math.isnan(single["concept_drift"]) and not math.isnan(single["data_drift"])
+    assert not math.isnan(single["estimated_mse"])  # the estimates are part of what must be equal
     assert merged.keys() == single.keys()
     different = {k: (merged[k], single[k]) for k in single
                  if not math.isclose(merged[k], single[k], rel_tol=1e-9, abs_tol=1e-12)}

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from contract.artifacts import read_reference
-from contract.schema import Rejection, check_record, load_schema, verdict
+from contract.decoders import Decoders, check_record, verdict
+from contract.rules import Rejection
+from contract.schema_file import load_schema
 from producer.grammar import parse_scenario
 from producer.simulate import SimulateConfig, generate_chunks, source_columns
 from tests.unit.test_scenarios import write_churn_model_dir
@@ -45,8 +47,9 @@ def test_a_classification_model_streams_in_its_layout_with_seeded_label_flips(ka
     answers = {m.key().decode(): json.loads(m.value()) for m in labels}
     ids = {f"sim-{i}" for i in range(COUNT)}
     assert len(features) == len(labels) == COUNT and set(records) == set(answers) == ids
+    decoders = Decoders(schema)
     for message in features:  # what the scorer will take, in the schema's field names and order
-        assert not isinstance(verdict(check_record, schema, message.value()), Rejection)
+        assert not isinstance(verdict(check_record, decoders, message.value()), Rejection)
     for record_id, record in records.items():
         assert list(record) == ["event_id", "event_time", "tenure", "spend", "plan", "region"]
         assert record["event_id"] == record_id and record["event_time"].endswith("Z")

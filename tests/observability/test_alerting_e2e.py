@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from devstack import observability
 from devstack.broker import free_port
 from devstack.webhook_sink import WebhookSink
+from tests.support import wait_until
 
 FEATURES = {"carat": "ks", "depth": "ks", "table": "ks", "cut": "chi2", "color": "chi2", "clarity": "chi2"}
 # Measured 1.6-1.9 s from gauge change to POST (OBSERVABILITY.md); the bound leaves room for a
@@ -109,12 +110,9 @@ def prometheus_url(stand_in_monitor, sink, tmp_path) -> Iterator[str]:
 
 def wait_for_up(prometheus_url: str, deadline_s: float) -> None:
     """Prometheus scrapes ~5 s after it reports ready: wait until the target is up."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if any(sample["value"][1] == "1" for sample in observability.query(prometheus_url, 'up{job="monitor"}')):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"the stand-in monitor was not scraped (up == 1) within {deadline_s} s")
+    up = 'up{job="monitor"}'
+    wait_until(lambda: any(sample["value"][1] == "1" for sample in observability.query(prometheus_url, up)),
+               deadline_s, message="the stand-in monitor scraped (up == 1)")
 
 
 def discord_texts(collector: WebhookSink) -> list[str]:
@@ -134,11 +132,8 @@ def test_carat_drift_reaches_the_discord_sink(stand_in_monitor, sink, prometheus
     changed_at = time.monotonic()
     stand_in_monitor.detected.labels("carat").set(1)
 
-    deadline = changed_at + DELIVERY_DEADLINE_S
-    while time.monotonic() < deadline and not collector.deliveries():
-        time.sleep(0.05)
-    deliveries = collector.deliveries()
-    assert deliveries, f"no Discord message within {DELIVERY_DEADLINE_S} s of the gauge change"
+    deliveries = wait_until(collector.deliveries, DELIVERY_DEADLINE_S, interval=0.05,
+                            message="a Discord message after the gauge change")
     elapsed = deliveries[0].received_at - changed_at
     print(f"gauge -> Discord-format message: {elapsed:.2f} s")
 

@@ -1,21 +1,16 @@
 """The exact categorical null (`monitor.exact`) against plain simulation of the same null."""
 from __future__ import annotations
 
-import sys
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import special
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from monitor import exact  # noqa: E402
-from monitor.exact import PearsonNull, grid_n  # noqa: E402
-from monitor.stats import chi2_statistic  # noqa: E402
+from monitor import exact
+from monitor.exact import PearsonNull, grid_n
+from monitor.stats import chi2_statistic
+from tests.support import wait_until
 
 CUT = np.array([4292, 2775, 2382, 1004, 335])  # the diamonds reference's cut counts
 
@@ -111,7 +106,8 @@ def test_a_prefetched_tail_is_the_one_computed_on_demand_and_is_computed_once():
     null = Counting(CUT, 0.5)
     null.prefetch(1_000, 1e-5)
     null.prefetch(1_099, 1e-5)  # the same grid point: not queued again
-    wait_until(lambda: null.ready(1_000, 1e-5), "the background thread computed the prefetched tail")
+    wait_until(lambda: null.ready(1_000, 1e-5), 30, interval=0.01,
+               message="the background thread computing the prefetched tail")
     assert null.threshold(1_000, 1e-5) == fresh  # seeded: the same wherever it is computed
     assert null.computed == [(1_000, 1e-5, "exact-nulls")]
 
@@ -120,20 +116,14 @@ def test_the_loop_takes_back_a_queued_tail_instead_of_waiting_behind_the_queue()
     null = Counting(CUT, 0.5)
     null.gate.clear()
     null.prefetch(500, 1e-5)
-    wait_until(lambda: null._tails[(500, 1e-5)].running(), "the background thread took the first job")
+    wait_until(lambda: null._tails[(500, 1e-5)].running(), 30, interval=0.01,
+               message="the background thread taking the first job")
     null.prefetch(2_000, 1e-5)  # queued behind a job that cannot finish yet
     threshold = null.threshold(2_000, 1e-5)  # returns: computed here, not waited for
     null.gate.set()
     assert threshold == PearsonNull(CUT, 0.5).threshold(2_000, 1e-5)
-    wait_until(lambda: null.ready(500, 1e-5), "the held job finished")
+    wait_until(lambda: null.ready(500, 1e-5), 30, interval=0.01, message="the held job finishing")
     assert sorted(null.computed) == [(500, 1e-5, "exact-nulls"), (2_000, 1e-5, "MainThread")]
-
-
-def wait_until(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
 
 
 def test_at_most_kept_tails_curves_are_kept(monkeypatch):

@@ -15,19 +15,13 @@ Seeded, so the counts are the same at every run; each bound allows the count's o
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from monitor.calibration import Calibration  # noqa: E402
-from monitor.columns import column_tests  # noqa: E402
-from monitor.reference import Reference  # noqa: E402
-from monitor.windows import Pane, PaneLayout, PredictionBatch  # noqa: E402
+from monitor.calibration import Calibration
+from monitor.columns import column_tests
+from monitor.reference import Reference
+from monitor.windows import Pane, PaneLayout, PredictionBatch
 
 ALPHA = 0.03
 
@@ -80,13 +74,14 @@ def sizes(rng: np.random.Generator, n: int, count: int, varying: bool) -> np.nda
 
 
 @pytest.fixture(scope="module")
-def diamonds():
+def diamonds(model_dir):
     from contract.artifacts import REFERENCE_FILE, read_reference
     from contract.dataset import load_diamonds
-    from contract.schema import DEFAULT_SCHEMA, load_schema
+    from contract.schema import DEFAULT_SCHEMA
+    from contract.schema_file import load_schema
 
     schema = load_schema(DEFAULT_SCHEMA)
-    heldout = read_reference(ROOT / "artifacts" / REFERENCE_FILE, schema)
+    heldout = read_reference(model_dir / REFERENCE_FILE, schema)
     population = load_diamonds()
     as_arrays = lambda frame, prediction: {  # noqa: E731
         **{c: frame[c].to_numpy(np.float64) for c in schema.numeric},

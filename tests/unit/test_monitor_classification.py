@@ -11,22 +11,18 @@ import doctest
 import importlib
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # no conftest: make monitor importable
-
-from monitor import stats  # noqa: E402
-from monitor.calibration import Calibration  # noqa: E402
-from monitor.columns import column_tests  # noqa: E402
-from tests.support import first_alarm  # noqa: E402
-from monitor.drift import DriftMonitor, DriftResult  # noqa: E402
-from monitor.reference import Reference  # noqa: E402
-from monitor.windows import CountWindow, PredictionBatch  # noqa: E402
+from monitor import stats
+from monitor.calibration import Calibration
+from monitor.columns import column_tests
+from monitor.drift import DriftMonitor, DriftResult
+from monitor.reference import Reference
+from monitor.windows import CountWindow, PredictionBatch
+from tests.support import first_alarm
 
 CLASSES = ("a", "b", "rare")
 COLORS = np.array(["red", "green", "blue", "violet"], dtype=object)
@@ -305,7 +301,7 @@ def test_reference_from_schema_reads_native_kinds():
     """Integer classes and boolean categories, as `contract.artifacts.read_reference` returns them,
     are counted as text ("0", "true"), the way the decoders' messages are."""
     pd = pytest.importorskip("pandas")
-    from contract.schema import parse_schema
+    from contract.schema_file import parse_schema
 
     schema = parse_schema({
         "name": "toy", "task": "classification", "target": "y", "classes": [0, 1], "prediction": "yhat",

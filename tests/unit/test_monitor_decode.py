@@ -12,9 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract.schema import (DEFAULT_SCHEMA, REJECTION_REASONS, DecodeFailure, Rejection, category_text, check_label,
-                             check_prediction, decode_records, epoch_ms, load_schema, parse_schema, verdict)
+from contract.decoders import DecodeFailure, check_label, check_prediction, decode_records, epoch_ms, verdict
+from contract.rules import REJECTION_REASONS, Rejection, category_text
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema, parse_schema
 from monitor.decode import Decoder
+from tests.support import decoders_of
 
 DIAMONDS = load_schema(DEFAULT_SCHEMA)
 CHURN = parse_schema({
@@ -81,7 +84,7 @@ def test_the_fast_decoding_path_accepts_only_what_the_schema_checks_accept():
     }
     batch, rejected = decoder.predictions(list(cases))
     assert [(i, r.reason) for i, r in rejected] == [(i, why) for i, why in enumerate(cases.values()) if why]
-    accepted = [verdict(check_prediction, DIAMONDS, raw) for raw, why in cases.items() if why is None]
+    accepted = [verdict(check_prediction, decoders_of(DIAMONDS), raw) for raw, why in cases.items() if why is None]
     assert batch.ids.tolist() == [r.id for r in accepted] == ["a", "7", "a", "a"]
     assert batch.predictions.tolist() == [r.prediction for r in accepted] == [512.5, 512.5, 512.0, 512.5]
     assert batch.predictions.dtype == np.float64 and batch.ts.tolist() == [5] * 4
@@ -199,7 +202,7 @@ def typed_decode(decoder, raw: bytes):
 
 def expected_columns(schema, record) -> tuple:
     """The columns of one checked prediction Struct: what the batch path must give for it."""
-    d, m = schema.decoders, schema.messages
+    d, m = decoders_of(schema), schema.messages
     holder = d.getter("prediction", m.features)(record) if m.features else record
     prediction = d.getter("prediction", m.prediction)(record)
     probabilities = {}
@@ -225,8 +228,8 @@ def check_agreement(schema, prediction: dict, label: dict) -> None:
     more, and what it accepts has the checks' values; the batch path gives the check's verdict."""
     decoder = DECODERS[schema.name]
     raw = to_bytes(prediction)
-    expected = verdict(check_prediction, schema, raw)
-    typed = typed_decode(schema.decoders.prediction, raw)
+    expected = verdict(check_prediction, decoders_of(schema), raw)
+    typed = typed_decode(decoders_of(schema).prediction, raw)
     if typed is not None:
         assert not isinstance(expected, Rejection) and typed == expected
     batch, rejected = decoder.predictions([raw])
@@ -237,15 +240,15 @@ def check_agreement(schema, prediction: dict, label: dict) -> None:
         assert not rejected and len(batch) == 1 and batch_columns(batch) == expected_columns(schema, expected)
 
     raw = to_bytes(label)
-    expected = verdict(check_label, schema, raw)
-    typed = typed_decode(schema.decoders.label, raw)
+    expected = verdict(check_label, decoders_of(schema), raw)
+    typed = typed_decode(decoders_of(schema).label, raw)
     if typed is not None:
         assert not isinstance(expected, Rejection) and typed == expected
     ids, ts, values, rejected = decoder.labels([raw])
     if isinstance(expected, Rejection):
         assert not ids and [r.reason for _, r in rejected] == [expected.reason]
     else:
-        d, layout = schema.decoders, schema.labels
+        d, layout = decoders_of(schema), schema.labels
         target = d.getter("label", schema.label_field)(expected)
         assert (ids, ts.tolist(), values.tolist(), rejected) == (
             [d.getter("label", layout.id)(expected)],
@@ -299,7 +302,7 @@ def test_an_integral_float_is_the_integer_class_or_category_it_writes():
                                                to_bytes({"request_id": "b", "time": "2024-05-01T12:00:00Z", "churned": 0.5})])
     assert labels.tolist() == ["1"] and [r.reason for _, r in rejected] == ["wrong_type"]
     # every record of a batch of floats takes the typed path: the checks are never asked
-    records, refused = decode_records(values[:2], schema.decoders.prediction, lambda raw: pytest.fail("slow path"))
+    records, refused = decode_records(values[:2], decoders_of(schema).prediction, lambda raw: pytest.fail("slow path"))
     assert len(records) == 2 and not refused
 
 

@@ -3,23 +3,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from monitor import stats
+from monitor.columns import column_tests
+from monitor.drift import DriftMonitor, DriftResult
+from monitor.reference import Reference
+from monitor.windows import CountWindow, PredictionBatch, TimeWindow
+from tests.support import first_alarm, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # no conftest: make monitor importable
-
-from monitor import stats  # noqa: E402
-from monitor.columns import column_tests  # noqa: E402
-from tests.support import first_alarm  # noqa: E402
-from monitor.drift import DriftMonitor, DriftResult  # noqa: E402
-from monitor.reference import Reference  # noqa: E402
-from monitor.windows import CountWindow, PredictionBatch, TimeWindow  # noqa: E402
-
 NUMERIC = ("carat", "depth", "table")
 CATEGORICAL = ("cut", "color", "clarity")
 CORE_MODULES = ("monitor", "monitor.reference", "monitor.stats", "monitor.windows", "monitor.join",
@@ -29,13 +26,14 @@ DELAYS = [500] * 9  # carat-shift delays of seeds 100..108 (750 with the whole w
 
 
 @pytest.fixture(scope="module")
-def frame():
+def frame(model_dir):
     """The held-out reference rows, read and checked against the diamonds schema (pandas only here)."""
     from contract.artifacts import REFERENCE_FILE, read_reference
-    from contract.schema import DEFAULT_SCHEMA, load_schema
+    from contract.schema import DEFAULT_SCHEMA
+    from contract.schema_file import load_schema
 
     schema = load_schema(DEFAULT_SCHEMA)
-    return schema, read_reference(ROOT / "artifacts" / REFERENCE_FILE, schema)
+    return schema, read_reference(model_dir / REFERENCE_FILE, schema)
 
 
 @pytest.fixture(scope="module")
@@ -357,10 +355,8 @@ def test_a_time_window_has_its_next_steps_thresholds_computed_ahead_and_a_count_
     calibration = monitor.calibration
     alpha = calibration_level(calibration, 100)
     # Panes 0-2 closed (the 4th batch's records close pane 2): the window holds 300 records, the next 400.
-    deadline = time.monotonic() + 60
-    while not all(calibration.null(c).ready(400, alpha) for c in CATEGORICAL):
-        assert time.monotonic() < deadline, "the next step's thresholds were never computed ahead"
-        time.sleep(0.05)
+    wait_until(lambda: all(calibration.null(c).ready(400, alpha) for c in CATEGORICAL), 60, interval=0.05,
+               message="the next step's thresholds computed ahead")
     counted = DriftMonitor(reference, CountWindow(reference, 1000, 250))
     assert not counted.calibration.prefetch
     feed(counted, stream(heldout, 1500, seed=12), labels=False)

@@ -2,31 +2,27 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # no conftest: make monitor importable
-
-from monitor import stats  # noqa: E402
-from monitor.calibration import Calibration  # noqa: E402
-from monitor.reference import Reference, build_bins  # noqa: E402
+from monitor import stats
+from monitor.calibration import Calibration
+from monitor.reference import Reference, build_bins
 
 NUMERIC = ("carat", "depth", "table")
 CATEGORICAL = ("cut", "color", "clarity")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def heldout() -> dict[str, np.ndarray]:
+def heldout(model_dir) -> dict[str, np.ndarray]:
     """The held-out reference rows as numpy columns (pandas only here, in the test)."""
     from contract.artifacts import REFERENCE_FILE, read_reference
-    from contract.schema import DEFAULT_SCHEMA, load_schema
+    from contract.schema import DEFAULT_SCHEMA
+    from contract.schema_file import load_schema
 
-    frame = read_reference(ARTIFACTS / REFERENCE_FILE, load_schema(DEFAULT_SCHEMA))
+    frame = read_reference(model_dir / REFERENCE_FILE, load_schema(DEFAULT_SCHEMA))
     return {c: frame[c].to_numpy(str if c in CATEGORICAL else np.float64) for c in frame.columns}
 
 

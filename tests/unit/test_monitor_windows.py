@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # no conftest: make monitor importable
-
-from monitor.join import LabelJoin  # noqa: E402
-from monitor.reference import Reference  # noqa: E402
-from monitor.windows import UNSEEN_OVERFLOW, CountWindow, PredictionBatch, TimeWindow  # noqa: E402
+from monitor.join import LabelJoin
+from monitor.reference import Reference
+from monitor.windows import UNSEEN_OVERFLOW, CountWindow, PredictionBatch, TimeWindow
 
 
 @pytest.fixture(scope="module")

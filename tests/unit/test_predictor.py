@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.schema import DEFAULT_SCHEMA, load_schema
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema
 from scorer.model import load, load_reference
 from scorer.predictor import CLASSES, CLASSES_AND_PROBABILITIES, PredictorFailed, PredictProcess
+from tests.support import wait_until
 
 FEATURE_COLUMNS = load_schema(DEFAULT_SCHEMA).feature_names
 
@@ -40,7 +42,7 @@ class SlowToLoad:
     def __setstate__(self, state):
         if state.get("loading_marker"):
             Path(state["loading_marker"]).touch()
-        time.sleep(state["delay"])
+        time.sleep(state["delay"])  # the slow load itself: what the stand-in is for, no event to await
         self.__dict__.update(state)
 
     def predict(self, frame):
@@ -161,7 +163,7 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
     """Ctrl-C reaches the whole process group: the worker must outlive it until the scorer closes
     the pipe; a SIGKILLed scorer must not leave the worker (and its model) behind."""
     script = textwrap.dedent("""
-        import sys, time
+        import sys
         from scorer.predictor import PredictProcess
         from tests.unit.test_predictor import Doubling
         if __name__ == "__main__":
@@ -170,7 +172,7 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
             sys.stdin.readline()  # the test has signalled the worker
             predictor.submit([1, 2])
             print(predictor.result().tolist(), flush=True)
-            time.sleep(600)
+            sys.stdin.read()  # until the test kills this process (or ends, closing the pipe)
     """)
     (tmp_path / "parent.py").write_text(script)
     parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], stdin=subprocess.PIPE,
@@ -187,10 +189,8 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
         assert process_alive(worker)
         parent.kill()
         parent.wait(10)
-        deadline = time.monotonic() + 10
-        while process_alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not process_alive(worker), "the predict process outlived a SIGKILLed scorer"
+        wait_until(lambda: not process_alive(worker), 10, interval=0.05,
+                   message="the predict process ending with its SIGKILLed scorer")
     finally:
         parent.kill()
 
@@ -216,11 +216,10 @@ def test_ctrl_c_while_the_worker_starts_does_not_kill_it(tmp_path):
                               text=True, start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
                                   filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     try:
-        deadline = time.monotonic() + 60
-        while not loading.exists():  # the worker is spawned and unpickling its model
-            assert parent.poll() is None and time.monotonic() < deadline, "the worker never started loading"
-            time.sleep(0.02)
-        time.sleep(0.2)
+        # the worker is spawned and unpickling its model (for 1.5 s after the marker appears)
+        wait_until(lambda: loading.exists() or parent.poll() is not None, 60, interval=0.02,
+                   message="the worker starting to load")
+        assert parent.poll() is None, "the worker never started loading"
         os.killpg(parent.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         out, _ = parent.communicate(timeout=60)
         assert parent.returncode == 0, out

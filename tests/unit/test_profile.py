@@ -2,7 +2,6 @@
 what it decided. No broker: the command runs in-process through add_parser/main."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,10 @@ import pandas as pd
 import pytest
 
 from contract.artifacts import read_reference
-from contract.schema import Bounds, load_schema
-from monitor import profile
+from contract.rules import Bounds
+from contract.schema_file import load_schema
+from contract.profile.text import default_name
+from monitor.__main__ import main
 
 ROWS = 400
 FEATURES = ["weight", "plan", "rooms", "visits", "account", "member", "code"]
@@ -61,11 +62,7 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     """`python -m monitor profile ARGV` in-process: (exit code, stdout, stderr)."""
-    parser = argparse.ArgumentParser(prog="python -m monitor")
-    commands = parser.add_subparsers(dest="command", required=True)
-    profile.add_parser(commands)
-    args = parser.parse_args(["profile", *map(str, argv)])
-    code = profile.main(args)
+    code = main(["profile", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -229,7 +226,7 @@ def test_name_defaults_to_the_file_stem_made_valid(tmp_path, capsys):
     source = write(reference_frame(), tmp_path / "my churn (2026) v1.csv")
     assert run(capsys, source, "--target", "churn", "--prediction", "prediction", "-o", tmp_path / "s.yaml")[0] == 0
     assert load_schema(tmp_path / "s.yaml").name == "my_churn_2026_v1"
-    assert profile.default_name(Path("!!!.csv")) == "model"
+    assert default_name(Path("!!!.csv")) == "model"
 
 
 @pytest.mark.parametrize("flags, message", [

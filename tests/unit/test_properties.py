@@ -11,10 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from contract.schema import DEFAULT_SCHEMA, REJECTION_REASONS, Rejection, check_record, load_schema, verdict
+from contract.decoders import check_record, verdict
+from contract.rules import REJECTION_REASONS, Rejection
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema
 from scorer.api import create_app
 from scorer.model import check_against_schema, load
 from scorer.scoring import BatchCodec, predictor_of, score_batch
+from tests.support import decoders_of
 
 SCHEMA = load_schema(DEFAULT_SCHEMA)
 CODEC = BatchCodec(SCHEMA)
@@ -45,17 +49,17 @@ def to_bytes(obj) -> bytes:
 
 
 def schema_verdict(raw: bytes):
-    return verdict(check_record, SCHEMA, raw)
+    return verdict(check_record, decoders_of(SCHEMA), raw)
 
 
 def values_of(record) -> tuple:
-    return tuple(SCHEMA.decoders.getter("record", name)(record) for name in FIELDS)
+    return tuple(decoders_of(SCHEMA).getter("record", name)(record) for name in FIELDS)
 
 
 @given(st.binary(max_size=10_000))
 def test_any_bytes_decode_to_a_record_or_a_named_reason(raw):
     result = schema_verdict(raw)
-    assert isinstance(result, (Rejection, SCHEMA.decoders.record_type))
+    assert isinstance(result, (Rejection, decoders_of(SCHEMA).record_type))
     if isinstance(result, Rejection):
         assert result.reason in REJECTION_REASONS and result.detail
 
@@ -113,7 +117,7 @@ def test_the_batch_path_gives_the_schemas_verdict_on_every_record(record):
     raw = to_bytes(record)
     expected = schema_verdict(raw)
     try:
-        typed = SCHEMA.decoders.record.decode(raw)
+        typed = decoders_of(SCHEMA).record.decode(raw)
     except Exception:  # noqa: BLE001 - msgspec's ValidationError or DecodeError: refused
         typed = None
     if typed is not None:

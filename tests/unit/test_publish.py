@@ -6,7 +6,9 @@ import json
 
 import msgspec
 
-from contract.schema import DEFAULT_SCHEMA, load_schema, parse_schema
+from contract.decoders import Decoders
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema, parse_schema
 from producer.publish import read_records
 from tests.unit.test_scenarios import CHURN
 
@@ -20,7 +22,7 @@ def lines(*objects) -> list[bytes]:
 def test_valid_lines_decode_and_invalid_ones_name_their_line_and_reason():
     valid = {"id": "a", "ts": 1, "carat": 0.5, "cut": "Ideal", "color": "E", "clarity": "SI1", "depth": 61.0, "table": 55.0}
     records, invalid = read_records(lines(valid, {**valid, "id": "b", "price": 6000}, b"\n", {"id": "c", "ts": 3, "carat": "heavy"},
-                                          b"not json\n", {**valid, "id": 7}), DIAMONDS)
+                                          b"not json\n", {**valid, "id": 7}), Decoders(DIAMONDS))
     assert [str(line) for line in invalid] == ["line 4: wrong_type: 'carat' must be a number, got str",
                                                "line 5: not_json: not JSON: Expecting value: line 1 column 1 (char 0)"]
     assert [r.id for r in records] == ["a", "b", "7"]  # an integer id is normalised to text, as the scorer does
@@ -34,7 +36,7 @@ def test_the_schema_decides_what_a_valid_line_is():
     line = {"event_id": "e1", "event_time": "2024-05-01T12:00:00Z", "tenure": 3.5, "spend": 10.0, "plan": "pro",
             "region": 2, "churned": "leave"}
     records, invalid = read_records(lines(line, {**line, "region": "2"}, {**line, "event_time": 1714564800000},
-                                          {**line, "churned": 1}), churn)
+                                          {**line, "churned": 1}), Decoders(churn))
     assert len(records) == 1 and records[0].churned == "leave"
     assert [(i.number, i.rejection.reason) for i in invalid] == [(2, "wrong_type"), (3, "wrong_type"), (4, "wrong_type")]
     assert "'region' must be an integer" in invalid[0].rejection.detail

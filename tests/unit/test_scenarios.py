@@ -13,7 +13,11 @@ import pytest
 import yaml
 
 from contract.artifacts import read_reference
-from contract.schema import DEFAULT_SCHEMA, Rejection, check_record, load_schema, parse_schema, verdict
+from contract.decoders import check_record, verdict
+from contract.rules import Rejection
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema, parse_schema
+from tests.support import decoders_of
 from producer.__main__ import main
 from producer.invalid import bad_payload, invalid_payloads
 from producer.grammar import CUT_MIX, SHORTHANDS, ScenarioError, parse_scenario, scenario_help
@@ -465,15 +469,15 @@ def test_bad_records_cover_every_reason_the_decoder_names_for_diamonds():
     payloads = invalid_payloads(DIAMONDS)
     record = DIAMONDS.feature_record("r-0", 1, {"carat": 0.7, "cut": "Ideal", "color": "E", "clarity": "SI1",
                                                 "depth": 61.5, "table": 55.0})
-    assert not isinstance(verdict(check_record, DIAMONDS, record, parsed=True), Rejection)  # the record they break
+    assert not isinstance(verdict(check_record, decoders_of(DIAMONDS), record, parsed=True), Rejection)  # the record they break
     reasons = []
     for position in range(12):
         reason, payload = bad_payload(payloads, position, record)
-        rejection = verdict(check_record, DIAMONDS, payload)
+        rejection = verdict(check_record, decoders_of(DIAMONDS), payload)
         assert isinstance(rejection, Rejection) and rejection.reason == reason, (reason, rejection)
         reasons.append(reason)
     assert reasons == EVERY_REASON * 2  # in turn
-    assert verdict(check_record, DIAMONDS, bad_payload(payloads, 4, record)[1]).detail == "'carat'=-1 outside (0, 20]"
+    assert verdict(check_record, decoders_of(DIAMONDS), bad_payload(payloads, 4, record)[1]).detail == "'carat'=-1 outside (0, 20]"
 
 
 def test_invalid_payloads_follow_a_classification_schema(churn, churn_source):
@@ -482,9 +486,9 @@ def test_invalid_payloads_follow_a_classification_schema(churn, churn_source):
     for row in range(5):
         record = churn.feature_record(f"sim-{row}", 1_700_000_000_000 + row,
                                       {c: churn_source[c].tolist()[row] for c in churn.feature_names})
-        assert not isinstance(verdict(check_record, churn, record, parsed=True), Rejection)
+        assert not isinstance(verdict(check_record, decoders_of(churn), record, parsed=True), Rejection)
         for reason, breaker in payloads:
-            rejection = verdict(check_record, churn, breaker(record))
+            rejection = verdict(check_record, decoders_of(churn), breaker(record))
             assert isinstance(rejection, Rejection) and rejection.reason == reason, (reason, rejection)
 
 
@@ -496,7 +500,7 @@ def test_a_reason_the_schema_cannot_produce_is_left_out():
     assert reasons == ["not_json", "missing_field", "wrong_type", "oversize"]
     record = categorical.feature_record("a", 1, {"plan": "pro", "region": 2})
     for reason, breaker in invalid_payloads(categorical):
-        assert verdict(check_record, categorical, breaker(record)).reason == reason
+        assert verdict(check_record, decoders_of(categorical), breaker(record)).reason == reason
 
 
 def test_scenarios_and_payloads_import_without_kafka_prometheus_or_pandas():

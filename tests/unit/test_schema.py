@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.artifacts import read_reference
-from contract.schema import (DEFAULT_SCHEMA, MAX_RECORD_BYTES, REJECTION_REASONS, Rejection, SchemaError, category_text,
-                             check_label, check_prediction, check_record, decode_records, epoch_ms, load_schema,
-                             parse_schema, verdict)
+from contract.decoders import check_label, check_prediction, check_record, decode_records, epoch_ms, verdict
+from contract.rules import MAX_RECORD_BYTES, REJECTION_REASONS, Rejection, category_text
+from contract.schema import DEFAULT_SCHEMA, SchemaError
+from contract.schema_file import load_schema, parse_schema
+from tests.support import decoders_of
 
 DIAMONDS = load_schema(DEFAULT_SCHEMA)
 VALID = {"id": "r-1", "ts": 1_700_000_000_000, "carat": 0.7, "cut": "Ideal", "color": "E", "clarity": "SI1",
@@ -30,8 +32,8 @@ def with_(**changes) -> bytes:
 
 def record_verdict(schema, raw: bytes):
     """The batch path's verdict (typed decoder, then the checks for what it refused) on one record."""
-    d = schema.decoders
-    records, rejections = decode_records([raw], d.record, lambda r: verdict(check_record, schema, r))
+    d = decoders_of(schema)
+    records, rejections = decode_records([raw], d.record, lambda r: verdict(check_record, decoders_of(schema), r))
     return rejections[0][1] if rejections else records[0]
 
 
@@ -89,13 +91,13 @@ def test_oversize_is_judged_on_bytes_before_parsing():
 
 
 def test_labels_and_predictions_of_diamonds():
-    assert verdict(check_label, DIAMONDS, b'{"id":"a","ts":5,"price":326}').price == 326.0
-    assert verdict(check_label, DIAMONDS, b'{"id":"a","ts":5}').reason == "missing_field"
-    assert verdict(check_label, DIAMONDS, b'{"id":"a","ts":5,"price":"cheap"}').reason == "wrong_type"
+    assert verdict(check_label, decoders_of(DIAMONDS), b'{"id":"a","ts":5,"price":326}').price == 326.0
+    assert verdict(check_label, decoders_of(DIAMONDS), b'{"id":"a","ts":5}').reason == "missing_field"
+    assert verdict(check_label, decoders_of(DIAMONDS), b'{"id":"a","ts":5,"price":"cheap"}').reason == "wrong_type"
     good = {"id": "a", "ts": 5, "prediction": 512.5, "features": {k: v for k, v in VALID.items() if k not in ("id", "ts")}}
-    assert verdict(check_prediction, DIAMONDS, json.dumps(good).encode()).features.cut == "Ideal"
-    assert verdict(check_prediction, DIAMONDS, json.dumps({**good, "features": 3}).encode()).reason == "wrong_type"
-    assert verdict(check_prediction, DIAMONDS, json.dumps({**good, "prediction": None}).encode()).reason == "wrong_type"
+    assert verdict(check_prediction, decoders_of(DIAMONDS), json.dumps(good).encode()).features.cut == "Ideal"
+    assert verdict(check_prediction, decoders_of(DIAMONDS), json.dumps({**good, "features": 3}).encode()).reason == "wrong_type"
+    assert verdict(check_prediction, decoders_of(DIAMONDS), json.dumps({**good, "prediction": None}).encode()).reason == "wrong_type"
 
 
 # -- another model: classification, ISO timestamps, top-level features, integer categories ---------
@@ -135,18 +137,18 @@ def test_a_classification_schema_with_its_own_layout(loans):
     assert loans.probability_columns == ("proba_no", "proba_yes", "proba_late")
     message = {"request_id": 7, "at": "2026-01-02T03:04:05.5+01:00", "label": "late", "income": 1200,
                "channel": "web", "grade": 2, "insured": False, "scores": {"no": 0.1, "yes": 0.2, "late": 0.7}, "x": 1}
-    decoded = verdict(check_prediction, loans, json.dumps(message).encode())
+    decoded = verdict(check_prediction, decoders_of(loans), json.dumps(message).encode())
     assert decoded.request_id == "7" and decoded.label == "late" and decoded.grade == 2 and decoded.insured is False
     assert epoch_ms([decoded.at], "iso8601").tolist() == [1767319445500]
     # The typed decoder refuses the integer id; with a string id it takes the message in C.
-    typed = loans.decoders.prediction.decode(json.dumps({**message, "request_id": "7"}).encode())
+    typed = decoders_of(loans).prediction.decode(json.dumps({**message, "request_id": "7"}).encode())
     assert typed == decoded
     for change, reason in [({"grade": "2"}, "wrong_type"), ({"insured": "no"}, "wrong_type"),
                            ({"income": -1}, "out_of_range"), ({"at": "yesterday"}, "wrong_type"),
                            ({"at": 1767319445500}, "wrong_type"), ({"scores": {"no": 0.5, "yes": 0.5}}, "missing_field"),
                            ({"scores": {"no": 1.5, "yes": 0.0, "late": 0.0}}, "out_of_range"), ({"label": 3}, "wrong_type")]:
-        assert verdict(check_prediction, loans, json.dumps({**message, **change}).encode()).reason == reason, change
-    label = loans.decoders.label.decode(b'{"request_id":"7","at":"2026-01-02T03:04:05Z","outcome":"maybe"}')
+        assert verdict(check_prediction, decoders_of(loans), json.dumps({**message, **change}).encode()).reason == reason, change
+    label = decoders_of(loans).label.decode(b'{"request_id":"7","at":"2026-01-02T03:04:05Z","outcome":"maybe"}')
     assert label.outcome == "maybe"  # a class the schema does not list is valid: the monitor counts it
     assert loans.label_record("7", 1767319445500, "yes") == {"request_id": "7", "at": "2026-01-02T02:04:05.500Z",
                                                               "outcome": "yes"}
@@ -291,9 +293,9 @@ def test_typed_record_decoder_accepts_only_what_the_checks_accept(tmp_path_facto
         path.write_text(LOANS)
     loans = load_schema(path)
     raw = json.dumps(record, allow_nan=True).encode()
-    checked = verdict(check_record, loans, raw)
+    checked = verdict(check_record, decoders_of(loans), raw)
     try:
-        typed = loans.decoders.record.decode(raw)
+        typed = decoders_of(loans).record.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
         typed = None
     if typed is not None:
@@ -306,8 +308,8 @@ def test_typed_record_decoder_accepts_only_what_the_checks_accept(tmp_path_facto
 
 def test_decode_records_keeps_positions_of_rejections():
     values = [json.dumps(VALID).encode(), b"oops", with_(carat=-1), json.dumps({**VALID, "id": 5}).encode()]
-    records, rejections = decode_records(values, DIAMONDS.decoders.record, lambda r: verdict(check_record, DIAMONDS, r))
+    records, rejections = decode_records(values, decoders_of(DIAMONDS).record, lambda r: verdict(check_record, decoders_of(DIAMONDS), r))
     assert [r.id for r in records] == ["r-1", "5"]
     assert [(i, r.reason) for i, r in rejections] == [(1, "not_json"), (2, "out_of_range")]
-    ids = list(map(DIAMONDS.decoders.getter("record", "carat"), records))
+    ids = list(map(decoders_of(DIAMONDS).getter("record", "carat"), records))
     assert np.array_equal(ids, [0.7, 0.7])

@@ -19,7 +19,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 import scorer.service as service
 from contract.artifacts import load_model_schema
-from contract.schema import DEFAULT_SCHEMA, load_schema
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema
 from contract.settings import Topics
 from scorer.__main__ import main
 from scorer.model import HandedOver, LoadedModel, check_against_schema, load

@@ -16,9 +16,13 @@ import pytest
 import yaml
 
 from contract.artifacts import load_model_schema, model_version, read_reference
-from contract.schema import DEFAULT_SCHEMA, Rejection, check_record, load_schema, parse_schema, verdict
+from contract.decoders import check_record, verdict
+from contract.rules import Rejection
+from contract.schema import DEFAULT_SCHEMA
+from contract.schema_file import load_schema, parse_schema
 from scorer.model import ModelError, check_against_schema, load, load_reference, split_final_step
 from scorer.scoring import BatchCodec, predictor_of, prediction_message, score_batch
+from tests.support import decoders_of
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +48,17 @@ def feature_values(schema, row) -> dict:
 def per_record_reference(schema, values, by_id, version, now_ms) -> None:
     """Every scored record's bytes equal the one-record-at-a-time definition, encoded by orjson."""
     for value in values:
-        record = verdict(check_record, schema, value)
+        record = verdict(check_record, decoders_of(schema), value)
         if isinstance(record, Rejection):
             continue
-        record_id = schema.decoders.getter("record", schema.messages.id)(record)
+        record_id = decoders_of(schema).getter("record", schema.messages.id)(record)
         message = json.loads(by_id[record_id])
         probabilities = ([message[schema.messages.probabilities][t] for t in schema.class_texts]
                          if schema.messages.probabilities else None)
         if schema.messages.probability_fields:  # every class has its field here
             fields = dict(schema.messages.probability_fields)
             probabilities = [message[fields[t]] for t in schema.class_texts]
-        expected = prediction_message(schema, record, message[schema.messages.prediction], version, now_ms, probabilities)
+        expected = prediction_message(decoders_of(schema), record, message[schema.messages.prediction], version, now_ms, probabilities)
         assert by_id[record_id] == orjson.dumps(expected)
 
 
