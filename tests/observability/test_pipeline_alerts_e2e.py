@@ -1,13 +1,15 @@
 """The whole chain on this machine: simulator -> local broker -> scorer -> monitor -> real
 Prometheus -> real Alertmanager -> a local HTTP server standing in for Discord.
 
-The calibrated drift rules (FeatureDataDrift, ConceptDrift, PredictionDrift) run with `for`
+The calibrated drift rules (FeatureDataDrift, ConceptDrift, PredictionDrift, EstimatedPerformanceDrop) run with `for`
 shortened to 0s so the test measures the pipeline, not the rule's patience; every other rule keeps
 its own `for` (1-5 minutes), so health and uncalibrated rules cannot fire within the test's span.
 
 Which alerts fire is the scenario's: carat-shift draws real rows with fewer big stones (labels
-true), so data drift on carat and no concept drift; price-inflation changes the labels alone, so
-concept drift and no data drift.
+true), so data drift on carat and no concept drift, and the estimated MSE falls (no performance
+alert); price-inflation changes the labels alone, so concept drift and no data drift, and the
+estimate, which sees only inputs and outputs, does not move; tilt:carat:1.2 with no label at all
+draws more big stones (MSE x1.65), so the estimated performance drops before any label.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 from devstack import observability
 from devstack.broker import free_port
 from devstack.webhook_sink import WebhookSink
-from tests.support import Samples, scrape, stop_process, wait_monitored, wait_until
+from tests.support import Samples, scrape, stop_process, stream_records, wait_monitored, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -35,10 +37,11 @@ def titles(sink: WebhookSink) -> list[str]:
     return [d.body["embeds"][0]["title"] for d in sink.deliveries()]
 
 
-def run_pipeline(kafka, tmp_path, scenario: str, awaited: str | None = None) -> tuple[WebhookSink, float, float, Samples]:
+def run_pipeline(kafka, tmp_path, scenario: str, awaited: str | None = None,
+                 labels: bool = True) -> tuple[WebhookSink, float, float, Samples]:
     """Start everything, stream the scenario until a message whose title holds `awaited` arrives
     (None: over the whole span); returns (sink, onset time, end in monotonic seconds, the monitor's
-    /metrics once its final window is complete)."""
+    /metrics once its final window is complete). `labels=False`: no label is ever sent."""
     sink = WebhookSink(echo=False)
     server = sink.serve("127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -59,7 +62,8 @@ def run_pipeline(kafka, tmp_path, scenario: str, awaited: str | None = None) -> 
         wait_until(lambda: len(observability.query(prometheus.url, "up == 1")) == 2, 60, message="both targets up")
         started = time.monotonic()
         producer = kafka.start("producer", "simulate", "--count", str(COUNT), "--rate", str(RATE), "--scenario", scenario,
-                               "--onset", str(ONSET), "--label-delay", "0", "--seed", "11", log=tmp_path / "sim.log")
+                               "--onset", str(ONSET), "--label-delay", "0", "--seed", "11",
+                               *([] if labels else ["--no-labels"]), log=tmp_path / "sim.log")
         onset = started + ONSET / RATE
         deadline = started + COUNT / RATE + MESSAGE_DEADLINE_S
         if awaited is None:
@@ -69,7 +73,10 @@ def run_pipeline(kafka, tmp_path, scenario: str, awaited: str | None = None) -> 
                        interval=0.1, message=f"a Discord message titled ...{awaited}")
         assert producer.wait(60) == 0
         # Every evaluation of the stream is done: the monitor's counters say what could ever have fired.
-        wait_monitored(monitor_port, COUNT, kafka.topics["LABELS_TOPIC"])
+        if labels:
+            wait_monitored(monitor_port, COUNT, kafka.topics["LABELS_TOPIC"])
+        else:
+            wait_until(lambda: stream_records(monitor_port) == COUNT, 120, message=f"{COUNT} predictions monitored")
         return sink, onset, time.monotonic(), scrape(monitor_port)
     finally:
         for process in (prometheus, alertmanager):
@@ -91,8 +98,10 @@ def test_carat_shift_sends_data_drift_on_carat_and_no_concept_drift(kafka, tmp_p
     assert 0 < delay < MESSAGE_DEADLINE_S
     # Nothing fired before the drift began.
     assert all(d.received_at > onset for d in sink.deliveries())
-    # Real rows with their own prices: the model's error did not grow, at no evaluation.
-    assert not any("ConceptDrift" in title for title in titles(sink)), titles(sink)
+    # Real rows with their own prices: the model's error did not grow, at no evaluation, nor its estimate.
+    assert not any("ConceptDrift" in title or "EstimatedPerformance" in title for title in titles(sink)), titles(sink)
+    assert samples[("estimated_concept_drift_detections_total", ())] == 0
+    assert samples[("estimated_concept_drift", ())] < 0  # fewer big stones: a smaller estimated MSE
     assert not math.isnan(samples[("concept_drift", ())])  # known, with every label joined
     assert samples[("concept_drift_detections_total", ())] == 0
     assert samples[("drift_feature_detections_total", (("feature", "carat"),))] > 0
@@ -104,11 +113,28 @@ def test_price_inflation_sends_concept_drift_and_no_data_drift(kafka, tmp_path):
     print(f"onset -> Discord message ConceptDrift: {first.received_at - onset:.1f} s")
     assert first.body["embeds"][0]["title"] == "[FIRING:1] diamonds: ConceptDrift"
     assert all(d.received_at > onset for d in sink.deliveries())
-    # The labels alone changed: no feature and no prediction moved.
-    assert not any("FeatureDataDrift" in t or "PredictionDrift" in t for t in titles(sink)), titles(sink)
+    # The labels alone changed: no feature and no prediction moved, nor the estimate, which sees only
+    # inputs and outputs (this is what labels are for).
+    assert not any("FeatureDataDrift" in t or "PredictionDrift" in t or "EstimatedPerformance" in t
+                   for t in titles(sink)), titles(sink)
+    assert samples[("estimated_concept_drift_detections_total", ())] == 0
     assert all(v == 0 for (name, _), v in samples.items() if name == "drift_feature_detections_total"), samples
     assert samples[("prediction_drift_detections_total", ())] == 0
     assert samples[("concept_drift_detections_total", ())] > 0
+
+
+def test_more_big_stones_without_labels_send_an_estimated_performance_drop(kafka, tmp_path):
+    sink, onset, _, samples = run_pipeline(kafka, tmp_path, "tilt:carat:1.2", awaited="EstimatedPerformanceDrop",
+                                           labels=False)
+    first = next(d for d in sink.deliveries() if "EstimatedPerformanceDrop" in d.body["embeds"][0]["title"])
+    print(f"onset -> Discord message EstimatedPerformanceDrop (no labels): {first.received_at - onset:.1f} s")
+    embed = first.body["embeds"][0]
+    assert embed["title"] == "[FIRING:1] diamonds: EstimatedPerformanceDrop", embed["title"]
+    assert "Estimated MSE" in embed["description"] and "labels are not in yet" in embed["description"]
+    assert "of the records lie outside the reference's support" in embed["description"]
+    assert all(d.received_at > onset for d in sink.deliveries())
+    assert not any("ConceptDrift" in title for title in titles(sink))  # no label, no realized error
+    assert math.isnan(samples[("rolling_mse", ())]) and samples[("estimated_concept_drift_detections_total", ())] > 0
 
 
 def test_no_drift_sends_no_message_over_the_same_span(kafka, tmp_path):
@@ -116,3 +142,4 @@ def test_no_drift_sends_no_message_over_the_same_span(kafka, tmp_path):
     assert end - onset >= MESSAGE_DEADLINE_S
     assert sink.deliveries() == []
     assert samples[("drift_dataset_detections_total", ())] == samples[("concept_drift_detections_total", ())] == 0
+    assert samples[("estimated_concept_drift_detections_total", ())] == 0
