@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from contract.artifacts import REFERENCE_FILE, load_model_schema
     from monitor.calibration import Calibration
-    from monitor.service import MonitorConfig, load_reference
+    from monitor.baseline import load_reference
+    from monitor.config import MonitorConfig
     from monitor.stats import chi2_statistic
 
     config = MonitorConfig()

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from contract.artifacts import REFERENCE_FILE, load_model_schema, read_reference
     from monitor.calibration import Calibration
-    from monitor.service import MonitorConfig, load_reference
+    from monitor.baseline import load_reference
+    from monitor.config import MonitorConfig
 
     started, cpu = time.perf_counter(), time.process_time()
     config = MonitorConfig()

@@ -209,8 +209,9 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
     from contract.settings import Topics, consumer_config, ensure_topics
     from devstack.broker import start_broker
     from monitor.nanny import fit_from_schema
-    from monitor.persist import Rebalance
-    from monitor.service import Baseline, MonitorConfig, Processor, run
+    from monitor.baseline import Baseline
+    from monitor.config import MonitorConfig
+    from monitor.run import Processor, Rebalance, run
 
     broker = start_broker(log_path=Path("/tmp") / f"monitor-bench-{uuid.uuid4().hex[:6]}.log")
     suffix = uuid.uuid4().hex[:8]

@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/monitor_split_bench.py [--records 200000] [--partitions 4] [--rounds 3]
 
-The monitor reads in one process (`monitor.service.run`). Its throughput bar is half a bare
+The monitor reads in one process (`monitor.run.run`). Its throughput bar is half a bare
 consumer's; this bench asks whether running it in N processes, each reading its share of the
 partitions, could reach that bar on this machine. Each reader is a process of its own:
 
 - bare: consume() only, one process reading every partition (the bar's reference);
 - decode: consume() and `monitor.decode.Decoder.predictions` (the floor of any JSON-reading monitor);
-- monitor: consume() and the monitor's whole per-batch work (`monitor.service.Processor.process`:
+- monitor: consume() and the monitor's whole per-batch work (`monitor.run.Processor.process`:
   decode, windows, join, evaluation, gauges), each process with monitor state of its own.
 
 The split rows run N such processes side by side, each on its own partitions, with no cost for
@@ -50,7 +50,9 @@ def reader(topic: str, partitions: list[int], expected: int, work: str) -> None:
     from contract.settings import Topics, consumer_config
     from monitor.decode import Decoder
     from monitor.metrics import MonitorMetrics
-    from monitor.service import MonitorConfig, Processor, build_monitor, load_reference
+    from monitor.baseline import Baseline, build_monitor, load_reference
+    from monitor.config import MonitorConfig
+    from monitor.run import Processor
 
     config = MonitorConfig(metrics_port=0)
     schema = load_model_schema(MODEL_DIR)
@@ -59,7 +61,8 @@ def reader(topic: str, partitions: list[int], expected: int, work: str) -> None:
         metrics = MonitorMetrics(CollectorRegistry(), reference, {"predictions": topics.predictions, "labels": topics.labels},
                                  model=schema.name)
         # The records are all valid: nothing goes to the DLQ, so no producer (persister) is needed.
-        process = Processor(config, Decoder(schema), build_monitor(config, reference), metrics, topics, {}, None).process
+        process = Processor(config, Decoder(schema), build_monitor(config, Baseline(reference)), metrics, topics, {},
+                            None).process
     elif work == "decode":
         decode_predictions = Decoder(schema).predictions
 

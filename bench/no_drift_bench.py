@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from contract.artifacts import REFERENCE_FILE, load_model_schema, read_reference  # noqa: E402
 from contract.settings import consumer_config, ensure_topics  # noqa: E402
 from devstack.broker import free_port, start_broker, terminate  # noqa: E402
-from monitor.service import load_reference  # noqa: E402
+from monitor.baseline import load_reference  # noqa: E402
 from monitor.stats import chi2_statistic  # noqa: E402
 from producer.simulate import SimulateConfig, generate_chunks, source_columns  # noqa: E402
 

@@ -135,12 +135,13 @@ def evaluator_cost(partitions: int, repeats: int = 20) -> dict:
     from contract.artifacts import REFERENCE_FILE, load_model_schema
     from monitor.drift import evaluate_all
     from monitor.panes import PaneMerger, PaneReport
-    from monitor.service import MonitorConfig, build_monitor, load_reference
+    from monitor.baseline import Baseline, build_monitor, load_reference
+    from monitor.config import MonitorConfig
     from monitor.windows import Pane
 
     schema = load_model_schema(MODEL_DIR)
     reference = load_reference(schema, MODEL_DIR / REFERENCE_FILE)
-    monitor = build_monitor(MonitorConfig(window="5m", step="10s"), reference)
+    monitor = build_monitor(MonitorConfig(window="5m", step="10s"), Baseline(reference))
     layout, calibration = monitor.window.layout, monitor.calibration
     panes = monitor.window.panes_per_window
     merger = PaneMerger(layout, partitions, panes, grace_s=5)

@@ -70,7 +70,7 @@ class PaneCounter:
     def __init__(self, step_ms: int) -> None:
         from contract.artifacts import REFERENCE_FILE, load_model_schema
         from monitor.decode import Decoder
-        from monitor.service import load_reference
+        from monitor.baseline import load_reference
         from monitor.windows import PaneLayout
 
         schema = load_model_schema(MODEL_DIR)

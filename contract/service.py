@@ -168,3 +168,47 @@ def close_consumer(consumer, broker_away: bool = False, within: float = CLOSE_UN
     if closing.is_alive():
         log.warning("the broker did not answer the consumer's close within %.0f s: exiting without leaving the group "
                     "(it expires this member after its session timeout)", within)
+
+
+class Totals:
+    """Prometheus counters read at scrape time from totals the code keeps anyway (a custom collector
+    of client_python's `CounterMetricFamily`), so no loop advances a counter by their growth.
+
+    `read()` returns {key: total}; `families`: (metric name without _total, help, {label value: key}
+    or a single key), every family labelled `labels` (and `label` when it maps several keys).
+    `count_from_here()` takes the current totals as the base (totals restored from a saved state were
+    counted by an earlier process: this one's counters start at 0, like any Prometheus counter).
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> totals = {"sent": 5, "lost": 0}
+    >>> registry = CollectorRegistry()
+    >>> Totals(registry, lambda: totals, [("demo_sent", "Sent", "sent")], {"model": "m"}).count_from_here()
+    >>> totals["sent"] = 8
+    >>> registry.get_sample_value("demo_sent_total", {"model": "m"})
+    3.0
+    """
+
+    def __init__(self, registry, read, families, labels: dict[str, str], label: str | None = None) -> None:
+        self.read, self.families, self.labels, self.label = read, list(families), dict(labels), label
+        self.base: dict[str, int] = {}
+        registry.register(self)
+
+    def count_from_here(self) -> None:
+        self.base = dict(self.read())
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        now = self.read()
+        names = list(self.labels)
+        for name, documentation, keys in self.families:
+            keyed = keys if isinstance(keys, dict) else {None: keys}
+            family = CounterMetricFamily(name, documentation,
+                                         labels=names + ([self.label] if None not in keyed else []))
+            for value, key in keyed.items():
+                family.add_metric(list(self.labels.values()) + ([value] if value is not None else []),
+                                  float(now[key] - self.base.get(key, 0)))
+            yield family
+
+    def describe(self):
+        return []  # registered without a first collect: the totals may not be readable yet

@@ -33,11 +33,13 @@ class Topics:
     dlq: str = "diamonds.dlq"  # records the scorer refused
     monitor_dlq: str = "diamonds.monitor-dlq"  # predictions and labels the monitor refused
     monitor_state: str = "diamonds.monitor-state"  # compacted: the monitor's window snapshots
+    monitor_panes: str = "diamonds.monitor-panes"  # monitor workers' closed panes, for the one evaluator
 
     ENV = {"features": "FEATURES_TOPIC", "labels": "LABELS_TOPIC", "predictions": "PREDICTIONS_TOPIC",
-           "dlq": "DLQ_TOPIC", "monitor_dlq": "MONITOR_DLQ_TOPIC", "monitor_state": "MONITOR_STATE_TOPIC"}
+           "dlq": "DLQ_TOPIC", "monitor_dlq": "MONITOR_DLQ_TOPIC", "monitor_state": "MONITOR_STATE_TOPIC",
+           "monitor_panes": "MONITOR_PANES_TOPIC"}
     SUFFIX = {"features": "", "labels": ".labels", "predictions": ".predictions", "dlq": ".dlq",
-              "monitor_dlq": ".monitor-dlq", "monitor_state": ".monitor-state"}
+              "monitor_dlq": ".monitor-dlq", "monitor_state": ".monitor-state", "monitor_panes": ".monitor-panes"}
 
     @classmethod
     def for_model(cls, model: str = "diamonds", environ: Mapping[str, str] | None = None) -> "Topics":

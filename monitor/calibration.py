@@ -10,6 +10,11 @@ the diamonds model (8 with `recent=False` or a one-pane window); a classifier wi
 3 classes and probabilities has 2 x (4 + 1 + 3) + 1 = 17. Defaults (window 1000, step 250, ert
 1e7) give alpha = 250 / 1e7 / 15 = 1.67e-6 per test for diamonds.
 
+With the error test on the joined records (`monitor.errortest`, `error_panes` > 0: the panes of
+the window it sees), each of its scales is one more test: the whole window, its newest half and
+its newest pane, 3 at the defaults, so diamonds has 18 tests (alpha 1.39e-6) and the affairs
+classifier 26 (9.62e-7). The monitor's own `DriftMonitor(error_test=True)` turns it on.
+
 Two scales (multi-scale detection, ADWIN's idea with fixed, calibrated cut points): besides the
 whole window, each evaluation tests its newest half (the last `panes // 2` panes: 500 of 1,000
 records at the defaults, half the panes of a time window) against the reference, with that
@@ -58,7 +63,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from monitor import stats
+from monitor import errortest, stats
 from monitor.exact import Background, PearsonNull
 from monitor.reference import Reference
 
@@ -118,6 +123,7 @@ class Calibration:
         recent: bool = True,
         prefetch: bool = False,
         estimated: bool = False,
+        error_panes: int = 0,
     ) -> None:
         if not ert > 0 or not math.isfinite(ert):
             raise ValueError(f"ert (records between false alarms) must be a positive number, got {ert}")
@@ -136,7 +142,12 @@ class Calibration:
         # features and outputs (prediction, class probabilities) and the estimated performance (when
         # the window has an estimator) per scale, + the concept test
         self.estimated = estimated
-        self.tests = scales * (len(reference.features) + len(reference.outputs) + int(estimated)) + 1
+        # The error test on the joined records, one test per scale of its window of `error_panes`
+        # panes (`errortest.tests`); calibrated mode with a reference that has one only.
+        on = error_panes > 0 and mode == "calibrated" and reference.error_test is not None
+        self.error_test = reference.error_test if on else None
+        self.error_scales = errortest.tests(error_panes) if on else 0
+        self.tests = scales * (len(reference.features) + len(reference.outputs) + int(estimated)) + 1 + self.error_scales
         self._mse_ratio = lru_cache(maxsize=4096)(self._mse_ratio_uncached)
         self._nulls: dict[str, PearsonNull] = {}  # categorical column -> its exact null, built on first use
         # A time window's sizes and levels move: it has the next ones computed ahead (`prefetch_chi2`),

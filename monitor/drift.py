@@ -10,7 +10,12 @@ regression model's prediction (KS); a classifier's predicted class (chi-square a
 reference's predicted-class frequencies; a class it never predicted counts as an unseen category)
 and, when the messages carry them, each class's probability (KS, columns named `p(<class>)`).
 Concept drift: the rolling MSE against the held-out MSE (regression), or the rolling error rate
-against the held-out error rate (classification); see `calibration` for both nulls.
+against the held-out error rate (classification); see `calibration` for both nulls. With
+`DriftMonitor(error_test=True)` (calibrated mode) also the error test on the joined records
+(`monitor.errortest`: how the errors are distributed, not only their mean) at three scales, the
+window, its newest half and its newest pane, each a test in the Bonferroni split; the `error_*`
+fields report the scale with the largest statistic / threshold, None while fewer than
+`min_joined` joined records are in every scale (and always None with the test off).
 
 Two scales (calibrated mode, windows of 2 panes or more; see `calibration`): every feature and
 output is tested on the whole window and on its newest half (`recent`: the last panes // 2
@@ -101,6 +106,15 @@ class DriftResult:
     # score / threshold ratio (see FeatureDrift); None without an estimator or before the window is ready.
     estimate: Estimate | None = None
     estimate_scale: str | None = None
+    # The error test on the joined records (`monitor.errortest`; `DriftMonitor(error_test=True)`), of
+    # the scale with the largest statistic / threshold; None with the test off or too few joined.
+    error_test: str | None = None  # "residual_ks" (regression) or "weighted_errors" (classification)
+    error_statistic: float | None = None
+    error_threshold: float | None = None
+    error_pvalue: float | None = None  # the KS test's; the weighted errors have a threshold only
+    error_detected: bool | None = None  # any scale over its threshold
+    error_scale: str | None = None  # "window", "recent" or "pane"
+    error_records: int | None = None  # joined records behind error_statistic
 
     @property
     def estimate_detected(self) -> bool | None:
@@ -108,22 +122,25 @@ class DriftResult:
 
     @property
     def drift_detected(self) -> bool:
-        """Any alarm: dataset, prediction or concept drift, or a drop in the estimated performance."""
+        """Any alarm: dataset, prediction or concept drift (either concept test), or a drop in the
+        estimated performance."""
         return bool(self.dataset_detected or self.prediction_detected or self.concept_detected
-                    or self.estimate_detected)
+                    or self.error_detected or self.estimate_detected)
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """What one evaluation tests, captured when its pane closes: the aggregated window, the records
     new since the previous evaluation (they set alpha), the (joined, sum squared, sum absolute)
-    errors of the latest labelled records (an ErrorWindow) and the window's newest panes (the recent
-    scale) or None."""
+    errors of the latest labelled records (an ErrorWindow), the window's newest panes (the recent
+    scale) or None, and the error test's counts per scale ({"window": (B,) int64, "recent": ...,
+    "pane": ...}, `errortest.scale_counts`) or None without an error test."""
 
     window: Pane
     new_records: int
     errors: tuple[int, float, float]
     recent: Pane | None = None
+    error_counts: Mapping[str, np.ndarray] | None = None
 
 
 def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequence[Evaluation],
@@ -142,6 +159,7 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
         window, n = item.window, item.window.records
         alpha = calibration.alpha(item.new_records) if calibration.calibrated else None
         concept = _concept(layout.reference, calibration, window, alpha, min_joined, item.errors)
+        concept.update(_error_test(calibration, item.error_counts, alpha, min_joined))
         if n < floor:
             results.append(DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept))
             continue
@@ -208,6 +226,22 @@ def _ratio(statistic: float, threshold: float) -> float:
     return ratio if ratio == ratio else -math.inf
 
 
+def _error_test(calibration: Calibration, counts: Mapping[str, np.ndarray] | None, alpha: float | None,
+                min_joined: int) -> dict[str, Any]:
+    """The error test's DriftResult fields: its scale with the largest statistic / threshold among
+    those holding at least `min_joined` joined records (`ErrorTest.evaluate`); {} (all None) with
+    the test off or no such scale."""
+    test = calibration.error_test
+    if test is None or counts is None or not alpha:
+        return {}
+    found = test.evaluate(counts, alpha, min_records=min_joined)
+    if found is None:
+        return {}
+    return {"error_test": found.test, "error_statistic": found.statistic, "error_threshold": found.threshold,
+            "error_pvalue": found.p_value, "error_detected": found.detected, "error_scale": found.scale,
+            "error_records": found.records}
+
+
 def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int,
              errors: tuple[int, float, float]) -> dict:
     # errors: (joined, sum of squared, sum of absolute errors) of the latest joined records; for a
@@ -253,6 +287,10 @@ class DriftMonitor:
     whenever their labels came. With a TimeWindow it covers the window's own predictions whose labels
     have arrived (a label later than the window is counted in `late_errors`): event-time panes add
     up, so several workers' windows merge exactly (`monitor.panes`).
+    error_test: also test the joined errors' distribution (`monitor.errortest`, calibrated mode only;
+    off by default, so a monitor built without it keeps its thresholds): over the same joined
+    records as the rolling MSE, a count window's complete concept panes (`ErrorWindow.scale_counts`)
+    or a time window's own panes (`PaneWindow.scale_counts`). Its scales join the Bonferroni split.
 
     A classifier's monitor, on a toy reference (3 classes, one rare) and a calm stream drawn from it:
 
@@ -296,6 +334,7 @@ class DriftMonitor:
         concept_window: int | None = None,
         concept_step: int | None = None,
         partitions: tuple[int, int] = (1, 1),
+        error_test: bool = False,
     ) -> None:
         if window.layout.reference is not reference:
             raise ValueError("window was built for another reference")
@@ -306,14 +345,18 @@ class DriftMonitor:
         self.reference, self.window = reference, window
         # The newest-half scale needs at least 2 panes per window (see `calibration`).
         counted = isinstance(window, CountWindow)
+        # Joined errors, a count window's in join order; their error-test bins are counted whether the
+        # test is on or not, so the panes and the saved state have one layout.
+        self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
+                                  concept_step or (window.step if counted else 250), bins=window.layout.errors)
+        error_panes = (self.errors.size // self.errors.step if counted else window.panes_per_window) if error_test else 0
         # A count window's sizes and level never change; a time window's move with its records.
         self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=not counted,
-                                       estimated=window.layout.estimator is not None)
-        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification, partitions=partitions)
+                                       estimated=window.layout.estimator is not None, error_panes=error_panes)
+        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification, partitions=partitions,
+                              error_test=reference.error_test)
         self.classes = frozenset(reference.classes)
         self.unseen_labels = 0  # classifier labels whose class is not among the reference's classes
-        self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
-                                  concept_step or (window.step if counted else 250))
         self.min_records, self.min_joined = min_records, min_joined
 
     def update(self, batch: PredictionBatch) -> list[DriftResult]:
@@ -336,7 +379,10 @@ class DriftMonitor:
 
     def _update(self, batch: PredictionBatch, encoded: EncodedBatch) -> list[Evaluation]:
         pane_ids, closed = self.window.update(batch, encoded)
-        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids, batch.partitions))
+        # a classifier's confidence per record, kept with its pending prediction (its label may come later)
+        confidences = self.reference.confidences(batch.probabilities) if self.reference.classification else None
+        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids, batch.partitions,
+                                               confidences))
         evaluations = [self._evaluation(q) for q in closed]
         self.window.expire()
         if evaluations and self.calibration.prefetch:  # a time window
@@ -382,8 +428,8 @@ class DriftMonitor:
 
     def _errors(self, joined: Joined) -> None:
         if len(joined):
-            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute)  # label coverage
-            self.errors.add(joined.squared, joined.absolute)
+            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute, joined.bins)  # label coverage
+            self.errors.add(joined.squared, joined.absolute, joined.bins)
 
     def _evaluation(self, pane_id: int) -> Evaluation:
         closed = self.window.panes.get(pane_id)
@@ -393,9 +439,12 @@ class DriftMonitor:
         # A time window's errors are its own predictions' (those labelled so far): panes add up, so
         # workers sharing the partitions give the same window (`monitor.panes`). A count window's
         # are the latest joined records, however late their labels came.
-        errors = (self.errors.totals() if isinstance(self.window, CountWindow)
-                  else (window.joined, window.sse, window.sae))
-        return Evaluation(window, closed.records if closed is not None else 0, errors, recent)
+        counted = isinstance(self.window, CountWindow)
+        errors = self.errors.totals() if counted else (window.joined, window.sse, window.sae)
+        error_counts = None
+        if self.calibration.error_test is not None:
+            error_counts = self.errors.scale_counts() if counted else self.window.scale_counts(pane_id)
+        return Evaluation(window, closed.records if closed is not None else 0, errors, recent, error_counts)
 
     @property
     def counters(self) -> dict[str, int]:

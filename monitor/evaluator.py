@@ -18,93 +18,71 @@ import threading
 import time
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from prometheus_client import CollectorRegistry, Counter
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
-from contract.delivery import discard, resending_producer
 from contract.rules import NOT_OBJECT
 from contract.schema import Schema
-from contract.service import collect_batch, freeze_startup_heap, is_record
+from contract.service import Totals, collect_batch, freeze_startup_heap, is_record
 from contract.settings import Topics, reader_config
+from monitor.alarms import AlarmLog
+from monitor.baseline import Baseline, build_monitor
+from monitor.checkpoint import Checkpoint, matching
+from monitor.config import GAUGE_REFRESH_SECONDS, MonitorConfig
 from monitor.drift import evaluate_all
 from monitor.metrics import MonitorMetrics
 from monitor.panes import PaneMerger, PaneReport
-from monitor.persist import StateMismatch
-from monitor.service import GAUGE_REFRESH_SECONDS, AlarmLog, Baseline, MonitorConfig, build_monitor
-from monitor.state import encode_state, read_latest, write_state
-from monitor.worker import panes_topic
+from monitor.state import read_latest
 
 log = logging.getLogger(__name__)
 
-
-class MergeCounters:
-    """The merger's counts as Prometheus counters (advanced by their growth, restored totals as base)."""
-
-    def __init__(self, registry: CollectorRegistry, model: str) -> None:
-        M = ["model"]
-        self.counters = {
-            "stale_reports": Counter("monitor_stale_pane_reports", "Pane reports older than one already taken "
-                                     "(redelivered, or from a partition's former owner)", M, registry=registry).labels(model),
-            "late_panes": Counter("monitor_late_panes", "Pane reports with new predictions after their window was "
-                                  "evaluated (merged into the later windows)", M, registry=registry).labels(model),
-            "late_records": Counter("monitor_late_pane_records", "Predictions that reached the evaluator after the "
-                                    "window ending at their pane was evaluated", M, registry=registry).labels(model),
-            "dropped_records": Counter("monitor_dropped_pane_records", "Predictions whose pane report came after the "
-                                       "pane left every window", M, registry=registry).labels(model),
-        }
-        self.seen: dict[str, int] | None = None
-
-    def follow(self, counts: dict[str, int]) -> None:
-        if self.seen is not None:
-            for name, counter in self.counters.items():
-                counter.inc(counts[name] - self.seen[name])
-        self.seen = dict(counts)
+# The merger's counts (PaneMerger.counters) as counters of this process.
+MERGE_COUNTERS = [
+    ("monitor_stale_pane_reports", "Pane reports older than one already taken (redelivered, or from a partition's "
+     "former owner)", "stale_reports"),
+    ("monitor_late_panes", "Pane reports with new predictions after their window was evaluated (merged into the "
+     "later windows)", "late_panes"),
+    ("monitor_late_pane_records", "Predictions that reached the evaluator after the window ending at their pane was "
+     "evaluated", "late_records"),
+    ("monitor_dropped_pane_records", "Predictions whose pane report came after the pane left every window",
+     "dropped_records"),
+]
 
 
 def run_evaluator(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics, partitions: int,
-                  grace_s: float, registry: CollectorRegistry, stop: threading.Event) -> int:
+                  registry: CollectorRegistry, stop: threading.Event) -> int:
     """Merge and evaluate until `stop`; the state is saved before leaving."""
-    reference = baseline.reference
-    monitor = build_monitor(config, reference, baseline.estimator)  # its layout and calibration: the single monitor's
+    reference, grace_s = baseline.reference, config.grace_s
+    monitor = build_monitor(config, baseline)  # its layout and calibration: the single monitor's
     layout, calibration = monitor.window.layout, monitor.calibration
     merger = PaneMerger(layout, partitions, monitor.window.panes_per_window, grace_s)
-    metrics = MonitorMetrics(registry, reference, {"panes": panes_topic(topics)}, model=schema.name,
+    metrics = MonitorMetrics(registry, reference, {"panes": topics.monitor_panes}, model=schema.name,
                              estimator=baseline.estimator)
-    merge_counters = MergeCounters(registry, schema.name)
+    merge_counters = Totals(registry, lambda: merger.counters, MERGE_COUNTERS, {"model": schema.name})
     alarms = AlarmLog(config, reference.classification)
-    key, topic = f"{config.group}/evaluator", panes_topic(topics)
+    key, topic = f"{config.group}/evaluator", topics.monitor_panes
     state = read_latest(topics.monitor_state, key)
     position = OFFSET_BEGINNING
     if state is not None:
-        if state["window"] != config.window_state:
-            raise StateMismatch(f"the evaluator state of group {config.group} was written for window "
-                                f"{state['window']}, not {config.window_state}: use the same --window/--step or a new --group")
+        matching(state, config.window_state, f"the evaluator of group {config.group}")
         merger.load_dict(state["monitor"], time.monotonic())
         position = dict(state["offsets"]).get((topic, 0), OFFSET_BEGINNING)
         log.info("restored the evaluator of group %s: last window ending at pane %s, reading %s from %s",
                  config.group, merger.evaluated, topic, position)
-    merge_counters.follow(merger.counters)
+    merge_counters.count_from_here()
     # One evaluator per group: it assigns the pane topic's partition itself, no group join.
     consumer = Consumer(reader_config(f"{config.group}-evaluator"))
     consumer.assign([TopicPartition(topic, 0, position)])
-    producer = resending_producer()
+    # The evaluator produces nothing but its state; its position in the pane topic is in that state.
+    checkpoint = Checkpoint(state_topic=topics.monitor_state, dlq_topic=topics.monitor_dlq, partitions=config.partitions,
+                            interval=config.state_interval, stop=stop, metrics=metrics)
     freeze_startup_heap()
     log.info("evaluating %s for model %s (group %s, %d partitions, grace %.1f s, window %s step %s)", topic,
              schema.name, config.group, partitions, grace_s, config.window, config.step)
 
     def save() -> bool:
-        nonlocal producer
         offsets = {(topic, 0): position} if position != OFFSET_BEGINNING else {}
-        try:
-            write_state(producer, topics.monitor_state, key, encode_state(key, config.window_state, offsets, merger.to_dict()))
-        except (RuntimeError, KafkaException) as exc:
-            log.warning("evaluator state not saved, trying again: %s", exc)
-            metrics.state_failures.inc()
-            discard(producer)
-            producer = resending_producer()
-            return False
-        metrics.state_writes.inc()
-        return True
+        return checkpoint.save([(key, config.window_state, offsets, merger.to_dict())])
 
     last_save, changed = time.monotonic(), False
     stale, shown_at = True, 0.0  # reports came since the gauges were set; when they were
@@ -139,14 +117,13 @@ def run_evaluator(config: MonitorConfig, schema: Schema, baseline: Baseline, top
                 metrics.show(latest)
                 metrics.count_concept(latest)
                 stale, shown_at = False, time.monotonic()
-            merge_counters.follow(merger.counters)
             if changed and time.monotonic() - last_save >= config.state_interval:
                 changed = not save()
                 last_save = time.monotonic()
         if changed:
             save()
     finally:
-        producer.flush(10)
+        checkpoint.close()
         consumer.close()
     log.info("evaluator stopped at the window ending at pane %s", merger.evaluated)
     return 0

@@ -26,6 +26,14 @@ label is not the predicted class, else 0.0, as both its squared and its absolute
 mean of either over joined records is the error rate.
 A second prediction with a pending id replaces the first (at-least-once redelivery) and is counted
 in `duplicates`; a label for an id already joined waits and expires like any unmatched label.
+
+The error test (`monitor.errortest`, given as `error_test`): each joined record also gets its bin
+(`Joined.bins`), from its prediction, its label and, for a classifier, the model's confidence in
+the predicted class. That confidence is known only when the prediction arrives (the probabilities
+are in its message), and the label may come long after: a classifier's pending predictions keep
+it (`add_predictions(..., confidences=)`, saved in `to_dict`). A snapshot written before it was
+kept restores those predictions with confidence 0.0, the least confident cell: their errors weigh
+the least, so a restart can only hide some evidence for a window, never raise a false alarm.
 """
 from __future__ import annotations
 
@@ -37,14 +45,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from monitor import errortest
+
 
 @dataclass(frozen=True)
 class Joined:
-    """k joined records: pane id of the prediction, squared and absolute error, (k,) each."""
+    """k joined records: pane id of the prediction, squared and absolute error, and the error
+    test's bin (`ErrorTest.bin_index`; 0 without a test), (k,) each."""
 
     pane_ids: np.ndarray
     squared: np.ndarray
     absolute: np.ndarray
+    bins: np.ndarray
 
     def __len__(self) -> int:
         return len(self.pane_ids)
@@ -64,6 +76,7 @@ class _Pending:
         self.ts = np.empty(capacity, dtype=np.int64)
         self.value = np.empty(capacity, dtype=dtype)  # prediction, or the label: float, or class text (object)
         self.pane = np.empty(capacity, dtype=np.int64)  # the prediction's pane (labels: unused)
+        self.confidence = np.zeros(capacity, dtype=np.float64)  # a classifier's confidence (else unused)
         self.alive = np.zeros(capacity, dtype=bool)
         self.head = 0  # every slot before head is dead
         self.size = 0  # slots used
@@ -82,8 +95,10 @@ class _Pending:
         self.alive[slots] = False
         return found, slots
 
-    def put(self, keys: Sequence[str], ts: np.ndarray, value: np.ndarray, pane: np.ndarray) -> int:
-        """Append k entries; an id already waiting is replaced (it moves to the end). Returns how many replaced."""
+    def put(self, keys: Sequence[str], ts: np.ndarray, value: np.ndarray, pane: np.ndarray,
+            confidence: np.ndarray | None = None) -> int:
+        """Append k entries (confidence (k,), default 0.0); an id already waiting is replaced (it moves
+        to the end). Returns how many replaced."""
         k = len(keys)
         if not k:
             return 0
@@ -93,6 +108,7 @@ class _Pending:
         before = len(self.slots)
         self.slots.update(zip(keys, range(start, stop)))
         self.ids[start:stop], self.ts[start:stop], self.value[start:stop], self.pane[start:stop] = keys, ts, value, pane
+        self.confidence[start:stop] = 0.0 if confidence is None else confidence
         self.alive[start:stop] = True
         self.size = stop
         repeated = before + k - len(self.slots)
@@ -156,23 +172,24 @@ class _Pending:
         else:
             keep = self.head + np.flatnonzero(self.alive[self.head:self.size])
         columns = []
-        for column in (self.ids, self.ts, self.value, self.pane, self.alive):
+        for column in (self.ids, self.ts, self.value, self.pane, self.confidence, self.alive):
             moved = np.zeros(capacity, dtype=column.dtype)
             moved[:len(keep)] = column[keep]
             columns.append(moved)
-        self.ids, self.ts, self.value, self.pane, self.alive = columns
+        self.ids, self.ts, self.value, self.pane, self.confidence, self.alive = columns
         if len(keep) == n and n != self.size:  # compacted: every live entry has a new slot
             self.slots = dict(zip(self.ids[:n].tolist(), range(n)))
             self.head = 0
         self.size = len(keep)
 
-    def columns(self) -> tuple[list[str], list[int], list[Any], list[int]]:
-        """(ids, ts, values, panes) of the live entries, oldest first."""
+    def columns(self) -> tuple[list[str], list[int], list[Any], list[int], list[float]]:
+        """(ids, ts, values, panes, confidences) of the live entries, oldest first."""
         live = self.head + np.flatnonzero(self.alive[self.head:self.size])
-        return self.ids[live].tolist(), self.ts[live].tolist(), self.value[live].tolist(), self.pane[live].tolist()
+        return (self.ids[live].tolist(), self.ts[live].tolist(), self.value[live].tolist(), self.pane[live].tolist(),
+                self.confidence[live].tolist())
 
 
-_NONE_JOINED = Joined(np.empty(0, np.int64), np.empty(0), np.empty(0))
+_NONE_JOINED = Joined(np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, np.int64))
 
 
 class LabelJoin:
@@ -195,13 +212,14 @@ class LabelJoin:
     """
 
     def __init__(self, ttl_ms: int = 3_600_000, max_pending: int = 200_000, classification: bool = False,
-                 partitions: tuple[int, int] = (1, 1)) -> None:
+                 partitions: tuple[int, int] = (1, 1), error_test: Any = None) -> None:
         if ttl_ms <= 0:
             raise ValueError(f"label_ttl must be > 0 ms, got {ttl_ms}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.ttl_ms, self.max_pending = ttl_ms, max_pending
         self.classification = classification
+        self.error_test = error_test  # an `errortest.ErrorTest` (or None): it bins each joined record
         self.dtype = object if classification else np.float64  # class texts, or numbers
         self.predictions = _Pending(dtype=self.dtype)
         self.labels = _Pending(dtype=self.dtype)
@@ -216,22 +234,26 @@ class LabelJoin:
         self.clocks["predictions"].partitions, self.clocks["labels"].partitions = predictions, labels
 
     def add_predictions(self, ids: Sequence[str], ts: ArrayLike, predictions: ArrayLike, pane_ids: ArrayLike,
-                        partition: int | ArrayLike = 0) -> Joined:
+                        partition: int | ArrayLike = 0, confidences: ArrayLike | None = None) -> Joined:
         """n predictions (pane id -1 = dropped by the window: not kept) from `partition` (one, or one
-        per record); returns those joined now."""
+        per record), with a classifier's confidence per record ((n,) float, or None: 0.0); returns
+        those joined now."""
         ts, predictions, pane_ids = np.asarray(ts, np.int64), np.asarray(predictions, self.dtype), np.asarray(pane_ids, np.int64)
+        sure = np.zeros(len(ts)) if confidences is None else np.asarray(confidences, np.float64)
         keys, stamps, values, panes = ids, ts, predictions, pane_ids
         keep = pane_ids >= 0
         if not keep.all():
             keys, stamps, values, panes = np.asarray(ids, dtype=object)[keep], ts[keep], predictions[keep], pane_ids[keep]
+            sure = sure[keep]
         joined = _NONE_JOINED
         if len(self.labels):
             found, slots = self.labels.take(keys)
             if len(slots):
-                joined = self._done(panes[found], values[found], self.labels.value[slots])
+                joined = self._done(panes[found], values[found], self.labels.value[slots], sure[found])
                 waiting = ~found
                 keys, stamps, values, panes = np.asarray(keys, dtype=object)[waiting], stamps[waiting], values[waiting], panes[waiting]
-        self.duplicates += self.predictions.put(keys, stamps, values, panes)
+                sure = sure[waiting]
+        self.duplicates += self.predictions.put(keys, stamps, values, panes, sure)
         self.clocks["predictions"].advance(ts, partition)
         self._expire()
         return joined
@@ -244,7 +266,8 @@ class LabelJoin:
         joined = _NONE_JOINED
         keys, stamps, values = ids, ts, labels
         if len(slots):
-            joined = self._done(self.predictions.pane[slots], self.predictions.value[slots], labels[found])
+            joined = self._done(self.predictions.pane[slots], self.predictions.value[slots], labels[found],
+                                self.predictions.confidence[slots])
             waiting = ~found
             keys, stamps, values = np.asarray(ids, dtype=object)[waiting], ts[waiting], labels[waiting]
         self.labels.put(keys, stamps, values, np.zeros(len(keys), np.int64))
@@ -252,13 +275,18 @@ class LabelJoin:
         self._expire()
         return joined
 
-    def _done(self, pane_ids: np.ndarray, predictions: np.ndarray, labels: np.ndarray) -> Joined:
+    def _done(self, pane_ids: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
+              confidences: np.ndarray) -> Joined:
         self.joined += len(pane_ids)
+        if self.error_test is None:
+            bins = np.zeros(len(pane_ids), np.int64)
+        else:
+            bins = self.error_test.bin_index(predictions, labels, confidences if self.classification else None)
         if self.classification:
             wrong = (predictions != labels).astype(np.float64)  # 0/1: its own square and absolute value
-            return Joined(pane_ids, wrong, wrong)
+            return Joined(pane_ids, wrong, wrong, bins)
         errors = predictions - labels
-        return Joined(pane_ids, errors**2, np.abs(errors))
+        return Joined(pane_ids, errors**2, np.abs(errors), bins)
 
     def _expire(self) -> None:
         # Each side against the other's watermark (see the module doc).
@@ -273,11 +301,15 @@ class LabelJoin:
         return len(self.predictions) + len(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        """Pending entries (as columns: a snapshot may hold 200,000) and counters, JSON-friendly."""
-        ids, ts, values, panes = self.predictions.columns()
-        label_ids, label_ts, labels, _ = self.labels.columns()
+        """Pending entries (as columns: a snapshot may hold 200,000) and counters, JSON-friendly; a
+        classifier's pending predictions with their confidence."""
+        ids, ts, values, panes, confidences = self.predictions.columns()
+        label_ids, label_ts, labels, _, _ = self.labels.columns()
+        predictions = {"id": ids, "ts": ts, "prediction": values, "pane": panes}
+        if self.classification:
+            predictions["confidence"] = confidences
         return {
-            "predictions": {"id": ids, "ts": ts, "prediction": values, "pane": panes},
+            "predictions": predictions,
             "labels": {"id": label_ids, "ts": label_ts, "label": labels},
             "newest": {side: clock.to_list() for side, clock in self.clocks.items()},
             "joined": self.joined,
@@ -288,7 +320,7 @@ class LabelJoin:
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         """Restore `to_dict` output; also snapshots of earlier versions, which listed [id, ts, value(, pane)]
-        rows, or named the labels' values "price"."""
+        rows, named the labels' values "price", or kept no confidence (0.0, see the module doc)."""
         predictions, labels = state["predictions"], state["labels"]
         if isinstance(predictions, list):
             predictions = dict(zip(("id", "ts", "prediction", "pane"), map(list, zip(*predictions)))) if predictions else {}
@@ -298,7 +330,8 @@ class LabelJoin:
         ids = [str(k) for k in predictions.get("id", [])]
         self.predictions.put(ids, np.array(predictions.get("ts", []), np.int64),
                              _column(predictions.get("prediction", []), self.dtype),
-                             np.array(predictions.get("pane", []), np.int64))
+                             np.array(predictions.get("pane", []), np.int64),
+                             np.array(predictions.get("confidence", np.zeros(len(ids))), np.float64))
         ids = [str(k) for k in labels.get("id", [])]
         self.labels.put(ids, np.array(labels.get("ts", []), np.int64),
                         _column(labels.get("label", labels.get("price", [])), self.dtype), np.zeros(len(ids), np.int64))
@@ -365,17 +398,32 @@ class ErrorWindow:
     >>> tumbling = ErrorWindow(size=4, step=4)
     >>> tumbling.add(np.ones(6), np.ones(6)); tumbling.totals()  # 4 complete, 2 filling
     (4, 4.0, 4.0)
+
+    With `bins` (the error test's `size`), each pane also counts its records' error-test bins. The
+    error test sees complete panes only (`scale_counts`): the newest `size / step` of them, so each
+    of its scales holds a fixed number of records (1,000, 500 and 250 at the defaults) and its
+    threshold is one cached number; a filling pane would make the newest-pane scale a handful of
+    records. The rolling MSE keeps its filling pane, as always.
+
+    >>> window = ErrorWindow(size=4, step=2, bins=3)
+    >>> window.add(np.ones(5), np.ones(5), np.array([0, 1, 1, 2, 2]))
+    >>> {name: c.tolist() for name, c in window.scale_counts().items()}  # [0, 1] [1, 2] complete
+    {'window': [1, 2, 1], 'recent': [0, 1, 1]}
     """
 
-    def __init__(self, size: int = 1000, step: int = 250) -> None:
+    def __init__(self, size: int = 1000, step: int = 250, bins: int = 0) -> None:
         if step < 1 or size < step or size % step:
             raise ValueError(f"concept window must be a positive multiple of its step, got {size} and {step}")
-        self.size, self.step = size, step
+        if bins < 0:
+            raise ValueError(f"bins must be >= 0, got {bins}")
+        self.size, self.step, self.bins = size, step, bins
         self.panes: list[list[float]] = [[0, 0.0, 0.0]]  # [joined, sum squared, sum absolute], newest last
-        self.kept = max(size // step, 2)  # panes kept: a tumbling window keeps its last complete one
+        self.counts: list[np.ndarray] = [np.zeros(bins, np.int64)]  # error-test bin counts, pane by pane
+        # panes kept: the window's complete ones and the filling one (a tumbling window: its last complete one)
+        self.kept = size // step + 1
 
-    def add(self, squared: np.ndarray, absolute: np.ndarray) -> None:
-        """k joined errors, (k,) each, in join order."""
+    def add(self, squared: np.ndarray, absolute: np.ndarray, bins: np.ndarray | None = None) -> None:
+        """k joined errors, (k,) each, in join order; `bins` (k,) int64 their error-test bins."""
         start = 0
         while start < len(squared):
             pane = self.panes[-1]
@@ -383,10 +431,14 @@ class ErrorWindow:
             pane[0] += take
             pane[1] += float(squared[start:start + take].sum())
             pane[2] += float(absolute[start:start + take].sum())
+            if self.bins and bins is not None:
+                self.counts[-1] += np.bincount(bins[start:start + take], minlength=self.bins)
             start += take
             if pane[0] == self.step:  # full: start the next one, forget panes beyond the window
                 self.panes.append([0, 0.0, 0.0])
+                self.counts.append(np.zeros(self.bins, np.int64))
                 del self.panes[: -self.kept]
+                del self.counts[: -self.kept]
 
     def totals(self) -> tuple[int, float, float]:
         """(joined records, sum of squared errors, sum of absolute errors) over the window: its
@@ -396,13 +448,28 @@ class ErrorWindow:
             panes = self.panes[-2:-1]
         return int(sum(p[0] for p in panes)), sum(p[1] for p in panes), sum(p[2] for p in panes)
 
+    def scale_counts(self) -> dict[str, np.ndarray]:
+        """The error test's counts per scale (`errortest.scale_counts`) over the newest size / step
+        complete panes, oldest first; empty panes stand in for those the stream has not filled yet."""
+        panes = self.size // self.step
+        complete = self.counts[:-1][-panes:]
+        missing = [np.zeros(self.bins, np.int64)] * (panes - len(complete))
+        return errortest.scale_counts(missing + complete)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "step": self.step, "panes": [list(p) for p in self.panes]}
+        return {"size": self.size, "step": self.step, "panes": [list(p) for p in self.panes],
+                "counts": [c.tolist() for c in self.counts]}
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `to_dict` output; a snapshot without counts (or with another test's) restores its
+        panes with none: the error test then counts only what joins from here on."""
         if (state["size"], state["step"]) != (self.size, self.step):
             raise ValueError(f"state has a concept window of {state['size']}/{state['step']}, this is {self.size}/{self.step}")
         self.panes = [[int(n), float(s), float(a)] for n, s, a in state["panes"]]
+        counts = [np.asarray(c, np.int64) for c in state.get("counts", ())]
+        if len(counts) != len(self.panes) or any(c.shape != (self.bins,) for c in counts):
+            counts = [np.zeros(self.bins, np.int64) for _ in self.panes]
+        self.counts = counts
 
 
 class ExpiryWatch:

@@ -18,7 +18,8 @@ repeats instead of adding to it. Each new owner of a partition takes epoch = the
 
 Panes merge by addition (`Pane.merge`), so the merged window equals one monitor's over the same
 event-time stream, concept-drift sums included (time windows measure the errors of the window's
-own predictions, see `drift.DriftMonitor`).
+own predictions, see `drift.DriftMonitor`), and so do the error test's bin counts (integers:
+exactly). A report from a worker that kept no error counts merges as zeros.
 """
 from __future__ import annotations
 
@@ -28,10 +29,11 @@ from typing import Any, Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
+from monitor import errortest
 from monitor.drift import Evaluation
 from monitor.join import Joined, LabelJoin
 from monitor.reference import Reference
-from monitor.windows import Pane, PaneLayout, PredictionBatch, TimeWindow
+from monitor.windows import Pane, PaneLayout, PredictionBatch, TimeWindow, add_counts
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ class PartitionPanes:
                  label_ttl_ms: int = 3_600_000, max_pending: int = 200_000, estimator: Any = None) -> None:
         self.partition = partition
         self.window = TimeWindow(reference, window_ms, step_ms, estimator=estimator)
-        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification)
+        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification,
+                              error_test=reference.error_test)
+        self.reference = reference
         self.epoch = 0  # this owner's epoch; `take_ownership` moves it past the snapshot's
         self.seq = 0  # reports made in this epoch
         self.changed: set[int] = set()
@@ -85,14 +89,16 @@ class PartitionPanes:
     def add_predictions(self, batch: PredictionBatch) -> None:
         pane_ids, _ = self.window.update(batch)
         self.changed.update(np.unique(pane_ids[pane_ids >= 0]).tolist())
-        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids))
+        confidences = self.reference.confidences(batch.probabilities) if self.reference.classification else None
+        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids,
+                                               confidences=confidences))
 
     def add_labels(self, ids: list[str], ts: ArrayLike, labels: ArrayLike) -> None:
         self._errors(self.join.add_labels(ids, ts, labels))
 
     def _errors(self, joined: Joined) -> None:
         if len(joined):
-            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute)
+            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute, joined.bins)
             self.changed.update(q for q in np.unique(joined.pane_ids).tolist() if q in self.window.panes)
 
     def publishable(self) -> list[PaneReport]:
@@ -231,11 +237,25 @@ class PaneMerger:
         total.id = upto
         return total
 
+    def scale_counts(self, upto: int) -> dict[str, np.ndarray]:
+        """The error test's counts per scale of the window ending at pane `upto`, summed over
+        partitions (`PaneWindow.scale_counts`)."""
+        panes = []
+        for q in range(upto - self.panes_per_window + 1, upto + 1):
+            total = np.zeros(self.layout.errors, np.int64)
+            for pane in self.reports.get(q, {}).values():
+                total = add_counts(total, pane.error_counts)
+            panes.append(total)
+        return errortest.scale_counts(panes)
+
     def evaluation(self, q: int, recent: bool) -> Evaluation:
-        """What the window ending at pane q tests, as `DriftMonitor` builds it for a time window."""
+        """What the window ending at pane q tests, as `DriftMonitor` builds it for a time window (the
+        error test's counts whenever the layout has an error test: `evaluate_all` runs it only when
+        the calibration has it on)."""
         window = self.aggregate(q)
         return Evaluation(window, self.merged(q).records, (window.joined, window.sse, window.sae),
-                          self.aggregate(q, self.panes_per_window // 2) if recent else None)
+                          self.aggregate(q, self.panes_per_window // 2) if recent else None,
+                          self.scale_counts(q) if self.layout.errors else None)
 
     def _expire(self) -> None:
         oldest = self.evaluated - self.panes_per_window + 1

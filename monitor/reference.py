@@ -23,6 +23,10 @@ prediction is a numeric column; a classifier's predicted class is a categorical 
 the reference's predicted-class counts) and each class probability, when the messages carry them,
 a numeric column named `p(<class>)`. Every column is either a KS column (binned, numeric) or a
 chi-square column (counted categories): `Reference.ks_columns` / `chi2_columns`.
+
+The reference also holds the error test on joined records (`monitor.errortest`), built from the
+held-out predictions and labels (and a classifier's confidence, from its probability columns), so
+every process that builds the same reference (`monitor run`, `worker`, `evaluate`) has the same one.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from monitor import errortest
 
 if TYPE_CHECKING:  # the core imports no pandas: `from_schema` takes the frame its caller read
     from contract.schema import Schema
@@ -128,6 +134,9 @@ class Reference:
                   own square), so `mse` is the error rate
     probabilities: classification with probabilities: {class text: NumericBins of p(class)}
     classes:      classification: the class texts the model knows (the schema's)
+    error_test:   the test on the joined errors' distribution (`errortest.from_reference`): a
+                  regression's `ResidualKS`, a classifier's `ConfidenceWeightedErrors` (weighted by
+                  its confidence when the reference has probability columns)
     """
 
     numeric: Mapping[str, NumericBins]
@@ -138,6 +147,7 @@ class Reference:
     task: str = "regression"
     probabilities: Mapping[str, NumericBins] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
+    error_test: errortest.ErrorTest | None = field(default=None, compare=False, repr=False)
     mse: float = field(init=False)
     mae: float = field(init=False)
 
@@ -155,6 +165,14 @@ class Reference:
     def error_rate(self) -> float | None:
         """Classification: share of held-out rows whose predicted class is not the label."""
         return self.mse if self.classification else None
+
+    def confidences(self, probabilities: Mapping[str, ArrayLike]) -> np.ndarray | None:
+        """The model's confidence per record (`errortest.confidence`: its top class probability) from
+        a batch's probabilities {class text: (n,) float}, (n,); None when the reference has no
+        probability columns or the batch lacks one of them."""
+        if not self.probabilities or any(c not in probabilities for c in self.probabilities):
+            return None
+        return _confidence({c: probabilities[c] for c in self.probabilities})
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -235,12 +253,14 @@ class Reference:
             squared = (predictions != labels).astype(np.float64)
             prediction: NumericBins | CategoricalProfile = build_profile(PREDICTION, predictions)
             classes = tuple(map(str, classes)) or tuple(np.unique(np.concatenate((predictions, labels))).tolist())
+            confidences = _confidence(probabilities) if probabilities else None
         else:
             squared = (predictions - labels) ** 2
             if not np.all(np.isfinite(squared)):
                 raise ValueError("reference predictions and labels must be finite")
             prediction = build_bins(PREDICTION, predictions, max_exact, quantile_bins)
             classes = ()
+            confidences = None
         return cls(
             numeric={name: build_bins(name, v, max_exact, quantile_bins) for name, v in numeric.items()},
             categorical={name: build_profile(name, values) for name, values in categorical.items()},
@@ -251,6 +271,7 @@ class Reference:
             probabilities={str(c): build_bins(probability_column(str(c)), v, max_exact, quantile_bins)
                            for c, v in probabilities.items()},
             classes=classes,
+            error_test=errortest.from_reference(task, predictions, labels, confidences),
         )
 
     @classmethod
@@ -273,3 +294,10 @@ class Reference:
                                    probabilities=probabilities, classes=schema.class_texts, **bins)
         return cls.from_arrays(numeric, categorical, column(schema.prediction).astype(np.float64),
                                column(schema.target).astype(np.float64), **bins)
+
+
+def _confidence(probabilities: Mapping[str, ArrayLike]) -> np.ndarray:
+    """Top class probability per record from {class text: (n,) float}: one column is a binary
+    model's positive class (confidence max(p, 1 - p)), several are stacked (n, C)."""
+    columns = [np.asarray(v, dtype=np.float64) for v in probabilities.values()]
+    return errortest.confidence(columns[0] if len(columns) == 1 else np.stack(columns, axis=1))

@@ -1,7 +1,7 @@
 """The monitor's state on a compacted Kafka topic: window panes, pending joins and the offsets they cover.
 
 This module is the snapshot format and the state topic's I/O; when the service restores, snapshots
-and commits is `monitor.persist`.
+and commits is `monitor.checkpoint`.
 
 A snapshot is zlib-compressed JSON
     {"version": 1, "group", "window": {"kind", "window", "step"}, "written_at" (epoch ms),

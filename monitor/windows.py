@@ -3,7 +3,8 @@
 A pane holds, for the records assigned to it, per-bin counts of every numeric column and of the
 model's outputs (see `reference`), counts of known categories plus unseen ones by name (unseen
 predicted classes too), and the concept-drift sums (records joined to a label, sum of squared and
-of absolute errors: for a classifier both are the number of misclassified records). A window is the sum of its
+of absolute errors: for a classifier both are the number of misclassified records), and the error
+test's bin counts of those joined records (`monitor.errortest`; `Pane.error_counts`). A window is the sum of its
 last `window // step` panes, so memory is panes x bins whatever the rate or stream length, panes
 from several partitions or instances combine with `Pane.merge`, and a pane round-trips through a
 plain JSON-friendly dict (`to_dict` / `from_dict`) so the shell can persist state on restart.
@@ -24,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from monitor import errortest
 from monitor.reference import PREDICTION, Reference, probability_column
 
 UNSEEN_OVERFLOW = "__other__"  # unseen names beyond `max_unseen` per column and pane are lumped here
@@ -92,7 +94,9 @@ class PredictionBatch:
 class Pane:
     """Summaries of the records of one step. counts: flat (bins,) int64 laid out by `PaneLayout`;
     estimates: (F,) sums of the performance estimator's per-record columns over the `estimated`
-    records (see `monitor.estimate`; (0,) without an estimator)."""
+    records (see `monitor.estimate`; (0,) without an estimator); error_counts: (B,) int64 counts of
+    the joined records' error-test bins (see `monitor.errortest`; (0,) without a test, and for a
+    pane saved before they were kept: it merges as zeros)."""
 
     id: int
     counts: np.ndarray
@@ -103,6 +107,7 @@ class Pane:
     sae: float = 0.0  # sum of absolute errors of joined records
     estimates: np.ndarray = field(default_factory=lambda: np.zeros(0))
     estimated: int = 0  # records whose estimates are summed (all, unless restored from another estimator)
+    error_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def merge(self, other: "Pane") -> "Pane":
         """The pane holding both panes' records (addition); id is the larger of the two."""
@@ -121,6 +126,7 @@ class Pane:
             sae=self.sae + other.sae,
             estimates=self.estimates + other.estimates,
             estimated=self.estimated + other.estimated,
+            error_counts=add_counts(self.error_counts, other.error_counts),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +141,7 @@ class Pane:
             "sae": float(self.sae),
             "estimates": self.estimates.tolist(),
             "estimated": int(self.estimated),
+            "error_counts": self.error_counts.tolist(),
         }
 
     @classmethod
@@ -150,7 +157,19 @@ class Pane:
             # panes saved before the estimates were kept hold none
             estimates=np.asarray(state.get("estimates", ()), dtype=np.float64),
             estimated=int(state.get("estimated", 0)),
+            # panes saved (or reported by a worker) before the error counts were kept hold none
+            error_counts=np.asarray(state.get("error_counts", ()), dtype=np.int64),
         )
+
+
+def add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two panes' error counts added; a pane without any ((0,): saved before they were kept) adds
+    zeros. ValueError for two different layouts (another error test)."""
+    if not a.size or not b.size:
+        return (b if not a.size else a).copy()
+    if a.shape != b.shape:
+        raise ValueError(f"error counts of {a.size} and {b.size} bins do not add: panes of another reference")
+    return a + b
 
 
 class PaneLayout:
@@ -159,11 +178,13 @@ class PaneLayout:
     columns (categorical features, then the predicted class); see `Reference.layout`.
 
     `estimator` (optional, `monitor.estimate`): every encoded batch also carries its per-record
-    performance estimates, which panes sum."""
+    performance estimates, which panes sum. The reference's error test (`Reference.error_test`)
+    sets the size of a pane's error counts (`errors`)."""
 
     def __init__(self, reference: Reference, estimator: Any = None) -> None:
         self.reference = reference
         self.estimator = estimator
+        self.error_test = reference.error_test
         if estimator is not None:
             estimator.check_layout(reference.layout)
         self.sizes = reference.layout
@@ -189,12 +210,18 @@ class PaneLayout:
         return 0 if self.estimator is None else len(self.estimator.names)
 
     @property
+    def errors(self) -> int:
+        """How many error-test bins a pane counts (0 without an error test)."""
+        return 0 if self.error_test is None else self.error_test.size
+
+    @property
     def fingerprint(self) -> str | None:
         """The estimator's fingerprint: panes summed under another one must not merge."""
         return None if self.estimator is None else self.estimator.fingerprint()
 
     def empty(self, pane_id: int) -> Pane:
-        return Pane(pane_id, np.zeros(self.total, dtype=np.int64), estimates=np.zeros(self.estimates))
+        return Pane(pane_id, np.zeros(self.total, dtype=np.int64), estimates=np.zeros(self.estimates),
+                    error_counts=np.zeros(self.errors, dtype=np.int64))
 
     def values(self, batch: PredictionBatch, name: str) -> np.ndarray:
         """The batch's values of a layout column: a feature, the prediction or a class's probability."""
@@ -294,11 +321,17 @@ class PaneWindow:
                 name = UNSEEN_OVERFLOW
             target[name] = target.get(name, 0) + count
 
-    def add_errors(self, pane_ids: ArrayLike, squared: ArrayLike, absolute: ArrayLike) -> None:
-        """Concept-drift sums of joined records, (k,) each, added to their prediction's pane."""
+    def add_errors(self, pane_ids: ArrayLike, squared: ArrayLike, absolute: ArrayLike,
+                   bins: ArrayLike | None = None) -> None:
+        """Concept-drift sums of joined records, (k,) each, added to their prediction's pane; `bins`
+        (k,) int64: their error-test bins, counted in the pane's `error_counts`."""
         pane_ids = np.asarray(pane_ids, dtype=np.int64)
         squared = np.asarray(squared, dtype=np.float64)
         absolute = np.asarray(absolute, dtype=np.float64)
+        size = self.layout.errors
+        counted = bins is not None and size > 0
+        if counted:
+            bins = np.asarray(bins, dtype=np.int64)
         for pane_id in np.unique(pane_ids):
             pane = self.panes.get(int(pane_id))
             rows = pane_ids == pane_id
@@ -308,6 +341,8 @@ class PaneWindow:
             pane.joined += int(rows.sum())
             pane.sse += float(squared[rows].sum())
             pane.sae += float(absolute[rows].sum())
+            if counted:
+                pane.error_counts += np.bincount(bins[rows], minlength=size)
 
     # -- reading ------------------------------------------------------------------------------------
     def is_live(self, pane_id: int) -> bool:
@@ -325,6 +360,15 @@ class PaneWindow:
                 total = total.merge(pane)
         total.id = upto
         return total
+
+    def scale_counts(self, upto: int) -> dict[str, np.ndarray]:
+        """The error test's counts per scale (`errortest.scale_counts`: the whole window, its newest
+        half, its newest pane) of the window ending at pane `upto`: what `aggregate(upto)`,
+        `aggregate(upto, panes // 2)` and `aggregate(upto, 1)` hold, without summing the rest."""
+        empty = np.zeros(self.layout.errors, np.int64)
+        panes = [self.panes.get(q) for q in range(upto - self.panes_per_window + 1, upto + 1)]
+        return errortest.scale_counts([empty if p is None or not p.error_counts.size else p.error_counts
+                                       for p in panes])
 
     def expire(self) -> None:
         """Forget panes that left the window; called after the closed panes are evaluated."""
@@ -363,6 +407,10 @@ class PaneWindow:
         if self.estimates_dropped:
             for pane in self.panes.values():
                 pane.estimates, pane.estimated = np.zeros(self.layout.estimates), 0
+        # Panes saved before the error counts were kept (or with another number of bins) count none.
+        for pane in self.panes.values():
+            if pane.error_counts.shape != (self.layout.errors,):
+                pane.error_counts = np.zeros(self.layout.errors, np.int64)
         self._load_extra(state)
 
     def _extra_state(self) -> dict[str, Any]:

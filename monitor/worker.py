@@ -18,62 +18,26 @@ its positions and replays the rest: its reports replace the dead owner's (see `m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from contract.delivery import DeliveryReport, discard, produce, resending_producer
 from contract.rules import REJECTION_REASONS
 from contract.schema import Schema
 from contract.service import close_consumer, freeze_startup_heap, is_record, log_failed_commit
-from contract.settings import Topics, client_config, consumer_config
+from contract.settings import Topics, consumer_config
+from monitor.baseline import Baseline
+from monitor.checkpoint import Checkpoint, matching
+from monitor.config import MonitorConfig
 from monitor.decode import Decoder
 from monitor.join import ExpiryWatch
 from monitor.panes import PartitionPanes
-from monitor.persist import DeadLetters, StateMismatch
-from monitor.service import Baseline, MonitorConfig
-from monitor.state import Offsets, encode_state, read_latest_of, write_state
+from monitor.state import Offsets, read_latest_of
 
 log = logging.getLogger(__name__)
-
-PANES_SUFFIX = ".monitor-panes"
-
-
-def panes_topic(topics: Topics) -> str:
-    """The pane topic: MONITOR_PANES_TOPIC, or the predictions topic's model name + .monitor-panes."""
-    model = topics.predictions.removesuffix(Topics.SUFFIX["predictions"])
-    return os.environ.get("MONITOR_PANES_TOPIC") or f"{model}{PANES_SUFFIX}"
-
-
-class NotCoPartitioned(ValueError):
-    """The predictions and labels topics cannot be split between workers."""
-
-
-def check_co_partitioned(topics: Topics, timeout: float = 30.0) -> int:
-    """The predictions topic's partition count; NotCoPartitioned when the labels topic's differs."""
-    from confluent_kafka.admin import AdminClient
-
-    metadata = AdminClient(client_config()).list_topics(timeout=timeout).topics
-    counts = {t: len(metadata[t].partitions) if t in metadata else 0 for t in (topics.predictions, topics.labels)}
-    predictions, labels = counts[topics.predictions], counts[topics.labels]
-    if predictions != labels:
-        raise NotCoPartitioned(
-            f"the predictions topic {topics.predictions} has {predictions} partitions and the labels topic "
-            f"{topics.labels} {labels}: workers join a prediction and its label only when both topics have the same "
-            "partition count and are keyed by record id; recreate one of them, or run `monitor run` (one instance)")
-    return predictions
-
-
-def require_time_windows(config: MonitorConfig, command: str) -> None:
-    if not config.time_based:
-        raise ValueError(f"monitor {command} needs an event-time window (e.g. --window 5m --step 30s): a count "
-                         "window depends on the order records arrive across partitions, so it runs in one "
-                         "process: use `monitor run`")
-
 
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry, model: str, topics: Topics) -> None:
@@ -87,6 +51,8 @@ class WorkerMetrics:
                                     M, registry=registry).labels(model)
         self.state_failures = Counter("monitor_state_write_failures", "Snapshots or reports the broker did not take (tried again)",
                                       M, registry=registry).labels(model)
+        self.state_bytes = Gauge("monitor_state_bytes", "Size of the last partition state snapshot (compressed)", M,
+                                 registry=registry).labels(model)
         self.partitions = Gauge("monitor_worker_partitions", "Input partitions this worker owns", M, registry=registry).labels(model)
         for topic in (topics.predictions, topics.labels):
             self.consumed.labels(model, topic)
@@ -103,12 +69,12 @@ class Worker:
         self.config, self.topics, self.metrics, self.stop = config, topics, metrics, stop
         self.reference, self.estimator = baseline.reference, baseline.estimator
         self.decoder = Decoder(schema)
-        self.panes_topic = panes_topic(topics)
         self.owned: dict[int, PartitionPanes] = {}
         self.positions: Offsets = {}  # (topic, partition) -> next offset, of owned partitions
-        self.dead_letters = DeadLetters(topics.monitor_dlq)
-        self.producer = resending_producer()
-        self.report = DeliveryReport()  # pane reports since the last save
+        # dead letters, pane reports and partition states: acknowledged, then saved, then committed
+        self.checkpoint = Checkpoint(state_topic=topics.monitor_state, dlq_topic=topics.monitor_dlq,
+                                     partitions=config.partitions, interval=config.state_interval, stop=stop,
+                                     metrics=metrics, output_topics=[(topics.monitor_panes, 1)])
         self.unsaved: set[int] = set()  # partitions that read records since their last snapshot
         self.closing = False
         self.failure: BaseException | None = None  # raised in a rebalance callback: re-raised by the loop
@@ -135,10 +101,7 @@ class Worker:
                                    self.config.label_ttl_ms, estimator=self.estimator)
             state = states[self.key(p)]
             if state is not None:
-                if state["window"] != self.config.window_state:
-                    raise StateMismatch(f"the state of partition {p} of group {self.config.group} was written for "
-                                        f"window {state['window']}, not {self.config.window_state}: use the same "
-                                        "--window/--step or a new --group")
+                matching(state, self.config.window_state, f"partition {p} of group {self.config.group}")
                 panes.load_dict(state["monitor"])
                 self.positions.update(state["offsets"])
             panes.take_ownership()
@@ -187,7 +150,7 @@ class Worker:
                 if ids:
                     panes.add_labels(ids, ts, labels)
             for position, rejection in rejected:
-                self.dead_letters.send(self.producer, group[position], rejection)
+                self.checkpoint.dead_letter(group[position], rejection)
                 self.metrics.invalid.labels(self.metrics.model, topic, rejection.reason).inc()
         self.publish(touched)
         totals = {key: sum(panes.counters[key] for panes in self.owned.values())
@@ -199,46 +162,27 @@ class Worker:
     def publish(self, partitions) -> None:
         for p in partitions:
             for report in self.owned[p].publishable():
-                produce(self.producer, self.panes_topic, orjson.dumps(report.to_dict()), str(p), self.report)
+                self.checkpoint.output(self.topics.monitor_panes, orjson.dumps(report.to_dict()), str(p))
                 self.metrics.reports.inc()
-        self.producer.poll(0)
+        self.checkpoint.producer.poll(0)
 
     # -- state --------------------------------------------------------------------------------------
-    def save(self, partitions=None) -> bool:
-        """Reports and dead letters acknowledged, then each partition's state, then its offsets committed.
+    def save(self, partitions=None, consumer: Consumer | None = None) -> bool:
+        """The checkpoint (monitor.checkpoint) of these partitions (default: those that read records
+        since their last snapshot): reports and dead letters acknowledged, each partition's state,
+        then (with `consumer`) the positions committed.
 
-        False when the broker did not take something: the previous snapshots stay in force, and with
-        a new producer every live pane of these partitions is reported again (replacing, not adding)."""
+        False when the broker did not take something: the previous snapshots stay in force, and
+        every live pane of these partitions is reported again (replacing, not adding)."""
         partitions = sorted(self.unsaved & set(self.owned) if partitions is None else partitions)
-        try:
-            if self.producer.flush(30) or self.report.failed or self.dead_letters.held:
-                raise RuntimeError(f"pane reports or dead letters not delivered: {self.report.last_error or 'flush timed out'}")
-            for p in partitions:
-                offsets = {k: o for k, o in self.positions.items() if k[1] == p}
-                value = encode_state(self.key(p), self.config.window_state, offsets, self.owned[p].to_dict())
-                write_state(self.producer, self.topics.monitor_state, self.key(p), value)
-                self.metrics.state_writes.inc()
-                self.unsaved.discard(p)
-        except (RuntimeError, KafkaException) as exc:
-            self.metrics.state_failures.inc()
-            log.warning("worker state not saved, trying again: %s", exc)
-            discard(self.producer)
-            self.producer = resending_producer()
-            self.report = DeliveryReport()
-            self.dead_letters.resend(self.producer)
+        states = [(self.key(p), self.config.window_state, {k: o for k, o in self.positions.items() if k[1] == p},
+                   self.owned[p].to_dict()) for p in partitions]
+        if not self.checkpoint.save(states, consumer, self.positions):
             for p in partitions:
                 self.owned[p].changed |= set(self.owned[p].window.panes)
             return False
-        self.report = DeliveryReport()
+        self.unsaved.difference_update(partitions)
         return True
-
-    def commit(self, consumer: Consumer) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
-        if offsets:
-            try:
-                consumer.commit(offsets=offsets, asynchronous=True)
-            except KafkaException as exc:
-                log.warning("offset commit failed (the state snapshot is delivered): %s", exc)
 
 
 def run_worker(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics,
@@ -253,7 +197,7 @@ def run_worker(config: MonitorConfig, schema: Schema, baseline: Baseline, topics
     consumer.subscribe([topics.predictions, topics.labels], on_assign=worker.guarded(worker.on_assign),
                        on_revoke=worker.guarded(worker.on_revoke))
     log.info("worker of group %s: %s + %s -> %s (window %s step %s)", config.group, topics.predictions,
-             topics.labels, worker.panes_topic, config.window, config.step)
+             topics.labels, topics.monitor_panes, config.window, config.step)
     last_save = time.monotonic()
     saved = True
     try:
@@ -268,16 +212,13 @@ def run_worker(config: MonitorConfig, schema: Schema, baseline: Baseline, topics
             if messages:
                 worker.process(messages)
             if worker.unsaved and time.monotonic() - last_save >= config.state_interval:
-                if worker.save():
-                    worker.commit(consumer)
+                worker.save(consumer=consumer)
                 last_save = time.monotonic()
         worker.publish(list(worker.owned))
-        saved = worker.save()
-        if saved:
-            worker.commit(consumer)
+        saved = worker.save(consumer=consumer)
     finally:
         worker.closing = True
-        worker.producer.flush(10)
+        worker.checkpoint.close()
         close_consumer(consumer, broker_away=not saved)
     log.info("worker stopped")
     return 0

@@ -88,20 +88,19 @@ def main(argv: list[str] | None = None) -> int:
         return code  # stopped while waiting (0), or no broker (2)
     ensure_topics([topics.features, topics.labels], args.partitions)
     if args.command == "simulate":
-        from producer.simulate import SimulatorMetrics, simulate
+        from producer.simulate import simulate
 
-        metrics = None
+        registry = None
         if args.metrics_port:
             from prometheus_client import CollectorRegistry
 
             registry = CollectorRegistry()
-            metrics = SimulatorMetrics(registry)
             try:
                 serve_metrics(registry, args.metrics_host, args.metrics_port)
             except PortInUse as exc:  # taken since the check at start
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-        return simulate(config, schema, source, topics, metrics=metrics, stop=stop)
+        return simulate(config, schema, source, topics, registry=registry, stop=stop)
     from producer.publish import publish
 
     return publish(args.file, schema, topics, strict=args.strict)

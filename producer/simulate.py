@@ -20,6 +20,7 @@ import pandas as pd
 from confluent_kafka import Producer
 
 from contract.delivery import DeliveryReport, produce
+from contract.service import Totals
 from contract.schema import Schema
 from contract.settings import Topics, producer_config
 from producer.invalid import bad_payload, invalid_payloads
@@ -106,41 +107,31 @@ class Summary:
                 f"failed {report.failed}, {self.elapsed:.1f} s, {rate:,.0f} records/s")
 
 
-class SimulatorMetrics:
-    """Prometheus counters mirroring the summary: what was sent and what the broker acknowledged.
-
-    Synced from the summary every half second rather than per record, so the hot loop stays cheap.
-    """
-
-    def __init__(self, registry: "CollectorRegistry") -> None:
-        from prometheus_client import Counter
-
-        self.records = Counter("producer_records_total", "Feature records sent to the features topic", registry=registry)
-        self.labels = Counter("producer_labels_total", "Labels sent to the labels topic", registry=registry)
-        self.delivered = Counter("producer_delivered_total", "Messages acknowledged by the broker", registry=registry)
-        self.failed = Counter("producer_failed_total", "Messages the broker did not take", registry=registry)
-        self._synced = (0, 0, 0, 0)
-
-    def sync(self, summary: Summary, report: DeliveryReport) -> None:
-        now = (summary.records, summary.labels, report.delivered, report.failed)
-        for counter, before, after in zip((self.records, self.labels, self.delivered, self.failed), self._synced, now):
-            if after > before:
-                counter.inc(after - before)
-        self._synced = now
+# What was sent and what the broker acknowledged, as counters read from the run's own totals at scrape time.
+SIMULATOR_COUNTERS = [
+    ("producer_records", "Feature records sent to the features topic", "records"),
+    ("producer_labels", "Labels sent to the labels topic", "labels"),
+    ("producer_delivered", "Messages acknowledged by the broker", "delivered"),
+    ("producer_failed", "Messages the broker did not take", "failed"),
+]
 
 
 def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topics, out: TextIO = sys.stderr,
-             metrics: SimulatorMetrics | None = None, stop: threading.Event | None = None) -> int:
+             registry: "CollectorRegistry | None" = None, stop: threading.Event | None = None) -> int:
     """Produce the stream drawn from `source` (see source_columns) until done or `stop` is set;
     returns the exit code (1 if anything was not delivered).
 
     On `stop` no further record is drawn, but every record already sent gets its label and all
-    of it is flushed: a stopped run still delivers what it promised."""
+    of it is flushed: a stopped run still delivers what it promised. With `registry`, its counters
+    (SIMULATOR_COUNTERS) are read from the run's totals whenever it is scraped."""
     names, target = schema.feature_names, schema.target
     payloads = invalid_payloads(schema)
     producer = Producer(producer_config())
     report = DeliveryReport()
     summary = Summary()
+    if registry is not None:
+        Totals(registry, lambda: {"records": summary.records, "labels": summary.labels, "delivered": report.delivered,
+                                  "failed": report.failed}, SIMULATOR_COUNTERS, {})
     pending_labels: deque[tuple[float, str, bytes]] = deque()  # (due monotonic time, id, label JSON)
     stop = stop or threading.Event()
     live = out.isatty()
@@ -185,8 +176,6 @@ def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topi
                 producer.poll(0)
                 if now - last_progress > 0.5:
                     last_progress = now
-                    if metrics:
-                        metrics.sync(summary, report)
                     if live:
                         summary.elapsed = now - started
                         out.write("\r" + summary.line(report) + " ")
@@ -202,8 +191,6 @@ def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topi
     finally:
         remaining = producer.flush(30)
     summary.elapsed = time.monotonic() - started
-    if metrics:
-        metrics.sync(summary, report)
     if live:
         out.write("\r")
     undelivered = report.failed + remaining

@@ -40,6 +40,7 @@ class KafkaEnv:
             "DLQ_TOPIC": f"dlq-{self.suffix}",
             "MONITOR_DLQ_TOPIC": f"monitor-dlq-{self.suffix}",
             "MONITOR_STATE_TOPIC": f"monitor-state-{self.suffix}",
+            "MONITOR_PANES_TOPIC": f"monitor-panes-{self.suffix}",
         }
 
     def env(self, **extra: str) -> dict[str, str]:

@@ -37,7 +37,7 @@ FEATURES = ("carat", "depth", "table", "cut", "color", "clarity")
 @pytest.fixture(scope="module")
 def diamonds(model_dir):
     """(schema, reference) of the diamonds model, as `monitor run` loads them."""
-    from monitor.service import load_reference
+    from monitor.baseline import load_reference
 
     schema = load_schema(model_dir / SCHEMA_FILE)
     return schema, load_reference(schema, model_dir / REFERENCE_FILE)
@@ -45,7 +45,7 @@ def diamonds(model_dir):
 
 # -- without a broker ----------------------------------------------------------------------------
 def test_window_and_step_parse_to_counts_or_event_time():
-    from monitor.service import MonitorConfig, parse_span
+    from monitor.config import MonitorConfig, parse_span
 
     assert parse_span("1000") == (1000, "records")
     assert parse_span("30s") == (30_000, "ms") and parse_span("5m") == (300_000, "ms")
@@ -61,8 +61,9 @@ def test_window_and_step_parse_to_counts_or_event_time():
 
 
 def test_gauges_are_nan_until_the_window_is_full_and_state_round_trips(model_dir, diamonds):
+    from monitor.baseline import Baseline, build_monitor
+    from monitor.config import MonitorConfig
     from monitor.metrics import MonitorMetrics
-    from monitor.service import MonitorConfig, build_monitor
     from monitor.state import decode_state, encode_state
     from monitor.windows import PredictionBatch
 
@@ -70,7 +71,7 @@ def test_gauges_are_nan_until_the_window_is_full_and_state_round_trips(model_dir
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry, reference, {"predictions": "p", "labels": "l"}, model=schema.name)
     config = MonitorConfig(window="1000", step="250")
-    monitor = build_monitor(config, reference)
+    monitor = build_monitor(config, Baseline(reference))
     rows = read_reference(model_dir / REFERENCE_FILE, schema).iloc[:999]
     messages = [{"id": str(i), "ts": i, "prediction": r.prediction,
                  "features": {c: getattr(r, c) for c in FEATURES}} for i, r in enumerate(rows.itertuples())]
@@ -91,7 +92,7 @@ def test_gauges_are_nan_until_the_window_is_full_and_state_round_trips(model_dir
     assert get("window_records") == 1000 and 0 <= get("drift_feature_statistic", feature="carat", test="ks") < 0.1
 
     state = decode_state(encode_state("g", config.window_state, {("t", 0): 1000}, monitor.to_dict()))
-    restored = build_monitor(config, reference)
+    restored = build_monitor(config, Baseline(reference))
     restored.load_dict(state["monitor"])
     assert state["offsets"] == {("t", 0): 1000} and state["window"] == config.window_state
     assert restored.result() == monitor.result()
@@ -134,34 +135,40 @@ class FakeMessage:
 
 
 def test_a_snapshot_is_written_only_once_the_dead_letters_it_covers_are_acknowledged(diamonds, monkeypatch):
-    import monitor.persist as persist
+    import monitor.checkpoint as checkpoint_module
+    from monitor.baseline import Baseline, build_monitor
+    from monitor.config import MonitorConfig
     from monitor.metrics import MonitorMetrics
-    from monitor.service import MonitorConfig, build_monitor
     from monitor.state import decode_state
 
     schema, reference = diamonds
     delivered: list = []  # (topic, value, key, headers) in the order the broker took them
     producers = [FakeProducer(delivered, failing=frozenset({"dlq"})), FakeProducer(delivered)]
-    monkeypatch.setattr(persist, "resending_producer", lambda: producers.pop(0))
-    monkeypatch.setattr(persist, "create_state_topic", lambda *args, **kwargs: None)
-    monkeypatch.setattr(persist, "ensure_topics", lambda *args, **kwargs: None)
+    monkeypatch.setattr(checkpoint_module, "resending_producer", lambda: producers.pop(0))
+    monkeypatch.setattr(checkpoint_module, "create_state_topic", lambda *args, **kwargs: None)
+    monkeypatch.setattr(checkpoint_module, "ensure_topics", lambda *args, **kwargs: None)
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry, reference, {"predictions": "p", "labels": "l"}, model=schema.name)
     config = MonitorConfig()
     positions = {("p", 0): 3}  # past the refused record at offset 2
-    persister = persist.Persister(build_monitor(config, reference), positions, group="g", window=config.window_state,
-                                  state_topic="state", dlq_topic="dlq", partitions=1, interval=5.0, metrics=metrics,
-                                  stop=threading.Event())
-    persister.dead_letter(FakeMessage("p", 0, 2, b"{nope", b"key-2"), Rejection("not_json", "not JSON: ..."))
+    monitor = build_monitor(config, Baseline(reference))
+    checkpoint = checkpoint_module.Checkpoint(state_topic="state", dlq_topic="dlq", partitions=1, interval=5.0,
+                                              stop=threading.Event(), metrics=metrics)
+
+    def persist(consumer) -> bool:  # what `monitor run` saves: the group's windows and the positions they cover
+        checkpoint.changed = True
+        return checkpoint.save([("g", config.window_state, positions, monitor.to_dict())], consumer, positions)
+
+    checkpoint.dead_letter(FakeMessage("p", 0, 2, b"{nope", b"key-2"), Rejection("not_json", "not JSON: ..."))
     commits = []
     consumer = type("Consumer", (), {"commit": lambda self, offsets, asynchronous: commits.append(offsets)})()
 
     # The DLQ did not take the dead letter: no snapshot may cover offset 2 yet.
-    assert persister.persist(consumer) is False
+    assert persist(consumer) is False
     assert delivered == [] and commits == []
     assert registry.get_sample_value("monitor_state_write_failures_total", {"model": "diamonds"}) == 1
     # The next interval's producer sends the dead letter again, then the snapshot.
-    assert persister.persist(consumer) is True
+    assert persist(consumer) is True
     assert [topic for topic, *_ in delivered] == ["dlq", "state", "state"]  # the dead letter, snapshot part 0, manifest
     topic, value, key, headers = delivered[0]
     assert (value, key) == (b"{nope", b"key-2")
@@ -169,7 +176,7 @@ def test_a_snapshot_is_written_only_once_the_dead_letters_it_covers_are_acknowle
                        "source_partition": b"0", "source_offset": b"2"}
     assert decode_state(delivered[1][1])["offsets"] == {("p", 0): 3}
     assert [[(tp.topic, tp.partition, tp.offset) for tp in offsets] for offsets in commits] == [[("p", 0, 3)]]
-    assert not persister.dead_letters.held and not persister.changed
+    assert not checkpoint.dead_letters.held and not checkpoint.changed
 
 
 def test_a_metrics_port_in_use_stops_the_start_with_one_line(model_dir):

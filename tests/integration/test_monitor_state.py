@@ -132,19 +132,21 @@ def test_the_state_reader_gives_its_consumer_and_its_producer_their_own_kafka_se
 def test_restore_loads_the_groups_snapshot_and_refuses_another_window_shape(kafka, monkeypatch, model_dir):
     from contract.artifacts import REFERENCE_FILE, SCHEMA_FILE
     from contract.schema_file import load_schema
-    from monitor.persist import StateMismatch, restore
-    from monitor.service import MonitorConfig, build_monitor, load_reference
+    from monitor.baseline import Baseline, build_monitor, load_reference
+    from monitor.checkpoint import StateMismatch
+    from monitor.config import MonitorConfig
+    from monitor.run import restore
     from monitor.windows import PredictionBatch
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap)
     topic = f"state-{kafka.suffix}"
     create_state_topic(topic)
     schema = load_schema(model_dir / SCHEMA_FILE)
-    reference = load_reference(schema, model_dir / REFERENCE_FILE)
+    baseline = Baseline(load_reference(schema, model_dir / REFERENCE_FILE))
     config = MonitorConfig()
-    monitor = build_monitor(config, reference)
+    monitor = build_monitor(config, baseline)
     assert restore(monitor, topic, "g", config.window_state) == {}  # nothing saved yet: empty windows
-    saved = build_monitor(config, reference)
+    saved = build_monitor(config, baseline)
     n = 300
     saved.update(PredictionBatch(np.array([f"r{i}" for i in range(n)], dtype=object), np.arange(n), np.full(n, 500.0),
                                  {c: np.full(n, v) for c, v in (("carat", 0.5), ("depth", 61.0), ("table", 57.0))},
@@ -155,4 +157,4 @@ def test_restore_loads_the_groups_snapshot_and_refuses_another_window_shape(kafk
     assert monitor.counters["records"] == n and monitor.counters["pending"] == n and monitor.result() == saved.result()
     other = MonitorConfig(window="2000", step="500")
     with pytest.raises(StateMismatch, match="use the same --window/--step or a new --group"):
-        restore(build_monitor(other, reference), topic, "g", other.window_state)
+        restore(build_monitor(other, baseline), topic, "g", other.window_state)

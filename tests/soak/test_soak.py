@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from devstack.broker import free_port
-from monitor.service import MonitorConfig
+from monitor.config import MonitorConfig
 from tests.support import ROOT, children, flagged, own_rss_mb, scrape, stop_process, wait_until
 
 pytestmark = [pytest.mark.soak, pytest.mark.broker]
