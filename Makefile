@@ -15,7 +15,7 @@ ifeq ($(origin SEABORN_DATA), undefined)
 endif
 export MODEL_DIR ?= artifacts
 
-.PHONY: setup tools test test-all soak demo train bench clean
+.PHONY: setup tools mlserver test test-all soak demo train bench clean screenshot
 
 setup: $(STAMP)
 
@@ -26,10 +26,21 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# Prometheus, Alertmanager, promtool and amtool from Debian (the tests run them for real);
-# installs only what is missing, needs root or sudo.
+# The real MLServer (tests/integration/test_mlserver.py and the monitor's MLServer tests) in its own
+# venv: its ~500 MB of FastAPI, gRPC and OpenTelemetry stay out of the product's (requirements-mlserver.txt).
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
+mlserver: $(MLSERVER_STAMP)
+$(MLSERVER_STAMP): requirements-mlserver.txt
+	test -d $(MLSERVER_VENV) || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-mlserver.txt
+	touch $@
+
+# Prometheus, Alertmanager, promtool and amtool, and Chromium for the page's browser tests, from
+# Debian (the tests run them for real); installs only what is missing, needs root or sudo.
 tools:
 	bash scripts/install-observability.sh
+	bash scripts/install-chromium.sh
 
 $(MODEL_DIR)/model.joblib: | $(STAMP)
 	$(PY) -m scorer train
@@ -37,10 +48,10 @@ $(MODEL_DIR)/model.joblib: | $(STAMP)
 train: setup
 	$(PY) -m scorer train
 
-test: setup tools
+test: setup tools mlserver
 	$(PY) -m pytest -m "not slow and not soak"
 
-test-all: setup tools
+test-all: setup tools mlserver
 	$(PY) -m pytest -m "not soak"
 
 # Sustained load: 5,000 records/s for 5 minutes through producer -> scorer -> monitor
@@ -51,6 +62,13 @@ soak: setup
 # EXAMPLE=affairs runs the classification example; the demo trains the example it runs on first use.
 demo: setup
 	$(PY) -m devstack.demo $(if $(EXAMPLE),--example $(EXAMPLE))
+
+# docs/page.png, the README's picture of the page: the top (1280 x 900) of the page the browser
+# test loads in its diamonds case (carat-shift through the real broker), kept only if it passes.
+screenshot: setup tools
+	shots=$$(mktemp -d) && trap 'rm -rf "$$shots"' EXIT && \
+	PAGE_SCREENSHOT="$$shots" $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_page_browser.py -k diamonds && \
+	cp "$$shots/diamonds-top.png" docs/page.png && ls -l docs/page.png
 
 # Benchmarks (not tests): numbers for docs/benchmarks.md, ratios within one run.
 bench: setup $(MODEL_DIR)/model.joblib
@@ -69,4 +87,4 @@ bench: setup $(MODEL_DIR)/model.joblib
 	$(PY) bench/stream_libs_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .demo
+	rm -rf $(VENV) $(MLSERVER_VENV) .pytest_cache .demo

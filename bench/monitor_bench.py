@@ -212,6 +212,7 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
     from monitor.baseline import Baseline
     from monitor.config import MonitorConfig
     from monitor.run import Processor, Rebalance, run
+    from monitor.sources import JsonPredictions
 
     broker = start_broker(log_path=Path("/tmp") / f"monitor-bench-{uuid.uuid4().hex[:6]}.log")
     suffix = uuid.uuid4().hex[:8]
@@ -271,7 +272,8 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
 
             Rebalance.on_assign, Processor.process = timed_assign, timed_process
             try:
-                thread = threading.Thread(target=run, args=(config, schema, baseline, run_topics, registry, stop))
+                thread = threading.Thread(target=run, args=(config, schema, baseline, run_topics, registry, stop,
+                                                                 JsonPredictions(schema, run_topics)))
                 thread.start()
                 while not finished.wait(0.05):
                     if not thread.is_alive():

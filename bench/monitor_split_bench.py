@@ -53,6 +53,7 @@ def reader(topic: str, partitions: list[int], expected: int, work: str) -> None:
     from monitor.baseline import Baseline, build_monitor, load_reference
     from monitor.config import MonitorConfig
     from monitor.run import Processor
+    from monitor.sources import JsonPredictions
 
     config = MonitorConfig(metrics_port=0)
     schema = load_model_schema(MODEL_DIR)
@@ -62,7 +63,7 @@ def reader(topic: str, partitions: list[int], expected: int, work: str) -> None:
                                  model=schema.name)
         # The records are all valid: nothing goes to the DLQ, so no producer (persister) is needed.
         process = Processor(config, Decoder(schema), build_monitor(config, Baseline(reference)), metrics, topics, {},
-                            None).process
+                            None, JsonPredictions(schema, topics)).process
     elif work == "decode":
         decode_predictions = Decoder(schema).predictions
 

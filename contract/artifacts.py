@@ -67,21 +67,23 @@ def read_table(path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
         raise SchemaError(f"cannot read {path}: {exc}") from None
 
 
-def reference_columns(schema: Schema) -> tuple[str, ...]:
+def reference_columns(schema: Schema, target: bool = True) -> tuple[str, ...]:
     """Columns the reference file must have: features, target, prediction, probabilities."""
-    return (*schema.feature_names, schema.target, schema.prediction, *schema.probability_columns)
+    return (*schema.feature_names, *([schema.target] if target else []), schema.prediction,
+            *schema.probability_columns)
 
 
-def read_reference(path: Path, schema: Schema) -> pd.DataFrame:
+def read_reference(path: Path, schema: Schema, target: bool = True) -> pd.DataFrame:
     """The reference rows with every column the schema needs, in the schema's types:
     numeric features, regression targets and predictions, probabilities as float64; categorical
     features and classes as their kind (str, int, bool). SchemaError naming the file and column
-    when one is missing, empty in some rows, or of the wrong type."""
+    when one is missing, empty in some rows, or of the wrong type. `target=False`: rows named like
+    the reference whose labels are not known (a batch to test), read without the target."""
     text = tuple(f.name for f in schema.features if not f.numeric and f.kind == "string")
     if schema.classification and schema.class_kind == "string":
         text += (schema.target, schema.prediction)
     frame = read_table(path, text)
-    missing = [c for c in reference_columns(schema) if c not in frame.columns]
+    missing = [c for c in reference_columns(schema, target) if c not in frame.columns]
     if missing:
         raise SchemaError(f"{path}: no column {missing[0]!r}, which {schema.source} needs "
                           f"({'feature' if missing[0] in schema.feature_names else 'target, prediction or probability'}); "
@@ -89,7 +91,7 @@ def read_reference(path: Path, schema: Schema) -> pd.DataFrame:
     if len(frame) < 2:
         raise SchemaError(f"{path}: a reference needs at least 2 rows, it has {len(frame)}")
     out = {}
-    for column in reference_columns(schema):
+    for column in reference_columns(schema, target):
         values = frame[column]
         empty = int(values.isna().sum())
         if empty:

@@ -109,6 +109,8 @@ class Schema:
     labels: LabelLayout = LabelLayout()
     source: str = "<schema>"  # the file it came from, for messages
     reference_probabilities: tuple[tuple[str, str], ...] = ()  # (class text, reference column); () = proba_<class>
+    format: str = "json"  # how the inference log is written (contract.formats): json, avro, oip-v2, ...
+    paired: Any = None  # a paired format's requests/responses layout (contract.formats.layout.PairedLayout)
 
     # -- columns ---------------------------------------------------------------------------------
     @property
@@ -219,9 +221,13 @@ class Schema:
             out["probabilities"] = {self._class_of(t): c for t, c in self.reference_probabilities}
         m = self.messages
         probabilities = m.probabilities or ({self._class_of(t): f for t, f in m.probability_fields} or None)
-        out["messages"] = {"id": m.id, "timestamp": m.timestamp, "timestamp_format": m.timestamp_format,
-                           "prediction": m.prediction, **({"probabilities": probabilities} if probabilities else {}),
-                           "features": m.features}
+        if self.paired is not None:  # a serving system's requests and responses
+            out["messages"] = {**self.paired.to_yaml(), "timestamp_format": m.timestamp_format}
+        else:
+            out["messages"] = {**({"format": self.format} if self.format != "json" else {}), "id": m.id,
+                               "timestamp": m.timestamp, "timestamp_format": m.timestamp_format,
+                               "prediction": m.prediction, **({"probabilities": probabilities} if probabilities else {}),
+                               "features": m.features}
         out["labels"] = {"id": self.labels.id, "timestamp": self.labels.timestamp, "target": self.label_field}
         return out
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
+from contract.formats.layout import FORMAT_KEYS, parse_messages
 from contract.rules import MAX_CATEGORY_LENGTH, Bounds, category_text, value_kind
 from contract.schema import Feature, LabelLayout, Layout, PROBABILITY_PREFIX, Schema, SchemaError, TASKS, TIMESTAMP_FORMATS
 
@@ -68,7 +69,17 @@ def load_schema(path: str | Path) -> Schema:
 
 
 def parse_schema(raw: Any, source: str = "<schema>") -> Schema:
-    """A Schema from the YAML file's mapping (see load_schema)."""
+    """A Schema from the YAML file's mapping (see load_schema); SchemaError naming the key otherwise.
+
+    >>> schema = parse_schema({"name": "toy", "task": "regression", "target": "y", "features": [
+    ...     {"name": "x", "type": "numeric"}, {"name": "c", "type": "categorical", "categories": ["a", "b"]}]})
+    >>> schema.feature_names, schema.messages.id, schema.format
+    (('x', 'c'), 'id', 'json')
+    >>> parse_schema({"name": "toy", "task": "regresion", "target": "y", "features": []})
+    Traceback (most recent call last):
+    ...
+    contract.schema.SchemaError: <schema>: task: 'regresion' is not a task: use regression or classification
+    """
 
     def fail(key: str, message: str) -> SchemaError:
         return SchemaError(f"{source}: {key}: {message}")
@@ -145,7 +156,12 @@ def parse_schema(raw: Any, source: str = "<schema>") -> Schema:
         else:
             raise fail(f"{where}.type", f"{ftype!r} is not a feature type: use numeric or categorical")
 
-    messages = _section(raw.get("messages"), _MESSAGE_KEYS, fail, "messages")
+    # The log's format (json by default; contract.formats): a paired format's layout, and the keys
+    # left for today's one-message-per-prediction Layout.
+    message_format, paired, messages = parse_messages(_section(raw.get("messages"), _MESSAGE_KEYS | FORMAT_KEYS, fail,
+                                                               "messages"), name=name, task=task, fail=fail)
+    if paired is not None and paired.probabilities:  # the response's probabilities, one per class in class order
+        messages["probabilities"] = paired.probabilities
     fmt = messages.get("timestamp_format", "epoch_ms")
     if fmt not in TIMESTAMP_FORMATS:
         raise fail("messages.timestamp_format", f"{fmt!r}: use epoch_ms, epoch_s or iso8601")
@@ -198,7 +214,7 @@ def parse_schema(raw: Any, source: str = "<schema>") -> Schema:
         raise fail("probabilities", f"{clash!r} is the target, the prediction or a feature, not a probability column")
     return Schema(name=name, task=task, target=target, features=tuple(features), prediction=prediction,
                   classes=classes, target_bounds=target_bounds, messages=layout, labels=labels, source=source,
-                  reference_probabilities=reference_probabilities)
+                  reference_probabilities=reference_probabilities, format=message_format, paired=paired)
 
 
 def _class_fields(raw: dict, classes: tuple, fail: Callable[[str, str], SchemaError], key: str,

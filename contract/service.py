@@ -6,8 +6,11 @@ import ctypes.util
 import gc
 import logging
 import signal
+import socket
 import threading
 import time
+from socketserver import ThreadingMixIn
+from typing import Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -133,18 +136,52 @@ def check_port(host: str, port: int, flag: str) -> None:
             raise PortInUse(f"cannot listen on {host}:{port} ({exc.strerror}): change {flag}") from None
 
 
-def serve_metrics(registry, host: str, port: int, flag: str = "--metrics-port") -> None:
-    """Prometheus /metrics on host:port (0: off); PortInUse naming `flag` when the port is taken."""
-    from prometheus_client import start_http_server
+Page = Callable[[], "tuple[str, bytes, Mapping[str, str]] | None"]  # () -> (content type, body, headers), None: not yet
+
+
+def serve_metrics(registry, host: str, port: int, flag: str = "--metrics-port", pages: Mapping[str, Page] | None = None
+                  ) -> None:
+    """Prometheus /metrics on host:port (0: off), and any `pages` ({path: page}; a page that answers
+    None is not there yet: 503) beside it; PortInUse naming `flag` when the port is taken.
+
+    A threaded WSGI server, as prometheus_client's own: a slow page request never holds up a
+    scrape, and the service's loop, which only publishes what a page shows, never waits for either."""
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
 
     if not port:
         return
+    metrics_app, routes = make_wsgi_app(registry), dict(pages or {})
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO") or "/"
+        if path not in routes:
+            return metrics_app(environ, start_response)  # /metrics (prometheus_client answers any other path too)
+        answer = routes[path]()
+        if answer is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")])
+            return [b"no evaluation yet: the window is filling\n"]
+        content_type, body, headers = answer
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers.items()])
+        return [body]
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+            pass
+
     try:
-        start_http_server(port, addr=host, registry=registry)
+        server = make_server(host, port, app, server_class=Server, handler_class=QuietHandler)
     except OSError as exc:
         check_port(host, port, flag)  # names the usual cause; anything else is reported as is
         raise PortInUse(f"cannot serve metrics on {host}:{port} ({exc}): change {flag}") from None
-    log.info("metrics on http://%s:%d/metrics", host, port)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    log.info("metrics on http://%s:%d/metrics%s", host, port,
+             "".join(f", {path} on http://{host}:{port}{path}" for path in routes))
 
 
 CLOSE_UNREACHABLE_SECONDS = 5.0

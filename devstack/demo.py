@@ -176,9 +176,11 @@ def main(argv: list[str] | None = None) -> int:
 
         launch("scorer", "scorer", "run", "--metrics-port", str(scorer_port))
         print(f"scorer      metrics http://127.0.0.1:{scorer_port}/metrics")
-        launch("monitor", "monitor", "run", "--metrics-port", str(monitor_port))
-        print(f"monitor     metrics http://127.0.0.1:{monitor_port}/metrics  "
-              f"(python -m monitor status --url http://127.0.0.1:{monitor_port}/metrics)")
+        page = f"http://127.0.0.1:{monitor_port}/"
+        launch("monitor", "monitor", "run", "--metrics-port", str(monitor_port), "--public-url", page)
+        print(f"monitor     page {page}  (open it in a browser: the window against the reference, every alert links "
+              "to it)")
+        print(f"            metrics {page}metrics  (python -m monitor status --url {page}metrics)")
 
         sink = None
         if args.no_alerts or not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")):

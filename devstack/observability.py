@@ -64,7 +64,8 @@ class Process:
             return ""
 
 
-DRIFT_ALERTS = frozenset({"FeatureDataDrift", "ConceptDrift", "PredictionDrift", "EstimatedPerformanceDrop"})
+DRIFT_ALERTS = frozenset({"FeatureDataDrift", "ConceptDrift", "ConceptErrorDrift", "PredictionDrift",
+                          "EstimatedPerformanceDrop"})
 
 
 def alert_rules(for_: str | None = None, source: Path = ALERT_RULES, only: frozenset[str] | None = None) -> dict[str, Any]:

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="one of several processes sharing the partitions: panes to the pane topic", formatter_class=fmt,
         description=scale, epilog="Each partition's panes, pending joins and offsets are saved to the state topic "
         "(key <group>/partition/<p>); when a worker dies its partitions move to the others, which resume from that "
-        "state: no pane lost or counted twice. Exits 2 when the topics are not co-partitioned.")
+        "state: no pane lost or counted twice. Exits 2 when the topics are not co-partitioned, and for a log of "
+        "requests and responses on their own topics (messages.format oip-v2, kserve-cloudevents, seldon-v2: "
+        "a request and its response meet only in one `run` process).")
     add_arguments(worker, env)
     evaluate = commands.add_parser(
         "evaluate", help="merge the workers' panes, run the tests, export the gauges", formatter_class=fmt,
@@ -74,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--model", help="the model to show when the page holds several (default: the only one)")
 
     from contract.profile import command as profile
+    from monitor import report
 
     profile.add_parser(commands)
+    report.add_parser(commands, env)
     return parser
 
 
@@ -89,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from contract.profile import command as profile
 
         return profile.command(args)
+    if args.command == "report":
+        from monitor.report import command as report
+
+        return report(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from prometheus_client import CollectorRegistry
@@ -100,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     from monitor.baseline import load_baseline
     from monitor.checkpoint import StateMismatch
     from monitor.config import MonitorConfig, NotCoPartitioned, check_co_partitioned
+    from monitor.page import PageCache
+    from monitor.sources import prediction_source
     from monitor.state import create_state_topic
 
     try:
@@ -108,28 +118,34 @@ def main(argv: list[str] | None = None) -> int:
             config.require_time_windows(args.command)
         schema = load_model_schema(args.model_dir, args.schema)
         baseline = load_baseline(schema, args.reference or args.model_dir / REFERENCE_FILE, config.estimate)
+        topics = Topics.for_model(schema.name)
+        source = prediction_source(schema, topics)  # the inference log's format (schema messages.format)
+        if args.command == "worker" and not source.shareable:
+            raise ValueError(f"messages.format {schema.format}: the request and response topics are not "
+                             "co-partitioned, so workers cannot split them; monitor this log with `run`")
         check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before the broker wait: fail fast
     except (ValueError, PortInUse) as exc:  # SchemaError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log.info("%s", baseline.estimate)  # the estimator fitted, or why there is none
-    topics = Topics.for_model(schema.name)
     stop = stop_on_signals("finishing the current batch, saving state")
     if (code := startup_exit_code(args.startup_timeout, stop)) is not None:
         return code  # stopped while waiting (0), or no broker (2)
-    ensure_topics([topics.predictions, topics.labels, topics.monitor_dlq], config.partitions)
+    ensure_topics([*source.topics, topics.labels, topics.monitor_dlq], config.partitions)
     create_state_topic(topics.monitor_state)
     partitions = 0
     if args.command != "run":
         try:
-            partitions = check_co_partitioned(topics, partition_counts([topics.predictions, topics.labels]))
+            partitions = check_co_partitioned(topics, partition_counts([*source.topics, topics.labels]))
         except NotCoPartitioned as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         ensure_topics([topics.monitor_panes], 1)  # one partition: the one evaluator reads it in order
     registry = CollectorRegistry()
+    page = PageCache() if args.command != "worker" else None  # the page, at / beside /metrics
     try:
-        serve_metrics(registry, config.metrics_host, config.metrics_port, "--metrics-port")
+        serve_metrics(registry, config.metrics_host, config.metrics_port, "--metrics-port",
+                      pages={"/": page.answer} if page is not None else None)
     except PortInUse as exc:  # taken while this process waited for the broker
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -137,14 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             from monitor.worker import run_worker
 
-            return run_worker(config, schema, baseline, topics, registry, stop)
+            return run_worker(config, schema, baseline, topics, registry, stop, source)
         if args.command == "evaluate":
             from monitor.evaluator import run_evaluator
 
-            return run_evaluator(config, schema, baseline, topics, partitions, registry, stop)
+            return run_evaluator(config, schema, baseline, topics, partitions, registry, stop, page)
         from monitor.run import run
 
-        return run(config, schema, baseline, topics, registry, stop)
+        return run(config, schema, baseline, topics, registry, stop, source, page)
     except StateMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,9 +13,10 @@ from typing import Any
 
 from contract.schema import Schema
 from monitor.config import MonitorConfig
-from monitor.drift import DriftMonitor
+from monitor.calibration import Calibration
+from monitor.drift import DriftMonitor, window_calibration
 from monitor.reference import Reference
-from monitor.windows import CountWindow, PaneWindow, TimeWindow
+from monitor.windows import PaneWindow, make_window
 
 
 @dataclass(frozen=True)
@@ -50,17 +51,22 @@ def load_reference(schema: Schema, path: Path) -> Reference:
 
 def build_window(config: MonitorConfig, baseline: Baseline) -> PaneWindow:
     """The configured window (by count or by event time), its panes summing the baseline's estimates."""
-    if config.time_based:
-        return TimeWindow(baseline.reference, config.window_size, config.step_size, estimator=baseline.estimator)
-    return CountWindow(baseline.reference, config.window_size, config.step_size, estimator=baseline.estimator)
+    return make_window(config.window_state["kind"], baseline.reference, config.window_size, config.step_size,
+                       baseline.estimator)
+
+
+def build_evaluation(config: MonitorConfig, baseline: Baseline) -> tuple[PaneWindow, Calibration]:
+    """What evaluating merged panes takes (`monitor evaluate`): the window (its layout, span and
+    words) and its calibration, thresholds prepared; no label join, no rolling errors."""
+    window = build_window(config, baseline)
+    calibration = window_calibration(window, config.ert, config.thresholds,
+                                     window.error_panes(None) if config.error_test else 0)
+    window.prepare(calibration)
+    return window, calibration
 
 
 def build_monitor(config: MonitorConfig, baseline: Baseline) -> DriftMonitor:
     monitor = DriftMonitor(baseline.reference, build_window(config, baseline), ert=config.ert, mode=config.thresholds,
-                           label_ttl_ms=config.label_ttl_ms)
-    if not config.time_based:
-        # A count window's every evaluation has the same sizes and alpha: its thresholds (the
-        # categorical columns' exact nulls take 0.1-3 s each) are computed here, before the first
-        # record, not on the loop at the first evaluation.
-        monitor.calibration.thresholds(config.window_size, config.step_size)
+                           label_ttl_ms=config.label_ttl_ms, error_test=config.error_test)
+    monitor.window.prepare(monitor.calibration)  # a count window's thresholds, before the first record
     return monitor

@@ -12,6 +12,8 @@ ValueError: --window (1000) must be a multiple of --step (300): windows are buil
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import argparse
 import re
 from dataclasses import dataclass, field, fields
@@ -60,6 +62,8 @@ class MonitorConfig:
     batch_timeout: float = 0.05  # a batch is at most this late (consume() waits for a full batch or this)
     partitions: int = DEFAULT_PARTITIONS  # for the topics the monitor creates (inputs, DLQ)
     estimate: bool = True  # estimate the performance without labels (monitor.estimate)
+    error_test: bool = True  # test the joined records' errors' distribution too (monitor.errortest)
+    public_url: str | None = None  # where people open the page (alerts link to it); None: no link
     grace: str = "5s"  # evaluate: how long (wall clock) a window waits for a slow partition
     window_size: int = field(init=False)
     step_size: int = field(init=False)
@@ -93,6 +97,13 @@ class MonitorConfig:
             raise ValueError("--batch-size must be >= 1 and --batch-timeout > 0")
         if self.state_interval < 0:
             raise ValueError("--state-interval must be >= 0 seconds")
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment or parts.query:
+                raise ValueError(f"--public-url {self.public_url!r}: give the page's address as people open it, "
+                                 "http(s)://host[:port]/path, without ?query or #fragment")
+            if not self.public_url.endswith("/") and not parts.path:
+                object.__setattr__(self, "public_url", self.public_url + "/")
         if self.partitions < 1:
             raise ValueError("--partitions must be at least 1")
         if not self.group:
@@ -114,8 +125,9 @@ class MonitorConfig:
     def from_args(cls, args: argparse.Namespace) -> "MonitorConfig":
         """The configuration the flags of `add_arguments` give (ValueError naming the flag to change)."""
         given = {f.name: getattr(args, f.name) for f in fields(cls) if f.init and hasattr(args, f.name)}
-        if "estimate" in given:
-            given["estimate"] = given["estimate"] == "on"
+        for switch in ("estimate", "error_test"):  # on|off flags
+            if switch in given:
+                given[switch] = given[switch] == "on"
         return cls(**given)
 
 
@@ -180,6 +192,16 @@ def add_arguments(sub: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
                      help="estimate the model's performance without labels (the MSE from a nanny model of the "
                      "reference's errors, a classifier's error rate from its calibrated probabilities): gauges "
                      "estimated_*, alert EstimatedPerformanceDrop (env MONITOR_ESTIMATE)")
+    sub.add_argument("--error-test", choices=("on", "off"),
+                     default=env.get("MONITOR_ERROR_TEST", "on" if d.error_test else "off"),
+                     help="besides the MSE or error-rate ratio, test the distribution of the labelled records' errors "
+                     "against the reference's (a regressor's residuals by KS, a classifier's errors weighted by its "
+                     "confidence) over the window, its newest half and its newest pane, calibrated with the other "
+                     "tests: gauges concept_error_*, alert ConceptErrorDrift (env MONITOR_ERROR_TEST)")
+    sub.add_argument("--public-url", default=env.get("MONITOR_PUBLIC_URL") or None, metavar="URL",
+                     help="the address people open this monitor's page at (it is served at / on the metrics port), "
+                     "e.g. http://monitor.example:8000/: alerts link to it, with the column as anchor "
+                     "(<url>#feature-carat); none: no link (env MONITOR_PUBLIC_URL)")
     sub.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", d.partitions)),
                      help="partitions for the input and DLQ topics if this command creates them (env TOPIC_PARTITIONS)")
     sub.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")

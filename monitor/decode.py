@@ -33,7 +33,16 @@ Rejected = list[tuple[int, Rejection]]  # (position in the batch, why it was ref
 
 
 class Decoder:
-    """One schema's prediction and label messages as columns; see the module doc."""
+    """One schema's prediction and label messages as columns; see the module doc.
+
+    >>> from contract.schema_file import parse_schema
+    >>> schema = parse_schema({"name": "toy", "task": "regression", "target": "y", "features": [
+    ...     {"name": "x", "type": "numeric"}, {"name": "c", "type": "categorical", "categories": ["a", "b"]}]})
+    >>> batch, rejected = Decoder(schema).predictions([
+    ...     b'{"id": "r1", "ts": 5, "prediction": 2.5, "features": {"x": 1.5, "c": "a"}}', b'{"id": "r2"}'])
+    >>> batch.ids.tolist(), batch.numeric["x"].tolist(), [(position, why.reason) for position, why in rejected]
+    (['r1'], [1.5], [(1, 'missing_field')])
+    """
 
     def __init__(self, schema: Schema) -> None:
         d, m = Decoders(schema), schema.messages

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -48,7 +48,7 @@ from monitor.columns import column_tests
 from monitor.estimate import Estimate
 from monitor.join import ErrorWindow, Joined, LabelJoin
 from monitor.reference import Reference
-from monitor.windows import CountWindow, EncodedBatch, Pane, PaneLayout, PredictionBatch, TimeWindow
+from monitor.windows import CountWindow, EncodedBatch, Pane, PaneLayout, PaneWindow, PredictionBatch, TimeWindow
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,10 @@ class FeatureDrift:
     records: int = 0  # records behind the reported statistic
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DriftResult:
-    """The evaluation of the window ending at pane `pane`; None = not enough data to say.
+    """The evaluation of the window ending at pane `pane`; None = not enough data to say. Built by
+    keyword: what a window that is not ready yet has not tested stays None.
 
     `features` are the model's inputs only (data_drift, share_detected and dataset_detected look at
     nothing else); `outputs` are its outputs: the prediction column, then for a classifier with
@@ -83,13 +84,13 @@ class DriftResult:
     records: int  # predictions in the window
     ready: bool  # records >= min_records
     alpha: float | None  # per-test false-alarm probability (calibrated mode)
-    features: tuple[FeatureDrift, ...]  # empty when not ready
-    data_drift: float | None  # mean feature distance: the tutorial's dataset score
-    share_detected: float | None
-    dataset_detected: bool | None
-    prediction_drift: float | None  # regression: KS D of predictions; classification: chi2 of the predicted class
-    prediction_threshold: float | None
-    prediction_detected: bool | None  # the prediction or any class probability flagged
+    features: tuple[FeatureDrift, ...] = ()  # empty when not ready
+    data_drift: float | None = None  # mean feature distance: the tutorial's dataset score
+    share_detected: float | None = None
+    dataset_detected: bool | None = None
+    prediction_drift: float | None = None  # regression: KS D of predictions; classification: chi2 of the predicted class
+    prediction_threshold: float | None = None
+    prediction_detected: bool | None = None  # the prediction or any class probability flagged
     joined: int  # labelled records behind rolling_mse / rolling_error_rate (the latest joined, see ErrorWindow)
     label_coverage: float | None  # share of the window's predictions whose label has arrived
     rolling_mse: float | None
@@ -128,6 +129,15 @@ class DriftResult:
                     or self.error_detected or self.estimate_detected)
 
 
+class Evaluated(NamedTuple):
+    """A result and the panes it tested: the whole window and its newest half (None without the
+    recent scale)."""
+
+    result: "DriftResult"
+    window: Pane
+    recent: Pane | None
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """What one evaluation tests, captured when its pane closes: the aggregated window, the records
@@ -161,7 +171,7 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
         concept = _concept(layout.reference, calibration, window, alpha, min_joined, item.errors)
         concept.update(_error_test(calibration, item.error_counts, alpha, min_joined))
         if n < floor:
-            results.append(DriftResult(window.id, n, False, alpha, (), None, None, None, None, None, None, **concept))
+            results.append(DriftResult(pane=window.id, records=n, ready=False, alpha=alpha, **concept))
             continue
         first = len(rows)
         rows.append((window, "window", alpha or 0.0))
@@ -191,9 +201,11 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
         dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
         estimate, estimate_scale = _estimate(layout, calibration, rows[first:stop], alpha)
         results[position] = DriftResult(
-            window.id, window.records, True, alpha, tuple(features), data_drift, detected / len(features), dataset,
-            prediction.statistic, prediction.threshold, any(o.detected for o in outputs), **concept,
-            prediction_scale=prediction.scale, outputs=tuple(outputs), estimate=estimate, estimate_scale=estimate_scale,
+            pane=window.id, records=window.records, ready=True, alpha=alpha, features=tuple(features),
+            data_drift=data_drift, share_detected=detected / len(features), dataset_detected=dataset,
+            prediction_drift=prediction.statistic, prediction_threshold=prediction.threshold,
+            prediction_detected=any(o.detected for o in outputs), prediction_scale=prediction.scale,
+            outputs=tuple(outputs), estimate=estimate, estimate_scale=estimate_scale, **concept,
         )
     return results  # type: ignore[return-value]
 
@@ -277,6 +289,20 @@ def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha
     return out
 
 
+MIN_JOINED = 100  # labelled records a window needs before its concept-drift tests run
+
+
+def window_calibration(window: PaneWindow, ert: float = 10_000_000, mode: str = "calibrated",
+                       error_panes: int = 0) -> Calibration:
+    """The calibration a window's evaluations need: its columns' tests at its sizes, the
+    newest-half scale when it has at least 2 panes, thresholds prefetched when its sizes vary,
+    the estimate's test when its panes carry estimates, and `error_panes` panes of the error test
+    (0: none)."""
+    layout = window.layout
+    return Calibration(layout.reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=window.sizes_vary,
+                       estimated=layout.estimator is not None, error_panes=error_panes)
+
+
 class DriftMonitor:
     """A window of prediction panes, the label join feeding it errors, and calibrated tests.
 
@@ -330,7 +356,7 @@ class DriftMonitor:
         label_ttl_ms: int = 3_600_000,
         max_pending: int = 200_000,
         min_records: int | None = None,
-        min_joined: int = 100,
+        min_joined: int = MIN_JOINED,
         concept_window: int | None = None,
         concept_step: int | None = None,
         partitions: tuple[int, int] = (1, 1),
@@ -339,25 +365,25 @@ class DriftMonitor:
         if window.layout.reference is not reference:
             raise ValueError("window was built for another reference")
         if min_records is None:
-            min_records = window.window if isinstance(window, CountWindow) else 100
+            min_records = window.min_records
         if min_records < 1 or min_joined < 1:
             raise ValueError(f"min_records and min_joined must be >= 1, got {min_records} and {min_joined}")
         self.reference, self.window = reference, window
-        # The newest-half scale needs at least 2 panes per window (see `calibration`).
-        counted = isinstance(window, CountWindow)
-        # Joined errors, a count window's in join order; their error-test bins are counted whether the
-        # test is on or not, so the panes and the saved state have one layout.
-        self.errors = ErrorWindow(concept_window or (window.window if counted else 1000),
-                                  concept_step or (window.step if counted else 250), bins=window.layout.errors)
-        error_panes = (self.errors.size // self.errors.step if counted else window.panes_per_window) if error_test else 0
-        # A count window's sizes and level never change; a time window's move with its records.
-        self.calibration = Calibration(reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=not counted,
-                                       estimated=window.layout.estimator is not None, error_panes=error_panes)
+        # Joined errors, in join order; their error-test bins are counted whether the test is on or
+        # not, so the panes and the saved state have one layout.
+        size, step = window.error_sizes()
+        self.errors = ErrorWindow(concept_window or size, concept_step or step, bins=window.layout.errors)
+        # The newest-half scale needs at least 2 panes per window (see `calibration`). A count
+        # window's sizes and level never change; a time window's move with its records.
+        self.calibration = window_calibration(window, ert, mode, window.error_panes(self.errors) if error_test else 0)
         self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification, partitions=partitions,
                               error_test=reference.error_test)
         self.classes = frozenset(reference.classes)
         self.unseen_labels = 0  # classifier labels whose class is not among the reference's classes
         self.min_records, self.min_joined = min_records, min_joined
+        # The last `result()` with the panes it tested (aggregated copies the window never touches
+        # again): what the page draws, read from other threads.
+        self.evaluated: Evaluated | None = None
 
     def update(self, batch: PredictionBatch) -> list[DriftResult]:
         """Add n predictions; returns one result per pane this batch closed (oldest first).
@@ -366,15 +392,11 @@ class DriftMonitor:
         labels joined by records up to its own end (a batch can hold records far past it). What
         each evaluation tests is captured as its pane closes; the tests of all run at the end."""
         encoded = self.window.layout.encode(batch)  # once for the batch: numpy's per-call cost is per step otherwise
-        if not isinstance(self.window, CountWindow):
-            pending = self._update(batch, encoded)
-        else:
-            pending = []
-            start = 0
-            while start < len(batch):
-                stop = start + self.window.step - self.window.records % self.window.step
-                pending += self._update(batch.rows(start, stop), encoded.rows(start, stop))
-                start = stop
+        pending = []
+        for start, stop in self.window.spans(len(batch)):  # a count window's steps; a time window's whole batch
+            whole = (start, stop) == (0, len(batch))
+            pending += self._update(batch if whole else batch.rows(start, stop),
+                                    encoded if whole else encoded.rows(start, stop))
         return evaluate_all(self.window.layout, self.calibration, pending, self.min_records, self.min_joined)
 
     def _update(self, batch: PredictionBatch, encoded: EncodedBatch) -> list[Evaluation]:
@@ -423,8 +445,11 @@ class DriftMonitor:
         q = self.window.last_closed
         if q is None:
             return None
-        return evaluate_all(self.window.layout, self.calibration, [self._evaluation(q)], self.min_records,
-                            self.min_joined)[0]
+        evaluation = self._evaluation(q)
+        result = evaluate_all(self.window.layout, self.calibration, [evaluation], self.min_records,
+                              self.min_joined)[0]
+        self.evaluated = Evaluated(result, evaluation.window, evaluation.recent)
+        return result
 
     def _errors(self, joined: Joined) -> None:
         if len(joined):
@@ -436,14 +461,10 @@ class DriftMonitor:
         recent = (self.window.aggregate(pane_id, self.window.panes_per_window // 2)
                   if self.calibration.recent else None)
         window = self.window.aggregate(pane_id)
-        # A time window's errors are its own predictions' (those labelled so far): panes add up, so
-        # workers sharing the partitions give the same window (`monitor.panes`). A count window's
-        # are the latest joined records, however late their labels came.
-        counted = isinstance(self.window, CountWindow)
-        errors = self.errors.totals() if counted else (window.joined, window.sse, window.sae)
+        errors = self.window.errors_of(pane_id, window, self.errors)  # see PaneWindow.errors_of
         error_counts = None
         if self.calibration.error_test is not None:
-            error_counts = self.errors.scale_counts() if counted else self.window.scale_counts(pane_id)
+            error_counts = self.window.error_counts_of(pane_id, self.errors)
         return Evaluation(window, closed.records if closed is not None else 0, errors, recent, error_counts)
 
     @property

@@ -26,10 +26,12 @@ from contract.schema import Schema
 from contract.service import Totals, collect_batch, freeze_startup_heap, is_record
 from contract.settings import Topics, reader_config
 from monitor.alarms import AlarmLog
-from monitor.baseline import Baseline, build_monitor
+from monitor.page import PageCache, PagePublisher
+from monitor.snapshot import order_from_schema
+from monitor.baseline import Baseline, build_evaluation
 from monitor.checkpoint import Checkpoint, matching
 from monitor.config import GAUGE_REFRESH_SECONDS, MonitorConfig
-from monitor.drift import evaluate_all
+from monitor.drift import MIN_JOINED, Evaluated, evaluate_all
 from monitor.metrics import MonitorMetrics
 from monitor.panes import PaneMerger, PaneReport
 from monitor.state import read_latest
@@ -50,16 +52,19 @@ MERGE_COUNTERS = [
 
 
 def run_evaluator(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics, partitions: int,
-                  registry: CollectorRegistry, stop: threading.Event) -> int:
-    """Merge and evaluate until `stop`; the state is saved before leaving."""
+                  registry: CollectorRegistry, stop: threading.Event, page: PageCache | None = None) -> int:
+    """Merge and evaluate until `stop`; the state is saved before leaving. `page`: the cache the
+    page is served from (published to after each evaluation), None for no page."""
     reference, grace_s = baseline.reference, config.grace_s
-    monitor = build_monitor(config, baseline)  # its layout and calibration: the single monitor's
-    layout, calibration = monitor.window.layout, monitor.calibration
-    merger = PaneMerger(layout, partitions, monitor.window.panes_per_window, grace_s)
+    window, calibration = build_evaluation(config, baseline)  # the single monitor's window shape and thresholds
+    layout, min_records = window.layout, window.min_records
+    merger = PaneMerger(layout, partitions, window.panes_per_window, grace_s)
     metrics = MonitorMetrics(registry, reference, {"panes": topics.monitor_panes}, model=schema.name,
-                             estimator=baseline.estimator)
+                             estimator=baseline.estimator, page_url=config.public_url)
     merge_counters = Totals(registry, lambda: merger.counters, MERGE_COUNTERS, {"model": schema.name})
-    alarms = AlarmLog(config, reference.classification)
+    alarms = AlarmLog(window.describe, reference.classification)
+    publisher = None if page is None else PagePublisher(page, schema.name, layout, window.describe,
+                                                        order_from_schema(schema))
     key, topic = f"{config.group}/evaluator", topics.monitor_panes
     state = read_latest(topics.monitor_state, key)
     position = OFFSET_BEGINNING
@@ -103,18 +108,22 @@ def run_evaluator(config: MonitorConfig, schema: Schema, baseline: Baseline, top
             metrics.consume(topic, len(messages))
             due = merger.ready(time.monotonic())
             results = evaluate_all(layout, calibration, [merger.evaluation(q, calibration.recent) for q in due],
-                                   monitor.min_records, monitor.min_joined)
+                                   min_records, MIN_JOINED)
             metrics.count(results)
-            metrics.pane_closed(results, config.step_size, time.time() * 1000)
+            metrics.pane_closed(results, window.pane_end_ms, time.time() * 1000)
             for result in results:
                 alarms.follow(result)
+            if publisher is not None:
+                publisher.record(results)
             stale = stale or bool(messages)
             # the latest window again (reports of its panes keep coming as labels join): at once when a
             # window was due, otherwise at most every GAUGE_REFRESH_SECONDS, as `monitor run` does
             if merger.evaluated is not None and stale and (due or time.monotonic() - shown_at >= GAUGE_REFRESH_SECONDS):
-                latest = evaluate_all(layout, calibration, [merger.evaluation(merger.evaluated, calibration.recent)],
-                                      monitor.min_records, monitor.min_joined)[0]
+                evaluation = merger.evaluation(merger.evaluated, calibration.recent)
+                latest = evaluate_all(layout, calibration, [evaluation], min_records, MIN_JOINED)[0]
                 metrics.show(latest)
+                if publisher is not None:
+                    publisher.publish(Evaluated(latest, evaluation.window, evaluation.recent))
                 metrics.count_concept(latest)
                 stale, shown_at = False, time.monotonic()
             if changed and time.monotonic() - last_save >= config.state_interval:

@@ -16,13 +16,21 @@ tests (drift_probability_*{class}, when the messages carry probabilities) and
 monitor_unseen_labels_total. prediction_drift_statistic is the KS D of predictions (regression)
 or the chi-square of the predicted class (classification).
 
+The error test on the joined records (`monitor.errortest`; `DriftMonitor(error_test=True)`) exports
+concept_error_statistic{test} (test "residual_ks": the KS D of the standardized signed errors, or
+"weighted_errors": the confidence-weighted error mean), concept_error_threshold,
+concept_error_pvalue (the KS test's; NaN for the weighted errors, which have a threshold only),
+concept_error_detected, concept_error_records (joined records behind the statistic, at its
+scale) and concept_error_detections_total; NaN until `min_joined` records have joined, and
+always with the test off.
+
 Counters count evaluations (one per closed pane, i.e. every step) and what they flagged, so a
 transient alarm between two scrapes is never lost: alert on `increase(..._detections_total[5m])`.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -73,7 +81,11 @@ class MonitorMetrics:
     topics: {role: topic} of the topics consumed (their counters start at 0)."""
 
     def __init__(self, registry: CollectorRegistry, reference: Reference, topics: Mapping[str, str],
-                 model: str = "diamonds", estimator: Any = None) -> None:
+                 model: str = "diamonds", estimator: Any = None,
+                 reasons: Mapping[str, Sequence[str]] | None = None, page_url: str | None = None) -> None:
+        """topics: role -> topic; reasons: topic -> the reasons its messages can be refused for (each
+        series made at 0 from the start; default contract.rules.REJECTION_REASONS); page_url: where
+        people open the monitor's page (--public-url), for the alerts' links."""
         self.reference, self.model = reference, model
         self.classification = reference.classification
         self.tests = {name: "ks" for name in reference.numeric} | {name: "chi2" for name in reference.categorical}
@@ -106,6 +118,24 @@ class MonitorMetrics:
         else:
             self.rolling_mse = Gauge("rolling_mse", "MSE of the latest labelled records (see concept_drift)", M, registry=r).labels(model)
             self.reference_mse = Gauge("reference_mse", "MSE of the model on the held-out reference rows", M, registry=r).labels(model)
+        # -- the error test on the joined records (see `monitor.errortest`) ------------------------
+        test = reference.error_test.name if reference.error_test is not None else "none"
+        error_help = {
+            "statistic": "Statistic of the error test on the latest labelled records (test residual_ks: KS D of the "
+                         "standardized signed errors; weighted_errors: the mean confidence-weighted error), at the "
+                         "scale of concept_error_records",
+            "threshold": "Alarm threshold on concept_error_statistic",
+            "pvalue": "p-value of concept_error_statistic (KS only; NaN for the weighted errors)",
+            "detected": "1 if the error test flagged any of its scales (window, newest half, newest pane)",
+            "records": "Labelled records behind concept_error_statistic",
+        }
+        self.error_gauges = [  # (gauge, DriftResult field)
+            (Gauge(f"concept_error_{name}", text, M + (["test"] if name == "statistic" else []), registry=r)
+             .labels(model, *([test] if name == "statistic" else [])), f"error_{name}")
+            for name, text in error_help.items()]
+        self.error_detections = Counter("concept_error_detections", "Windows (one per step) flagged by the error "
+                                        "test, at their evaluation or later when delayed labels push them over",
+                                        M, registry=r).labels(model)
         # -- performance estimated without labels: only with an estimator (see `monitor.estimate`) -
         self.estimated: list[tuple[Any, str]] = []  # (gauge, Estimate field)
         if estimator is not None:
@@ -169,9 +199,12 @@ class MonitorMetrics:
         self.state_bytes = Gauge("monitor_state_bytes", "Size of the last state snapshot (compressed)", M, registry=r).labels(model)
 
         self.info.labels(model, reference.task).set(1)
+        if page_url:  # the alerts' templates read the url label: <url>#feature-<name>
+            Gauge("monitor_page", "The monitor's page, at the address its --public-url gives (label url)",
+                  M + ["url"], registry=r).labels(model, page_url).set(1)
         for role, topic in topics.items():  # zeros from the start so rate() works at once
             self.consumed.labels(model, topic)
-            for reason in REJECTION_REASONS:
+            for reason in (reasons or {}).get(topic, REJECTION_REASONS):
                 self.invalid.labels(model, topic, reason)
         for side in ("predictions", "labels"):
             self.expired.labels(model, side)
@@ -184,6 +217,7 @@ class MonitorMetrics:
         self.show(None)
         self._seen: dict[str, int] | None = None
         self._concept_pane = -1  # newest pane already counted in concept_detections
+        self._error_pane = -1  # newest pane already counted in concept_error_detections
 
     def consume(self, topic: str, count: int = 1) -> None:
         """Count `count` messages consumed from `topic`."""
@@ -194,10 +228,14 @@ class MonitorMetrics:
         self.invalid.labels(self.model, topic, reason).inc(count)
 
     def count_concept(self, result: DriftResult | None) -> None:
-        """Count a window's concept alarm once: labels often arrive after its pane closed."""
+        """Count a window's concept alarms once (each test's): labels often arrive after its pane
+        closed."""
         if result is not None and result.concept_detected and result.pane > self._concept_pane:
             self._concept_pane = result.pane
             self.concept_detections.inc()
+        if result is not None and result.error_detected and result.pane > self._error_pane:
+            self._error_pane = result.pane
+            self.error_detections.inc()
 
     def show(self, result: DriftResult | None) -> None:
         """Set the window gauges from the latest result; None or not ready -> NaN."""
@@ -219,6 +257,7 @@ class MonitorMetrics:
                   (self.window_records, "records")]
         gauges.append((self.rolling_error_rate, "rolling_error_rate") if self.classification
                       else (self.rolling_mse, "rolling_mse"))
+        gauges += self.error_gauges
         for gauge, field in gauges:
             gauge.set(_value(get(field)))
         estimate = result.estimate if result is not None else None
@@ -232,10 +271,12 @@ class MonitorMetrics:
                 self.probability_threshold.labels(model, cls).set(NAN if o is None else o.threshold)
                 self.probability_detected.labels(model, cls).set(NAN if o is None else float(o.detected))
 
-    def pane_closed(self, results: list[DriftResult], step_ms: int, now_ms: float) -> None:
-        """Time windows: how long after each evaluated pane's end its gauges came."""
+    def pane_closed(self, results: list[DriftResult], end_ms: Callable[[int], int | None], now_ms: float) -> None:
+        """How long after each evaluated pane's end (in event time; `PaneWindow.pane_end_ms`, None for
+        a count window's) its gauges came."""
         for result in results:
-            self.pane_lag.observe(max(now_ms - (result.pane + 1) * step_ms, 0) / 1000.0)
+            if (end := end_ms(result.pane)) is not None:
+                self.pane_lag.observe(max(now_ms - end, 0) / 1000.0)
 
     def count(self, results: list[DriftResult]) -> None:
         """Count the evaluations of closed panes and what each flagged."""

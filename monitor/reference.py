@@ -137,6 +137,12 @@ class Reference:
     error_test:   the test on the joined errors' distribution (`errortest.from_reference`): a
                   regression's `ResidualKS`, a classifier's `ConfidenceWeightedErrors` (weighted by
                   its confidence when the reference has probability columns)
+
+    >>> rng = np.random.default_rng(0)
+    >>> reference = Reference.from_arrays({"x": rng.normal(0, 1, 500)}, {"c": rng.choice(["a", "b"], 500)},
+    ...                                   rng.normal(0, 1, 500), rng.normal(0, 1, 500))  # predictions, labels
+    >>> reference.features, reference.task, reference.size, round(reference.mse, 3)
+    (('x', 'c'), 'regression', 500, 2.023)
     """
 
     numeric: Mapping[str, NumericBins]

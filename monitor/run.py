@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
@@ -40,15 +40,17 @@ from monitor.decode import Decoder
 from monitor.drift import DriftMonitor
 from monitor.join import ExpiryWatch
 from monitor.metrics import GaugeLag, MonitorMetrics
+from monitor.page import PageCache, PagePublisher
+from monitor.snapshot import order_from_schema
 from monitor.state import Offsets, read_latest
-from monitor.windows import CountWindow, PredictionBatch, TimeWindow
 
 log = logging.getLogger(__name__)
 
 
-def restore(monitor: DriftMonitor, state_topic: str, group: str, window: dict) -> Offsets:
-    """Load the group's newest snapshot into `monitor`; the positions it covers ({} when there is none).
-    A snapshot of another window shape or reference is refused (StateMismatch)."""
+def restore(monitor: DriftMonitor, source: Any, state_topic: str, group: str, window: dict) -> Offsets:
+    """Load the group's newest snapshot into `monitor` (and what `source` held); the positions it
+    covers ({} when there is none). A snapshot of another window shape or reference is refused
+    (StateMismatch)."""
     state = read_latest(state_topic, group)
     if state is None:
         log.info("no state for group %s in %s: starting with empty windows", group, state_topic)
@@ -56,6 +58,7 @@ def restore(monitor: DriftMonitor, state_topic: str, group: str, window: dict) -
     matching(state, window, f"group {group}")
     try:
         monitor.load_dict(state["monitor"])
+        source.load_dict(state["monitor"].get("source"))
     except ValueError as exc:
         raise StateMismatch(f"state of group {group}: {exc}") from None
     positions = dict(state["offsets"])
@@ -110,33 +113,18 @@ class Processor:
     """The process job: one batch of messages into the windows, the join, the DLQ and the gauges."""
 
     def __init__(self, config: MonitorConfig, decoder: Decoder, monitor: DriftMonitor, metrics: MonitorMetrics,
-                 topics: Topics, positions: Offsets, checkpoint: Checkpoint) -> None:
+                 topics: Topics, positions: Offsets, checkpoint: Checkpoint, source: Any,
+                 page: PagePublisher | None = None) -> None:
         self.decoder, self.monitor, self.metrics, self.topics = decoder, monitor, metrics, topics
+        self.source = source  # the predictions, in the log's format (monitor.sources)
+        self.page = page  # the page's publisher (monitor.page), None for no page
         self.positions, self.checkpoint = positions, checkpoint
-        self.alarms = AlarmLog(config, decoder.schema.classification)
+        self.alarms = AlarmLog(monitor.window.describe, decoder.schema.classification)
         self.logged: set[tuple[str, str]] = set()  # (topic, reason) already logged once
         self.lag = GaugeLag()
         self.stale = False  # records or labels came since the gauges were last set
         self.refreshed_at = 0.0
         self.expiry, self.label_ttl = ExpiryWatch(), config.label_ttl
-
-    def _pane_ids(self, batch: PredictionBatch, records_before: int) -> np.ndarray:
-        """The pane of each prediction of a batch just added (as the window assigned them)."""
-        window = self.monitor.window
-        if isinstance(window, CountWindow):
-            return (records_before + np.arange(len(batch), dtype=np.int64)) // window.step
-        return np.asarray(batch.ts, dtype=np.int64) // window.step
-
-    @staticmethod
-    def _sent_ms(messages: list[Message], rejected: list[tuple[int, Rejection]]) -> np.ndarray:
-        """Kafka timestamps (ms) of the messages the decoder accepted, in batch order."""
-        sent = np.fromiter((ts for _, ts in map(Message.timestamp, messages)), np.int64, len(messages))
-        return _accepted(sent, rejected)
-
-    @staticmethod
-    def _partitions(messages: list[Message], rejected: list[tuple[int, Rejection]]) -> np.ndarray:
-        """Input partitions of the messages the decoder accepted, in batch order."""
-        return _accepted(np.fromiter(map(Message.partition, messages), np.int64, len(messages)), rejected)
 
     def process(self, messages: list[Message]) -> None:
         """One batch: predictions into the windows, then labels into the join; gauges refreshed."""
@@ -145,34 +133,38 @@ class Processor:
         topics = list(map(Message.topic, messages))
         self.positions.update(zip(zip(topics, map(Message.partition, messages)),
                                   [offset + 1 for offset in map(Message.offset, messages)]))
-        prediction_topic = self.topics.predictions
-        if topics.count(prediction_topic) == len(topics):
+        labels_topic = self.topics.labels
+        if labels_topic not in topics:
             predictions, labels = messages, []
         else:
-            predictions = [m for m, topic in zip(messages, topics) if topic == prediction_topic]
-            labels = [m for m, topic in zip(messages, topics) if topic != prediction_topic]
+            predictions = [m for m, topic in zip(messages, topics) if topic != labels_topic]
+            labels = [m for m, topic in zip(messages, topics) if topic == labels_topic]
         results = []
         if predictions:
-            batch, rejected = self.decoder.predictions([value or b"" for value in map(Message.value, predictions)])
-            self._reject(predictions, rejected)
-            self.metrics.consume(prediction_topic, len(predictions))
-            if len(batch):
+            for topic in set(topics) - {labels_topic}:
+                self.metrics.consume(topic, topics.count(topic))
+            read = self.source.read(predictions)  # the log's format: see monitor.sources
+            self._reject(read.rejected)
+            if read.batch is not None:
                 before = self.monitor.window.records
-                results = self.monitor.update(replace(batch, partitions=self._partitions(predictions, rejected)))
-                self.lag.add(self._pane_ids(batch, before), self._sent_ms(predictions, rejected))
+                results = self.monitor.update(read.batch)
+                self.lag.add(self.monitor.window.pane_ids_of(read.batch, before), read.sent_ms)
         if labels:
             ids, ts, values, rejected = self.decoder.labels([value or b"" for value in map(Message.value, labels)])
-            self._reject(labels, rejected)
-            self.metrics.consume(self.topics.labels, len(labels))
+            self._reject([(labels[position], why) for position, why in rejected])
+            self.metrics.consume(labels_topic, len(labels))
             if ids:
-                self.monitor.update_labels(ids, ts, values, self._partitions(labels, rejected))
+                partitions = np.delete(np.fromiter(map(Message.partition, labels), np.int64, len(labels)),
+                                       [position for position, _ in rejected])
+                self.monitor.update_labels(ids, ts, values, partitions)
         self.metrics.count(results)
         for result in results:
             self.alarms.follow(result)
+        if self.page is not None:
+            self.page.record(results)
         self.stale = True
         self.refresh(closed=bool(results))
-        if isinstance(self.monitor.window, TimeWindow):
-            self.metrics.pane_closed(results, self.monitor.window.step, time.time() * 1000)
+        self.metrics.pane_closed(results, self.monitor.window.pane_end_ms, time.time() * 1000)
         counters = self.monitor.counters
         self.metrics.follow(counters)
         if (expired := self.expiry.check(counters, time.monotonic())) is not None:
@@ -193,15 +185,16 @@ class Processor:
         latest = self.monitor.result()
         if latest is not None:
             self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
+            if self.page is not None:
+                self.page.publish(self.monitor.evaluated)
         self.metrics.show(latest)
         for seconds in self.lag.shown(self.monitor.window.last_closed, time.time() * 1000):
             self.metrics.gauge_lag.observe(seconds)
         self.metrics.count_concept(latest)
 
-    def _reject(self, messages: list[Message], rejected: list[tuple[int, Rejection]]) -> None:
+    def _reject(self, rejected: list[tuple[Message, Rejection]]) -> None:
         """Refused records to the monitor DLQ, counted by topic and reason, logged once per topic and reason."""
-        for position, rejection in rejected:
-            message = messages[position]
+        for message, rejection in rejected:
             self.checkpoint.dead_letter(message, rejection)
             self.metrics.reject(message.topic(), rejection.reason)
             if (message.topic(), rejection.reason) not in self.logged:
@@ -211,44 +204,50 @@ class Processor:
                             message.offset(), self.topics.monitor_dlq, rejection.detail)
 
 
-def _accepted(column: np.ndarray, rejected: list[tuple[int, Rejection]]) -> np.ndarray:
-    """A per-message column without the positions the decoder refused."""
-    return np.delete(column, [position for position, _ in rejected]) if rejected else column
-
-
 def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics, registry: CollectorRegistry,
-        stop: threading.Event) -> int:
-    """Consume until `stop` is set; the batch in hand is finished, its state persisted and committed."""
+        stop: threading.Event, source: Any, page: PageCache | None = None) -> int:
+    """Consume until `stop` is set; the batch in hand is finished, its state persisted and committed.
+    `source`: the predictions in the log's format (`monitor.sources.prediction_source`); `page`: the
+    cache the page is served from (published to after each evaluation), None for no page."""
     reference = baseline.reference
     monitor = build_monitor(config, baseline)
-    # The join's clocks wait for every partition of each side (see monitor.join).
-    counts = partition_counts([topics.predictions, topics.labels])
-    monitor.join.expect_partitions(counts[topics.predictions], counts[topics.labels])
-    metrics = MonitorMetrics(registry, reference, {"predictions": topics.predictions, "labels": topics.labels},
-                             model=schema.name, estimator=baseline.estimator)
-    positions = restore(monitor, topics.monitor_state, config.group, config.window_state)
+    # The joins' clocks wait for every partition of each side (see monitor.join, monitor.pairing).
+    counts = partition_counts([*source.topics, topics.labels])
+    source.expect_partitions(counts)
+    monitor.join.expect_partitions(source.partitions, counts[topics.labels])
+    metrics = MonitorMetrics(registry, reference, {**{t: t for t in source.topics}, "labels": topics.labels},
+                             model=schema.name, estimator=baseline.estimator,
+                             reasons={t: source.reasons for t in source.topics}, page_url=config.public_url)
+    publisher = None if page is None else PagePublisher(page, schema.name, monitor.window.layout,
+                                                        monitor.window.describe, order_from_schema(schema))
+    positions = restore(monitor, source, topics.monitor_state, config.group, config.window_state)
     if monitor.window.estimates_dropped:
         log.info("the restored panes were estimated by another performance estimator (or none): the estimate "
                  "covers the records read from here on until they leave the window")
-    metrics.show(monitor.result())
+    restored = monitor.result()
+    metrics.show(restored)
+    if restored is not None and publisher is not None:
+        publisher.publish(monitor.evaluated)
     metrics.follow(monitor.counters)
     decoder = Decoder(schema)
     freeze_startup_heap()
     checkpoint = Checkpoint(state_topic=topics.monitor_state, dlq_topic=topics.monitor_dlq, partitions=config.partitions,
                             interval=config.state_interval, stop=stop, metrics=metrics)
-    processor = Processor(config, decoder, monitor, metrics, topics, positions, checkpoint)
+    processor = Processor(config, decoder, monitor, metrics, topics, positions, checkpoint, source, publisher)
 
     def save(consumer: Consumer) -> bool:
-        """The checkpoint (see monitor.checkpoint) of the windows and the positions they cover, if they changed."""
+        """The checkpoint (see monitor.checkpoint) of the windows, what the source holds (a paired
+        format's pending halves) and the positions they cover, if they changed."""
         if not checkpoint.changed:
             return True
-        return checkpoint.save([(config.group, config.window_state, positions, monitor.to_dict())], consumer, positions)
+        state = {**monitor.to_dict(), "source": source.to_dict()}
+        return checkpoint.save([(config.group, config.window_state, positions, state)], consumer, positions)
 
     rebalance = Rebalance(positions, save)
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-    consumer.subscribe([topics.predictions, topics.labels], on_assign=rebalance.on_assign, on_revoke=rebalance.on_revoke)
+    consumer.subscribe([*source.topics, topics.labels], on_assign=rebalance.on_assign, on_revoke=rebalance.on_revoke)
     log.info("monitoring %s + %s for model %s (group %s, window %s step %s, %s thresholds, ert %g; refused records "
-             "to %s)", topics.predictions, topics.labels, schema.name, config.group, config.window, config.step,
+             "to %s)", " + ".join(source.topics), topics.labels, schema.name, config.group, config.window, config.step,
              config.thresholds, config.ert, topics.monitor_dlq)
     last_write = time.monotonic()
     saved = True

@@ -43,7 +43,13 @@ from scipy import stats as sps
 
 
 def ks_statistic(reference_cdf: np.ndarray, counts: np.ndarray) -> float:
-    """Binned two-sample KS: max |F_ref - F_window| over bin boundaries; counts (2K+1,) int."""
+    """Binned two-sample KS: max |F_ref - F_window| over bin boundaries; counts (2K+1,) int.
+
+    >>> ks_statistic(np.array([0.0, 0.5, 1.0]), np.array([0, 3, 1]))  # window CDF 0, 0.75, 1
+    0.25
+    >>> round(ks_threshold(0.01, 1000, 10000), 4)  # D a 1,000-record window exceeds with probability 1%
+    0.0538
+    """
     cumulative = np.cumsum(counts)
     n = cumulative[-1]
     if n == 0:

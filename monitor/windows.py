@@ -19,6 +19,8 @@ Two ways to cut the stream into panes:
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -443,6 +445,64 @@ class CountWindow(PaneWindow):
         super().__init__(reference, window // step, max_unseen, estimator)
         self.window, self.step = window, step
 
+    # -- what differs by kind: the callers ask the window, never which kind it is ---------------------
+    kind = "count"
+    sizes_vary = False  # every evaluation tests `window` records: its thresholds are known at start
+
+    @property
+    def min_records(self) -> int:
+        """Records a window needs before its tests run: the whole window."""
+        return self.window
+
+    def error_sizes(self) -> tuple[int, int]:
+        """(size, step) of the join's error window: the latest `window` joined records."""
+        return self.window, self.step
+
+    def error_panes(self, errors: Any) -> int:
+        """Panes of the error test's window: the error window's (`join.ErrorWindow`)."""
+        return errors.size // errors.step
+
+    def errors_of(self, pane_id: int, window: Pane, errors: Any) -> tuple[int, float, float]:
+        """(joined, sum squared, sum absolute) errors an evaluation reports: the latest joined
+        records, however late their labels came (the order labels join in)."""
+        return errors.totals()
+
+    def error_counts_of(self, pane_id: int, errors: Any) -> dict[str, np.ndarray]:
+        """The error test's counts per scale: the error window's."""
+        return errors.scale_counts()
+
+    def spans(self, records: int) -> list[tuple[int, int]]:
+        """[start, stop) runs of a batch of `records` that each end at most at a step's end: the
+        window takes a batch a step at a time, so an evaluation sees only the labels joined by
+        records up to its own end."""
+        out, start = [], 0
+        while start < records:
+            stop = min(records, start + self.step - (self.records + start) % self.step)
+            out.append((start, stop))
+            start = stop
+        return out
+
+    def prepare(self, calibration: Any) -> None:
+        """Compute the thresholds before the first record: every evaluation has the same sizes and
+        alpha (the categorical columns' exact nulls take 0.1-3 s each), so none is computed on the loop."""
+        calibration.thresholds(self.window, self.step)
+
+    def describe(self, pane_id: int) -> str:
+        """The window ending at pane `pane_id`, in words (the page's header, the alarm log).
+
+        >>> CountWindow(Reference.from_arrays({"x": np.zeros(3)}, {}, np.zeros(3), np.zeros(3)), 1000, 250).describe(5)
+        'last 1,000 records, ending at record 1,500'
+        """
+        return f"last {self.window:,} records, ending at record {(pane_id + 1) * self.step:,}"
+
+    def pane_end_ms(self, pane_id: int) -> int | None:
+        """Where a pane ends in event time: a count window's panes end at a record, not a time."""
+        return None
+
+    def pane_ids_of(self, batch: PredictionBatch, records_before: int) -> np.ndarray:
+        """The pane of each record of a batch just added, `records_before` records before it."""
+        return (records_before + np.arange(len(batch), dtype=np.int64)) // self.step
+
     @property
     def last_closed(self) -> int | None:
         closed = self.records // self.step - 1
@@ -471,6 +531,53 @@ class TimeWindow(PaneWindow):
         super().__init__(reference, window_ms // step_ms, max_unseen, estimator)
         self.window, self.step = window_ms, step_ms
 
+    # -- what differs by kind: the callers ask the window, never which kind it is ---------------------
+    kind = "time"
+    sizes_vary = True  # a window holds what its span of event time held: thresholds prefetched for nearby sizes
+    min_records = 100  # records a window needs before its tests run
+    ERROR_SIZES = (1000, 250)  # the rolling error's window when a count is not given (joined records)
+
+    def error_sizes(self) -> tuple[int, int]:
+        """(size, step) of the join's error window (the rolling MSE when asked for by count)."""
+        return self.ERROR_SIZES
+
+    def error_panes(self, errors: Any) -> int:
+        """Panes of the error test's window: this window's."""
+        return self.panes_per_window
+
+    def errors_of(self, pane_id: int, window: Pane, errors: Any) -> tuple[int, float, float]:
+        """(joined, sum squared, sum absolute) errors an evaluation reports: the window's own
+        predictions' (those labelled so far). Panes add up, so workers sharing the partitions give
+        the same window (`monitor.panes`)."""
+        return window.joined, window.sse, window.sae
+
+    def error_counts_of(self, pane_id: int, errors: Any) -> dict[str, np.ndarray]:
+        """The error test's counts per scale: this window's panes'."""
+        return self.scale_counts(pane_id)
+
+    def spans(self, records: int) -> list[tuple[int, int]]:
+        """A batch is taken whole: its records fall in panes by their event time."""
+        return [(0, records)] if records else []
+
+    def prepare(self, calibration: Any) -> None:
+        """Nothing before the first record: a window's sizes are known only as records come."""
+
+    def describe(self, pane_id: int) -> str:
+        """The window ending at pane `pane_id`, in words (the page's header, the alarm log).
+
+        >>> TimeWindow(Reference.from_arrays({"x": np.zeros(3)}, {}, np.zeros(3), np.zeros(3)), 300_000, 10_000).describe(0)
+        '5 min of event time ending 1970-01-01 00:00:10 UTC'
+        """
+        return f"{span_text(self.window)} of event time ending {time_text(self.pane_end_ms(pane_id))}"
+
+    def pane_end_ms(self, pane_id: int) -> int | None:
+        """Where a pane ends in event time (epoch ms)."""
+        return (pane_id + 1) * self.step
+
+    def pane_ids_of(self, batch: PredictionBatch, records_before: int) -> np.ndarray:
+        """The pane of each record of a batch just added (by its event time)."""
+        return np.asarray(batch.ts, dtype=np.int64) // self.step
+
     @property
     def last_closed(self) -> int | None:
         return None if self.newest is None else self.newest - 1
@@ -490,6 +597,24 @@ class TimeWindow(PaneWindow):
         self.newest = max(start, int(pane_ids.max()))
         closed = list(range(max(start, self.newest - self.panes_per_window), self.newest))
         return np.where(keep, pane_ids, -1), closed
+
+
+def make_window(kind: str, reference: Reference, window: int, step: int, estimator: Any = None) -> PaneWindow:
+    """A window of `kind` ("count": records; "time": milliseconds of event time)."""
+    return {"count": CountWindow, "time": TimeWindow}[kind](reference, window, step, estimator=estimator)
+
+
+def span_text(ms: int) -> str:
+    """A span of time in words: "5 min", "1 h", "90 s"."""
+    seconds = ms / 1000
+    units = ((86400, "d"), (3600, "h"), (60, "min"))
+    return next((f"{seconds / s:g} {u}" for s, u in units if seconds >= s and seconds % s == 0), f"{seconds:g} s")
+
+
+def time_text(epoch_ms: int) -> str:
+    """An instant in UTC, to the second: "2026-12-07 12:00:00 UTC"."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def check_window(window: int, step: int, unit: str) -> None:

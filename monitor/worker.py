@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -65,8 +66,9 @@ class Worker:
     (`process`), pane reports out (`publish`), state and offsets saved (`save`)."""
 
     def __init__(self, config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics,
-                 metrics: WorkerMetrics, stop: threading.Event) -> None:
+                 metrics: WorkerMetrics, stop: threading.Event, source: Any) -> None:
         self.config, self.topics, self.metrics, self.stop = config, topics, metrics, stop
+        self.source = source  # the predictions, in the log's format (a shareable monitor.sources source)
         self.reference, self.estimator = baseline.reference, baseline.estimator
         self.decoder = Decoder(schema)
         self.owned: dict[int, PartitionPanes] = {}
@@ -139,18 +141,19 @@ class Worker:
             self.positions[(topic, p)] = group[-1].offset() + 1
             touched.add(p)
             self.unsaved.add(p)
-            values = [m.value() or b"" for m in group]
             self.metrics.consumed.labels(self.metrics.model, topic).inc(len(group))
-            if topic == self.topics.predictions:
-                batch, rejected = self.decoder.predictions(values)
-                if len(batch):
-                    panes.add_predictions(batch)
-            else:
-                ids, ts, labels, rejected = self.decoder.labels(values)
+            if topic == self.topics.labels:
+                ids, ts, labels, refused = self.decoder.labels([m.value() or b"" for m in group])
                 if ids:
                     panes.add_labels(ids, ts, labels)
-            for position, rejection in rejected:
-                self.checkpoint.dead_letter(group[position], rejection)
+                rejected = [(group[position], why) for position, why in refused]
+            else:
+                read = self.source.read(group)  # the log's format: see monitor.sources
+                if read.batch is not None:
+                    panes.add_predictions(read.batch)
+                rejected = read.rejected
+            for message, rejection in rejected:
+                self.checkpoint.dead_letter(message, rejection)
                 self.metrics.invalid.labels(self.metrics.model, topic, rejection.reason).inc()
         self.publish(touched)
         totals = {key: sum(panes.counters[key] for panes in self.owned.values())
@@ -186,15 +189,16 @@ class Worker:
 
 
 def run_worker(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics,
-               registry: CollectorRegistry, stop: threading.Event) -> int:
-    """Consume this worker's share until `stop`; publish, save and commit before leaving the group."""
+               registry: CollectorRegistry, stop: threading.Event, source: Any) -> int:
+    """Consume this worker's share until `stop`; publish, save and commit before leaving the group.
+    `source`: the predictions in the log's format (`monitor.sources.prediction_source`, shareable)."""
     metrics = WorkerMetrics(registry, schema.name, topics)
-    worker = Worker(config, schema, baseline, topics, metrics, stop)
+    worker = Worker(config, schema, baseline, topics, metrics, stop, source)
     freeze_startup_heap()
     # range: partition p of both topics goes to the same member (the join needs both sides).
     consumer = Consumer({**consumer_config(config.group, same_partitions=True),
                          "on_commit": log_failed_commit})
-    consumer.subscribe([topics.predictions, topics.labels], on_assign=worker.guarded(worker.on_assign),
+    consumer.subscribe([*source.topics, topics.labels], on_assign=worker.guarded(worker.on_assign),
                        on_revoke=worker.guarded(worker.on_revoke))
     log.info("worker of group %s: %s + %s -> %s (window %s step %s)", config.group, topics.predictions,
              topics.labels, topics.monitor_panes, config.window, config.step)

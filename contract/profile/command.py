@@ -16,6 +16,7 @@ from typing import Any
 from contract.artifacts import read_reference, read_table
 from contract.profile.columns import profile
 from contract.profile.model import (LAYOUTS, MAX_CATEGORIES, MAX_INTEGER_CATEGORIES, Options, Profile, ProfileError)
+from contract.formats.layout import FORMATS
 from contract.profile.text import default_name, message_layout, render
 from contract.schema import TASKS, TIMESTAMP_FORMATS, SchemaError
 from contract.schema_file import load_schema
@@ -67,6 +68,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "log written like its reference). The flags below move single fields.")
     layout.add_argument("--layout", choices=LAYOUTS, help="scorer: {id, ts, prediction, probabilities: {class: p}, "
                         "features: {...}}; columns: top-level fields named as the reference's columns")
+    layout.add_argument("--format", choices=FORMATS, default="json",
+                        help="the inference log's format: json (one object per prediction), avro (the same fields "
+                        "in Avro, Schema Registry framing), or a serving system's requests and responses: oip-v2 "
+                        "(MLServer's Kafka mode), kserve-cloudevents (KServe's logger), seldon-v2 (Seldon Core 2); "
+                        "writes that format's messages block, its topics to check (docs/serving.md)")
     layout.add_argument("--timestamp-format", choices=TIMESTAMP_FORMATS,
                         help="how messages write the event time (default: inferred from the --ts column's values; "
                         "epoch_ms when the reference has no such column)")
@@ -129,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     probabilities_field = None if args.probabilities_field in options.probabilities else args.probabilities_field
     messages = message_layout(result, options, args.layout, features_field, args.prediction_field, probabilities_field,
                               args.label_target_field)
-    text = render(result, name, str(args.reference), dt.date.today(), messages)
+    text = render(result, name, str(args.reference), dt.date.today(), messages, args.format)
     # Check before writing: the text loads as a schema, and the reference passes against it.
     with tempfile.TemporaryDirectory() as scratch:
         draft = Path(scratch) / output.name

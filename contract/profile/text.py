@@ -80,16 +80,61 @@ def message_layout(result: Profile, options: Options, layout: str | None = None,
                          features, probabilities, fields, label_target_field)
 
 
-def render(result: Profile, name: str, source: str, today: dt.date, messages: MessageLayout) -> str:
+# The serving systems' log formats (contract.formats): their `messages:` block, for `--format`.
+PAIRED_BLOCKS = {
+    "oip-v2": ["  # MLServer's Kafka mode (Open Inference Protocol V2 JSON): requests and responses joined by id",
+               "  format: oip-v2",
+               "  requests: mlserver-input  # MLServer's kafka_topic_input",
+               "  responses: mlserver-output  # its kafka_topic_output",
+               "  model: {name}  # the mlserver-model header: other models' messages on these topics are skipped",
+               "  id: [key, body]  # the request's Kafka key, else its body id (MLServer keys the response alike)"],
+    "kserve-cloudevents": [
+               "  # KServe's inference logger: CloudEvents in Kafka binary mode, requests and responses joined by ce_id",
+               "  format: kserve-cloudevents",
+               "  requests: {name}.inference-log  # one topic for both: ce_type tells them apart",
+               "  responses: {name}.inference-log",
+               "  model: {name}  # the ce_inferenceservicename header: other services' events are skipped",
+               "  body: v1  # {{\"instances\": [...]}} / {{\"predictions\": [...]}}; oip-v2 for OIP JSON bodies"],
+    "seldon-v2": ["  # Seldon Core 2: OIP protobuf on seldon.<namespace>.model.<model>.inputs / .outputs",
+                  "  format: seldon-v2",
+                  "  namespace: seldon-mesh",
+                  "  model: {name}"],
+}
+
+
+def _paired(fmt: str, name: str, probabilities: bool) -> list[str]:
+    lines = [line.format(name=name) for line in PAIRED_BLOCKS[fmt]]
+    lines.append("  timestamp: kafka  # the request's Kafka timestamp is the rows' event time")
+    if fmt == "kserve-cloudevents":  # v1: instances are lists in this file's feature order, or objects
+        if probabilities:
+            lines.append("  probabilities: predict_proba  # v1: each prediction is its class probabilities, in the "
+                         "order of classes above (drop this line if the service returns classes)")
+    else:
+        lines += ["  # inputs: one input tensor per feature, named as the feature (MLServer's pandas content type);",
+                  "  # `inputs: NAME` for one [n, k] tensor holding the features in this file's order",
+                  "  prediction: predict  # the output holding the predictions"]
+        if probabilities:
+            lines.append("  probabilities: predict_proba  # the output holding the class probabilities, [n, k] in "
+                         "the order of classes above")
+    lines.append('  row_id: "{id}:{row}"  # the id labels carry for row <row> of message <id>')
+    return lines
+
+
+def render(result: Profile, name: str, source: str, today: dt.date, messages: MessageLayout,
+           fmt: str = "json") -> str:
     """The schema file: a header saying where it came from, then every key, commented where a
-    decision was made from the data."""
+    decision was made from the data. `fmt`: the log's format (contract.formats: json, avro, or a
+    serving system's requests and responses)."""
     lines = [f"# Schema of model {name}, written by `python -m monitor profile` from {source} ({result.rows} rows)",
              f"# on {today.isoformat()}. Every key is documented in the README (\"Schema format\"). Review it: types,",
              "# categories and ranges come from the data, not from the model."]
     if result.task_note:
         lines.append(f"# task: inferred ({result.task_note}); --task changes it.")
-    lines.append(f"# messages: laid out as {messages.why}; --layout changes it.")
-    if result.timestamp_note:
+    if fmt in PAIRED_BLOCKS:
+        lines.append(f"# messages: {fmt} (--format): check the topics and the model's name against the server's.")
+    else:
+        lines.append(f"# messages: laid out as {messages.why}; --layout changes it.")
+    if result.timestamp_note and fmt not in PAIRED_BLOCKS:
         lines.append(f"# timestamp_format: {result.timestamp_note}; --timestamp-format changes it.")
     if result.probability_note:
         lines.append(f"# probabilities: {result.probability_note}.")
@@ -124,8 +169,23 @@ def render(result: Profile, name: str, source: str, today: dt.date, messages: Me
                          "    # range: {ge: <lowest possible>, le: <highest possible>}  # optional: values outside go to the "
                          "DLQ, not to the drift test, so bound only the impossible")
         lines += [f"    # {note}" for note in feature.notes]
-    lines += ["messages:  # where fields sit in prediction messages (the scorer's output or any inference log)",
+    if fmt in PAIRED_BLOCKS:
+        lines += ["messages:"] + _paired(fmt, name, bool(result.probabilities))
+    else:
+        lines += _messages(result, messages, fmt)
+    lines += ["labels:  # label messages: {id, timestamp, target}",
               f"  id: {_name(messages.id)}",
+              f"  timestamp: {_name(messages.ts)}",
+              f"  target: {_name(messages.label_target or result.target)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _messages(result: Profile, messages: MessageLayout, fmt: str) -> list[str]:
+    """The one-message-per-prediction layout (json, or the same fields in Avro)."""
+    lines = ["messages:  # where fields sit in prediction messages (the scorer's output or any inference log)"]
+    if fmt == "avro":
+        lines.append("  format: avro  # these fields as an Avro record, Schema Registry framing (SCHEMA_REGISTRY_URL)")
+    lines += [f"  id: {_name(messages.id)}",
               f"  timestamp: {_name(messages.ts)}",
               f"  timestamp_format: {result.timestamp_format}  # epoch_ms, epoch_s (numbers) or iso8601 (strings)",
               f"  prediction: {_name(messages.prediction)}"]
@@ -135,12 +195,8 @@ def render(result: Profile, name: str, source: str, today: dt.date, messages: Me
         lines.append(f"  probabilities: {_mapping(messages.probability_fields)}  # a top-level field per class"
                      + (" (the other's is 1 - p)" if len(messages.probability_fields) < len(result.classes) else ""))
     features = _name(messages.features) if messages.features else "null"
-    lines += [f"  features: {features}  # the object holding the features; null: top-level fields",
-              "labels:  # label messages: {id, timestamp, target}",
-              f"  id: {_name(messages.id)}",
-              f"  timestamp: {_name(messages.ts)}",
-              f"  target: {_name(messages.label_target or result.target)}"]
-    return "\n".join(lines) + "\n"
+    lines.append(f"  features: {features}  # the object holding the features; null: top-level fields")
+    return lines
 
 
 def _mapping(pairs: tuple[tuple[Any, str], ...]) -> str:

@@ -199,8 +199,9 @@ def detections(samples: Samples) -> dict[str, float]:
 
 
 def first_detection(log: Path, name: str) -> int | None:
-    match = re.search(rf"drift detected: {name} \(.*window ending at record (\d+)", log.read_text())
-    return int(match.group(1)) if match else None
+    match = re.search(rf"drift detected: {name} \(.*window: last [\d,]+ records, ending at record ([\d,]+)",
+                      log.read_text())
+    return int(match.group(1).replace(",", "")) if match else None
 
 
 def run_scenario(kafka: KafkaEnv, tmp_path: Path, scenario: str, count: int, onset: int) -> tuple[Samples, Path]:

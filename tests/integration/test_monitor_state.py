@@ -135,7 +135,9 @@ def test_restore_loads_the_groups_snapshot_and_refuses_another_window_shape(kafk
     from monitor.baseline import Baseline, build_monitor, load_reference
     from monitor.checkpoint import StateMismatch
     from monitor.config import MonitorConfig
+    from contract.settings import Topics
     from monitor.run import restore
+    from monitor.sources import JsonPredictions
     from monitor.windows import PredictionBatch
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap)
@@ -145,7 +147,8 @@ def test_restore_loads_the_groups_snapshot_and_refuses_another_window_shape(kafk
     baseline = Baseline(load_reference(schema, model_dir / REFERENCE_FILE))
     config = MonitorConfig()
     monitor = build_monitor(config, baseline)
-    assert restore(monitor, topic, "g", config.window_state) == {}  # nothing saved yet: empty windows
+    source = JsonPredictions(schema, Topics.for_model(schema.name))
+    assert restore(monitor, source, topic, "g", config.window_state) == {}  # nothing saved yet: empty windows
     saved = build_monitor(config, baseline)
     n = 300
     saved.update(PredictionBatch(np.array([f"r{i}" for i in range(n)], dtype=object), np.arange(n), np.full(n, 500.0),
@@ -153,8 +156,8 @@ def test_restore_loads_the_groups_snapshot_and_refuses_another_window_shape(kafk
                                  {c: np.full(n, v, dtype=object) for c, v in (("cut", "Ideal"), ("color", "E"), ("clarity", "SI1"))}))
     producer = Producer({"bootstrap.servers": kafka.bootstrap})
     write_state(producer, topic, "g", encode_state("g", config.window_state, {("p", 0): 42}, saved.to_dict()))
-    assert restore(monitor, topic, "g", config.window_state) == {("p", 0): 42}
+    assert restore(monitor, source, topic, "g", config.window_state) == {("p", 0): 42}
     assert monitor.counters["records"] == n and monitor.counters["pending"] == n and monitor.result() == saved.result()
     other = MonitorConfig(window="2000", step="500")
     with pytest.raises(StateMismatch, match="use the same --window/--step or a new --group"):
-        restore(build_monitor(other, baseline), topic, "g", other.window_state)
+        restore(build_monitor(other, baseline), source, topic, "g", other.window_state)

@@ -26,10 +26,12 @@ def gauges(port: int) -> dict[str, float]:
              "label_coverage_ratio", "drift_share_detected",
              # the performance estimated without labels: per-record estimates summed in the panes
              "estimated_mse", "estimated_mae", "estimated_concept_drift", "estimated_concept_drift_threshold",
-             "outside_support_ratio")
+             "outside_support_ratio",
+             # the error test on the joined records: bin counts summed in the panes (integers: exactly)
+             "concept_error_threshold", "concept_error_pvalue", "concept_error_detected", "concept_error_records")
     view = {name: samples.get((name, ()), math.nan) for name in names}
     view |= {f"{name}{dict(labels)}": value for (name, labels), value in samples.items()
-             if name in ("drift_feature_statistic", "drift_feature_threshold")}
+             if name in ("drift_feature_statistic", "drift_feature_threshold", "concept_error_statistic")}
     return view
 
 
@@ -106,6 +108,8 @@ def assert_same_gauges(merged: dict, single: dict) -> None:
     assert single["window_records"] > 0 and single["label_coverage_ratio"] == 1.0
     assert not math.isnan(single["concept_drift"]) and not math.isnan(single["data_drift"])
     assert not math.isnan(single["estimated_mse"])  # the estimates are part of what must be equal
+    # so is the error test (on in `monitor run`, `worker` and `evaluate` alike: the shell's build_monitor)
+    assert not math.isnan(single["concept_error_threshold"]), "the error test is off in the monitor"
     assert merged.keys() == single.keys()
     different = {k: (merged[k], single[k]) for k in single
                  if not math.isclose(merged[k], single[k], rel_tol=1e-9, abs_tol=1e-12)}

@@ -1,7 +1,7 @@
 """The whole chain on this machine: simulator -> local broker -> scorer -> monitor -> real
 Prometheus -> real Alertmanager -> a local HTTP server standing in for Discord.
 
-The calibrated drift rules (FeatureDataDrift, ConceptDrift, PredictionDrift, EstimatedPerformanceDrop) run with `for`
+The calibrated drift rules (FeatureDataDrift, ConceptDrift, ConceptErrorDrift, PredictionDrift, EstimatedPerformanceDrop) run with `for`
 shortened to 0s so the test measures the pipeline, not the rule's patience; every other rule keeps
 its own `for` (1-5 minutes), so health and uncalibrated rules cannot fire within the test's span.
 
@@ -99,7 +99,9 @@ def test_carat_shift_sends_data_drift_on_carat_and_no_concept_drift(kafka, tmp_p
     # Nothing fired before the drift began.
     assert all(d.received_at > onset for d in sink.deliveries())
     # Real rows with their own prices: the model's error did not grow, at no evaluation, nor its estimate.
-    assert not any("ConceptDrift" in title or "EstimatedPerformance" in title for title in titles(sink)), titles(sink)
+    assert not any(alert in title for alert in ("ConceptDrift", "ConceptErrorDrift", "EstimatedPerformance")
+                   for title in titles(sink)), titles(sink)
+    assert samples[("concept_error_detections_total", ())] == 0  # the errors' distribution did not move either
     assert samples[("estimated_concept_drift_detections_total", ())] == 0
     assert samples[("estimated_concept_drift", ())] < 0  # fewer big stones: a smaller estimated MSE
     assert not math.isnan(samples[("concept_drift", ())])  # known, with every label joined
@@ -133,7 +135,7 @@ def test_more_big_stones_without_labels_send_an_estimated_performance_drop(kafka
     assert "Estimated MSE" in embed["description"] and "labels are not in yet" in embed["description"]
     assert "of the records lie outside the reference's support" in embed["description"]
     assert all(d.received_at > onset for d in sink.deliveries())
-    assert not any("ConceptDrift" in title for title in titles(sink))  # no label, no realized error
+    assert not any("ConceptDrift" in title or "ConceptErrorDrift" in title for title in titles(sink))  # no label
     assert math.isnan(samples[("rolling_mse", ())]) and samples[("estimated_concept_drift_detections_total", ())] > 0
 
 

@@ -3,8 +3,6 @@ on seeded references, the calibration rule, the confusion matrix, determinism, t
 rate, a detected drop, and the pane contract (sums, JSON, layout, support)."""
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import subprocess
 import sys
@@ -272,12 +270,9 @@ def test_null_is_one_sided_and_conservative_on_its_grid():
         EstimateNull(np.ones(10))
 
 
-def test_estimate_is_pure_and_its_examples_run():
+def test_estimate_is_pure():
     code = ("import sys; import monitor.estimate; "
             "bad = [m for m in ('pandas', 'sklearn', 'confluent_kafka', 'prometheus_client') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    for module in ("monitor.estimate", "monitor.nanny"):
-        failed, attempted = doctest.testmod(importlib.import_module(module))
-        assert attempted > 0 and failed == 0

@@ -7,7 +7,7 @@ import pytest
 
 from monitor.drift import DriftMonitor, evaluate_all
 from monitor.panes import PaneMerger, PaneReport, PartitionPanes
-from monitor.windows import PredictionBatch, TimeWindow
+from monitor.windows import Pane, PredictionBatch, TimeWindow
 from tests.unit.test_monitor_drift import CATEGORICAL, NUMERIC, frame, heldout, reference, stream  # noqa: F401
 
 WINDOW_MS, STEP_MS, PARTITIONS = 60_000, 10_000, 6  # 10 records/s: 100 records a pane, 6 panes a window
@@ -18,9 +18,9 @@ def batch_of(cols, rows) -> PredictionBatch:
                            {c: cols[c][rows] for c in NUMERIC}, {c: cols[c][rows] for c in CATEGORICAL})
 
 
-def single_monitor(reference, cols):
+def single_monitor(reference, cols, error_test: bool = False):
     """One monitor over the whole stream in event-time order, labels after the predictions."""
-    monitor = DriftMonitor(reference, TimeWindow(reference, WINDOW_MS, STEP_MS))
+    monitor = DriftMonitor(reference, TimeWindow(reference, WINDOW_MS, STEP_MS), error_test=error_test)
     results = []
     for start in range(0, len(cols["id"]), 50):
         results += monitor.update(batch_of(cols, np.arange(start, min(start + 50, len(cols["id"])))))
@@ -165,3 +165,33 @@ def test_merger_state_round_trips(reference, heldout):
     for a, b in zip(tail_a, tail_b):
         assert_same(a, b)
     assert restored.counters == merger.counters
+
+
+ERROR_FIELDS = ("error_test", "error_scale", "error_records", "error_detected", "error_statistic", "error_threshold",
+                "error_pvalue")
+
+
+def test_merged_partitions_equal_one_monitor_in_the_error_test(reference, heldout):
+    """The error test's counts are integers: the partitions' panes add up to one monitor's exactly,
+    so its statistic, threshold and verdict are the same numbers. Labels 20% higher from record
+    3,000; a pane report from a worker that kept no error counts merges as zeros."""
+    cols = stream(heldout, 6000, seed=25, scenario="price_1.2", onset=3000)
+    monitor, _ = single_monitor(reference, cols, error_test=True)
+    assert monitor.calibration.tests == 18
+    owners, streams = zip(*(partition_reports(reference, cols, p) for p in range(PARTITIONS)))
+    merger = PaneMerger(monitor.window.layout, PARTITIONS, monitor.window.panes_per_window, grace_s=60)
+    merged_results(monitor, merger, interleave(streams, seed=5))
+    merged_results(monitor, merger, interleave([label_reports(o, cols, p) for p, o in enumerate(owners)], seed=6))
+    final, single = latest(monitor, merger), monitor.result()
+    assert final.pane == single.pane == 58
+    assert final.error_detected and final.error_records == {"window": 600, "recent": 300, "pane": 100}[final.error_scale]
+    assert [getattr(final, f) for f in ERROR_FIELDS] == [getattr(single, f) for f in ERROR_FIELDS]
+    q = merger.evaluated
+    for name, counts in monitor.window.scale_counts(q).items():
+        assert np.array_equal(merger.scale_counts(q)[name], counts), name
+    # a worker of the version before the error counts: its pane adds none, the others' still count
+    old = json.loads(json.dumps(merger.reports[q][0].to_dict()))
+    del old["error_counts"]
+    merger.reports[q][0] = Pane.from_dict(old)
+    assert merger.scale_counts(q)["pane"].sum() == 100 - old["joined"] == 83
+    assert merger.aggregate(q).error_counts.sum() == 600 - old["joined"]

@@ -414,3 +414,30 @@ def test_probability_columns_per_class_and_the_ones_that_fit_no_class(tmp_path, 
 def test_probability_flags_that_cannot_apply_are_refused(tmp_path, capsys, flags, message):
     code, out, err, _ = profile_foreign(capsys, tmp_path, "classification", *flags)
     assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(message), err
+
+
+@pytest.mark.parametrize("fmt, topics", [
+    ("json", ("churn.predictions",)),
+    ("avro", ("churn.predictions",)),
+    ("oip-v2", ("mlserver-input", "mlserver-output")),
+    ("kserve-cloudevents", ("churn.inference-log",)),
+    ("seldon-v2", ("seldon.seldon-mesh.model.churn.inputs", "seldon.seldon-mesh.model.churn.outputs")),
+])
+def test_format_writes_that_logs_messages_block(tmp_path, capsys, fmt, topics):
+    """`--format` writes the serving system's block: the monitor reads its topics, the model's own
+    messages only, the classifier's probabilities from its output; the labels stay as they were."""
+    from contract.settings import Topics
+    from monitor.sources import prediction_source
+
+    source = write(reference_frame(), tmp_path / "ref.csv")
+    code, _, err = run(capsys, source, "--target", "churn", "--prediction", "prediction", "--name", "churn",
+                       "--format", fmt, "-o", tmp_path / "s.yaml")
+    assert code == 0, err
+    schema = load_schema(tmp_path / "s.yaml")
+    assert schema.format == fmt and (schema.labels.id, schema.label_field) == ("id", "churn")
+    if fmt in ("json", "avro"):
+        assert schema.paired is None and schema.messages.probabilities == "probabilities"
+        return
+    assert prediction_source(schema, Topics.for_model("churn", {})).topics == topics
+    assert schema.paired.model == ("churn" if fmt != "seldon-v2" else None)
+    assert schema.paired.probabilities == "predict_proba" and schema.paired.row_id == "{id}:{row}"

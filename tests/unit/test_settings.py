@@ -18,7 +18,7 @@ def test_kafka_env_maps_to_librdkafka_keys():
 def test_defaults_and_overrides():
     assert client_config({}) == {"bootstrap.servers": "localhost:9092"}
     assert Topics.from_env({}) == Topics("diamonds", "diamonds.labels", "diamonds.predictions", "diamonds.dlq",
-                                         "diamonds.monitor-dlq", "diamonds.monitor-state")
+                                         "diamonds.monitor-dlq", "diamonds.monitor-state", "diamonds.monitor-panes")
     assert Topics.from_env({"DLQ_TOPIC": "bad"}).dlq == "bad"
 
 
@@ -35,7 +35,7 @@ def test_consumer_only_settings_reach_consumers_only_and_producer_only_ones_prod
 
 def test_topics_follow_the_model_name_unless_the_environment_names_them():
     assert Topics.for_model("affairs", {}) == Topics("affairs", "affairs.labels", "affairs.predictions", "affairs.dlq",
-                                                     "affairs.monitor-dlq", "affairs.monitor-state")
+                                                     "affairs.monitor-dlq", "affairs.monitor-state", "affairs.monitor-panes")
     assert Topics.for_model("affairs", {"MONITOR_STATE_TOPIC": "s", "LABELS_TOPIC": "l"}).monitor_state == "s"
     assert Topics.for_model("affairs", {"LABELS_TOPIC": "l"}).labels == "l"
     assert "MONITOR_STATE_TOPIC" in Topics.help(("monitor_state",))
