@@ -15,7 +15,7 @@ ifeq ($(origin SEABORN_DATA), undefined)
 endif
 export MODEL_DIR ?= artifacts
 
-.PHONY: setup tools mlserver test test-all soak demo train bench clean screenshot
+.PHONY: setup tools mlserver lint test test-all soak demo train bench clean screenshot
 
 setup: $(STAMP)
 
@@ -48,7 +48,12 @@ $(MODEL_DIR)/model.joblib: | $(STAMP)
 train: setup
 	$(PY) -m scorer train
 
-test: setup tools mlserver
+# ruff's checks and its format check (settings in pyproject.toml); `ruff format .` fixes the layout.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup tools mlserver lint
 	$(PY) -m pytest -m "not slow and not soak"
 
 test-all: setup tools mlserver

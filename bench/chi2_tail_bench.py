@@ -11,6 +11,7 @@ scaled by m/(n+m)) and compared with two thresholds at the per-test alpha of the
 A rate / alpha above 1 means more false alarms than that test's share of the budget. The draws'
 own error: with k crossings the rate is known to about 1/sqrt(k).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,18 +29,24 @@ MODEL_DIR = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--draws", type=int, default=100_000_000, help="simulated windows per column and scale")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--draws", type=int, default=100_000_000, help="simulated windows per column and scale"
+    )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--ert", type=float, default=None, help="the budget (default: the monitor's)")
+    parser.add_argument(
+        "--ert", type=float, default=None, help="the budget (default: the monitor's)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("SEABORN_DATA", str(ROOT.parent / "shared" / "data" / "seaborn"))
 
     from scipy import special
 
     from contract.artifacts import REFERENCE_FILE, load_model_schema
-    from monitor.calibration import Calibration
     from monitor.baseline import load_reference
+    from monitor.calibration import Calibration
     from monitor.config import MonitorConfig
     from monitor.stats import chi2_statistic
 
@@ -49,9 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     alpha = calibration.alpha(config.step_size)
     rng = np.random.default_rng(args.seed)
     chunk = 1_000_000
-    print(f"## Categorical tests on simulated no-drift windows ({args.draws:,} per row, alpha per test {alpha:.3g})\n")
-    print("| column | window records | smallest expected count | chi-square law: threshold | its rate / alpha "
-          "| exact null: threshold | its rate / alpha (crossings) |")
+    print(
+        f"## Categorical tests on simulated no-drift windows ({args.draws:,} per row, alpha per test {alpha:.3g})\n"
+    )
+    print(
+        "| column | window records | smallest expected count | chi-square law: threshold | its rate / alpha "
+        "| exact null: threshold | its rate / alpha (crossings) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, profile in reference.chi2_columns.items():
         counts = np.asarray(profile.counts, dtype=np.int64)
@@ -76,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             check, _ = chi2_statistic(counts, windows[-1], np.empty(0, np.int64))
             assert abs(check - statistics[-1]) < 1e-9 * max(1.0, check), (check, statistics[-1])
             rate_law, rate_exact = over_law / args.draws, over_exact / args.draws
-            print(f"| {name} | {n:,} | {n * frequencies.min():.1f} | {law:.2f} | {rate_law / alpha:.2f} | "
-                  f"{exact:.2f} ({seconds:.2f} s to compute) | {rate_exact / alpha:.2f} ({over_exact:,}) |", flush=True)
+            print(
+                f"| {name} | {n:,} | {n * frequencies.min():.1f} | {law:.2f} | {rate_law / alpha:.2f} | "
+                f"{exact:.2f} ({seconds:.2f} s to compute) | {rate_exact / alpha:.2f} ({over_exact:,}) |",
+                flush=True,
+            )
     return 0
 
 

@@ -45,6 +45,7 @@ the plug-in null the test used before (the reference's own values, unsmoothed).
 Inputs-only scenarios (covariate shift, the input->label relation kept): the share of windows
 flagged by the monitor's concept test, the error test and the KS on |error|.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,10 +78,16 @@ from monitor.windows import CountWindow, PredictionBatch  # noqa: E402
 
 # model dir, the concept scenarios (the target first), the inputs-only scenarios
 EXAMPLES = {
-    "diamonds": (ROOT / "artifacts", ("price-inflation", "labels:scale:1.05", "labels:scale:0.95"),
-                 ("carat-shift", "cut-mix", "tilt:carat:1.2")),
-    "affairs": (ROOT / "artifacts" / "affairs", ("labels:flip:0.3", "labels:flip:0.15"),
-                ("mix:occupation", "tilt:age:1.2")),
+    "diamonds": (
+        ROOT / "artifacts",
+        ("price-inflation", "labels:scale:1.05", "labels:scale:0.95"),
+        ("carat-shift", "cut-mix", "tilt:carat:1.2"),
+    ),
+    "affairs": (
+        ROOT / "artifacts" / "affairs",
+        ("labels:flip:0.3", "labels:flip:0.15"),
+        ("mix:occupation", "tilt:age:1.2"),
+    ),
 }
 WINDOW, STEP, ERT = 1000, 250, 1e7
 ONSET, AFTER = 10_000, 10_000
@@ -98,7 +106,9 @@ class Example:
         self.heldout = read_reference(self.dir / REFERENCE_FILE, self.schema)
         self.reference = Reference.from_schema(self.schema, self.heldout)
         self.truth = self.outputs(self.heldout)
-        self.test = self.reference.error_test  # the monitor's own (`Reference.from_schema` builds it)
+        self.test = (
+            self.reference.error_test
+        )  # the monitor's own (`Reference.from_schema` builds it)
         self.loss = self.absolute_errors(self.truth)  # reference rows: |error|, classifier 0/1
         self._model: Any = None
         self._calibrations: dict[bool, Any] = {}
@@ -112,8 +122,12 @@ class Example:
         """A fresh monitor core (window 1,000, step 250, ert 1e7), with or without the error test.
         Those of a kind share one Calibration: its categorical nulls take seconds to build and
         depend on nothing but the reference and the number of tests."""
-        monitor = DriftMonitor(self.reference, CountWindow(self.reference, WINDOW, STEP), ert=ERT,
-                               error_test=error_test)
+        monitor = DriftMonitor(
+            self.reference,
+            CountWindow(self.reference, WINDOW, STEP),
+            ert=ERT,
+            error_test=error_test,
+        )
         monitor.calibration = self._calibrations.setdefault(error_test, monitor.calibration)
         return monitor
 
@@ -121,8 +135,10 @@ class Example:
         """prediction and label (floats, or class texts), probabilities (n, C), confidence (n,)."""
         s = self.schema
         if not self.classification:
-            return {"prediction": np.asarray(rows[s.prediction], np.float64),
-                    "label": np.asarray(rows[s.target], np.float64)}
+            return {
+                "prediction": np.asarray(rows[s.prediction], np.float64),
+                "label": np.asarray(rows[s.target], np.float64),
+            }
 
         def texts(values: Any) -> np.ndarray:
             return np.array([category_text(v) for v in np.asarray(values).tolist()], dtype=object)
@@ -132,8 +148,9 @@ class Example:
             columns = [np.asarray(rows[c], np.float64) for c in s.probability_columns]
             out["probabilities"] = np.stack(columns, axis=1)
             # a binary model's messages may carry one class's probability
-            out["confidence"] = errortest.confidence(columns[0] if len(columns) == 1
-                                                     else out["probabilities"])
+            out["confidence"] = errortest.confidence(
+                columns[0] if len(columns) == 1 else out["probabilities"]
+            )
         return out
 
     @property
@@ -172,18 +189,28 @@ class Example:
                     chunk[column] = probabilities[:, j]
         return {"features": {c: chunk[c] for c in s.feature_names}, **self.outputs(chunk)}
 
-    def batch(self, stream: Stream, rows: slice, ids: np.ndarray,
-              ts: np.ndarray) -> PredictionBatch:
+    def batch(
+        self, stream: Stream, rows: slice, ids: np.ndarray, ts: np.ndarray
+    ) -> PredictionBatch:
         s, features = self.schema, stream["features"]
         probabilities = {}
         if "probabilities" in stream:
-            probabilities = {text: stream["probabilities"][rows, j]
-                             for j, text in enumerate(s.probability_classes)}
-        categorical = {c: np.array([category_text(v) for v in features[c][rows].tolist()],
-                                   dtype=object) for c in s.categorical}
-        return PredictionBatch(ids[rows], ts[rows], stream["prediction"][rows],
-                               {c: np.asarray(features[c][rows], np.float64) for c in s.numeric},
-                               categorical, probabilities)
+            probabilities = {
+                text: stream["probabilities"][rows, j]
+                for j, text in enumerate(s.probability_classes)
+            }
+        categorical = {
+            c: np.array([category_text(v) for v in features[c][rows].tolist()], dtype=object)
+            for c in s.categorical
+        }
+        return PredictionBatch(
+            ids[rows],
+            ts[rows],
+            stream["prediction"][rows],
+            {c: np.asarray(features[c][rows], np.float64) for c in s.numeric},
+            categorical,
+            probabilities,
+        )
 
     def bins(self, stream: Stream, test: errortest.ErrorTest | None = None) -> np.ndarray:
         """The error test's bin of every record (its label joined), (n,)."""
@@ -210,11 +237,11 @@ class JoinedPanes:
         start = 0
         while start < len(bins):
             take = min(step - self.filled, len(bins) - start)
-            self.filling += np.bincount(bins[start:start + take], minlength=self.size)
+            self.filling += np.bincount(bins[start : start + take], minlength=self.size)
             self.filled += take
             start += take
             if self.filled == step:
-                self.complete = (self.complete + [self.filling])[-self.panes:]
+                self.complete = (self.complete + [self.filling])[-self.panes :]
                 self.filling, self.filled = np.zeros(self.size, np.int64), 0
 
 
@@ -255,8 +282,9 @@ def alphas(example: Example, loose_ert: float | None = None) -> dict[str, float]
     return out
 
 
-def evaluations(example: Example, stream: Stream, seed: int,
-                loose_ert: float | None = None) -> Iterator[dict[str, Any]]:
+def evaluations(
+    example: Example, stream: Stream, seed: int, loose_ert: float | None = None
+) -> Iterator[dict[str, Any]]:
     """Feed a stream to both monitor cores (without and with the error test) and to the baselines'
     panes a step at a time, labels right after their predictions; yield what each method says at
     each evaluation of a full window."""
@@ -290,20 +318,26 @@ def evaluations(example: Example, stream: Stream, seed: int,
         # the error test's counts per scale, as the monitor tested them (its complete concept panes)
         scaled = monitor.errors.scale_counts()
         two = test.evaluate({k: v for k, v in scaled.items() if k != "pane"}, level["two"])
-        row = {"seen": start + STEP, "before": bool(before.concept_detected),
-               "concept_after": bool(result.concept_detected),
-               "error_test": bool(result.error_detected),
-               "after": bool(result.concept_detected or result.error_detected),
-               "two_scales": two.detected, "scale": result.error_scale,
-               "margin_before": before.concept_drift / before.concept_threshold,
-               "margin_after": result.error_statistic / result.error_threshold,
-               "ks_abs": ks.detected(sum(loss_panes.complete), level["today"])}
+        row = {
+            "seen": start + STEP,
+            "before": bool(before.concept_detected),
+            "concept_after": bool(result.concept_detected),
+            "error_test": bool(result.error_detected),
+            "after": bool(result.concept_detected or result.error_detected),
+            "two_scales": two.detected,
+            "scale": result.error_scale,
+            "margin_before": before.concept_drift / before.concept_threshold,
+            "margin_after": result.error_statistic / result.error_threshold,
+            "ks_abs": ks.detected(sum(loss_panes.complete), level["today"]),
+        }
         if plain_panes:
             plain_scaled = errortest.scale_counts(plain_panes.complete)
             row["plain_error_rate"] = plain.evaluate(plain_scaled, level["after"]).detected
         if loose_ert:
-            row["loose"] = {name: test.statistic(c) > test.threshold(int(c.sum()), level["loose"])
-                            for name, c in scaled.items()}
+            row["loose"] = {
+                name: test.statistic(c) > test.threshold(int(c.sum()), level["loose"])
+                for name, c in scaled.items()
+            }
         yield row
 
 
@@ -320,14 +354,21 @@ LABELS = {
 }
 
 
-def run_river(python: str, series: dict[str, np.ndarray], scales: dict[str, float],
-              delta: float) -> dict[str, dict[str, list[int]]]:
+def run_river(
+    python: str, series: dict[str, np.ndarray], scales: dict[str, float], delta: float
+) -> dict[str, dict[str, list[int]]]:
     """River's detections (0-based record positions) per series, from its own environment."""
     with tempfile.TemporaryDirectory() as tmp:
         data, out = Path(tmp) / "series.npz", Path(tmp) / "out.json"
         np.savez(data, **series, **{f"scale__{k}": np.float64(v) for k, v in scales.items()})
-        command = [python, str(ROOT / "bench" / "river_detectors.py"), str(data), str(out),
-                   "--delta", repr(delta)]
+        command = [
+            python,
+            str(ROOT / "bench" / "river_detectors.py"),
+            str(data),
+            str(out),
+            "--delta",
+            repr(delta),
+        ]
         subprocess.run(command, check=True)
         return json.loads(out.read_text())
 
@@ -372,7 +413,8 @@ def delays_section(example: Example, scenario: str, args: argparse.Namespace) ->
         for detector in ("adwin", "page_hinkley"):  # position i flagged: i + 1 records seen
             delays[detector] = [
                 first_after([(i + 1, True) for i in found[f"s{seed}"][detector]], ONSET)
-                for seed in range(args.seeds)]
+                for seed in range(args.seeds)
+            ]
     return {"scenario": scenario, "delays": delays, "scales": scales_fired, "margins": margins}
 
 
@@ -389,14 +431,19 @@ def no_drift_section(example: Example, args: argparse.Namespace) -> dict[str, An
         for name, hit in row["loose"].items():
             loose[name] = loose.get(name, 0) + int(hit)
     if args.river:
-        found = run_river(args.river, {"none": example.absolute_errors(stream)},
-                          {"none": float(example.loss.mean())}, alphas(example)["today"])["none"]
+        found = run_river(
+            args.river,
+            {"none": example.absolute_errors(stream)},
+            {"none": float(example.loss.mean())},
+            alphas(example)["today"],
+        )["none"]
         counts.update({k: len(v) for k, v in found.items()})
     return {"records": args.no_drift, "evaluations": evaluated, "counts": counts, "loose": loose}
 
 
-def bootstrap_section(example: Example,
-                      args: argparse.Namespace) -> dict[tuple[float, str], list[int]]:
+def bootstrap_section(
+    example: Example, args: argparse.Namespace
+) -> dict[tuple[float, str], list[int]]:
     """The error test against references drawn from the held-out rows with replacement (m rows),
     each tested on one window of WINDOW records drawn the same way: reference and window are
     independent draws from one population, and every evaluation is independent of the others
@@ -407,10 +454,13 @@ def bootstrap_section(example: Example,
     for b in range(args.bootstrap):
         drawn = np.random.default_rng(10_000 + b).integers(0, rows, rows)
         truth = {k: v[drawn] for k, v in example.truth.items()}
-        test = errortest.from_reference(example.schema.task, truth["prediction"], truth["label"],
-                                        truth.get("confidence"))
+        test = errortest.from_reference(
+            example.schema.task, truth["prediction"], truth["label"], truth.get("confidence")
+        )
         bins = example.bins(example.stream("none", WINDOW, 0, 20_000 + b), test)
-        panes = [np.bincount(bins[i:i + STEP], minlength=test.size) for i in range(0, WINDOW, STEP)]
+        panes = [
+            np.bincount(bins[i : i + STEP], minlength=test.size) for i in range(0, WINDOW, STEP)
+        ]
         for name, counts in errortest.scale_counts(panes).items():
             for alpha in (1e-2, 1e-3):
                 tally = hits.setdefault((alpha, name), [0, 0])
@@ -450,14 +500,19 @@ def tail_section(example: Example, args: argparse.Namespace) -> dict[str, np.nda
     records drawn from the held-out rows > that reference's threshold) / alpha, and its standard
     error; for the test as the monitor builds it ("smoothed") and with the plug-in null."""
     rows, truth = len(example.heldout), example.truth
-    out = {name: np.zeros((args.tail_references, len(TAIL_ALPHAS), len(TAIL_SIZES)))
-           for name in ("smoothed", "plug-in")}
+    out = {
+        name: np.zeros((args.tail_references, len(TAIL_ALPHAS), len(TAIL_SIZES)))
+        for name in ("smoothed", "plug-in")
+    }
     for b in range(args.tail_references):
         drawn = np.random.default_rng(50_000 + b).integers(0, rows, rows)
         sample = {k: v[drawn] for k, v in truth.items()}
-        test, plug_in = (errortest.from_reference(example.schema.task, sample["prediction"],
-                                                  sample["label"], sample.get("confidence"))
-                         for _ in range(2))
+        test, plug_in = (
+            errortest.from_reference(
+                example.schema.task, sample["prediction"], sample["label"], sample.get("confidence")
+            )
+            for _ in range(2)
+        )
         plug_in.null_values = plug_in.values
         for name, tested in (("smoothed", test), ("plug-in", plug_in)):
             per_bin = np.zeros(tested.size)
@@ -465,7 +520,9 @@ def tail_section(example: Example, args: argparse.Namespace) -> dict[str, np.nda
             population = per_bin[example.bins(truth, tested)]
             for i, alpha in enumerate(TAIL_ALPHAS):
                 for j, n in enumerate(TAIL_SIZES):
-                    out[name][b, i, j] = upper_tail(population, n, tested.threshold(n, alpha)) / alpha
+                    out[name][b, i, j] = (
+                        upper_tail(population, n, tested.threshold(n, alpha)) / alpha
+                    )
     return out
 
 
@@ -483,15 +540,25 @@ def shift_section(example: Example, args: argparse.Namespace) -> dict[str, dict[
     return out
 
 
-def report(example: Example, sections: list[dict], no_drift: dict, boot: dict, shifts: dict,
-           args: argparse.Namespace, tails: dict[str, np.ndarray] | None = None) -> None:
+def report(
+    example: Example,
+    sections: list[dict],
+    no_drift: dict,
+    boot: dict,
+    shifts: dict,
+    args: argparse.Namespace,
+    tails: dict[str, np.ndarray] | None = None,
+) -> None:
     tests = example.monitor().calibration.tests
     level = alphas(example, args.loose_ert)
     concept = "error-rate ratio" if example.classification else "MSE ratio"
-    text = {k: v.format(concept=concept, test=example.test.name, **level)
-            for k, v in LABELS.items()}
-    print(f"## {example.name} (reference {example.reference.size:,} rows; {tests} tests today, "
-          f"{example.monitor(error_test=True).calibration.tests} with the error test)\n")
+    text = {
+        k: v.format(concept=concept, test=example.test.name, **level) for k, v in LABELS.items()
+    }
+    print(
+        f"## {example.name} (reference {example.reference.size:,} rows; {tests} tests today, "
+        f"{example.monitor(error_test=True).calibration.tests} with the error test)\n"
+    )
     per_million = 1_000_000 / no_drift["records"]
     for position, section in enumerate(sections):
         print(f"### `{section['scenario']}` from record {ONSET:,}\n")
@@ -509,77 +576,108 @@ def report(example: Example, sections: list[dict], no_drift: dict, boot: dict, s
             print(line)
         margins = section["margins"]
         before, after = (" / ".join(f"{x:.2f}" for x in margins[k]) for k in ("before", "after"))
-        print(f"\nAt the first evaluation after the onset ({STEP} drifted records), statistic / "
-              f"threshold per seed: today's {concept} {before}; the error test {after} (its first "
-              f"alarm from scale: {', '.join(section['scales'])}).\n")
+        print(
+            f"\nAt the first evaluation after the onset ({STEP} drifted records), statistic / "
+            f"threshold per seed: today's {concept} {before}; the error test {after} (its first "
+            f"alarm from scale: {', '.join(section['scales'])}).\n"
+        )
     evaluated = no_drift["evaluations"]
-    print(f"No drift, the error test at a loose budget (ert {args.loose_ert:g}: alpha "
-          f"{level['loose']:.2e} per scale), {evaluated:,} evaluations of {no_drift['records']:,} "
-          "records, evaluations over the threshold: "
-          + ", ".join(f"{k} {v} ({v / evaluated:.1e} of them)"
-                      for k, v in no_drift["loose"].items())
-          + ".\n")
-    print(f"Against {args.bootstrap:,} references drawn from the held-out rows with replacement "
-          f"({example.reference.size:,} rows each), each tested on one window of {WINDOW:,} "
-          "records drawn the same way (independent evaluations), share over the threshold:\n")
+    print(
+        f"No drift, the error test at a loose budget (ert {args.loose_ert:g}: alpha "
+        f"{level['loose']:.2e} per scale), {evaluated:,} evaluations of {no_drift['records']:,} "
+        "records, evaluations over the threshold: "
+        + ", ".join(f"{k} {v} ({v / evaluated:.1e} of them)" for k, v in no_drift["loose"].items())
+        + ".\n"
+    )
+    print(
+        f"Against {args.bootstrap:,} references drawn from the held-out rows with replacement "
+        f"({example.reference.size:,} rows each), each tested on one window of {WINDOW:,} "
+        "records drawn the same way (independent evaluations), share over the threshold:\n"
+    )
     names = [name for name, _ in errortest.scales(PANES)]
     print("| alpha per test | " + " | ".join(names) + " |\n|---:|" + "---:|" * len(names))
     for alpha in (1e-2, 1e-3):
-        cells = [f"{over / total:.2e} ({over}/{total})"
-                 for over, total in (boot[alpha, name] for name in names)]
+        cells = [
+            f"{over / total:.2e} ({over}/{total})"
+            for over, total in (boot[alpha, name] for name in names)
+        ]
         print(f"| {alpha:g} | " + " | ".join(cells) + " |")
     if tails is not None:
         references = len(tails["smoothed"])
-        print(f"\nThe same check without counting alarms, down to alpha 1e-6: {references:,} references "
-              "drawn with replacement, the expected rate P(window statistic > the reference's "
-              "threshold) / alpha, windows drawn from the held-out rows, mean (standard error); the "
-              "test as the monitor builds it (each cell's error rate smoothed, Jeffreys) and with "
-              "the plug-in null it had before:\n")
+        print(
+            f"\nThe same check without counting alarms, down to alpha 1e-6: {references:,} references "
+            "drawn with replacement, the expected rate P(window statistic > the reference's "
+            "threshold) / alpha, windows drawn from the held-out rows, mean (standard error); the "
+            "test as the monitor builds it (each cell's error rate smoothed, Jeffreys) and with "
+            "the plug-in null it had before:\n"
+        )
         sizes = " | ".join(f"n = {n:,}" for n in TAIL_SIZES)
         print(f"| null | alpha per test | {sizes} |\n|---|---:|" + "---:|" * len(TAIL_SIZES))
         for name, rates in tails.items():
             mean, error = rates.mean(axis=0), rates.std(axis=0) / math.sqrt(len(rates))
             for i, alpha in enumerate(TAIL_ALPHAS):
-                cells = " | ".join(f"{mean[i, j]:.2f}x ({error[i, j]:.2f})" for j in range(len(TAIL_SIZES)))
+                cells = " | ".join(
+                    f"{mean[i, j]:.2f}x ({error[i, j]:.2f})" for j in range(len(TAIL_SIZES))
+                )
                 print(f"| {name} | {alpha:g} | {cells} |")
-    print(f"\nInputs-only scenarios (covariate shift), share of the windows holding only drifted "
-          f"records that are flagged ({args.seeds} seeds, windows ending {WINDOW:,} to {AFTER:,} "
-          "records after the onset):\n")
+    print(
+        f"\nInputs-only scenarios (covariate shift), share of the windows holding only drifted "
+        f"records that are flagged ({args.seeds} seeds, windows ending {WINDOW:,} to {AFTER:,} "
+        "records after the onset):\n"
+    )
     print(f"| scenario | {concept} (after) | error test | KS on abs(error) (today's alpha) |")
     print("|---|---:|---:|---:|")
     for scenario, shares in shifts.items():
-        print(f"| `{scenario}` | {shares['concept_after']:.1%} | {shares['error_test']:.1%} | "
-              f"{shares['ks_abs']:.1%} |")
+        print(
+            f"| `{scenario}` | {shares['concept_after']:.1%} | {shares['error_test']:.1%} | "
+            f"{shares['ks_abs']:.1%} |"
+        )
     print()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--no-drift", type=int, default=2_000_000,
-                        help="records of the no-drift stream per example")
-    parser.add_argument("--loose-ert", type=float, default=1e4,
-                        help="the loose budget of the calibration check")
-    parser.add_argument("--bootstrap", type=int, default=20_000,
-                        help="references drawn with replacement for the calibration check")
-    parser.add_argument("--tail-references", type=int, default=10_000,
-                        help="references of the classifier's expected-rate check (0: left out)")
-    parser.add_argument("--river", default=None,
-                        help="python of the River environment (e.g. .venv-river/bin/python)")
+    parser.add_argument(
+        "--no-drift", type=int, default=2_000_000, help="records of the no-drift stream per example"
+    )
+    parser.add_argument(
+        "--loose-ert", type=float, default=1e4, help="the loose budget of the calibration check"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=20_000,
+        help="references drawn with replacement for the calibration check",
+    )
+    parser.add_argument(
+        "--tail-references",
+        type=int,
+        default=10_000,
+        help="references of the classifier's expected-rate check (0: left out)",
+    )
+    parser.add_argument(
+        "--river",
+        default=None,
+        help="python of the River environment (e.g. .venv-river/bin/python)",
+    )
     parser.add_argument("--examples", default="diamonds,affairs")
     args = parser.parse_args(argv)
     shown = " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"# Concept drift with labels ({datetime.date.today()}; "
-          f"`bench/concept_bench.py {shown}`)\n")
+    print(
+        f"# Concept drift with labels ({datetime.date.today()}; `bench/concept_bench.py {shown}`)\n"
+    )
     for name in args.examples.split(","):
         example = Example(name)
         sections = [delays_section(example, scenario, args) for scenario in EXAMPLES[name][1]]
         no_drift = no_drift_section(example, args)
         boot = bootstrap_section(example, args)
         shifts = shift_section(example, args)
-        tails = (tail_section(example, args) if example.classification and args.tail_references
-                 else None)
+        tails = (
+            tail_section(example, args) if example.classification and args.tail_references else None
+        )
         report(example, sections, no_drift, boot, shifts, args, tails)
         sys.stdout.flush()
     return 0

@@ -13,6 +13,7 @@
    alternating reads: what any monitor that reads these JSON records pays before its own work.
 Prints markdown tables; numbers in docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,15 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 from contract.settings import consumer_config, ensure_topics, producer_config  # noqa: E402
 from devstack.broker import start_broker  # noqa: E402
 
-VALUE = (b'{"id":"b-0","ts":0,"scored_at":0,"model_version":"bench","prediction":752.472722138972,'
-         b'"features":{"carat":0.4,"cut":"Very Good","color":"D","clarity":"SI2","depth":63.4,"table":59.0}}')
+VALUE = (
+    b'{"id":"b-0","ts":0,"scored_at":0,"model_version":"bench","prediction":752.472722138972,'
+    b'"features":{"carat":0.4,"cut":"Very Good","color":"D","clarity":"SI2","depth":63.4,"table":59.0}}'
+)
 
 
-def read(topic: str, records: int, work_us: float = 0.0, per_batch=None, **settings: object) -> tuple[float, float]:
+def read(
+    topic: str, records: int, work_us: float = 0.0, per_batch=None, **settings: object
+) -> tuple[float, float]:
     """(records/s, us per record inside consume()) for one new group reading the whole topic;
     `per_batch(messages)`, if given, runs on every batch consumed."""
     consumer = Consumer({**consumer_config(f"bench-{uuid.uuid4().hex[:8]}"), **settings})
@@ -74,7 +79,9 @@ def gc_variant(topic: str, records: int, freeze: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--gc-variant", choices=["frozen", "default"], help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -97,19 +104,40 @@ def main(argv: list[str] | None = None) -> int:
                     producer.poll(0.05)
         producer.flush(60)
 
-        print("## Bare consume() with pandas and scikit-learn imported (records/s, two reads each)\n")
+        print(
+            "## Bare consume() with pandas and scikit-learn imported (records/s, two reads each)\n"
+        )
         print("| start-up heap | reads |\n|---|---|")
         for variant in ("default", "frozen", "default", "frozen"):
-            out = subprocess.run([sys.executable, __file__, "--gc-variant", variant, "--topic", topic,
-                                  "--records", str(args.records)], capture_output=True, text=True, check=True,
-                                 env={**os.environ})
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--gc-variant",
+                    variant,
+                    "--topic",
+                    topic,
+                    "--records",
+                    str(args.records),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ},
+            )
             print(f"| {variant} | {out.stdout.strip()} |")
 
-        print("\n## consume() cost with work per record (us per record inside consume(); records/s)\n")
-        print("| work per record | fetch.queue.backoff.ms | in consume() | records/s |\n|---:|---:|---:|---:|")
+        print(
+            "\n## consume() cost with work per record (us per record inside consume(); records/s)\n"
+        )
+        print(
+            "| work per record | fetch.queue.backoff.ms | in consume() | records/s |\n|---:|---:|---:|---:|"
+        )
         for work_us in (0.0, 2.0, 5.0):
             for backoff in (1000, 10):
-                rate, cost = read(topic, args.records, work_us, **{"fetch.queue.backoff.ms": backoff})
+                rate, cost = read(
+                    topic, args.records, work_us, **{"fetch.queue.backoff.ms": backoff}
+                )
                 print(f"| {work_us:.0f} us | {backoff} | {cost:.2f} us | {rate:,.0f} |")
 
         from contract.schema import DEFAULT_SCHEMA
@@ -126,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n## The monitor's floor: consume() and decode only (records/s)\n")
         print("| round | bare | decode only | ratio |\n|---:|---:|---:|---:|")
         for round_number in range(1, 4):
-            bare, decoding = read(topic, args.records)[0], read(topic, args.records, per_batch=decode)[0]
+            bare, decoding = (
+                read(topic, args.records)[0],
+                read(topic, args.records, per_batch=decode)[0],
+            )
             print(f"| {round_number} | {bare:,.0f} | {decoding:,.0f} | {decoding / bare:.2f} |")
     finally:
         broker.stop()

@@ -4,6 +4,7 @@ For each example model it checks the fast encoder at start-up as the scorer does
 on batches drawn from the reference rows, alternating in one run (medians of --repeats calls).
 Run: `.venv/bin/python bench/encode_bench.py`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,21 +35,30 @@ def median_ms(call, repeats: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args(argv)
     print("| model | records | scikit-learn ms | fast ms | ratio | same bits |")
     print("|---|---:|---:|---:|---:|---|")
-    for name, directory in (("diamonds", ROOT / "artifacts"), ("affairs", ROOT / "artifacts" / "affairs")):
+    for name, directory in (
+        ("diamonds", ROOT / "artifacts"),
+        ("affairs", ROOT / "artifacts" / "affairs"),
+    ):
         if not (directory / "model.joblib").exists():
-            print(f"| {name} | - | - | - | - | no model in {directory} (`python -m scorer train --example {name}`) |")
+            print(
+                f"| {name} | - | - | - | - | no model in {directory} (`python -m scorer train --example {name}`) |"
+            )
             continue
         model, schema = load(directory), load_model_schema(directory)
         reference = load_reference(directory)
         features = list(schema.feature_names)
         known = {f.name: list(f.categories) for f in schema.features if not f.numeric}
         transforms = model.pipeline[:-1]
-        encoder = compile_transform(transforms, pd.DataFrame({c: reference[c].tolist() for c in features}).head(2000), known)
+        encoder = compile_transform(
+            transforms, pd.DataFrame({c: reference[c].tolist() for c in features}).head(2000), known
+        )
         if encoder.fast is None:
             print(f"| {name} | - | - | - | - | not fast: {encoder.reason} |")
             continue
@@ -61,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             slow = median_ms(lambda: transforms.transform(frame), repeats)
             fast = median_ms(lambda: encoder(frame, columns), repeats)
             same = difference(encoder(frame, columns), transforms.transform(frame)) == ""
-            print(f"| {name} | {size:,} | {slow:.2f} | {fast:.2f} | {slow / fast:.1f} | {'yes' if same else 'NO'} |")
+            print(
+                f"| {name} | {size:,} | {slow:.2f} | {fast:.2f} | {slow / fast:.1f} | {'yes' if same else 'NO'} |"
+            )
     return 0
 
 

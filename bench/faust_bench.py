@@ -11,6 +11,7 @@ Each side is timed from its partition assignment to the N-th message (primary nu
 time from the first message to the N-th and the faust startup time are printed too.
 Prints markdown tables (copied into bench/FAUST_RESULTS.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,13 @@ def run_faust_worker(args: argparse.Namespace) -> None:
 
     def finish() -> None:
         t_end = time.monotonic()
-        result = {"records": state["count"], "t_process": t_process, "t_assigned": state["t_assigned"],
-                  "t_first": state["t_first"], "t_end": t_end}
+        result = {
+            "records": state["count"],
+            "t_process": t_process,
+            "t_assigned": state["t_assigned"],
+            "t_first": state["t_first"],
+            "t_end": t_end,
+        }
         Path(args.result).write_text(json.dumps(result))
         state["done"] = True
 
@@ -64,6 +70,7 @@ def run_faust_worker(args: argparse.Namespace) -> None:
             state["t_assigned"] = time.monotonic()
 
     if args.serializer == "json":
+
         @app.agent(topic)
         async def count(stream):  # noqa: ANN001
             async for value in stream:
@@ -75,9 +82,10 @@ def run_faust_worker(args: argparse.Namespace) -> None:
                 if state["count"] == n:
                     finish()
     else:
+
         @app.agent(topic)
         async def count(stream):  # noqa: ANN001
-            async for value in stream:
+            async for _value in stream:
                 if state["t_first"] is None:
                     state["t_first"] = time.monotonic()
                 state["count"] += 1
@@ -100,13 +108,26 @@ def make_records(n: int):
     clarities = ["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"]
     base = 1_760_000_000_000
     for i in range(n):
-        yield f"d-{i}", encode({
-            "id": f"d-{i}", "ts": base + i, "scored_at": base + i + 3, "model_version": "bench-1",
-            "prediction": round(rng.uniform(300, 19000), 2),
-            "features": {"carat": round(rng.uniform(0.2, 3.0), 2), "cut": rng.choice(cuts),
-                         "color": rng.choice(colors), "clarity": rng.choice(clarities),
-                         "depth": round(rng.uniform(55, 70), 1), "table": round(rng.uniform(50, 70), 1)},
-        })
+        yield (
+            f"d-{i}",
+            encode(
+                {
+                    "id": f"d-{i}",
+                    "ts": base + i,
+                    "scored_at": base + i + 3,
+                    "model_version": "bench-1",
+                    "prediction": round(rng.uniform(300, 19000), 2),
+                    "features": {
+                        "carat": round(rng.uniform(0.2, 3.0), 2),
+                        "cut": rng.choice(cuts),
+                        "color": rng.choice(colors),
+                        "clarity": rng.choice(clarities),
+                        "depth": round(rng.uniform(55, 70), 1),
+                        "table": round(rng.uniform(50, 70), 1),
+                    },
+                }
+            ),
+        )
 
 
 def produce(bootstrap: str, topic: str, n: int) -> float:
@@ -132,7 +153,9 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
         producer.poll(0)
     left = producer.flush(120)
     if left or errors:
-        raise RuntimeError(f"produce failed: {left} undelivered, {len(errors)} errors ({errors[:3]})")
+        raise RuntimeError(
+            f"produce failed: {left} undelivered, {len(errors)} errors ({errors[:3]})"
+        )
     return time.monotonic() - t0
 
 
@@ -169,20 +192,42 @@ def run_bare(bootstrap: str, topic: str, n: int, timeout: float) -> dict:
         t_end = time.monotonic()
     finally:
         consumer.close()
-    return {"records": count, "t_process": t_start, "t_assigned": state["t_assigned"], "t_first": t_first,
-            "t_end": t_end}
+    return {
+        "records": count,
+        "t_process": t_start,
+        "t_assigned": state["t_assigned"],
+        "t_first": t_first,
+        "t_end": t_end,
+    }
 
 
-def run_faust(bootstrap: str, topic: str, n: int, serializer: str, timeout: float, workdir: Path) -> dict:
+def run_faust(
+    bootstrap: str, topic: str, n: int, serializer: str, timeout: float, workdir: Path
+) -> dict:
     group = f"bench-faust-{serializer}-{uuid.uuid4().hex[:8]}"
     result_path = workdir / f"{group}.json"
     log_path = workdir / f"{group}.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "--faust-worker", "--bootstrap", bootstrap,
-               "--topic", topic, "--records", str(n), "--serializer", serializer, "--group", group,
-               "--result", str(result_path)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--faust-worker",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--records",
+        str(n),
+        "--serializer",
+        serializer,
+        "--group",
+        group,
+        "--result",
+        str(result_path),
+    ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+        )
     t_launch = time.monotonic()
     try:
         deadline = t_launch + timeout
@@ -216,15 +261,26 @@ def summarize(kind: str, r: dict, n: int) -> dict:
     assign_s = r["t_end"] - r["t_assigned"]
     first_s = r["t_end"] - r["t_first"]
     startup_s = r["t_assigned"] - r.get("t_launch", r["t_process"])
-    return {"kind": kind, "rps_assign": n / assign_s, "rps_first": n / first_s, "assign_s": assign_s,
-            "first_s": first_s, "startup_s": startup_s, "assign_to_first_s": r["t_first"] - r["t_assigned"]}
+    return {
+        "kind": kind,
+        "rps_assign": n / assign_s,
+        "rps_first": n / first_s,
+        "assign_s": assign_s,
+        "first_s": first_s,
+        "startup_s": startup_s,
+        "assign_to_first_s": r["t_first"] - r["t_assigned"],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-json", action="store_true", help="skip the faust JSON-decoding variant")
+    parser.add_argument(
+        "--no-json", action="store_true", help="skip the faust JSON-decoding variant"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per consumer run, seconds")
     # internal: the faust worker subprocess
     parser.add_argument("--faust-worker", action="store_true", help=argparse.SUPPRESS)
@@ -251,8 +307,11 @@ def main() -> None:
         topic = f"bench.predictions.{uuid.uuid4().hex[:8]}"
         ensure_topics([topic], 3, environ={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
         produce_s = produce(bootstrap, topic, n)
-        print(f"broker {bootstrap}, topic {topic} (3 partitions), produced {n} records in {produce_s:.1f} s "
-              f"({n / produce_s:,.0f}/s); logs in {workdir}", flush=True)
+        print(
+            f"broker {bootstrap}, topic {topic} (3 partitions), produced {n} records in {produce_s:.1f} s "
+            f"({n / produce_s:,.0f}/s); logs in {workdir}",
+            flush=True,
+        )
         kinds = ["bare", "faust-raw"] + ([] if args.no_json else ["faust-json"])
         rows: dict[str, list[dict]] = {k: [] for k in kinds}
         for rnd in range(1, args.rounds + 1):
@@ -265,33 +324,46 @@ def main() -> None:
                     raise RuntimeError(f"{kind} counted {raw['records']} of {n}")
                 s = summarize(kind, raw, n)
                 rows[kind].append(s)
-                print(f"round {rnd} {kind:10s} {s['rps_assign']:>10,.0f} rec/s assign->N ({s['assign_s']:.2f} s), "
-                      f"{s['rps_first']:>10,.0f} rec/s first->N, startup->assigned {s['startup_s']:.2f} s, "
-                      f"assigned->first msg {s['assign_to_first_s']:.2f} s", flush=True)
+                print(
+                    f"round {rnd} {kind:10s} {s['rps_assign']:>10,.0f} rec/s assign->N ({s['assign_s']:.2f} s), "
+                    f"{s['rps_first']:>10,.0f} rec/s first->N, startup->assigned {s['startup_s']:.2f} s, "
+                    f"assigned->first msg {s['assign_to_first_s']:.2f} s",
+                    flush=True,
+                )
         print_tables(rows, n, args.rounds)
     finally:
         broker.stop()
 
 
 def print_tables(rows: dict[str, list[dict]], n: int, rounds: int) -> None:
-    for metric, title in (("rps_assign", "records/s, timed from partition assignment to the N-th message"),
-                          ("rps_first", "records/s, timed from the first message to the N-th message")):
+    for metric, title in (
+        ("rps_assign", "records/s, timed from partition assignment to the N-th message"),
+        ("rps_first", "records/s, timed from the first message to the N-th message"),
+    ):
         bare_median = statistics.median(r[metric] for r in rows["bare"])
         print(f"\n### {title} (N = {n:,})\n")
-        header = "| consumer | " + " | ".join(f"round {i}" for i in range(1, rounds + 1)) + " | median | ratio to bare |"
+        header = (
+            "| consumer | "
+            + " | ".join(f"round {i}" for i in range(1, rounds + 1))
+            + " | median | ratio to bare |"
+        )
         print(header)
         print("|" + "---|" * (rounds + 3))
         for kind, results in rows.items():
             med = statistics.median(r[metric] for r in results)
             cells = " | ".join(f"{r[metric]:,.0f}" for r in results)
             print(f"| {kind} | {cells} | {med:,.0f} | {med / bare_median:.2f} |")
-    print("\n### startup (seconds from process/consumer start to partition assignment; "
-          "assignment to first message)\n")
+    print(
+        "\n### startup (seconds from process/consumer start to partition assignment; "
+        "assignment to first message)\n"
+    )
     print("| consumer | startup->assigned (median) | assigned->first message (median) |")
     print("|---|---|---|")
     for kind, results in rows.items():
-        print(f"| {kind} | {statistics.median(r['startup_s'] for r in results):.2f} | "
-              f"{statistics.median(r['assign_to_first_s'] for r in results):.2f} |")
+        print(
+            f"| {kind} | {statistics.median(r['startup_s'] for r in results):.2f} | "
+            f"{statistics.median(r['assign_to_first_s'] for r in results):.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Held-out MSE (ours within 5% of the tutorial's), artifact size on disk (at most 
 tutorial's) and training time on this machine's cores (under 60 s).
 Run: `.venv/bin/python bench/model_bench.py` (the tutorial's forest takes ~3 minutes to train).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,16 +40,26 @@ def main() -> int:
     train, holdout = split_holdout(load_diamonds())
     rows = [
         # The tutorial: RandomForestRegressor() with defaults, saved with plain joblib.dump.
-        measure("tutorial RandomForestRegressor()", build_pipeline(random_state=42), train, holdout, 0),
-        measure(f"ours {FOREST_PARAMS}, n_jobs=-1", build_pipeline(**FOREST_PARAMS, n_jobs=-1), train, holdout, 3),
+        measure(
+            "tutorial RandomForestRegressor()", build_pipeline(random_state=42), train, holdout, 0
+        ),
+        measure(
+            f"ours {FOREST_PARAMS}, n_jobs=-1",
+            build_pipeline(**FOREST_PARAMS, n_jobs=-1),
+            train,
+            holdout,
+            3,
+        ),
     ]
     print(f"| model ({os.cpu_count()} cores) | held-out MSE | artifact MB | training s |")
     print("|---|---:|---:|---:|")
     for name, mse, size, seconds in rows:
         print(f"| {name} | {mse:,.0f} | {size:.1f} | {seconds:.1f} |")
     (_, base_mse, base_size, _), (_, mse, size, seconds) = rows
-    print(f"\nMSE ratio {mse / base_mse:.3f} (bar <= 1.05), size ratio {size / base_size:.3f} (bar <= 0.333), "
-          f"training {seconds:.1f} s (bar < 60 s)")
+    print(
+        f"\nMSE ratio {mse / base_mse:.3f} (bar <= 1.05), size ratio {size / base_size:.3f} (bar <= 0.333), "
+        f"training {seconds:.1f} s (bar < 60 s)"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ Prints markdown tables (copied into bench/MONITOR_RESULTS.md). Streams are the s
 resampling scenarios drawing real rows with their own predictions, scenarios that edit features
 re-scored with the real model, so predictions carry the drift as they would in production.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,13 @@ from monitor.reference import Reference  # noqa: E402
 from monitor.windows import CountWindow, PredictionBatch  # noqa: E402
 
 MODEL_DIR = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts"))
-SCENARIO_FEATURE = {"carat-shift": "carat", "gradual-carat": "carat", "cut-mix": "cut", "new-category": "clarity",
-                    "price-inflation": "concept"}
+SCENARIO_FEATURE = {
+    "carat-shift": "carat",
+    "gradual-carat": "carat",
+    "cut-mix": "cut",
+    "new-category": "clarity",
+    "price-inflation": "concept",
+}
 
 
 def rss_mb() -> float:
@@ -56,11 +62,17 @@ def reference_from(frame: pd.DataFrame) -> Reference:
     return Reference.from_schema(model_schema(), frame)
 
 
-def batch_of(columns: dict[str, np.ndarray], ids: np.ndarray, ts: np.ndarray, predictions: np.ndarray) -> PredictionBatch:
+def batch_of(
+    columns: dict[str, np.ndarray], ids: np.ndarray, ts: np.ndarray, predictions: np.ndarray
+) -> PredictionBatch:
     schema = model_schema()
-    return PredictionBatch(ids=ids, ts=ts, predictions=predictions,
-                           numeric={c: np.asarray(columns[c], np.float64) for c in schema.numeric},
-                           categorical={c: np.asarray(columns[c]).astype(str) for c in schema.categorical})
+    return PredictionBatch(
+        ids=ids,
+        ts=ts,
+        predictions=predictions,
+        numeric={c: np.asarray(columns[c], np.float64) for c in schema.numeric},
+        categorical={c: np.asarray(columns[c]).astype(str) for c in schema.categorical},
+    )
 
 
 def scenario_stream(frame: pd.DataFrame, model, scenario: str, count: int, onset: int, seed: int):
@@ -77,7 +89,9 @@ def scenario_stream(frame: pd.DataFrame, model, scenario: str, count: int, onset
 
     schema = model_schema()
     source = source_columns(frame, schema)
-    source[schema.prediction] = frame[schema.prediction].to_numpy(np.float64)  # each row's own prediction
+    source[schema.prediction] = frame[schema.prediction].to_numpy(
+        np.float64
+    )  # each row's own prediction
     parsed = parse_scenario(scenario, schema, source)
     config = SimulateConfig(count=count, scenario=parsed, onset=onset, seed=seed)
     parts = [chunk for _, chunk, _ in generate_chunks(source, config)]
@@ -96,15 +110,30 @@ def feed(monitor: DriftMonitor, chunk, predictions, prices, step: int = 250, see
     ts = np.arange(n, dtype=np.int64) * 10
     for start in range(0, n, step):
         rows = slice(start, min(start + step, n))
-        results = monitor.update(batch_of({c: chunk[c][rows] for c in model_schema().feature_names}, ids[rows], ts[rows],
-                                          predictions[rows]))
+        results = monitor.update(
+            batch_of(
+                {c: chunk[c][rows] for c in model_schema().feature_names},
+                ids[rows],
+                ts[rows],
+                predictions[rows],
+            )
+        )
         monitor.update_labels(ids[rows], ts[rows], prices[rows])
         if results:
             # the concept fields of a pane closed in this batch see the labels just added
             yield rows.stop, monitor.result()
 
 
-def detection_delay(frame, model, reference, scenario: str, mode: str, seed: int, onset: int = 10_000, after: int = 10_000) -> int | None:
+def detection_delay(
+    frame,
+    model,
+    reference,
+    scenario: str,
+    mode: str,
+    seed: int,
+    onset: int = 10_000,
+    after: int = 10_000,
+) -> int | None:
     """Records after onset until the first alarm for the scenario (None: never within `after`)."""
     chunk, predictions, prices = scenario_stream(frame, model, scenario, onset + after, onset, seed)
     monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250), mode=mode)
@@ -129,7 +158,10 @@ def false_alarms(frame, reference, records: int, seed: int = 99) -> dict[str, in
     out = {}
     for mode in ("calibrated", "fixed"):
         monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250), mode=mode)
-        out[mode] = sum(r is not None and r.drift_detected for _, r in feed(monitor, chunk, predictions, prices, seed=seed))
+        out[mode] = sum(
+            r is not None and r.drift_detected
+            for _, r in feed(monitor, chunk, predictions, prices, seed=seed)
+        )
     return out
 
 
@@ -147,7 +179,9 @@ def evaluation_cost(frame, reference, window: int, repeats: int = 50) -> float:
     return float(np.median(times))
 
 
-def memory(frame, reference, checkpoints=(1_000_000, 5_000_000), batch: int = 10_000) -> dict[int, float]:
+def memory(
+    frame, reference, checkpoints=(1_000_000, 5_000_000), batch: int = 10_000
+) -> dict[int, float]:
     chunk, predictions, prices = scenario_stream(frame, None, "none", batch, 0, 2)
     monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250))
     b = batch_of(chunk, np.empty(batch, object), np.zeros(batch, np.int64), predictions)
@@ -176,15 +210,29 @@ def publish_predictions(topic: str, frame: pd.DataFrame, records: int) -> None:
     schema = model_schema()
     rows = frame.sample(records, replace=True, random_state=3)
     features = list(schema.feature_names)
-    messages = ((f"b-{i}", orjson.dumps({"id": f"b-{i}", "ts": i, "scored_at": i, "model_version": "bench",
-                                         "prediction": getattr(row, schema.prediction),
-                                         "features": {c: getattr(row, c) for c in features}},
-                                        option=orjson.OPT_SERIALIZE_NUMPY))
-                for i, row in enumerate(rows.itertuples()))
+    messages = (
+        (
+            f"b-{i}",
+            orjson.dumps(
+                {
+                    "id": f"b-{i}",
+                    "ts": i,
+                    "scored_at": i,
+                    "model_version": "bench",
+                    "prediction": getattr(row, schema.prediction),
+                    "features": {c: getattr(row, c) for c in features},
+                },
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            ),
+        )
+        for i, row in enumerate(rows.itertuples())
+    )
     producer, report = Producer(producer_config()), DeliveryReport()
     produce_all(producer, topic, messages, report)
     if producer.flush(60) or report.failed:
-        raise RuntimeError(f"the bench topic was not filled: {report.failed} failed, last error {report.last_error}")
+        raise RuntimeError(
+            f"the bench topic was not filled: {report.failed} failed, last error {report.last_error}"
+        )
 
 
 def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str, float]]]:
@@ -200,29 +248,36 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
     on the gauges). "first" is the old timing, first message to last: the bare consumer has
     prefetched during the group join by then, so it mostly measures draining its local queue.
     """
+    import dataclasses
+
     from confluent_kafka import Consumer
     from prometheus_client import CollectorRegistry
-
-    import dataclasses
 
     from contract.service import freeze_startup_heap
     from contract.settings import Topics, consumer_config, ensure_topics
     from devstack.broker import start_broker
-    from monitor.nanny import fit_from_schema
     from monitor.baseline import Baseline
     from monitor.config import MonitorConfig
+    from monitor.nanny import fit_from_schema
     from monitor.run import Processor, Rebalance, run
     from monitor.sources import JsonPredictions
 
     broker = start_broker(log_path=Path("/tmp") / f"monitor-bench-{uuid.uuid4().hex[:6]}.log")
     suffix = uuid.uuid4().hex[:8]
-    os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
-                       "PREDICTIONS_TOPIC": f"bench-predictions-{suffix}", "LABELS_TOPIC": f"bench-labels-{suffix}"})
+    os.environ.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "PREDICTIONS_TOPIC": f"bench-predictions-{suffix}",
+            "LABELS_TOPIC": f"bench-labels-{suffix}",
+        }
+    )
     schema = model_schema()
     topics = Topics.for_model(schema.name)
     try:
         ensure_topics([topics.predictions, topics.labels], 3)
         publish_predictions(topics.predictions, frame, records)
+
         def bare_run(tag: str) -> dict[str, float]:
             assigned: list[float] = []
 
@@ -235,7 +290,11 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
             consumer.subscribe([topics.predictions, topics.labels], on_assign=on_assign)
             seen, first = 0, None
             while seen < records:
-                got = [m for m in consumer.consume(settings.batch_size, settings.batch_timeout) if m.error() is None]
+                got = [
+                    m
+                    for m in consumer.consume(settings.batch_size, settings.batch_timeout)
+                    if m.error() is None
+                ]
                 if got and first is None:
                     first = time.perf_counter()
                 seen += len(got)
@@ -246,9 +305,14 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
         def monitor_run(tag: str, baseline: Baseline) -> dict[str, float]:
             from monitor.state import create_state_topic
 
-            config = MonitorConfig(group=f"monitor-{suffix}-{tag}", metrics_port=0, state_interval=5.0)
-            run_topics = dataclasses.replace(topics, monitor_state=f"bench-state-{suffix}-{tag}",
-                                             monitor_dlq=f"bench-dlq-{suffix}-{tag}")
+            config = MonitorConfig(
+                group=f"monitor-{suffix}-{tag}", metrics_port=0, state_interval=5.0
+            )
+            run_topics = dataclasses.replace(
+                topics,
+                monitor_state=f"bench-state-{suffix}-{tag}",
+                monitor_dlq=f"bench-dlq-{suffix}-{tag}",
+            )
             create_state_topic(run_topics.monitor_state)
             ensure_topics([run_topics.monitor_dlq], 3)
             registry, stop = CollectorRegistry(), threading.Event()
@@ -266,18 +330,32 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
             def timed_process(self, messages):
                 marks.setdefault("first", time.perf_counter())  # first messages in hand
                 original_process(self, messages)
-                if self.monitor.counters["records"] >= records:  # in the windows, evaluated, gauges shown
+                if (
+                    self.monitor.counters["records"] >= records
+                ):  # in the windows, evaluated, gauges shown
                     marks.setdefault("done", time.perf_counter())
                     finished.set()
 
             Rebalance.on_assign, Processor.process = timed_assign, timed_process
             try:
-                thread = threading.Thread(target=run, args=(config, schema, baseline, run_topics, registry, stop,
-                                                                 JsonPredictions(schema, run_topics)))
+                thread = threading.Thread(
+                    target=run,
+                    args=(
+                        config,
+                        schema,
+                        baseline,
+                        run_topics,
+                        registry,
+                        stop,
+                        JsonPredictions(schema, run_topics),
+                    ),
+                )
                 thread.start()
                 while not finished.wait(0.05):
                     if not thread.is_alive():
-                        raise RuntimeError("the monitor's run loop stopped before reading every record")
+                        raise RuntimeError(
+                            "the monitor's run loop stopped before reading every record"
+                        )
                 stop.set()
                 thread.join(60)
             finally:
@@ -303,17 +381,39 @@ def throughput(frame, records: int, rounds: int = 3) -> dict[str, list[dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=200_000, help="messages for the throughput run")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per scenario for detection delays")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records", type=int, default=200_000, help="messages for the throughput run"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="seeds per scenario for detection delays"
+    )
     parser.add_argument("--no-broker", action="store_true", help="skip the throughput run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/monitor rounds of the throughput run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating bare/monitor rounds of the throughput run",
+    )
     parser.add_argument("--throughput-only", action="store_true", help="only the throughput run")
-    parser.add_argument("--quick", action="store_true", help="smaller runs (no 5M memory run, 200k no-drift records)")
-    parser.add_argument("--after", type=int, default=10_000,
-                        help="detection delays: records watched after the onset (10,000) before a seed counts as missed")
-    parser.add_argument("--delay-only", action="store_true",
-                        help="only the detection delays and the no-drift false alarms (no broker, cost or memory run)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller runs (no 5M memory run, 200k no-drift records)",
+    )
+    parser.add_argument(
+        "--after",
+        type=int,
+        default=10_000,
+        help="detection delays: records watched after the onset (10,000) before a seed counts as missed",
+    )
+    parser.add_argument(
+        "--delay-only",
+        action="store_true",
+        help="only the detection delays and the no-drift false alarms (no broker, cost or memory run)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("SEABORN_DATA", str(ROOT.parent / "shared" / "data" / "seaborn"))
     from scorer.model import load
@@ -328,20 +428,42 @@ def main(argv: list[str] | None = None) -> int:
             return float(np.median([r[timing] for r in t[side]]))
 
         ratios = [m["assigned"] / b["assigned"] for b, m in zip(t["bare"], t["monitor"])]
-        print(f"## Throughput ({args.records:,} predictions, 3 partitions, local Tansu; median of {args.rounds} alternating rounds)\n")
-        print("| consumer | records/s from assignment | ratio | records/s first to last message (prefetch-hidden) | ratio |")
+        print(
+            f"## Throughput ({args.records:,} predictions, 3 partitions, local Tansu; "
+            f"median of {args.rounds} alternating rounds)\n"
+        )
+        print(
+            "| consumer | records/s from assignment | ratio "
+            "| records/s first to last message (prefetch-hidden) | ratio |"
+        )
         print("|---|---:|---:|---:|---:|")
-        print(f"| bare confluent-kafka consume() | {median('bare', 'assigned'):,.0f} | 1.00 | {median('bare', 'first'):,.0f} | 1.00 |")
-        print(f"| monitor run loop (decode + update + evaluate + gauges) | {median('monitor', 'assigned'):,.0f} | "
-              f"{median('monitor', 'assigned') / median('bare', 'assigned'):.2f} | {median('monitor', 'first'):,.0f} | "
-              f"{median('monitor', 'first') / median('bare', 'first'):.2f} |\n")
-        print("rounds (from assignment, bare / monitor / ratio): " + "; ".join(
-            f"{b['assigned']:,.0f} / {m['assigned']:,.0f} / {r:.2f}" for b, m, r in zip(t["bare"], t["monitor"], ratios)) + "\n")
-        estimate_ratios = [e["assigned"] / m["assigned"] for m, e in zip(t["monitor"], t["estimate"])]
-        print(f"monitor with the performance estimated (--estimate on) vs off, from assignment: "
-              f"{median('estimate', 'assigned'):,.0f} vs {median('monitor', 'assigned'):,.0f} records/s, ratio "
-              f"{median('estimate', 'assigned') / median('monitor', 'assigned'):.2f} (bar 0.8); rounds "
-              + ", ".join(f"{r:.2f}" for r in estimate_ratios) + "\n")
+        print(
+            f"| bare confluent-kafka consume() | {median('bare', 'assigned'):,.0f} | 1.00 "
+            f"| {median('bare', 'first'):,.0f} | 1.00 |"
+        )
+        print(
+            f"| monitor run loop (decode + update + evaluate + gauges) | {median('monitor', 'assigned'):,.0f} | "
+            f"{median('monitor', 'assigned') / median('bare', 'assigned'):.2f} | {median('monitor', 'first'):,.0f} | "
+            f"{median('monitor', 'first') / median('bare', 'first'):.2f} |\n"
+        )
+        print(
+            "rounds (from assignment, bare / monitor / ratio): "
+            + "; ".join(
+                f"{b['assigned']:,.0f} / {m['assigned']:,.0f} / {r:.2f}"
+                for b, m, r in zip(t["bare"], t["monitor"], ratios)
+            )
+            + "\n"
+        )
+        estimate_ratios = [
+            e["assigned"] / m["assigned"] for m, e in zip(t["monitor"], t["estimate"])
+        ]
+        print(
+            f"monitor with the performance estimated (--estimate on) vs off, from assignment: "
+            f"{median('estimate', 'assigned'):,.0f} vs {median('monitor', 'assigned'):,.0f} records/s, ratio "
+            f"{median('estimate', 'assigned') / median('monitor', 'assigned'):.2f} (bar 0.8); rounds "
+            + ", ".join(f"{r:.2f}" for r in estimate_ratios)
+            + "\n"
+        )
         if args.throughput_only:
             return 0
 
@@ -353,27 +475,46 @@ def main(argv: list[str] | None = None) -> int:
         print()
 
     no_drift = 200_000 if args.quick else 1_000_000
-    print(f"## Detection delay (records after onset, median over {args.seeds} seeds; window 1000, step 250; "
-          f"watched {args.after:,} records after the onset) "
-          f"and false alarms on {no_drift:,} no-drift records\n")
+    print(
+        f"## Detection delay (records after onset, median over {args.seeds} seeds; window 1000, step 250; "
+        f"watched {args.after:,} records after the onset) "
+        f"and false alarms on {no_drift:,} no-drift records\n"
+    )
     modes = ("calibrated", "fixed")
-    delays = {(scenario, mode): [detection_delay(frame, model, reference, scenario, mode, seed, after=args.after)
-                                 for seed in range(args.seeds)]
-              for scenario in SCENARIO_FEATURE for mode in modes}
-    print("| scenario | calibrated (ert 1e7): delay | tutorial rules (fixed 0.1): delay |\n|---|---:|---:|")
+    delays = {
+        (scenario, mode): [
+            detection_delay(frame, model, reference, scenario, mode, seed, after=args.after)
+            for seed in range(args.seeds)
+        ]
+        for scenario in SCENARIO_FEATURE
+        for mode in modes
+    }
+    print(
+        "| scenario | calibrated (ert 1e7): delay | tutorial rules (fixed 0.1): delay |\n|---|---:|---:|"
+    )
     for scenario in SCENARIO_FEATURE:
         cells = []
         for mode in modes:
             seeds = delays[scenario, mode]
             missed = sum(d is None for d in seeds)
             found = [d for d in seeds if d is not None]
-            cells.append((f"{np.median(found):,.0f}" if found else "never") + (f" ({missed} of {len(seeds)} missed in {args.after:,})" if missed else ""))
+            cells.append(
+                (f"{np.median(found):,.0f}" if found else "never")
+                + (f" ({missed} of {len(seeds)} missed in {args.after:,})" if missed else "")
+            )
         print(f"| {scenario} | {cells[0]} | {cells[1]} |")
     alarms = false_alarms(frame, reference, no_drift)
     scale = 1_000_000 / no_drift
-    print(f"| none: evaluations alarming per 1M records | {alarms['calibrated'] * scale:,.1f} | {alarms['fixed'] * scale:,.1f} |")
-    print(f"\nper seed (0-{args.seeds - 1}; - = not within {args.after:,}), min-max of the seeds that flagged:\n")
-    print("| scenario | calibrated: per seed | min-max | fixed: per seed | min-max |\n|---|---|---:|---|---:|")
+    print(
+        f"| none: evaluations alarming per 1M records | {alarms['calibrated'] * scale:,.1f} "
+        f"| {alarms['fixed'] * scale:,.1f} |"
+    )
+    print(
+        f"\nper seed (0-{args.seeds - 1}; - = not within {args.after:,}), min-max of the seeds that flagged:\n"
+    )
+    print(
+        "| scenario | calibrated: per seed | min-max | fixed: per seed | min-max |\n|---|---|---:|---|---:|"
+    )
     for scenario in SCENARIO_FEATURE:
         cells = []
         for mode in modes:

@@ -22,6 +22,7 @@ with its predictions, written by `bench/monitor_bench.py`'s `publish_predictions
 alternate the variants, so each sees the same machine load; the table gives medians and every
 round.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,30 +49,47 @@ def reader(topic: str, partitions: list[int], expected: int, work: str) -> None:
     from contract.artifacts import REFERENCE_FILE, load_model_schema
     from contract.service import freeze_startup_heap
     from contract.settings import Topics, consumer_config
-    from monitor.decode import Decoder
-    from monitor.metrics import MonitorMetrics
     from monitor.baseline import Baseline, build_monitor, load_reference
     from monitor.config import MonitorConfig
+    from monitor.decode import Decoder
+    from monitor.metrics import MonitorMetrics
     from monitor.run import Processor
     from monitor.sources import JsonPredictions
 
     config = MonitorConfig(metrics_port=0)
     schema = load_model_schema(MODEL_DIR)
     if work == "monitor":
-        reference, topics = load_reference(schema, MODEL_DIR / REFERENCE_FILE), Topics.for_model(schema.name)
-        metrics = MonitorMetrics(CollectorRegistry(), reference, {"predictions": topics.predictions, "labels": topics.labels},
-                                 model=schema.name)
+        reference, topics = (
+            load_reference(schema, MODEL_DIR / REFERENCE_FILE),
+            Topics.for_model(schema.name),
+        )
+        metrics = MonitorMetrics(
+            CollectorRegistry(),
+            reference,
+            {"predictions": topics.predictions, "labels": topics.labels},
+            model=schema.name,
+        )
         # The records are all valid: nothing goes to the DLQ, so no producer (persister) is needed.
-        process = Processor(config, Decoder(schema), build_monitor(config, Baseline(reference)), metrics, topics, {},
-                            None, JsonPredictions(schema, topics)).process
+        process = Processor(
+            config,
+            Decoder(schema),
+            build_monitor(config, Baseline(reference)),
+            metrics,
+            topics,
+            {},
+            None,
+            JsonPredictions(schema, topics),
+        ).process
     elif work == "decode":
         decode_predictions = Decoder(schema).predictions
 
         def process(messages) -> None:
             decode_predictions([m.value() for m in messages])
     else:
+
         def process(messages) -> None:
             pass
+
     consumer = Consumer(consumer_config(f"split-{uuid.uuid4().hex[:8]}"))
     freeze_startup_heap()  # as the services do
     print("ready", flush=True)
@@ -79,20 +97,43 @@ def reader(topic: str, partitions: list[int], expected: int, work: str) -> None:
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     seen = 0
     while seen < expected:
-        messages = [m for m in consumer.consume(config.batch_size, config.batch_timeout) if m.error() is None]
+        messages = [
+            m
+            for m in consumer.consume(config.batch_size, config.batch_timeout)
+            if m.error() is None
+        ]
         if messages:
             process(messages)
             seen += len(messages)
-    print(json.dumps({"done": time.monotonic(), "records": seen}), flush=True)  # CLOCK_MONOTONIC: one clock for all processes
+    print(
+        json.dumps({"done": time.monotonic(), "records": seen}), flush=True
+    )  # CLOCK_MONOTONIC: one clock for all processes
     consumer.close()
 
 
 def timed_run(topic: str, shares: list[list[int]], ends: dict[int, int], work: str) -> float:
     """records/s of len(shares) reader processes started together, each on its partitions."""
-    readers = [subprocess.Popen([sys.executable, __file__, "--reader", work, "--topic", topic,
-                                 "--share", ",".join(map(str, share)), "--expected", str(sum(ends[p] for p in share))],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ)
-               for share in shares]
+    readers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--reader",
+                work,
+                "--topic",
+                topic,
+                "--share",
+                ",".join(map(str, share)),
+                "--expected",
+                str(sum(ends[p] for p in share)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ,
+        )
+        for share in shares
+    ]
     try:
         for process in readers:
             if process.stdout.readline().strip() != "ready":
@@ -119,7 +160,9 @@ def count_by_partition(topic: str, partitions: int) -> dict[int, int]:
 
     from contract.settings import consumer_config
 
-    probe = Consumer({**consumer_config(f"probe-{uuid.uuid4().hex[:8]}"), "enable.partition.eof": True})
+    probe = Consumer(
+        {**consumer_config(f"probe-{uuid.uuid4().hex[:8]}"), "enable.partition.eof": True}
+    )
     probe.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     counts, at_end = dict.fromkeys(range(partitions), 0), set()
     while len(at_end) < partitions:
@@ -134,10 +177,18 @@ def count_by_partition(topic: str, partitions: int) -> dict[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=200_000, help="prediction messages in the topic")
-    parser.add_argument("--partitions", type=int, default=4, help="partitions of the topic (split evenly)")
-    parser.add_argument("--processes", type=int, default=2, help="reader processes of the split rows")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records", type=int, default=200_000, help="prediction messages in the topic"
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions of the topic (split evenly)"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=2, help="reader processes of the split rows"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every variant")
     parser.add_argument("--reader", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
@@ -158,16 +209,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         suffix = uuid.uuid4().hex[:8]
         topic = f"split-predictions-{suffix}"
-        os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "PREDICTIONS_TOPIC": topic,
-                           "LABELS_TOPIC": f"split-labels-{suffix}"})
+        os.environ.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "PREDICTIONS_TOPIC": topic,
+                "LABELS_TOPIC": f"split-labels-{suffix}",
+            }
+        )
         ensure_topics([topic], args.partitions)
-        from bench.monitor_bench import heldout, publish_predictions  # here: the readers run without pandas
+        from bench.monitor_bench import (
+            heldout,
+            publish_predictions,
+        )  # here: the readers run without pandas
 
         publish_predictions(topic, heldout(), args.records)
         ends = count_by_partition(topic, args.partitions)
         every = list(range(args.partitions))
-        split = [every[i::args.processes] for i in range(args.processes)]
-        runs = [("bare", [every]), ("decode", [every]), ("monitor", [every]), ("decode", split), ("monitor", split)]
+        split = [every[i :: args.processes] for i in range(args.processes)]
+        runs = [
+            ("bare", [every]),
+            ("decode", [every]),
+            ("monitor", [every]),
+            ("decode", split),
+            ("monitor", split),
+        ]
         rates: dict[int, list[float]] = {i: [] for i in range(len(runs))}
         for _ in range(args.rounds):
             for i, (work, shares) in enumerate(runs):
@@ -179,13 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         return sorted(values)[len(values) // 2]
 
     bare = median(rates[0])
-    print(f"## Splitting the monitor across processes: the ceiling ({sum(ends.values()):,} predictions, "
-          f"{args.partitions} partitions, local Tansu, {os.cpu_count()} cores; median of {args.rounds} rounds)\n")
-    print("| readers | work per batch | records/s | ratio to bare | rounds: ratio to that round's bare |")
+    print(
+        f"## Splitting the monitor across processes: the ceiling ({sum(ends.values()):,} predictions, "
+        f"{args.partitions} partitions, local Tansu, {os.cpu_count()} cores; median of {args.rounds} rounds)\n"
+    )
+    print(
+        "| readers | work per batch | records/s | ratio to bare | rounds: ratio to that round's bare |"
+    )
     print("|---:|---|---:|---:|---|")
     for i, (work, shares) in enumerate(runs):
         by_round = ", ".join(f"{r / b:.2f}" for r, b in zip(rates[i], rates[0]))
-        print(f"| {len(shares)} | {work} | {median(rates[i]):,.0f} | {median(rates[i]) / bare:.2f} | {by_round} |")
+        print(
+            f"| {len(shares)} | {work} | {median(rates[i]):,.0f} | {median(rates[i]) / bare:.2f} | {by_round} |"
+        )
     return 0
 
 

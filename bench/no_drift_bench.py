@@ -15,6 +15,7 @@ the order they arrive. Printed per seed and in total:
   variance, 99.9th percentile and maximum. Equal distributions say the windows the monitor sees
   are draws like any other; the maximum of one stream is a single extreme value, not a rate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,11 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
         text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
         return {}
-    return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "model"))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "model"))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def wait(condition, timeout: float, what: str) -> None:
@@ -73,7 +77,10 @@ class ArrivalReader(threading.Thread):
 
     def __init__(self, environ: dict[str, str], topic: str, records: int) -> None:
         super().__init__(daemon=True)
-        self.consumer = Consumer(consumer_config(f"arrival-{uuid.uuid4().hex[:8]}", environ) | {"auto.offset.reset": "earliest"})
+        self.consumer = Consumer(
+            consumer_config(f"arrival-{uuid.uuid4().hex[:8]}", environ)
+            | {"auto.offset.reset": "earliest"}
+        )
         self.consumer.subscribe([topic])
         self.records, self.positions, self.partitions = records, [], []
 
@@ -89,29 +96,91 @@ class ArrivalReader(threading.Thread):
 
 def one_seed(bootstrap: str, seed: int, records: int, partitions: int, workdir: Path) -> dict:
     suffix = uuid.uuid4().hex[:8]
-    topics = {"FEATURES_TOPIC": f"f-{suffix}", "LABELS_TOPIC": f"l-{suffix}", "PREDICTIONS_TOPIC": f"p-{suffix}",
-              "DLQ_TOPIC": f"d-{suffix}", "MONITOR_DLQ_TOPIC": f"md-{suffix}", "MONITOR_STATE_TOPIC": f"s-{suffix}"}
-    environ = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
-               "MODEL_DIR": str(MODEL_DIR), "TOPIC_PARTITIONS": str(partitions), "PYTHONUNBUFFERED": "1", **topics}
-    ensure_topics([topics[k] for k in ("FEATURES_TOPIC", "LABELS_TOPIC", "PREDICTIONS_TOPIC", "DLQ_TOPIC", "MONITOR_DLQ_TOPIC")],
-                  partitions, environ)
+    topics = {
+        "FEATURES_TOPIC": f"f-{suffix}",
+        "LABELS_TOPIC": f"l-{suffix}",
+        "PREDICTIONS_TOPIC": f"p-{suffix}",
+        "DLQ_TOPIC": f"d-{suffix}",
+        "MONITOR_DLQ_TOPIC": f"md-{suffix}",
+        "MONITOR_STATE_TOPIC": f"s-{suffix}",
+    }
+    environ = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MODEL_DIR": str(MODEL_DIR),
+        "TOPIC_PARTITIONS": str(partitions),
+        "PYTHONUNBUFFERED": "1",
+        **topics,
+    }
+    ensure_topics(
+        [
+            topics[k]
+            for k in (
+                "FEATURES_TOPIC",
+                "LABELS_TOPIC",
+                "PREDICTIONS_TOPIC",
+                "DLQ_TOPIC",
+                "MONITOR_DLQ_TOPIC",
+            )
+        ],
+        partitions,
+        environ,
+    )
     scorer_port, monitor_port = free_port(), free_port()
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", name, *args], env=environ, cwd=ROOT,
-                                stdout=open(workdir / f"{name}-{seed}.log", "ab"), stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", name, *args],
+            env=environ,
+            cwd=ROOT,
+            stdout=open(workdir / f"{name}-{seed}.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
 
-    scorer = start("scorer", "run", "--group", f"s-{suffix}", "--metrics-host", "127.0.0.1", "--metrics-port", str(scorer_port))
-    monitor = start("monitor", "run", "--group", f"m-{suffix}", "--metrics-host", "127.0.0.1", "--metrics-port", str(monitor_port))
+    scorer = start(
+        "scorer",
+        "run",
+        "--group",
+        f"s-{suffix}",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(scorer_port),
+    )
+    monitor = start(
+        "monitor",
+        "run",
+        "--group",
+        f"m-{suffix}",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(monitor_port),
+    )
     reader = ArrivalReader(environ, topics["PREDICTIONS_TOPIC"], records)
     reader.start()
     consumed = ("monitor_records_consumed_total", (("topic", topics["PREDICTIONS_TOPIC"]),))
     try:
         wait(lambda: scrape(monitor_port) and scrape(scorer_port), 120, "services up")
         started = time.monotonic()
-        producer = start("producer", "simulate", "--count", str(records), "--rate", "0", "--seed", str(seed),
-                         "--label-delay", "0")
-        wait(lambda: scrape(monitor_port).get(consumed) == records, 1800, "monitor consumed every record")
+        producer = start(
+            "producer",
+            "simulate",
+            "--count",
+            str(records),
+            "--rate",
+            "0",
+            "--seed",
+            str(seed),
+            "--label-delay",
+            "0",
+        )
+        wait(
+            lambda: scrape(monitor_port).get(consumed) == records,
+            1800,
+            "monitor consumed every record",
+        )
         seconds = time.monotonic() - started
         reader.join(120)
         samples = scrape(monitor_port)
@@ -119,22 +188,34 @@ def one_seed(bootstrap: str, seed: int, records: int, partitions: int, workdir: 
     finally:
         for process in (monitor, scorer):
             terminate(process, 30)
-    flags = {dict(labels)["feature"]: int(v) for (name, labels), v in samples.items()
-             if name == "drift_feature_detections_total" and v}
-    for name in ("prediction_drift_detections_total", "concept_drift_detections_total",
-                 "estimated_concept_drift_detections_total"):
+    flags = {
+        dict(labels)["feature"]: int(v)
+        for (name, labels), v in samples.items()
+        if name == "drift_feature_detections_total" and v
+    }
+    for name in (
+        "prediction_drift_detections_total",
+        "concept_drift_detections_total",
+        "estimated_concept_drift_detections_total",
+    ):
         if samples.get((name, ())):
             flags[name.removesuffix("_detections_total")] = int(samples[(name, ())])
-    return {"seed": seed, "records": records, "seconds": seconds, "flags": flags,
-            "evaluations": int(samples.get(("monitor_evaluations_total", ()), 0)),
-            "positions": np.array(reader.positions), "partitions": np.array(reader.partitions)}
+    return {
+        "seed": seed,
+        "records": records,
+        "seconds": seconds,
+        "flags": flags,
+        "evaluations": int(samples.get(("monitor_evaluations_total", ()), 0)),
+        "positions": np.array(reader.positions),
+        "partitions": np.array(reader.partitions),
+    }
 
 
 def longest_decreasing(sequence: np.ndarray) -> int:
     tails: list[int] = []
     for x in (-sequence).tolist():
         i = bisect.bisect_left(tails, x)
-        tails[i:i + 1] = [x]
+        tails[i : i + 1] = [x]
     return len(tails)
 
 
@@ -154,7 +235,9 @@ def window_statistics(codes: np.ndarray, counts: np.ndarray, n: int) -> np.ndarr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--records", type=int, default=1_000_000, help="records per seed")
@@ -171,18 +254,28 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             results.append(one_seed(broker.bootstrap, seed, args.records, args.partitions, workdir))
             r = results[-1]
-            print(f"seed {seed}: {r['records']:,} records in {r['seconds']:.0f} s, {r['evaluations']:,} evaluations, "
-                  f"flags {r['flags'] or 'none'}", flush=True)
+            print(
+                f"seed {seed}: {r['records']:,} records in {r['seconds']:.0f} s, {r['evaluations']:,} evaluations, "
+                f"flags {r['flags'] or 'none'}",
+                flush=True,
+            )
     finally:
         broker.stop()
 
     total = sum(r["records"] for r in results)
     flagged = sum(sum(r["flags"].values()) for r in results)
-    print(f"\n## No drift through the broker: {len(results)} seeds x {args.records:,} records, {args.partitions} partitions\n")
-    print(f"records {total:,}; evaluations {sum(r['evaluations'] for r in results):,}; flags {flagged} "
-          f"(budget: at most {total / ERT:.2f} expected, records / ert)\n")
-    print("| seed | every record once | partitions in order | one-partition runs p50 / p99 / max | column | "
-          "scale | mean (simulator order / arrival) | variance | 99.9th pct | max |")
+    print(
+        f"\n## No drift through the broker: {len(results)} seeds x {args.records:,} records, "
+        f"{args.partitions} partitions\n"
+    )
+    print(
+        f"records {total:,}; evaluations {sum(r['evaluations'] for r in results):,}; flags {flagged} "
+        f"(budget: at most {total / ERT:.2f} expected, records / ert)\n"
+    )
+    print(
+        "| seed | every record once | partitions in order | one-partition runs p50 / p99 / max | column | "
+        "scale | mean (simulator order / arrival) | variance | 99.9th pct | max |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         positions = r["positions"]
@@ -196,11 +289,17 @@ def main(argv: list[str] | None = None) -> int:
             values = np.concatenate([chunk[name] for _, chunk, _ in chunks]).astype(str)
             codes = profile.codes(values.tolist())
             for n, scale in ((1000, "window"), (500, "recent")):
-                simulator, arrival = window_statistics(codes, profile.counts, n), window_statistics(codes[positions], profile.counts, n)
+                simulator, arrival = (
+                    window_statistics(codes, profile.counts, n),
+                    window_statistics(codes[positions], profile.counts, n),
+                )
                 pair = lambda f: f"{f(simulator):.2f} / {f(arrival):.2f}"  # noqa: E731
-                print(f"| {r['seed']} | {once} | {in_order} | {np.percentile(runs, 50):.0f} / {np.percentile(runs, 99):.0f} / "
-                      f"{runs.max()} | {name} | {scale} | {pair(np.mean)} | {pair(np.var)} | "
-                      f"{pair(lambda x: np.quantile(x, 0.999))} | {pair(np.max)} |")
+                print(
+                    f"| {r['seed']} | {once} | {in_order} | {np.percentile(runs, 50):.0f} / "
+                    f"{np.percentile(runs, 99):.0f} / {runs.max()} | {name} | {scale} | "
+                    f"{pair(np.mean)} | {pair(np.var)} | "
+                    f"{pair(lambda x: np.quantile(x, 0.999))} | {pair(np.max)} |"
+                )
     return 0
 
 

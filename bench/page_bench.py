@@ -13,6 +13,7 @@ when `playwright` is importable (a throwaway venv: `pip install playwright==1.65
 `playwright install`), with Playwright driving the same /usr/bin/chromium. Prints markdown
 (bench/PAGE_RESULTS.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,9 +64,16 @@ def carat_shift_snapshot(records: int = 13_000, onset: int = 10_000):
     order = order_from_schema(model_schema())
 
     def build():
-        return snapshot(result, window.layout, whole, recent, model="diamonds",
-                        window_text=describe_window(1000, "records"), history=history.points,
-                        order=order)
+        return snapshot(
+            result,
+            window.layout,
+            whole,
+            recent,
+            model="diamonds",
+            window_text=describe_window(1000, "records"),
+            history=history.points,
+            order=order,
+        )
 
     return build, build()
 
@@ -126,8 +134,9 @@ def browsers(html: bytes, runs: int) -> dict[str, list[float]]:
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(Quiet, directory=str(folder)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/index.html"
     from tests.browser import FLAGS, Browser
@@ -144,9 +153,12 @@ def browsers(html: bytes, runs: int) -> dict[str, list[float]]:
         def playwright() -> None:
             with sync_playwright() as p:
                 context = p.chromium.launch_persistent_context(
-                    tempfile.mkdtemp(), executable_path="/usr/bin/chromium", headless=True,
+                    tempfile.mkdtemp(),
+                    executable_path="/usr/bin/chromium",
+                    headless=True,
                     args=[f for f in FLAGS if f != "--headless"],
-                    viewport={"width": 1280, "height": 900})
+                    viewport={"width": 1280, "height": 900},
+                )
                 page = context.new_page()
                 page.goto(url)
                 page.screenshot(full_page=True)
@@ -175,26 +187,37 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     import matplotlib  # first import: font cache, backends
     from matplotlib.backends import backend_svg  # noqa: F401
+
     imported = (time.perf_counter() - start) * 1000
     matplotlib.rcParams["svg.fonttype"] = "none"
     svg = matplotlib_page(snap)
     few = max(args.repeats // 3, 3)
     rows = [
         ("snapshot (from result + panes)", median_ms(build, args.repeats), None),
-        ("render, hand-written SVG (whole page)", median_ms(lambda: render(snap), args.repeats),
-         len(html)),
-        ("matplotlib SVG (the 8 charts only)", median_ms(lambda: matplotlib_page(snap), few),
-         len(svg)),
+        (
+            "render, hand-written SVG (whole page)",
+            median_ms(lambda: render(snap), args.repeats),
+            len(html),
+        ),
+        (
+            "matplotlib SVG (the 8 charts only)",
+            median_ms(lambda: matplotlib_page(snap), few),
+            len(svg),
+        ),
     ]
-    print(f"Diamonds page under carat-shift (6 features + prediction, 12 evaluations of history), "
-          f"median of {args.repeats} (matplotlib: {few}).\n")
+    print(
+        f"Diamonds page under carat-shift (6 features + prediction, 12 evaluations of history), "
+        f"median of {args.repeats} (matplotlib: {few}).\n"
+    )
     print("| step | ms | bytes |\n|---|---:|---:|")
     for name, ms, size in rows:
         print(f"| {name} | {ms:.1f} | {'' if size is None else f'{size:,}'} |")
     print(f"| import matplotlib + SVG backend (once per process) | {imported:.0f} | |")
     if args.browser_runs:
-        print(f"\nStart Chromium, load the page from loopback, full-page screenshot, close "
-              f"({args.browser_runs} alternating runs, seconds):\n")
+        print(
+            f"\nStart Chromium, load the page from loopback, full-page screenshot, close "
+            f"({args.browser_runs} alternating runs, seconds):\n"
+        )
         print("| harness | median | runs |\n|---|---:|---|")
         for name, seconds in browsers(html, args.browser_runs).items():
             runs = ", ".join(f"{s:.2f}" for s in seconds)

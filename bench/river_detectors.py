@@ -12,6 +12,7 @@ the records on which the detector flagged drift:
   by its given scale (`scale__<name>` in the npz, e.g. the reference's mean absolute error), so
   its fixed threshold means the same for dollars and 0/1 errors. Not calibrated to any budget.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,17 @@ def detections(detector, values: np.ndarray) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("series")
     parser.add_argument("out")
-    parser.add_argument("--delta", type=float, required=True,
-                        help="ADWIN's confidence (the bench passes the per-test alpha)")
+    parser.add_argument(
+        "--delta",
+        type=float,
+        required=True,
+        help="ADWIN's confidence (the bench passes the per-test alpha)",
+    )
     args = parser.parse_args(argv)
     data = np.load(args.series)
     out = {}
@@ -46,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         values = data[name].astype(np.float64)
         scale = float(data[f"scale__{name}"]) if f"scale__{name}" in data.files else 1.0
-        out[name] = {"adwin": detections(drift.ADWIN(delta=args.delta), values),
-                     "page_hinkley": detections(drift.PageHinkley(), values / scale)}
+        out[name] = {
+            "adwin": detections(drift.ADWIN(delta=args.delta), values),
+            "page_hinkley": detections(drift.PageHinkley(), values / scale),
+        }
     with open(args.out, "w") as handle:
         json.dump(out, handle)
     return 0

@@ -13,6 +13,7 @@ Any model dir (MODEL_DIR, default artifacts/: the diamonds model): records are d
 reference.csv and laid out as its schema.yaml says.
 Run: `make bench` or `.venv/bin/python bench/scorer_bench.py [--records N]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,25 +43,45 @@ def sample_records(model_dir: Path, count: int, seed: int = 1) -> pd.DataFrame:
     """`count` rows of the reference's features (drawn with replacement), in the schema's order and types."""
     reference = load_reference(model_dir)
     rows = np.random.default_rng(seed).integers(0, len(reference), size=count)
-    return reference.iloc[rows][list(load_model_schema(model_dir).feature_names)].reset_index(drop=True)
+    return reference.iloc[rows][list(load_model_schema(model_dir).feature_names)].reset_index(
+        drop=True
+    )
 
 
 def _native(value):
-    return value.item()  # a numpy scalar (an integer category, say) as the Python value orjson writes
+    return (
+        value.item()
+    )  # a numpy scalar (an integer category, say) as the Python value orjson writes
 
 
-def feature_records(model_dir: Path, frame: pd.DataFrame, prefix: str = "b", now_ms: int | None = None) -> list[tuple[str, bytes]]:
+def feature_records(
+    model_dir: Path, frame: pd.DataFrame, prefix: str = "b", now_ms: int | None = None
+) -> list[tuple[str, bytes]]:
     """(key, feature record JSON) per row, laid out as the model's schema says."""
     schema = load_model_schema(model_dir)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return [(f"{prefix}-{i}", orjson.dumps(schema.feature_record(f"{prefix}-{i}", now_ms, record), default=_native))
-            for i, record in enumerate(frame.to_dict("records"))]
+    return [
+        (
+            f"{prefix}-{i}",
+            orjson.dumps(schema.feature_record(f"{prefix}-{i}", now_ms, record), default=_native),
+        )
+        for i, record in enumerate(frame.to_dict("records"))
+    ]
 
 
-def consume_predictions(bootstrap: str, topic: str, expected: int, timeout: float) -> list[tuple[float, dict]]:
+def consume_predictions(
+    bootstrap: str, topic: str, expected: int, timeout: float
+) -> list[tuple[float, dict]]:
     """(receive time, prediction) until `expected` arrive."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "fetch.wait.max.ms": 50})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": 50,
+        }
+    )
     while topic not in consumer.list_topics(timeout=10).topics:
         time.sleep(0.1)
     consumer.subscribe([topic])
@@ -77,8 +98,13 @@ def consume_predictions(bootstrap: str, topic: str, expected: int, timeout: floa
 
 
 def service_env(bootstrap: str, topics: dict[str, str], model_dir: Path) -> dict[str, str]:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "MODEL_DIR": str(model_dir), **topics}
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MODEL_DIR": str(model_dir),
+        **topics,
+    }
 
 
 def predictions_delivered(port: int) -> float:
@@ -111,28 +137,55 @@ def cpu_seconds(pid: int) -> float:
 
 
 def cpu_per_record(pids: dict[str, int], port: int, count: int) -> dict[str, float]:
-    """CPU µs per record of each process, from now (a batch already delivered) until `count` predictions are delivered."""
+    """CPU µs per record of each process, from now (a batch already delivered) until `count`
+    predictions are delivered."""
     first = predictions_delivered(port)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     while (last := predictions_delivered(port)) < count:
         time.sleep(0.05)
-    return {name: (cpu_seconds(pid) - before[name]) * 1e6 / (last - first) for name, pid in pids.items()}
+    return {
+        name: (cpu_seconds(pid) - before[name]) * 1e6 / (last - first) for name, pid in pids.items()
+    }
 
 
-def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir: Path, tail_meanwhile: bool,
-                      broker_pid: int) -> tuple[float, dict[str, float]]:
-    """Records/s of a scorer (a new group and output topics) draining a features topic that already holds `count` records.
+def scorer_throughput(
+    bootstrap: str,
+    features_topic: str,
+    count: int,
+    model_dir: Path,
+    tail_meanwhile: bool,
+    broker_pid: int,
+) -> tuple[float, dict[str, float]]:
+    """Records/s of a scorer (a new group and output topics) draining a features topic that
+    already holds `count` records.
 
     `tail_meanwhile`: read and parse the predictions while the scorer runs, as a downstream
     consumer on the same 2 cores would; otherwise wait on the scorer's own counter (one scrape
     every 50 ms) and read them after it is done, so that only the scorer uses the machine."""
     suffix = uuid.uuid4().hex[:8]
-    topics = {"FEATURES_TOPIC": features_topic, "PREDICTIONS_TOPIC": f"bench-p-{suffix}",
-              "DLQ_TOPIC": f"bench-d-{suffix}", "LABELS_TOPIC": f"bench-l-{suffix}"}
+    topics = {
+        "FEATURES_TOPIC": features_topic,
+        "PREDICTIONS_TOPIC": f"bench-p-{suffix}",
+        "DLQ_TOPIC": f"bench-d-{suffix}",
+        "LABELS_TOPIC": f"bench-l-{suffix}",
+    }
     port = free_port()
-    scorer = subprocess.Popen([sys.executable, "-m", "scorer", "run", "--metrics-port", str(port), "--group", f"bench-{suffix}"],
-                              env=service_env(bootstrap, topics, model_dir), cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scorer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scorer",
+            "run",
+            "--metrics-port",
+            str(port),
+            "--group",
+            f"bench-{suffix}",
+        ],
+        env=service_env(bootstrap, topics, model_dir),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     cpu: dict[str, float] = {}
     try:
         if not tail_meanwhile:
@@ -149,7 +202,9 @@ def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir
         raise RuntimeError(f"only {len(received)} of {count} predictions arrived")
     # scored_at is stamped per batch: the rate between the first and the last batch excludes
     # process start-up and group join, which are not throughput.
-    scored = np.array([p["scored_at"] for _, p in received], dtype=float)  # scoring.SCORED_AT: in every layout
+    scored = np.array(
+        [p["scored_at"] for _, p in received], dtype=float
+    )  # scoring.SCORED_AT: in every layout
     first, last = scored.min(), scored.max()
     after_first = int((scored > first).sum())
     return after_first / ((last - first) / 1000.0), cpu
@@ -157,26 +212,75 @@ def scorer_throughput(bootstrap: str, features_topic: str, count: int, model_dir
 
 def latency_at_rate(bootstrap: str, model_dir: Path, rate: int, count: int) -> tuple[float, float]:
     suffix = uuid.uuid4().hex[:8]
-    topics = {"FEATURES_TOPIC": f"lat-f-{suffix}", "PREDICTIONS_TOPIC": f"lat-p-{suffix}",
-              "DLQ_TOPIC": f"lat-d-{suffix}", "LABELS_TOPIC": f"lat-l-{suffix}"}
+    topics = {
+        "FEATURES_TOPIC": f"lat-f-{suffix}",
+        "PREDICTIONS_TOPIC": f"lat-p-{suffix}",
+        "DLQ_TOPIC": f"lat-d-{suffix}",
+        "LABELS_TOPIC": f"lat-l-{suffix}",
+    }
     env = service_env(bootstrap, topics, model_dir)
-    scorer = subprocess.Popen([sys.executable, "-m", "scorer", "run", "--metrics-port", "0", "--group", f"lat-{suffix}"],
-                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scorer = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "run", "--metrics-port", "0", "--group", f"lat-{suffix}"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         # Warm up: the scorer joins its group before the timed stream starts.
-        subprocess.run([sys.executable, "-m", "producer", "simulate", "--count", "10", "--rate", "0", "--id-prefix", "warm"],
-                       env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "producer",
+                "simulate",
+                "--count",
+                "10",
+                "--rate",
+                "0",
+                "--id-prefix",
+                "warm",
+            ],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], 10, timeout=120)
         # The simulator reads MODEL_DIR (service_env) for the schema and the reference rows.
-        producer = subprocess.Popen([sys.executable, "-m", "producer", "simulate", "--count", str(count), "--rate", str(rate),
-                                     "--label-delay", "0"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        received = consume_predictions(bootstrap, topics["PREDICTIONS_TOPIC"], count + 10, timeout=count / rate + 120)
+        producer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "producer",
+                "simulate",
+                "--count",
+                str(count),
+                "--rate",
+                str(rate),
+                "--label-delay",
+                "0",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        received = consume_predictions(
+            bootstrap, topics["PREDICTIONS_TOPIC"], count + 10, timeout=count / rate + 120
+        )
         producer.wait(60)
     finally:
         scorer.terminate()
         scorer.wait(30)
     layout = load_model_schema(model_dir).messages
-    latencies = np.array([at * 1000 - p[layout.timestamp] for at, p in received if str(p[layout.id]).startswith("sim-")])
+    latencies = np.array(
+        [
+            at * 1000 - p[layout.timestamp]
+            for at, p in received
+            if str(p[layout.id]).startswith("sim-")
+        ]
+    )
     return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
 
 
@@ -190,9 +294,13 @@ def offline_rate(model, frame: pd.DataFrame, probabilities: bool) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=400_000)
-    parser.add_argument("--rounds", type=int, default=3, help="offline/scorer pairs; the table shows the medians")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="offline/scorer pairs; the table shows the medians"
+    )
     parser.add_argument("--latency-records", type=int, default=20_000)
     args = parser.parse_args(argv)
     model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
@@ -213,30 +321,55 @@ def main(argv: list[str] | None = None) -> int:
         # Rounds alternate the two measures, so a slow spell of this shared machine weighs on both.
         for round_number in range(1, args.rounds + 1):
             offline.append(offline_rate(model, frame, probabilities))
-            rate, cpu = scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, False, broker.process.pid)
+            rate, cpu = scorer_throughput(
+                broker.bootstrap, features_topic, len(frame), model_dir, False, broker.process.pid
+            )
             alone.append(rate)
             cpus.append(cpu)
-            print(f"round {round_number}: offline {offline[-1]:,.0f} records/s, scorer {rate:,.0f} "
-                  f"({rate / offline[-1]:.2f})", file=sys.stderr)
-        tailed, _ = scorer_throughput(broker.bootstrap, features_topic, len(frame), model_dir, True, broker.process.pid)
+            print(
+                f"round {round_number}: offline {offline[-1]:,.0f} records/s, scorer {rate:,.0f} "
+                f"({rate / offline[-1]:.2f})",
+                file=sys.stderr,
+            )
+        tailed, _ = scorer_throughput(
+            broker.bootstrap, features_topic, len(frame), model_dir, True, broker.process.pid
+        )
         offline_last = offline_rate(model, frame, probabilities)
         p50, p99 = latency_at_rate(broker.bootstrap, model_dir, 1000, args.latency_records)
     finally:
         broker.stop()
 
     base, scorer = float(np.median(offline)), float(np.median(alone))
-    print(f"| measure ({args.records:,} records; medians of {args.rounds} alternating rounds) | records/s | ratio to offline batch |")
+    print(
+        f"| measure ({args.records:,} records; medians of {args.rounds} alternating rounds) "
+        "| records/s | ratio to offline batch |"
+    )
     print("|---|---:|---:|")
     print(f"| offline `model.predict`, one call | {base:,.0f} | 1.00 |")
-    print(f"| scorer through the local broker (decode, predict, produce, commit) | {scorer:,.0f} | {scorer / base:.2f} |")
-    print(f"| the same once more, while this script reads and parses every prediction (against an offline run just after) "
-          f"| {tailed:,.0f} | {tailed / offline_last:.2f} |")
-    print(f"| tutorial: one record per `predict` call | {per_record:,.0f} | {per_record / base:.3f} |")
+    print(
+        f"| scorer through the local broker (decode, predict, produce, commit) | {scorer:,.0f} | {scorer / base:.2f} |"
+    )
+    print(
+        "| the same once more, while this script reads and parses every prediction "
+        "(against an offline run just after) "
+        f"| {tailed:,.0f} | {tailed / offline_last:.2f} |"
+    )
+    print(
+        f"| tutorial: one record per `predict` call | {per_record:,.0f} | {per_record / base:.3f} |"
+    )
     print()
-    print("rounds (offline, scorer): " + ", ".join(f"{o:,.0f} / {a:,.0f}" for o, a in zip(offline, alone)))
-    print("CPU µs per record in the scorer's rounds (median): "
-          + ", ".join(f"{name} {np.median([c[name] for c in cpus]):.1f}" for name in cpus[0]))
-    print(f"produce -> prediction received at 1,000 records/s ({args.latency_records:,} records): p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    print(
+        "rounds (offline, scorer): "
+        + ", ".join(f"{o:,.0f} / {a:,.0f}" for o, a in zip(offline, alone))
+    )
+    print(
+        "CPU µs per record in the scorer's rounds (median): "
+        + ", ".join(f"{name} {np.median([c[name] for c in cpus]):.1f}" for name in cpus[0])
+    )
+    print(
+        f"produce -> prediction received at 1,000 records/s ({args.latency_records:,} records): "
+        f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ already holds every record; times are summed from the first non-empty batch on (
 GIL switch interval of S seconds (the comparison behind `scorer.predictor`).
 Run: `.venv/bin/python bench/scorer_breakdown.py [--records N] [--batch-size N] [--predict-thread S]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,16 @@ def timed(name: str, function):
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
         result = function(*args, **kwargs)
-        size = len(result) if isinstance(result, list) else len(args[0]) if args and hasattr(args[0], "__len__") else 0
+        size = (
+            len(result)
+            if isinstance(result, list)
+            else len(args[0])
+            if args and hasattr(args[0], "__len__")
+            else 0
+        )
         timings.setdefault(name, []).append((started, time.perf_counter() - started, size))
         return result
+
     return wrapper
 
 
@@ -68,11 +76,22 @@ class ThreadPredictor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--batch-size", type=int, default=service.ScorerConfig.batch_size, help="the scorer's --batch-size")
-    parser.add_argument("--predict-thread", type=float, metavar="S",
-                        help="predict on a thread, GIL switch interval S seconds (default: the predict process)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=service.ScorerConfig.batch_size,
+        help="the scorer's --batch-size",
+    )
+    parser.add_argument(
+        "--predict-thread",
+        type=float,
+        metavar="S",
+        help="predict on a thread, GIL switch interval S seconds (default: the predict process)",
+    )
     args = parser.parse_args(argv)
     if args.predict_thread:
         sys.setswitchinterval(args.predict_thread)
@@ -80,11 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(os.environ.get("MODEL_DIR", ROOT / "artifacts")).resolve()
     broker = start_broker()
     try:
-        os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_SESSION_TIMEOUT_MS": "6000",
-                           "FEATURES_TOPIC": "bf", "PREDICTIONS_TOPIC": "bp", "DLQ_TOPIC": "bd"})
+        os.environ.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "FEATURES_TOPIC": "bf",
+                "PREDICTIONS_TOPIC": "bp",
+                "DLQ_TOPIC": "bd",
+            }
+        )
         ensure_topics(["bf", "bp", "bd"])
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
-        for key, value in feature_records(model_dir, sample_records(model_dir, args.records), now_ms=1):
+        for key, value in feature_records(
+            model_dir, sample_records(model_dir, args.records), now_ms=1
+        ):
             while True:
                 try:
                     producer.produce("bf", value, key=key)
@@ -96,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         codec = BatchCodec(schema, check_against_schema(model, schema))
         service.collect_batch = timed("consume (collect_batch)", service.collect_batch)
         service.decode_batch = timed("decode + validate", service.decode_batch)
-        service.PredictProcess.result = timed("wait for the prediction", service.PredictProcess.result)
+        service.PredictProcess.result = timed(
+            "wait for the prediction", service.PredictProcess.result
+        )
         service.finish_batch = timed("prediction messages", service.finish_batch)
         service.deliver = timed("produce + flush", service.deliver)
         service.commit = timed("commit", service.commit)
@@ -108,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             stop.set()
 
         threading.Thread(target=stop_when_done, daemon=True).start()
-        service.run(service.ScorerConfig(metrics_port=0, batch_size=args.batch_size), model, codec,
-                    Topics.for_model(schema.name), registry, stop)
+        service.run(
+            service.ScorerConfig(metrics_port=0, batch_size=args.batch_size),
+            model,
+            codec,
+            Topics.for_model(schema.name),
+            registry,
+            stop,
+        )
     finally:
         broker.stop()
     first = min(start for start, _, size in timings["consume (collect_batch)"] if size)

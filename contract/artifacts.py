@@ -8,6 +8,7 @@ MODEL_DIR holds
   metadata.json   optional (written by `scorer train`): library versions, held-out error
 The model version is the content hash of model.joblib, so nothing else is required.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -45,8 +46,10 @@ def load_model_schema(model_dir: Path, schema: Path | None = None) -> Schema:
     """The schema given, else MODEL_DIR/schema.yaml; SchemaError with what to do when there is none."""
     path = Path(schema) if schema is not None else schema_path(model_dir)
     if schema is None and not path.exists():
-        raise SchemaError(f"no schema file {path}: run `python -m scorer train` for the diamonds example, or "
-                          "`python -m monitor profile` to write one for your model (or set MODEL_DIR)")
+        raise SchemaError(
+            f"no schema file {path}: run `python -m scorer train` for the diamonds example, or "
+            "`python -m monitor profile` to write one for your model (or set MODEL_DIR)"
+        )
     return load_schema(path)
 
 
@@ -55,22 +58,32 @@ def read_table(path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     category like "01" keeps its leading zero). SchemaError naming the file when it cannot be read."""
     path = Path(path)
     if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise SchemaError(f"{path}: reference and held-out files are CSV (.csv) or Parquet (.parquet)")
+        raise SchemaError(
+            f"{path}: reference and held-out files are CSV (.csv) or Parquet (.parquet)"
+        )
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype={c: str for c in text_columns} or None, keep_default_na=True)
+            return pd.read_csv(
+                path, dtype={c: str for c in text_columns} or None, keep_default_na=True
+            )
         return pd.read_parquet(path)
     except FileNotFoundError:
-        raise SchemaError(f"no reference file {path}: write one with `python -m scorer reference` "
-                          "(or `python -m scorer train` for the diamonds example)") from None
+        raise SchemaError(
+            f"no reference file {path}: write one with `python -m scorer reference` "
+            "(or `python -m scorer train` for the diamonds example)"
+        ) from None
     except (OSError, ValueError, ImportError) as exc:
         raise SchemaError(f"cannot read {path}: {exc}") from None
 
 
 def reference_columns(schema: Schema, target: bool = True) -> tuple[str, ...]:
     """Columns the reference file must have: features, target, prediction, probabilities."""
-    return (*schema.feature_names, *([schema.target] if target else []), schema.prediction,
-            *schema.probability_columns)
+    return (
+        *schema.feature_names,
+        *([schema.target] if target else []),
+        schema.prediction,
+        *schema.probability_columns,
+    )
 
 
 def read_reference(path: Path, schema: Schema, target: bool = True) -> pd.DataFrame:
@@ -85,9 +98,11 @@ def read_reference(path: Path, schema: Schema, target: bool = True) -> pd.DataFr
     frame = read_table(path, text)
     missing = [c for c in reference_columns(schema, target) if c not in frame.columns]
     if missing:
-        raise SchemaError(f"{path}: no column {missing[0]!r}, which {schema.source} needs "
-                          f"({'feature' if missing[0] in schema.feature_names else 'target, prediction or probability'}); "
-                          f"the file has {', '.join(map(str, frame.columns[:20]))}")
+        raise SchemaError(
+            f"{path}: no column {missing[0]!r}, which {schema.source} needs "
+            f"({'feature' if missing[0] in schema.feature_names else 'target, prediction or probability'}); "
+            f"the file has {', '.join(map(str, frame.columns[:20]))}"
+        )
     if len(frame) < 2:
         raise SchemaError(f"{path}: a reference needs at least 2 rows, it has {len(frame)}")
     out = {}
@@ -95,7 +110,9 @@ def read_reference(path: Path, schema: Schema, target: bool = True) -> pd.DataFr
         values = frame[column]
         empty = int(values.isna().sum())
         if empty:
-            raise SchemaError(f"{path}: column {column!r} is empty in {empty} of {len(frame)} rows: drop or fill them")
+            raise SchemaError(
+                f"{path}: column {column!r} is empty in {empty} of {len(frame)} rows: drop or fill them"
+            )
         kind = _column_kind(schema, column)
         out[column] = _as_kind(values, kind, path, column)
         if kind == "number" and not np.all(np.isfinite(out[column])):
@@ -117,8 +134,10 @@ def _check_timestamps(frame: pd.DataFrame, schema: Schema, path: Path) -> None:
         try:
             rule.check(value.item() if isinstance(value, np.generic) else value)
         except InvalidRecord:
-            raise SchemaError(f"{path}: column {column!r} holds {_shown(value)}, not {fmt} as {schema.source} says "
-                              "(messages.timestamp_format: epoch_ms, epoch_s or iso8601; `monitor profile` infers it)") from None
+            raise SchemaError(
+                f"{path}: column {column!r} holds {_shown(value)}, not {fmt} as {schema.source} says "
+                "(messages.timestamp_format: epoch_ms, epoch_s or iso8601; `monitor profile` infers it)"
+            ) from None
 
 
 def _column_kind(schema: Schema, column: str) -> str:
@@ -134,7 +153,9 @@ def _as_kind(values: pd.Series, kind: str, path: Path, column: str) -> np.ndarra
         converted = pd.to_numeric(values, errors="coerce")
         if converted.isna().any():
             bad = values[converted.isna()].iloc[0]
-            raise SchemaError(f"{path}: column {column!r} is numeric in the schema but holds {_shown(bad)}")
+            raise SchemaError(
+                f"{path}: column {column!r} is numeric in the schema but holds {_shown(bad)}"
+            )
         return converted.to_numpy(np.float64)
     if kind == "string":
         return values.astype(str).to_numpy(object)
@@ -144,13 +165,17 @@ def _as_kind(values: pd.Series, kind: str, path: Path, column: str) -> np.ndarra
         mapping = {"true": True, "false": False, "1": True, "0": False}
         texts = values.astype(str).str.strip().str.lower()
         if not texts.isin(list(mapping)).all():
-            raise SchemaError(f"{path}: column {column!r} is boolean in the schema but holds "
-                              f"{_shown(values[~texts.isin(list(mapping))].iloc[0])}")
+            raise SchemaError(
+                f"{path}: column {column!r} is boolean in the schema but holds "
+                f"{_shown(values[~texts.isin(list(mapping))].iloc[0])}"
+            )
         return texts.map(mapping).to_numpy(object)
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.isna().any() or not np.all(numbers == np.round(numbers)):
         bad = values[numbers.isna() | (numbers != np.round(numbers))].iloc[0]
-        raise SchemaError(f"{path}: column {column!r} holds integer categories in the schema but has {_shown(bad)}")
+        raise SchemaError(
+            f"{path}: column {column!r} holds integer categories in the schema but has {_shown(bad)}"
+        )
     return numbers.astype(np.int64).to_numpy(object)
 
 

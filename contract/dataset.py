@@ -10,6 +10,7 @@ affairs: statsmodels' `fair` (Fair 1978, extramarital affairs; 6,366 women surve
 Each loader returns the schema's feature columns (in the schema's order and types: numbers as
 floats, categories as their kind) and its target, so training reads columns from the schema only.
 """
+
 from __future__ import annotations
 
 import pandas as pd

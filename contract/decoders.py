@@ -1,8 +1,8 @@
 """Typed decoders built from a schema at start-up, and the checks that give the verdict on what they refuse.
 
-    decoders = Decoders(schema)                               once at start-up
-    decode_records(values, decoders.prediction, fallback)     a batch in one C pass -> records, [(position, Rejection)]
-    verdict(check_prediction, decoders, raw)                  one record the typed decoder refused -> record or Rejection
+    decoders = Decoders(schema)                            once at start-up
+    decode_records(values, decoders.prediction, fallback)  a batch in one C pass -> records, [(position, Rejection)]
+    verdict(check_prediction, decoders, raw)               one record the typed decoder refused -> record or Rejection
 
 The Structs' fields come from the schema's field rules (`contract.rules`): the typed decoder and
 the check apply the same rule, so the fast path and the verdict cannot disagree. Three message
@@ -11,31 +11,48 @@ target), predictions (scorer or any serving system -> monitor: laid out as `mess
 labels (`{id, ts, <target>}`, as `labels` says). Validation never raises on bad input: a refused
 record becomes a `Rejection` naming one reason.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 import keyword
+from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 import numpy as np
 import orjson
 
-from contract.rules import (MAX_RECORD_BYTES, MISSING_FIELD, NOT_JSON, NOT_OBJECT, OVERSIZE, WRONG_TYPE, FieldRule,
-                            InvalidRecord, Rejection)
+from contract.rules import (
+    MAX_RECORD_BYTES,
+    MISSING_FIELD,
+    NOT_JSON,
+    NOT_OBJECT,
+    OVERSIZE,
+    WRONG_TYPE,
+    FieldRule,
+    InvalidRecord,
+    Rejection,
+)
 from contract.schema import Schema
 
 
 def _attr(index: int, key: str, taken: set[str]) -> str:
     """A Python attribute name for a JSON key (the key itself when it can be one)."""
-    name = key if key.isidentifier() and not keyword.iskeyword(key) and key not in taken else f"f{index}"
+    name = (
+        key
+        if key.isidentifier() and not keyword.iskeyword(key) and key not in taken
+        else f"f{index}"
+    )
     taken.add(name)
     return name
 
 
-def _struct(name: str, rules: Sequence[FieldRule], extra: Sequence[tuple[str, Any]] = ()) -> tuple[type, dict[str, str]]:
+def _struct(
+    name: str, rules: Sequence[FieldRule], extra: Sequence[tuple[str, Any]] = ()
+) -> tuple[type, dict[str, str]]:
     """(a msgspec Struct type for these rules, {JSON key: attribute}); extra (key, type) fields are
     optional (default None): a feature record may carry its label."""
     taken: set[str] = set()
@@ -46,8 +63,13 @@ def _struct(name: str, rules: Sequence[FieldRule], extra: Sequence[tuple[str, An
         fields.append((attrs[key], annotation | None, None))
     # gc=False: records hold only strings, numbers and plain Structs, so they need no cycle tracking,
     # and allocating thousands per batch then does not trigger collections.
-    struct = msgspec.defstruct(name, fields, rename={a: k for k, a in attrs.items() if a != k}, gc=False,
-                               omit_defaults=True)
+    struct = msgspec.defstruct(
+        name,
+        fields,
+        rename={a: k for k, a in attrs.items() if a != k},
+        gc=False,
+        omit_defaults=True,
+    )
     return struct, attrs
 
 
@@ -63,29 +85,48 @@ class Decoders:
         m = schema.messages
         target = schema.target_rule(schema.label_field)
         # Feature records: id, ts and the features at top level; the target optionally (publish).
-        self.record_type, self.record_attrs = _struct("FeatureRecord", schema.record_rules,
-                                                      [(schema.target, schema.target_rule(schema.target).annotation)])
+        self.record_type, self.record_attrs = _struct(
+            "FeatureRecord",
+            schema.record_rules,
+            [(schema.target, schema.target_rule(schema.target).annotation)],
+        )
         self.record = msgspec.json.Decoder(self.record_type)
-        self.features_type, self.features_attrs = _struct("Features", [schema.feature_rule(f) for f in schema.features])
+        self.features_type, self.features_attrs = _struct(
+            "Features", [schema.feature_rule(f) for f in schema.features]
+        )
         # Predictions as the monitor reads them: scored_at, model_version and unknown fields skipped.
-        head = [FieldRule(m.id, "id"), FieldRule(m.timestamp, schema.messages.timestamp_format), schema.prediction_rule()]
+        head = [
+            FieldRule(m.id, "id"),
+            FieldRule(m.timestamp, schema.messages.timestamp_format),
+            schema.prediction_rule(),
+        ]
         if m.probabilities:
             head.append(FieldRule(m.probabilities, "probabilities", classes=schema.class_texts))
         head += [FieldRule(field, "probability") for _, field in m.probability_fields]
         if m.features:
             self.prediction_type, self.prediction_attrs = self._nested("Prediction", head)
         else:
-            self.prediction_type, self.prediction_attrs = _struct("Prediction", [*head, *(schema.feature_rule(f) for f in schema.features)])
+            self.prediction_type, self.prediction_attrs = _struct(
+                "Prediction", [*head, *(schema.feature_rule(f) for f in schema.features)]
+            )
         self.prediction = msgspec.json.Decoder(self.prediction_type)
-        label_rules = [FieldRule(schema.labels.id, "id"), FieldRule(schema.labels.timestamp, schema.messages.timestamp_format), target]
+        label_rules = [
+            FieldRule(schema.labels.id, "id"),
+            FieldRule(schema.labels.timestamp, schema.messages.timestamp_format),
+            target,
+        ]
         self.label_type, self.label_attrs = _struct("Label", label_rules)
         self.label = msgspec.json.Decoder(self.label_type)
         self.head_rules, self.label_rules = tuple(head), tuple(label_rules)
         # JSON keys decoded as the integer union (an int, or an integral float the getters turn into one)
         self._integral = {
-            "record": {r.key for r in (*schema.record_rules, schema.target_rule(schema.target)) if r.kind == "integer"},
-            "prediction": {r.key for r in head if r.kind == "integer"} | (
-                set() if m.features else {f.name for f in schema.features if f.kind == "integer"}),
+            "record": {
+                r.key
+                for r in (*schema.record_rules, schema.target_rule(schema.target))
+                if r.kind == "integer"
+            },
+            "prediction": {r.key for r in head if r.kind == "integer"}
+            | (set() if m.features else {f.name for f in schema.features if f.kind == "integer"}),
             "features": {f.name for f in schema.features if f.kind == "integer"},
             "label": {r.key for r in label_rules if r.kind == "integer"},
         }
@@ -95,8 +136,12 @@ class Decoders:
         attrs = {rule.key: _attr(i, rule.key, taken) for i, rule in enumerate(head)}
         key = self.schema.messages.features
         attrs[key] = _attr(len(head), key, taken)
-        fields = [(attrs[rule.key], rule.annotation) for rule in head] + [(attrs[key], self.features_type)]
-        struct = msgspec.defstruct(name, fields, rename={a: k for k, a in attrs.items() if a != k}, gc=False)
+        fields = [(attrs[rule.key], rule.annotation) for rule in head] + [
+            (attrs[key], self.features_type)
+        ]
+        struct = msgspec.defstruct(
+            name, fields, rename={a: k for k, a in attrs.items() if a != k}, gc=False
+        )
         return struct, attrs
 
     def getter(self, kind: str, key: str) -> Callable[[Any], Any]:
@@ -162,10 +207,16 @@ def check_prediction(d: Decoders, obj: Any) -> Any:
         key = schema.messages.features
         features = obj.get(key)
         if not isinstance(features, dict):
-            raise InvalidRecord(MISSING_FIELD if features is None else WRONG_TYPE, f"'{key}' must be an object")
-        inner = d.features_type(*_apply(features, [schema.feature_rule(f) for f in schema.features]))
+            raise InvalidRecord(
+                MISSING_FIELD if features is None else WRONG_TYPE, f"'{key}' must be an object"
+            )
+        inner = d.features_type(
+            *_apply(features, [schema.feature_rule(f) for f in schema.features])
+        )
         return d.prediction_type(*_apply(obj, d.head_rules), inner)
-    return d.prediction_type(*_apply(obj, [*d.head_rules, *(schema.feature_rule(f) for f in schema.features)]))
+    return d.prediction_type(
+        *_apply(obj, [*d.head_rules, *(schema.feature_rule(f) for f in schema.features)])
+    )
 
 
 def check_label(d: Decoders, obj: Any) -> Any:
@@ -173,7 +224,12 @@ def check_label(d: Decoders, obj: Any) -> Any:
     return d.label_type(*_apply(_object(obj, "label"), d.label_rules))
 
 
-def verdict(check: Callable[[Decoders, Any], Any], decoders: Decoders, raw: bytes | str | Any, parsed: bool = False) -> Any:
+def verdict(
+    check: Callable[[Decoders, Any], Any],
+    decoders: Decoders,
+    raw: bytes | str | Any,
+    parsed: bool = False,
+) -> Any:
     """check(decoders, parsed raw) or the Rejection naming why not."""
     try:
         return check(decoders, raw if parsed else parse_json(raw))
@@ -184,8 +240,9 @@ def verdict(check: Callable[[Decoders, Any], Any], decoders: Decoders, raw: byte
 DecodeFailure = (msgspec.ValidationError, msgspec.DecodeError)
 
 
-def decode_records(values: Sequence[bytes], decoder: msgspec.json.Decoder,
-                   fallback: Callable[[bytes], Any]) -> tuple[list, list[tuple[int, Rejection]]]:
+def decode_records(
+    values: Sequence[bytes], decoder: msgspec.json.Decoder, fallback: Callable[[bytes], Any]
+) -> tuple[list, list[tuple[int, Rejection]]]:
     """(records, (position, rejection) of the others) of a batch.
 
     The whole batch goes through the typed decoder in one C-level pass; only when some value is
@@ -218,6 +275,9 @@ def epoch_ms(values: Sequence[Any], timestamp_format: str) -> np.ndarray:
         return np.fromiter(values, np.int64, len(values))
     if timestamp_format == "epoch_s":
         return np.round(np.fromiter(values, np.float64, len(values)) * 1000).astype(np.int64)
-    utc = dt.timezone.utc
-    return np.fromiter((round((v if v.tzinfo else v.replace(tzinfo=utc)).timestamp() * 1000) for v in values),
-                       np.int64, len(values))
+    utc = dt.UTC
+    return np.fromiter(
+        (round((v if v.tzinfo else v.replace(tzinfo=utc)).timestamp() * 1000) for v in values),
+        np.int64,
+        len(values),
+    )

@@ -1,4 +1,5 @@
 """Producing with back-pressure and delivery accounting, shared by every service that writes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -6,8 +7,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -40,15 +41,29 @@ class DeliveryReport:
 
 # Failures a new attempt can cure (a delivery with a new producer, a consumer by polling on):
 # the broker was away, was replaced (its producer ids and topics gone), or moved a partition.
-_TRANSIENT_CODES = frozenset({
-    KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT,
-    KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_PRODUCER_ID,
-    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError._PURGE_QUEUE,
-    KafkaError._PURGE_INFLIGHT, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError._MAX_POLL_EXCEEDED,
-    # The producer itself is dead (e.g. fenced after a broker lost its ids): a new one is the cure.
-    KafkaError._FATAL, KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_ID_MAPPING,
-})
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError._MAX_POLL_EXCEEDED,
+        # The producer itself is dead (e.g. fenced after a broker lost its ids): a new one is the cure.
+        KafkaError._FATAL,
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    }
+)
 
 
 def is_transient(error: KafkaError) -> bool:
@@ -61,7 +76,11 @@ def producer_failure(exc: BaseException) -> KafkaError | None:
     A fatal producer error raised while librdkafka runs a Python callback surfaces as a
     SystemError whose cause is the KafkaException."""
     for candidate in (exc, exc.__cause__):
-        if isinstance(candidate, KafkaException) and candidate.args and isinstance(candidate.args[0], KafkaError):
+        if (
+            isinstance(candidate, KafkaException)
+            and candidate.args
+            and isinstance(candidate.args[0], KafkaError)
+        ):
             return candidate.args[0]
     return None
 
@@ -85,19 +104,31 @@ def discard(producer: Producer) -> None:
         producer.purge()
 
 
-def produce(producer: Producer, topic: str, value: bytes, key: str | bytes | None, report: DeliveryReport,
-            headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: str | bytes | None,
+    report: DeliveryReport,
+    headers: Sequence[tuple[str, bytes]] | None = None,
+) -> None:
     """Queue one message; when librdkafka's queue is full, serve callbacks until there is room."""
     while True:
         try:
-            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report.on_delivery)
+            producer.produce(
+                topic, value=value, key=key, headers=headers, on_delivery=report.on_delivery
+            )
             return
         except BufferError:
             producer.poll(0.05)
 
 
-def produce_all(producer: Producer, topic: str, keyed_values: Iterable[tuple[str | bytes, bytes]],
-                report: DeliveryReport) -> None:
+def produce_all(
+    producer: Producer,
+    topic: str,
+    keyed_values: Iterable[tuple[str | bytes, bytes]],
+    report: DeliveryReport,
+) -> None:
     """Queue (key, value) pairs to one topic: `produce` for a batch, without a Python call per
     message in between (the scorer's hot path); a full queue is served as `produce` does."""
     send, on_delivery = producer.produce, report.on_delivery
@@ -112,8 +143,12 @@ class BrokerUnavailable(RuntimeError):
     """The cluster did not answer within the start-up timeout."""
 
 
-def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 120.0, interval: float = 2.0,
-                    stop: threading.Event | None = None) -> bool:
+def wait_for_broker(
+    environ: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    interval: float = 2.0,
+    stop: threading.Event | None = None,
+) -> bool:
     """Block until the cluster answers a metadata request, logging each retry; False if `stop` was set first.
 
     Services started before the broker (compose, systemd) wait here instead of crashing, and a
@@ -139,7 +174,12 @@ def wait_for_broker(environ: Mapping[str, str] | None = None, timeout: float = 1
                     f"Kafka at {config['bootstrap.servers']} did not answer within {timeout:.0f} s: "
                     "check KAFKA_BOOTSTRAP_SERVERS and that the broker is running"
                 ) from exc
-            log.warning("waiting for Kafka at %s (attempt %d): %s", config["bootstrap.servers"], attempt, exc)
+            log.warning(
+                "waiting for Kafka at %s (attempt %d): %s",
+                config["bootstrap.servers"],
+                attempt,
+                exc,
+            )
             stop.wait(interval)
     return False
 

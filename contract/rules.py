@@ -21,13 +21,15 @@ Traceback (most recent call last):
 ...
 contract.rules.InvalidRecord: 'grade' must be an integer, got a fractional number
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Sequence
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -46,7 +48,15 @@ MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 NOT_FINITE = "not_finite"
 OUT_OF_RANGE = "out_of_range"
-REJECTION_REASONS = (NOT_JSON, OVERSIZE, NOT_OBJECT, MISSING_FIELD, WRONG_TYPE, NOT_FINITE, OUT_OF_RANGE)
+REJECTION_REASONS = (
+    NOT_JSON,
+    OVERSIZE,
+    NOT_OBJECT,
+    MISSING_FIELD,
+    WRONG_TYPE,
+    NOT_FINITE,
+    OUT_OF_RANGE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +107,9 @@ def value_kind(values: Sequence[Any]) -> str | None:
 
 
 # -- numeric ranges --------------------------------------------------------------------------------
-_FINITE = Meta(ge=-sys.float_info.max, le=sys.float_info.max)  # JSON has no NaN; 1e999 overflows to inf
+_FINITE = Meta(
+    ge=-sys.float_info.max, le=sys.float_info.max
+)  # JSON has no NaN; 1e999 overflows to inf
 
 
 @dataclass(frozen=True)
@@ -112,21 +124,49 @@ class Bounds:
     def meta(self) -> Meta:
         if self == Bounds():
             return _FINITE
-        low = {"gt": self.gt} if self.gt is not None else {"ge": self.ge if self.ge is not None else -sys.float_info.max}
-        high = {"lt": self.lt} if self.lt is not None else {"le": self.le if self.le is not None else sys.float_info.max}
+        low = (
+            {"gt": self.gt}
+            if self.gt is not None
+            else {"ge": self.ge if self.ge is not None else -sys.float_info.max}
+        )
+        high = (
+            {"lt": self.lt}
+            if self.lt is not None
+            else {"le": self.le if self.le is not None else sys.float_info.max}
+        )
         return Meta(**low, **high)
 
     def contains(self, value: float) -> bool:
-        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
-                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+        return (
+            (self.gt is None or value > self.gt)
+            and (self.ge is None or value >= self.ge)
+            and (self.lt is None or value < self.lt)
+            and (self.le is None or value <= self.le)
+        )
 
     def __str__(self) -> str:
-        low = f"({self.gt:g}" if self.gt is not None else f"[{self.ge:g}" if self.ge is not None else "(-inf"
-        high = f"{self.lt:g})" if self.lt is not None else f"{self.le:g}]" if self.le is not None else "inf)"
+        low = (
+            f"({self.gt:g}"
+            if self.gt is not None
+            else f"[{self.ge:g}"
+            if self.ge is not None
+            else "(-inf"
+        )
+        high = (
+            f"{self.lt:g})"
+            if self.lt is not None
+            else f"{self.le:g}]"
+            if self.le is not None
+            else "inf)"
+        )
         return f"{low}, {high}"
 
     def to_yaml(self) -> dict[str, float]:
-        return {k: v for k, v in (("gt", self.gt), ("ge", self.ge), ("lt", self.lt), ("le", self.le)) if v is not None}
+        return {
+            k: v
+            for k, v in (("gt", self.gt), ("ge", self.ge), ("lt", self.lt), ("le", self.le))
+            if v is not None
+        }
 
 
 UNIT = Bounds(ge=0.0, le=1.0)
@@ -164,7 +204,9 @@ class Kind:
 def _check_id(rule: FieldRule, value: Any) -> str:
     # Integer ids are accepted and normalised to strings, so joins by id never miss on type.
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidRecord(WRONG_TYPE, f"'{rule.key}' must be a string, got {type(value).__name__}")
+        raise InvalidRecord(
+            WRONG_TYPE, f"'{rule.key}' must be a string, got {type(value).__name__}"
+        )
     value = str(value)
     if not 0 < len(value) <= MAX_ID_LENGTH:
         raise InvalidRecord(OUT_OF_RANGE, f"'{rule.key}' must be 1-{MAX_ID_LENGTH} characters")
@@ -173,7 +215,9 @@ def _check_id(rule: FieldRule, value: Any) -> str:
 
 def _check_epoch_ms(rule: FieldRule, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRecord(WRONG_TYPE, f"'{rule.key}' must be an integer (epoch ms), got {type(value).__name__}")
+        raise InvalidRecord(
+            WRONG_TYPE, f"'{rule.key}' must be an integer (epoch ms), got {type(value).__name__}"
+        )
     if not 0 <= value < MAX_EPOCH_MS:
         raise InvalidRecord(OUT_OF_RANGE, f"'{rule.key}'={value} is not an epoch-ms timestamp")
     return value
@@ -181,24 +225,34 @@ def _check_epoch_ms(rule: FieldRule, value: Any) -> int:
 
 def _check_epoch_s(rule: FieldRule, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRecord(WRONG_TYPE, f"'{rule.key}' must be a number (epoch seconds), got {type(value).__name__}")
+        raise InvalidRecord(
+            WRONG_TYPE, f"'{rule.key}' must be a number (epoch seconds), got {type(value).__name__}"
+        )
     return number(rule.key, value, EPOCH_SECONDS)
 
 
 def _check_iso8601(rule: FieldRule, value: Any) -> dt.datetime:
     if not isinstance(value, str):
-        raise InvalidRecord(WRONG_TYPE, f"'{rule.key}' must be an ISO-8601 string, got {type(value).__name__}")
+        raise InvalidRecord(
+            WRONG_TYPE, f"'{rule.key}' must be an ISO-8601 string, got {type(value).__name__}"
+        )
     try:  # msgspec's own parser: exactly what the typed decoder accepts
         return msgspec.convert(value, dt.datetime)
     except msgspec.ValidationError:
-        raise InvalidRecord(WRONG_TYPE, f"'{rule.key}'={value[:40]!r} is not an ISO-8601 date-time") from None
+        raise InvalidRecord(
+            WRONG_TYPE, f"'{rule.key}'={value[:40]!r} is not an ISO-8601 date-time"
+        ) from None
 
 
 def _check_string(rule: FieldRule, value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidRecord(WRONG_TYPE, f"'{rule.key}' must be a string, got {type(value).__name__}")
+        raise InvalidRecord(
+            WRONG_TYPE, f"'{rule.key}' must be a string, got {type(value).__name__}"
+        )
     if not 0 < len(value) <= MAX_CATEGORY_LENGTH:
-        raise InvalidRecord(OUT_OF_RANGE, f"'{rule.key}' must be 1-{MAX_CATEGORY_LENGTH} characters")
+        raise InvalidRecord(
+            OUT_OF_RANGE, f"'{rule.key}' must be 1-{MAX_CATEGORY_LENGTH} characters"
+        )
     return value
 
 
@@ -215,7 +269,9 @@ def _check_integer(rule: FieldRule, value: Any) -> int:
 
 def _check_boolean(rule: FieldRule, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise InvalidRecord(WRONG_TYPE, f"'{rule.key}' must be true or false, got {type(value).__name__}")
+        raise InvalidRecord(
+            WRONG_TYPE, f"'{rule.key}' must be true or false, got {type(value).__name__}"
+        )
     return value
 
 
@@ -225,7 +281,9 @@ def _check_probabilities(rule: FieldRule, value: Any) -> Any:
     values = []
     for text in rule.classes:
         if text not in value:
-            raise InvalidRecord(MISSING_FIELD, f"'{rule.key}' has no probability for class {text!r}")
+            raise InvalidRecord(
+                MISSING_FIELD, f"'{rule.key}' has no probability for class {text!r}"
+            )
         values.append(number(f"{rule.key}.{text}", value[text], UNIT))
     return probability_struct(rule.classes)(*values)
 
@@ -233,18 +291,32 @@ def _check_probabilities(rule: FieldRule, value: Any) -> Any:
 _PROBABILITY = Annotated[float, UNIT.meta()]
 
 KINDS: dict[str, Kind] = {
-    "id": Kind(lambda rule: Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)], _check_id),
+    "id": Kind(
+        lambda rule: Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)], _check_id
+    ),
     "epoch_ms": Kind(lambda rule: Annotated[int, Meta(ge=0, lt=MAX_EPOCH_MS)], _check_epoch_ms),
     "epoch_s": Kind(lambda rule: Annotated[float, EPOCH_SECONDS.meta()], _check_epoch_s),
     "iso8601": Kind(lambda rule: dt.datetime, _check_iso8601),
-    "number": Kind(lambda rule: Annotated[float, rule.bounds.meta()], lambda rule, value: number(rule.key, value, rule.bounds)),
-    "string": Kind(lambda rule: Annotated[str, Meta(min_length=1, max_length=MAX_CATEGORY_LENGTH)], _check_string),
+    "number": Kind(
+        lambda rule: Annotated[float, rule.bounds.meta()],
+        lambda rule, value: number(rule.key, value, rule.bounds),
+    ),
+    "string": Kind(
+        lambda rule: Annotated[str, Meta(min_length=1, max_length=MAX_CATEGORY_LENGTH)],
+        _check_string,
+    ),
     # An integral float is that integer (a label 1.0 is class 1): the decoders' getters make it an int.
-    "integer": Kind(lambda rule: (Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
-                                  | Annotated[float, Meta(multiple_of=1, ge=-MAX_EXACT_INTEGER, le=MAX_EXACT_INTEGER)]),
-                    _check_integer),
+    "integer": Kind(
+        lambda rule: (
+            Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+            | Annotated[float, Meta(multiple_of=1, ge=-MAX_EXACT_INTEGER, le=MAX_EXACT_INTEGER)]
+        ),
+        _check_integer,
+    ),
     "boolean": Kind(lambda rule: bool, _check_boolean),
-    "probability": Kind(lambda rule: _PROBABILITY, lambda rule, value: number(rule.key, value, UNIT)),
+    "probability": Kind(
+        lambda rule: _PROBABILITY, lambda rule, value: number(rule.key, value, UNIT)
+    ),
     "probabilities": Kind(lambda rule: probability_struct(rule.classes), _check_probabilities),
 }
 
@@ -274,7 +346,11 @@ def probability_struct(classes: tuple[str, ...]) -> type:
     struct = _PROBABILITY_STRUCTS.get(classes)
     if struct is None:
         names = [f"p{i}" for i in range(len(classes))]
-        struct = msgspec.defstruct("Probabilities", [(n, _PROBABILITY) for n in names],
-                                   rename=dict(zip(names, classes)), gc=False)
+        struct = msgspec.defstruct(
+            "Probabilities",
+            [(n, _PROBABILITY) for n in names],
+            rename=dict(zip(names, classes)),
+            gc=False,
+        )
         _PROBABILITY_STRUCTS[classes] = struct
     return struct

@@ -10,12 +10,14 @@ model itself: what every service agrees on about a record derives from it:
   level), predictions (`messages`) and labels (`labels`);
 - how the producer writes records and labels (`feature_record`, `label_record`, `timestamp_value`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from contract.rules import Bounds, FieldRule, category_text, value_kind
 
@@ -43,7 +45,9 @@ class Feature:
     type: str
     bounds: Bounds = Bounds()
     categories: tuple[Any, ...] = ()
-    observed: tuple[float, float] | None = None  # numeric: range seen in the reference (information only)
+    observed: tuple[float, float] | None = (
+        None  # numeric: range seen in the reference (information only)
+    )
 
     @property
     def numeric(self) -> bool:
@@ -83,8 +87,13 @@ class Layout:
     @property
     def head(self) -> tuple[str, ...]:
         """The top-level fields other than the features."""
-        return (self.id, self.timestamp, self.prediction, *([self.probabilities] if self.probabilities else []),
-                *(f for _, f in self.probability_fields))
+        return (
+            self.id,
+            self.timestamp,
+            self.prediction,
+            *([self.probabilities] if self.probabilities else []),
+            *(f for _, f in self.probability_fields),
+        )
 
 
 @dataclass(frozen=True)
@@ -108,9 +117,15 @@ class Schema:
     messages: Layout = Layout()
     labels: LabelLayout = LabelLayout()
     source: str = "<schema>"  # the file it came from, for messages
-    reference_probabilities: tuple[tuple[str, str], ...] = ()  # (class text, reference column); () = proba_<class>
-    format: str = "json"  # how the inference log is written (contract.formats): json, avro, oip-v2, ...
-    paired: Any = None  # a paired format's requests/responses layout (contract.formats.layout.PairedLayout)
+    reference_probabilities: tuple[
+        tuple[str, str], ...
+    ] = ()  # (class text, reference column); () = proba_<class>
+    format: str = (
+        "json"  # how the inference log is written (contract.formats): json, avro, oip-v2, ...
+    )
+    paired: Any = (
+        None  # a paired format's requests/responses layout (contract.formats.layout.PairedLayout)
+    )
 
     # -- columns ---------------------------------------------------------------------------------
     @property
@@ -133,7 +148,9 @@ class Schema:
         for f in self.features:
             if f.name == name:
                 return f
-        raise KeyError(f"{self.source}: no feature {name!r} (features: {', '.join(self.feature_names)})")
+        raise KeyError(
+            f"{self.source}: no feature {name!r} (features: {', '.join(self.feature_names)})"
+        )
 
     @property
     def class_kind(self) -> str:
@@ -156,7 +173,9 @@ class Schema:
     def probability_columns(self) -> tuple[str, ...]:
         """Reference-file columns of `probability_classes`: the schema's `probabilities` mapping, else proba_<class>."""
         named = dict(self.reference_probabilities)
-        return tuple(named.get(text, PROBABILITY_PREFIX + text) for text in self.probability_classes)
+        return tuple(
+            named.get(text, PROBABILITY_PREFIX + text) for text in self.probability_classes
+        )
 
     @property
     def label_field(self) -> str:
@@ -180,8 +199,11 @@ class Schema:
     @property
     def record_rules(self) -> tuple[FieldRule, ...]:
         """Feature records: id, timestamp, the features (top level)."""
-        return (FieldRule(self.messages.id, "id"), FieldRule(self.messages.timestamp, self.messages.timestamp_format),
-                *map(self.feature_rule, self.features))
+        return (
+            FieldRule(self.messages.id, "id"),
+            FieldRule(self.messages.timestamp, self.messages.timestamp_format),
+            *map(self.feature_rule, self.features),
+        )
 
     # -- encoding --------------------------------------------------------------------------------
     def timestamp_value(self, epoch_ms: int) -> int | float | str:
@@ -190,15 +212,28 @@ class Schema:
             return int(epoch_ms)
         if self.messages.timestamp_format == "epoch_s":
             return int(epoch_ms) // 1000 if int(epoch_ms) % 1000 == 0 else int(epoch_ms) / 1000
-        return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return (
+            dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
 
-    def feature_record(self, record_id: str, epoch_ms: int, features: Mapping[str, Any]) -> dict[str, Any]:
+    def feature_record(
+        self, record_id: str, epoch_ms: int, features: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """A feature record as the producer publishes it."""
-        return {self.messages.id: record_id, self.messages.timestamp: self.timestamp_value(epoch_ms),
-                **{name: features[name] for name in self.feature_names}}
+        return {
+            self.messages.id: record_id,
+            self.messages.timestamp: self.timestamp_value(epoch_ms),
+            **{name: features[name] for name in self.feature_names},
+        }
 
     def label_record(self, record_id: str, epoch_ms: int, target: Any) -> dict[str, Any]:
-        return {self.labels.id: record_id, self.labels.timestamp: self.timestamp_value(epoch_ms), self.label_field: target}
+        return {
+            self.labels.id: record_id,
+            self.labels.timestamp: self.timestamp_value(epoch_ms),
+            self.label_field: target,
+        }
 
     def to_yaml(self) -> dict[str, Any]:
         """The schema as the YAML file's mapping (load_schema(dump) gives an equal schema)."""
@@ -220,19 +255,28 @@ class Schema:
         if self.reference_probabilities:
             out["probabilities"] = {self._class_of(t): c for t, c in self.reference_probabilities}
         m = self.messages
-        probabilities = m.probabilities or ({self._class_of(t): f for t, f in m.probability_fields} or None)
+        probabilities = m.probabilities or (
+            {self._class_of(t): f for t, f in m.probability_fields} or None
+        )
         if self.paired is not None:  # a serving system's requests and responses
             out["messages"] = {**self.paired.to_yaml(), "timestamp_format": m.timestamp_format}
         else:
-            out["messages"] = {**({"format": self.format} if self.format != "json" else {}), "id": m.id,
-                               "timestamp": m.timestamp, "timestamp_format": m.timestamp_format,
-                               "prediction": m.prediction, **({"probabilities": probabilities} if probabilities else {}),
-                               "features": m.features}
-        out["labels"] = {"id": self.labels.id, "timestamp": self.labels.timestamp, "target": self.label_field}
+            out["messages"] = {
+                **({"format": self.format} if self.format != "json" else {}),
+                "id": m.id,
+                "timestamp": m.timestamp,
+                "timestamp_format": m.timestamp_format,
+                "prediction": m.prediction,
+                **({"probabilities": probabilities} if probabilities else {}),
+                "features": m.features,
+            }
+        out["labels"] = {
+            "id": self.labels.id,
+            "timestamp": self.labels.timestamp,
+            "target": self.label_field,
+        }
         return out
 
     def _class_of(self, text: str) -> Any:
         """The schema's class whose text is `text` (1 for "1")."""
         return dict(zip(self.class_texts, self.classes))[text]
-
-

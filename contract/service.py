@@ -1,4 +1,5 @@
 """What every service's shell shares: stopping on signals, telling records from consumer events, a settled heap."""
+
 from __future__ import annotations
 
 import ctypes
@@ -9,8 +10,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from socketserver import ThreadingMixIn
-from typing import Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -110,7 +111,10 @@ def log_failed_commit(error: KafkaError | None, _partitions: list) -> None:
     A failed commit loses nothing: the records since the last commit are read again after a
     restart (at-least-once; the monitor resumes from its state snapshot anyway)."""
     if error is not None and error.code() != KafkaError._NO_OFFSET:
-        log.warning("offset commit failed (records since the last commit are read again after a restart): %s", error)
+        log.warning(
+            "offset commit failed (records since the last commit are read again after a restart): %s",
+            error,
+        )
 
 
 class PortInUse(RuntimeError):
@@ -131,16 +135,27 @@ def check_port(host: str, port: int, flag: str) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise PortInUse(f"port {port} on {host} is already in use: choose another with {flag} "
-                                "(or stop what holds it)") from None
-            raise PortInUse(f"cannot listen on {host}:{port} ({exc.strerror}): change {flag}") from None
+                raise PortInUse(
+                    f"port {port} on {host} is already in use: choose another with {flag} "
+                    "(or stop what holds it)"
+                ) from None
+            raise PortInUse(
+                f"cannot listen on {host}:{port} ({exc.strerror}): change {flag}"
+            ) from None
 
 
-Page = Callable[[], "tuple[str, bytes, Mapping[str, str]] | None"]  # () -> (content type, body, headers), None: not yet
+Page = Callable[
+    [], "tuple[str, bytes, Mapping[str, str]] | None"
+]  # () -> (content type, body, headers), None: not yet
 
 
-def serve_metrics(registry, host: str, port: int, flag: str = "--metrics-port", pages: Mapping[str, Page] | None = None
-                  ) -> None:
+def serve_metrics(
+    registry,
+    host: str,
+    port: int,
+    flag: str = "--metrics-port",
+    pages: Mapping[str, Page] | None = None,
+) -> None:
     """Prometheus /metrics on host:port (0: off), and any `pages` ({path: page}; a page that answers
     None is not there yet: 503) beside it; PortInUse naming `flag` when the port is taken.
 
@@ -157,13 +172,21 @@ def serve_metrics(registry, host: str, port: int, flag: str = "--metrics-port", 
     def app(environ, start_response):
         path = environ.get("PATH_INFO") or "/"
         if path not in routes:
-            return metrics_app(environ, start_response)  # /metrics (prometheus_client answers any other path too)
+            return metrics_app(
+                environ, start_response
+            )  # /metrics (prometheus_client answers any other path too)
         answer = routes[path]()
         if answer is None:
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")])
+            start_response(
+                "503 Service Unavailable",
+                [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")],
+            )
             return [b"no evaluation yet: the window is filling\n"]
         content_type, body, headers = answer
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers.items()])
+        start_response(
+            "200 OK",
+            [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers.items()],
+        )
         return [body]
 
     class Server(ThreadingMixIn, WSGIServer):
@@ -180,14 +203,20 @@ def serve_metrics(registry, host: str, port: int, flag: str = "--metrics-port", 
         check_port(host, port, flag)  # names the usual cause; anything else is reported as is
         raise PortInUse(f"cannot serve metrics on {host}:{port} ({exc}): change {flag}") from None
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    log.info("metrics on http://%s:%d/metrics%s", host, port,
-             "".join(f", {path} on http://{host}:{port}{path}" for path in routes))
+    log.info(
+        "metrics on http://%s:%d/metrics%s",
+        host,
+        port,
+        "".join(f", {path} on http://{host}:{port}{path}" for path in routes),
+    )
 
 
 CLOSE_UNREACHABLE_SECONDS = 5.0
 
 
-def close_consumer(consumer, broker_away: bool = False, within: float = CLOSE_UNREACHABLE_SECONDS) -> None:
+def close_consumer(
+    consumer, broker_away: bool = False, within: float = CLOSE_UNREACHABLE_SECONDS
+) -> None:
     """Close the consumer (it leaves its group, so partitions move on at once).
 
     With the broker known to be away (a delivery or snapshot just timed out), leaving the group
@@ -203,8 +232,11 @@ def close_consumer(consumer, broker_away: bool = False, within: float = CLOSE_UN
     closing.start()
     closing.join(within)
     if closing.is_alive():
-        log.warning("the broker did not answer the consumer's close within %.0f s: exiting without leaving the group "
-                    "(it expires this member after its session timeout)", within)
+        log.warning(
+            "the broker did not answer the consumer's close within %.0f s: exiting without leaving the group "
+            "(it expires this member after its session timeout)",
+            within,
+        )
 
 
 class Totals:
@@ -225,8 +257,15 @@ class Totals:
     3.0
     """
 
-    def __init__(self, registry, read, families, labels: dict[str, str], label: str | None = None) -> None:
-        self.read, self.families, self.labels, self.label = read, list(families), dict(labels), label
+    def __init__(
+        self, registry, read, families, labels: dict[str, str], label: str | None = None
+    ) -> None:
+        self.read, self.families, self.labels, self.label = (
+            read,
+            list(families),
+            dict(labels),
+            label,
+        )
         self.base: dict[str, int] = {}
         registry.register(self)
 
@@ -240,11 +279,14 @@ class Totals:
         names = list(self.labels)
         for name, documentation, keys in self.families:
             keyed = keys if isinstance(keys, dict) else {None: keys}
-            family = CounterMetricFamily(name, documentation,
-                                         labels=names + ([self.label] if None not in keyed else []))
+            family = CounterMetricFamily(
+                name, documentation, labels=names + ([self.label] if None not in keyed else [])
+            )
             for value, key in keyed.items():
-                family.add_metric(list(self.labels.values()) + ([value] if value is not None else []),
-                                  float(now[key] - self.base.get(key, 0)))
+                family.add_metric(
+                    list(self.labels.values()) + ([value] if value is not None else []),
+                    float(now[key] - self.base.get(key, 0)),
+                )
             yield family
 
     def describe(self):

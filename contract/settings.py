@@ -5,12 +5,13 @@ any other `KAFKA_<KEY>` maps to the dotted librdkafka key (`KAFKA_SECURITY_PROTO
 `security.protocol`, `KAFKA_SASL_MECHANISMS` -> `sasl.mechanisms`), so SASL/SSL clusters need
 no code change.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,9 @@ DEFAULT_BOOTSTRAP = "localhost:9092"
 DEFAULT_PARTITIONS = 3
 
 # Env vars that look like KAFKA_* but configure the broker container, not a client.
-_NOT_CLIENT_KEYS = frozenset({"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS", "KAFKA_LOG4J_OPTS"})
+_NOT_CLIENT_KEYS = frozenset(
+    {"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS", "KAFKA_LOG4J_OPTS"}
+)
 
 
 @dataclass(frozen=True)
@@ -33,29 +36,48 @@ class Topics:
     dlq: str = "diamonds.dlq"  # records the scorer refused
     monitor_dlq: str = "diamonds.monitor-dlq"  # predictions and labels the monitor refused
     monitor_state: str = "diamonds.monitor-state"  # compacted: the monitor's window snapshots
-    monitor_panes: str = "diamonds.monitor-panes"  # monitor workers' closed panes, for the one evaluator
+    monitor_panes: str = (
+        "diamonds.monitor-panes"  # monitor workers' closed panes, for the one evaluator
+    )
 
-    ENV = {"features": "FEATURES_TOPIC", "labels": "LABELS_TOPIC", "predictions": "PREDICTIONS_TOPIC",
-           "dlq": "DLQ_TOPIC", "monitor_dlq": "MONITOR_DLQ_TOPIC", "monitor_state": "MONITOR_STATE_TOPIC",
-           "monitor_panes": "MONITOR_PANES_TOPIC"}
-    SUFFIX = {"features": "", "labels": ".labels", "predictions": ".predictions", "dlq": ".dlq",
-              "monitor_dlq": ".monitor-dlq", "monitor_state": ".monitor-state", "monitor_panes": ".monitor-panes"}
+    ENV = {
+        "features": "FEATURES_TOPIC",
+        "labels": "LABELS_TOPIC",
+        "predictions": "PREDICTIONS_TOPIC",
+        "dlq": "DLQ_TOPIC",
+        "monitor_dlq": "MONITOR_DLQ_TOPIC",
+        "monitor_state": "MONITOR_STATE_TOPIC",
+        "monitor_panes": "MONITOR_PANES_TOPIC",
+    }
+    SUFFIX = {
+        "features": "",
+        "labels": ".labels",
+        "predictions": ".predictions",
+        "dlq": ".dlq",
+        "monitor_dlq": ".monitor-dlq",
+        "monitor_state": ".monitor-state",
+        "monitor_panes": ".monitor-panes",
+    }
 
     @classmethod
-    def for_model(cls, model: str = "diamonds", environ: Mapping[str, str] | None = None) -> "Topics":
+    def for_model(cls, model: str = "diamonds", environ: Mapping[str, str] | None = None) -> Topics:
         """The model's topics: `<model><suffix>` unless the env var names another."""
         env = os.environ if environ is None else environ
-        return cls(**{role: env.get(var) or f"{model}{cls.SUFFIX[role]}" for role, var in cls.ENV.items()})
+        return cls(
+            **{role: env.get(var) or f"{model}{cls.SUFFIX[role]}" for role, var in cls.ENV.items()}
+        )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Topics":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Topics:
         return cls.for_model("diamonds", environ)
 
     @classmethod
     def help(cls, roles: tuple[str, ...]) -> str:
         """For --help: which env var names each topic, and its default."""
-        return "; ".join(f"{role.replace('_', ' ')} topic from {cls.ENV[role]} (default <model>{cls.SUFFIX[role]})"
-                         for role in roles)
+        return "; ".join(
+            f"{role.replace('_', ' ')} topic from {cls.ENV[role]} (default <model>{cls.SUFFIX[role]})"
+            for role in roles
+        )
 
 
 @dataclass(frozen=True)
@@ -66,32 +88,84 @@ class Groups:
     monitor: str = "monitor"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Groups":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Groups:
         env = os.environ if environ is None else environ
-        return cls(scorer=env.get("SCORER_GROUP") or cls.scorer, monitor=env.get("MONITOR_GROUP") or cls.monitor)
+        return cls(
+            scorer=env.get("SCORER_GROUP") or cls.scorer,
+            monitor=env.get("MONITOR_GROUP") or cls.monitor,
+        )
 
 
 # librdkafka properties that only one kind of client knows (the C / P column of librdkafka's
 # CONFIGURATION.md). Passed to the other kind they are ignored with a CONFWARN line at every
 # start, so a KAFKA_SESSION_TIMEOUT_MS meant for consumers would warn in every producer.
-CONSUMER_ONLY = frozenset({
-    "group.id", "group.instance.id", "group.protocol", "group.protocol.type", "group.remote.assignor",
-    "partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms", "coordinator.query.interval.ms",
-    "max.poll.interval.ms", "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
-    "queued.min.messages", "queued.max.messages.kbytes", "fetch.wait.max.ms", "fetch.queue.backoff.ms",
-    "fetch.message.max.bytes", "max.partition.fetch.bytes", "fetch.max.bytes", "fetch.min.bytes",
-    "fetch.error.backoff.ms", "isolation.level", "enable.partition.eof", "check.crcs", "auto.offset.reset",
-    "consume.callback.max.messages", "offset.store.method", "auto.commit.enable",
-})
-PRODUCER_ONLY = frozenset({
-    "transactional.id", "transaction.timeout.ms", "enable.idempotence", "enable.gapless.guarantee",
-    "queue.buffering.max.messages", "queue.buffering.max.kbytes", "queue.buffering.max.ms", "linger.ms",
-    "message.send.max.retries", "retries", "queue.buffering.backpressure.threshold", "compression.codec",
-    "compression.type", "compression.level", "batch.num.messages", "batch.size", "delivery.report.only.error",
-    "sticky.partitioning.linger.ms", "request.required.acks", "acks", "request.timeout.ms", "message.timeout.ms",
-    "delivery.timeout.ms", "partitioner",
-})
-_ROLE_SKIPS = {"consumer": PRODUCER_ONLY, "producer": CONSUMER_ONLY, "admin": CONSUMER_ONLY | PRODUCER_ONLY, "any": frozenset()}
+CONSUMER_ONLY = frozenset(
+    {
+        "group.id",
+        "group.instance.id",
+        "group.protocol",
+        "group.protocol.type",
+        "group.remote.assignor",
+        "partition.assignment.strategy",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "coordinator.query.interval.ms",
+        "max.poll.interval.ms",
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "enable.auto.offset.store",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "fetch.wait.max.ms",
+        "fetch.queue.backoff.ms",
+        "fetch.message.max.bytes",
+        "max.partition.fetch.bytes",
+        "fetch.max.bytes",
+        "fetch.min.bytes",
+        "fetch.error.backoff.ms",
+        "isolation.level",
+        "enable.partition.eof",
+        "check.crcs",
+        "auto.offset.reset",
+        "consume.callback.max.messages",
+        "offset.store.method",
+        "auto.commit.enable",
+    }
+)
+PRODUCER_ONLY = frozenset(
+    {
+        "transactional.id",
+        "transaction.timeout.ms",
+        "enable.idempotence",
+        "enable.gapless.guarantee",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "queue.buffering.max.ms",
+        "linger.ms",
+        "message.send.max.retries",
+        "retries",
+        "queue.buffering.backpressure.threshold",
+        "compression.codec",
+        "compression.type",
+        "compression.level",
+        "batch.num.messages",
+        "batch.size",
+        "delivery.report.only.error",
+        "sticky.partitioning.linger.ms",
+        "request.required.acks",
+        "acks",
+        "request.timeout.ms",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "partitioner",
+    }
+)
+_ROLE_SKIPS = {
+    "consumer": PRODUCER_ONLY,
+    "producer": CONSUMER_ONLY,
+    "admin": CONSUMER_ONLY | PRODUCER_ONLY,
+    "any": frozenset(),
+}
 
 
 def client_config(environ: Mapping[str, str] | None = None, role: str = "admin") -> dict[str, str]:
@@ -102,7 +176,7 @@ def client_config(environ: Mapping[str, str] | None = None, role: str = "admin")
     config = {"bootstrap.servers": DEFAULT_BOOTSTRAP}
     for name, value in env.items():
         if name.startswith("KAFKA_") and name not in _NOT_CLIENT_KEYS and len(name) > len("KAFKA_"):
-            key = name[len("KAFKA_"):].lower().replace("_", ".")
+            key = name[len("KAFKA_") :].lower().replace("_", ".")
             if key not in skip:
                 config[key] = value
     return config
@@ -115,7 +189,9 @@ def client_config(environ: Mapping[str, str] | None = None, role: str = "admin")
 RESEND_AFTER_MS = 15_000
 
 
-def producer_config(environ: Mapping[str, str] | None = None, message_timeout_ms: int | None = None) -> dict[str, object]:
+def producer_config(
+    environ: Mapping[str, str] | None = None, message_timeout_ms: int | None = None
+) -> dict[str, object]:
     """Durable producer: acks from all replicas, idempotent so retries add no duplicates."""
     return {
         "enable.idempotence": True,
@@ -142,8 +218,12 @@ FETCH_WAIT_MS = 50
 SCORER_FETCH_WAIT_MS = FETCH_WAIT_MS
 
 
-def consumer_config(group: str, environ: Mapping[str, str] | None = None,
-                    fetch_wait_ms: int = FETCH_WAIT_MS, same_partitions: bool = False) -> dict[str, object]:
+def consumer_config(
+    group: str,
+    environ: Mapping[str, str] | None = None,
+    fetch_wait_ms: int = FETCH_WAIT_MS,
+    same_partitions: bool = False,
+) -> dict[str, object]:
     """Group consumer that commits only what the caller says is done (at-least-once).
 
     `fetch_wait_ms`: librdkafka's fetch.wait.max.ms (see FETCH_WAIT_MS); KAFKA_FETCH_WAIT_MAX_MS
@@ -172,15 +252,21 @@ def consumer_config(group: str, environ: Mapping[str, str] | None = None,
     }
 
 
-def reader_config(group: str, from_beginning: bool = True, environ: Mapping[str, str] | None = None) -> dict[str, object]:
+def reader_config(
+    group: str, from_beginning: bool = True, environ: Mapping[str, str] | None = None
+) -> dict[str, object]:
     """A consumer that reads and never commits (a tail, the state reader, the evaluator, which
     keeps its position in its own state): a group of its own, no offsets moved.
 
     'latest' (from_beginning=False) asks the broker for end offsets, which some brokers (Tansu)
     only approximate (see docs/operations.md)."""
-    return {"enable.auto.commit": False, "fetch.wait.max.ms": FETCH_WAIT_MS,
-            "auto.offset.reset": "earliest" if from_beginning else "latest",
-            **client_config(environ, "consumer"), "group.id": group}
+    return {
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": FETCH_WAIT_MS,
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+        **client_config(environ, "consumer"),
+        "group.id": group,
+    }
 
 
 def acknowledged_producer_config(environ: Mapping[str, str] | None = None) -> dict[str, object]:
@@ -189,7 +275,12 @@ def acknowledged_producer_config(environ: Mapping[str, str] | None = None) -> di
     return {"acks": "all", **client_config(environ, "producer")}
 
 
-def ensure_topics(names: list[str], partitions: int = DEFAULT_PARTITIONS, environ: Mapping[str, str] | None = None, timeout: float = 30.0) -> None:
+def ensure_topics(
+    names: list[str],
+    partitions: int = DEFAULT_PARTITIONS,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -199,7 +290,9 @@ def ensure_topics(names: list[str], partitions: int = DEFAULT_PARTITIONS, enviro
     missing = [n for n in dict.fromkeys(names) if n not in existing]
     if not missing:
         return
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in missing], operation_timeout=timeout)
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions) for n in missing], operation_timeout=timeout
+    )
     for name, future in futures.items():
         try:
             future.result(timeout)
@@ -209,7 +302,9 @@ def ensure_topics(names: list[str], partitions: int = DEFAULT_PARTITIONS, enviro
                 raise
 
 
-def partition_counts(names: list[str], environ: Mapping[str, str] | None = None, timeout: float = 30.0) -> dict[str, int]:
+def partition_counts(
+    names: list[str], environ: Mapping[str, str] | None = None, timeout: float = 30.0
+) -> dict[str, int]:
     """{topic: its partition count} (0 for a topic that does not exist)."""
     from confluent_kafka.admin import AdminClient
 

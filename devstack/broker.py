@@ -4,6 +4,7 @@ Memory storage (the default): everything is lost when the process ends (see ../s
 Durable storage: `storage="s3://BUCKET/"` with `env=LocalS3.tansu_env()` (devstack/s3.py); a broker
 started again on the same storage and port has every topic, record and committed offset back.
 """
+
 from __future__ import annotations
 
 import logging
@@ -68,22 +69,41 @@ def wait_for_port(port: int, timeout: float) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s") from None
+                raise TimeoutError(
+                    f"nothing listens on 127.0.0.1:{port} after {timeout} s"
+                ) from None
             time.sleep(0.05)
 
 
-def start_broker(port: int | None = None, log_path: Path | None = None, timeout: float = 15.0,
-                 storage: str = "memory://tansu/", env: dict[str, str] | None = None) -> LocalBroker:
+def start_broker(
+    port: int | None = None,
+    log_path: Path | None = None,
+    timeout: float = 15.0,
+    storage: str = "memory://tansu/",
+    env: dict[str, str] | None = None,
+) -> LocalBroker:
     """Start Tansu on loopback and wait until it accepts connections."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", storage, "--cluster-id", "local"]
+    command = [
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        storage,
+        "--cluster-id",
+        "local",
+    ]
     # Tansu logs an ERROR BrokenPipe line on every client disconnect: harmless, so its output
     # goes to a file rather than the terminal.
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(env or {})}
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     broker = LocalBroker(port, process)
     try:
         wait_for_port(port, timeout)

@@ -26,6 +26,7 @@ Three traps, each dealt with here or in the caller:
   that one consumer argument changed (a Kafka broker answers a waiting fetch as soon as data
   arrives, so the patch is only needed for the local broker).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from devstack.broker import free_port
 
@@ -71,8 +72,10 @@ def mlserver_python() -> str:
     """The interpreter that has MLServer: MLSERVER_PYTHON, else .venv-mlserver/bin/python."""
     python = os.environ.get("MLSERVER_PYTHON") or str(DEFAULT_VENV / "bin" / "python")
     if not Path(python).exists():
-        raise MLServerMissing(f"no MLServer interpreter at {python}: run `make mlserver` (a separate venv from "
-                              "requirements-mlserver.txt) or set MLSERVER_PYTHON")
+        raise MLServerMissing(
+            f"no MLServer interpreter at {python}: run `make mlserver` (a separate venv from "
+            "requirements-mlserver.txt) or set MLSERVER_PYTHON"
+        )
     return python
 
 
@@ -85,7 +88,9 @@ class ServedModel:
     version: str = "v1"
 
 
-def write_repository(folder: Path, models: Sequence[ServedModel], settings: Mapping[str, object]) -> Path:
+def write_repository(
+    folder: Path, models: Sequence[ServedModel], settings: Mapping[str, object]
+) -> Path:
     """A model repository MLServer loads at start: settings.json, and one folder per model holding
     model-settings.json and a link to its model.joblib."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,9 +101,16 @@ def write_repository(folder: Path, models: Sequence[ServedModel], settings: Mapp
         link = home / "model.joblib"
         if not link.exists():
             link.symlink_to(Path(model.model_file).resolve())
-        (home / "model-settings.json").write_text(json.dumps({
-            "name": model.name, "implementation": "mlserver_sklearn.SKLearnModel",
-            "parameters": {"uri": "./model.joblib", "version": model.version}}, indent=2))
+        (home / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": model.name,
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib", "version": model.version},
+                },
+                indent=2,
+            )
+        )
     return folder
 
 
@@ -116,8 +128,9 @@ class LocalMLServer:
         Not /v2/health/ready: a model that failed to load is dropped from the registry, and a server
         with no model left calls itself ready."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/v2/models/{model}/ready",
-                                        timeout=1) as reply:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/v2/models/{model}/ready", timeout=1
+            ) as reply:
                 return reply.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -136,19 +149,35 @@ class LocalMLServer:
             self.process.wait()
 
 
-def start_mlserver(models: Sequence[ServedModel], bootstrap: str, request_topic: str, response_topic: str,
-                   folder: Path, log_path: Path | None = None, fetch_max_wait_ms: int | None = 10,
-                   parallel_workers: int = 1, timeout: float = 120.0) -> LocalMLServer:
+def start_mlserver(
+    models: Sequence[ServedModel],
+    bootstrap: str,
+    request_topic: str,
+    response_topic: str,
+    folder: Path,
+    log_path: Path | None = None,
+    fetch_max_wait_ms: int | None = 10,
+    parallel_workers: int = 1,
+    timeout: float = 120.0,
+) -> LocalMLServer:
     """MLServer in Kafka mode on loopback, its models loaded (`probe` before sending requests).
 
     fetch_max_wait_ms: its consumer's fetch wait (None: aiokafka's 500 ms, see the module doc).
     parallel_workers: MLServer's inference processes (its default 1; 0 runs the model in the server)."""
     python = mlserver_python()
     http_port, grpc_port = free_port(), free_port()
-    settings = {"debug": False, "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port,
-                "metrics_endpoint": None, "parallel_workers": parallel_workers,
-                "kafka_enabled": True, "kafka_servers": bootstrap,
-                "kafka_topic_input": request_topic, "kafka_topic_output": response_topic}
+    settings = {
+        "debug": False,
+        "host": "127.0.0.1",
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_endpoint": None,
+        "parallel_workers": parallel_workers,
+        "kafka_enabled": True,
+        "kafka_servers": bootstrap,
+        "kafka_topic_input": request_topic,
+        "kafka_topic_output": response_topic,
+    }
     write_repository(folder, models, settings)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("DEVSTACK_FETCH_MAX_WAIT_MS", None)
@@ -156,34 +185,59 @@ def start_mlserver(models: Sequence[ServedModel], bootstrap: str, request_topic:
         env["DEVSTACK_FETCH_MAX_WAIT_MS"] = str(fetch_max_wait_ms)
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL
     # Its own session: stop() signals the whole group, inference workers included.
-    process = subprocess.Popen([python, "-c", _LAUNCH, "start", str(folder)], cwd=folder, env=env,
-                               stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [python, "-c", _LAUNCH, "start", str(folder)],
+        cwd=folder,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     server = LocalMLServer(process, http_port, request_topic, response_topic, folder)
     deadline = time.monotonic() + timeout
     waiting = [model.name for model in models]
     while waiting:
         if process.poll() is not None:
-            raise RuntimeError(f"MLServer exited with {process.returncode} before its models loaded (log: {log_path})")
+            raise RuntimeError(
+                f"MLServer exited with {process.returncode} before its models loaded (log: {log_path})"
+            )
         if time.monotonic() > deadline:
             server.stop()
-            raise TimeoutError(f"MLServer's model(s) {', '.join(waiting)} not ready after {timeout} s: an inference "
-                               f"worker that dies at start (uvloop 0.23) looks like this (log: {log_path})")
+            raise TimeoutError(
+                f"MLServer's model(s) {', '.join(waiting)} not ready after {timeout} s: an inference "
+                f"worker that dies at start (uvloop 0.23) looks like this (log: {log_path})"
+            )
         waiting = [name for name in waiting if not server.ready(name)]
         time.sleep(0.2)
-    log.info("MLServer on 127.0.0.1:%d reading %s, writing %s", http_port, request_topic, response_topic)
+    log.info(
+        "MLServer on 127.0.0.1:%d reading %s, writing %s", http_port, request_topic, response_topic
+    )
     return server
 
 
-def probe(bootstrap: str, server: LocalMLServer, model: str, request: Mapping[str, object],
-          timeout: float = 60.0, every: float = 2.0) -> list[str]:
+def probe(
+    bootstrap: str,
+    server: LocalMLServer,
+    model: str,
+    request: Mapping[str, object],
+    timeout: float = 60.0,
+    every: float = 2.0,
+) -> list[str]:
     """Send `request` (an OIP body) under fresh ids `probe-<hex>` until one is answered; the ids
     sent, so a test can leave them out. Needed because MLServer's group-less consumer starts at the
     latest offset: what is produced before its first fetch is never read."""
     from confluent_kafka import Consumer, Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"probe-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     sent: list[str] = []
     deadline, next_send = time.monotonic() + timeout, 0.0
     # librdkafka looks a missing topic up again only every topic.metadata.refresh.interval.ms (5 min):
@@ -191,20 +245,30 @@ def probe(bootstrap: str, server: LocalMLServer, model: str, request: Mapping[st
     while server.response_topic not in consumer.list_topics(timeout=10).topics:
         if time.monotonic() > deadline:
             consumer.close()
-            raise TimeoutError(f"topic {server.response_topic} does not exist: create it before probing")
+            raise TimeoutError(
+                f"topic {server.response_topic} does not exist: create it before probing"
+            )
         time.sleep(0.2)
     consumer.subscribe([server.response_topic])
     try:
         while time.monotonic() < deadline:
             if time.monotonic() >= next_send:
                 ident = f"probe-{uuid.uuid4().hex[:12]}"
-                producer.produce(server.request_topic, json.dumps({**request, "id": ident}).encode(), key=ident,
-                                 headers=[(MODEL_HEADER, model.encode())])
+                producer.produce(
+                    server.request_topic,
+                    json.dumps({**request, "id": ident}).encode(),
+                    key=ident,
+                    headers=[(MODEL_HEADER, model.encode())],
+                )
                 producer.flush(10)
                 sent.append(ident)
                 next_send = time.monotonic() + every
             message = consumer.poll(0.2)
-            if message is not None and not message.error() and (message.key() or b"").decode() in sent:
+            if (
+                message is not None
+                and not message.error()
+                and (message.key() or b"").decode() in sent
+            ):
                 return sent
         raise TimeoutError(f"MLServer answered none of {len(sent)} probe requests in {timeout} s")
     finally:

@@ -10,6 +10,7 @@ from the project's own files, so what runs here is what the compose stack runs:
 - `start_prometheus` / `start_alertmanager` launch the binaries on free loopback ports and
   wait until they report ready; `Process.stop()` ends them.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -34,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ALERT_RULES = ROOT / "prometheus" / "alerts.yml"
 ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 ALERTMANAGER_TEMPLATES = ROOT / "alertmanager" / "templates"
-INSTALL_HINT = "run `bash scripts/install-observability.sh` (as root) to install Prometheus and Alertmanager"
+INSTALL_HINT = (
+    "run `bash scripts/install-observability.sh` (as root) to install Prometheus and Alertmanager"
+)
 
 
 def binary(name: str) -> str:
@@ -64,11 +68,20 @@ class Process:
             return ""
 
 
-DRIFT_ALERTS = frozenset({"FeatureDataDrift", "ConceptDrift", "ConceptErrorDrift", "PredictionDrift",
-                          "EstimatedPerformanceDrop"})
+DRIFT_ALERTS = frozenset(
+    {
+        "FeatureDataDrift",
+        "ConceptDrift",
+        "ConceptErrorDrift",
+        "PredictionDrift",
+        "EstimatedPerformanceDrop",
+    }
+)
 
 
-def alert_rules(for_: str | None = None, source: Path = ALERT_RULES, only: frozenset[str] | None = None) -> dict[str, Any]:
+def alert_rules(
+    for_: str | None = None, source: Path = ALERT_RULES, only: frozenset[str] | None = None
+) -> dict[str, Any]:
     """The rule groups of alerts.yml; with `for_`, the `for` of every rule (or of the alerts named in
     `only`) replaced by it (e.g. "0s"), every expression, label and annotation kept."""
     rules = yaml.safe_load(source.read_text())
@@ -80,28 +93,45 @@ def alert_rules(for_: str | None = None, source: Path = ALERT_RULES, only: froze
     return rules
 
 
-def alertmanager_config(webhook_url: str, group_wait: str | None = None, group_interval: str | None = None,
-                        repeat_interval: str | None = None, source: Path = ALERTMANAGER_CONFIG,
-                        templates: Path = ALERTMANAGER_TEMPLATES) -> dict[str, Any]:
+def alertmanager_config(
+    webhook_url: str,
+    group_wait: str | None = None,
+    group_interval: str | None = None,
+    repeat_interval: str | None = None,
+    source: Path = ALERTMANAGER_CONFIG,
+    templates: Path = ALERTMANAGER_TEMPLATES,
+) -> dict[str, Any]:
     """alertmanager.yml with every Discord receiver sent to `webhook_url` and the given timings."""
     config = yaml.safe_load(source.read_text())
     for receiver in config["receivers"]:
         for discord in receiver.get("discord_configs", []):
             discord["webhook_url"] = webhook_url
-    for key, value in (("group_wait", group_wait), ("group_interval", group_interval), ("repeat_interval", repeat_interval)):
+    for key, value in (
+        ("group_wait", group_wait),
+        ("group_interval", group_interval),
+        ("repeat_interval", repeat_interval),
+    ):
         if value is not None:
             config["route"][key] = value
     config["templates"] = [str(templates / "*.tmpl")]
     return config
 
 
-def prometheus_config(targets: Mapping[str, list[str]], rule_file: Path, alertmanager: str | None = None,
-                      scrape_interval: str = "1s", evaluation_interval: str = "1s") -> dict[str, Any]:
+def prometheus_config(
+    targets: Mapping[str, list[str]],
+    rule_file: Path,
+    alertmanager: str | None = None,
+    scrape_interval: str = "1s",
+    evaluation_interval: str = "1s",
+) -> dict[str, Any]:
     """A Prometheus config scraping `targets` ({job: ["host:port", ...]}) and alerting `alertmanager`."""
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
         "rule_files": [str(rule_file)],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(hosts)}]} for job, hosts in targets.items()],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": list(hosts)}]}
+            for job, hosts in targets.items()
+        ],
     }
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
@@ -111,7 +141,9 @@ def prometheus_config(targets: Mapping[str, list[str]], rule_file: Path, alertma
 def _launch(name: str, command: list[str], url: str, workdir: Path, timeout: float) -> Process:
     log_path = workdir / f"{name}.log"
     with open(log_path, "ab") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     started = Process(name, url, process, log_path)
     deadline = time.monotonic() + timeout
     while True:
@@ -126,34 +158,62 @@ def _launch(name: str, command: list[str], url: str, workdir: Path, timeout: flo
             pass
         if time.monotonic() > deadline:
             started.stop()
-            raise TimeoutError(f"{name} not ready at {url} after {timeout} s:\n{started.log_tail()}")
+            raise TimeoutError(
+                f"{name} not ready at {url} after {timeout} s:\n{started.log_tail()}"
+            )
         time.sleep(0.1)
 
 
-def start_alertmanager(config: Mapping[str, Any], workdir: Path, port: int | None = None, timeout: float = 30.0) -> Process:
+def start_alertmanager(
+    config: Mapping[str, Any], workdir: Path, port: int | None = None, timeout: float = 30.0
+) -> Process:
     """Alertmanager on 127.0.0.1 with `config`, state in `workdir`; no gossip cluster."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     config_path = workdir / "alertmanager.yml"
     config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    command = [binary("prometheus-alertmanager"), f"--config.file={config_path}", f"--storage.path={workdir / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    command = [
+        binary("prometheus-alertmanager"),
+        f"--config.file={config_path}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     return _launch("alertmanager", command, f"http://127.0.0.1:{port}", workdir, timeout)
 
 
-def start_prometheus(targets: Mapping[str, list[str]], workdir: Path, rules: Mapping[str, Any] | None = None,
-                     alertmanager: str | None = None, scrape_interval: str = "1s", evaluation_interval: str = "1s",
-                     port: int | None = None, timeout: float = 30.0) -> Process:
+def start_prometheus(
+    targets: Mapping[str, list[str]],
+    workdir: Path,
+    rules: Mapping[str, Any] | None = None,
+    alertmanager: str | None = None,
+    scrape_interval: str = "1s",
+    evaluation_interval: str = "1s",
+    port: int | None = None,
+    timeout: float = 30.0,
+) -> Process:
     """Prometheus on 127.0.0.1 scraping `targets` with `rules` (default: alerts.yml as written)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     rule_file = workdir / "alerts.yml"
-    rule_file.write_text(yaml.safe_dump(dict(rules if rules is not None else alert_rules()), sort_keys=False))
+    rule_file.write_text(
+        yaml.safe_dump(dict(rules if rules is not None else alert_rules()), sort_keys=False)
+    )
     config_path = workdir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(prometheus_config(targets, rule_file, alertmanager, scrape_interval, evaluation_interval),
-                                          sort_keys=False))
-    command = [binary("prometheus"), f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}"]
+    config_path.write_text(
+        yaml.safe_dump(
+            prometheus_config(
+                targets, rule_file, alertmanager, scrape_interval, evaluation_interval
+            ),
+            sort_keys=False,
+        )
+    )
+    command = [
+        binary("prometheus"),
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
     return _launch("prometheus", command, f"http://127.0.0.1:{port}", workdir, timeout)
 
 

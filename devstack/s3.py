@@ -4,6 +4,7 @@ Tansu's only durable storage engine is `s3://` (see ../shared/BROKER.md); moto i
 conditional writes (If-Match / If-None-Match) Tansu relies on. moto keeps objects in its own
 memory: the data lives as long as the moto process, which is what a broker-restart test needs.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -32,8 +33,13 @@ class LocalS3:
 
     def tansu_env(self) -> dict[str, str]:
         """What Tansu's S3 client reads (object_store's AmazonS3Builder::from_env)."""
-        return {"AWS_ENDPOINT": self.endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+        return {
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
 
     def stop(self) -> None:
         terminate(self.process)
@@ -43,12 +49,18 @@ def start_s3(bucket: str = "tansu", log_path: Path | None = None, timeout: float
     """Start moto's S3 server on a free loopback port and create `bucket`."""
     port = free_port()
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     local = LocalS3(port, bucket, process)
     try:
         wait_for_port(port, timeout)
-        with urllib.request.urlopen(urllib.request.Request(f"{local.endpoint}/{bucket}", method="PUT"), timeout=10):
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{local.endpoint}/{bucket}", method="PUT"), timeout=10
+        ):
             pass
     except Exception:
         local.stop()

@@ -7,6 +7,7 @@ alerts here when DISCORD_WEBHOOK_URL is unset, and the tests read what arrived f
 
     python -m devstack.webhook_sink --port 9095
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,12 +86,17 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.webhook_sink", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.webhook_sink",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--host", default="0.0.0.0", help="bind address")
     parser.add_argument("--port", type=int, default=9095, help="port")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     server = WebhookSink().serve(args.host, args.port)
     # As a container's PID 1 a SIGTERM would otherwise be ignored until the kill timeout.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -4,6 +4,7 @@ The three processes (`monitor.run`, `monitor.worker`, `monitor.evaluator`) stand
 takes the configuration (`monitor.config`), the baseline (`monitor.baseline`) and its topics, and
 shares the checkpoint (`monitor.checkpoint`) and the gauges (`monitor.metrics`); none imports
 another. This module only parses the flags and starts the one asked for."""
+
 from __future__ import annotations
 
 import argparse
@@ -37,43 +38,65 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
-        "run", help="consume predictions and labels, export drift gauges", formatter_class=fmt,
+        "run",
+        help="consume predictions and labels, export drift gauges",
+        formatter_class=fmt,
         description="Monitor one model, described by its schema (columns, task, message layout) and its reference "
         "(held-out rows with the target and the model's prediction). Reads any serving system's inference log laid "
         "out as the schema says. Topics are named after the schema's model name, each overridden by its env var: "
         f"{Topics.help(TOPIC_ROLES)}.",
-        epilog=NAN_NOTE + " Records that do not match the schema go to the monitor DLQ with headers reason, detail, "
+        epilog=NAN_NOTE
+        + " Records that do not match the schema go to the monitor DLQ with headers reason, detail, "
         "source_topic, source_partition and source_offset, counted in monitor_invalid_records_total. State and "
         "offsets are saved to the state topic (compacted, keyed by group) and restored on start; SIGTERM finishes "
         "the batch, saves and exits 0. One `run` process per group: count windows always run this way; time windows "
-        "can also be split over several `worker` processes and one `evaluate`.")
+        "can also be split over several `worker` processes and one `evaluate`.",
+    )
     add_arguments(run, env)
-    scale = ("Several workers share the predictions and labels partitions (one consumer group; the topics must be "
-             "co-partitioned: same partition count, keyed by record id) and publish closed event-time panes to the "
-             "pane topic (<model>.monitor-panes, env MONITOR_PANES_TOPIC); one `evaluate` process merges them and "
-             "exports the gauges. Time windows only (--window 5m --step 30s): a count window depends on the order "
-             "records arrive across partitions, so count windows stay single-instance with `run`.")
+    scale = (
+        "Several workers share the predictions and labels partitions (one consumer group; the topics must be "
+        "co-partitioned: same partition count, keyed by record id) and publish closed event-time panes to the "
+        "pane topic (<model>.monitor-panes, env MONITOR_PANES_TOPIC); one `evaluate` process merges them and "
+        "exports the gauges. Time windows only (--window 5m --step 30s): a count window depends on the order "
+        "records arrive across partitions, so count windows stay single-instance with `run`."
+    )
     worker = commands.add_parser(
-        "worker", help="one of several processes sharing the partitions: panes to the pane topic", formatter_class=fmt,
-        description=scale, epilog="Each partition's panes, pending joins and offsets are saved to the state topic "
+        "worker",
+        help="one of several processes sharing the partitions: panes to the pane topic",
+        formatter_class=fmt,
+        description=scale,
+        epilog="Each partition's panes, pending joins and offsets are saved to the state topic "
         "(key <group>/partition/<p>); when a worker dies its partitions move to the others, which resume from that "
         "state: no pane lost or counted twice. Exits 2 when the topics are not co-partitioned, and for a log of "
         "requests and responses on their own topics (messages.format oip-v2, kserve-cloudevents, seldon-v2: "
-        "a request and its response meet only in one `run` process).")
+        "a request and its response meet only in one `run` process).",
+    )
     add_arguments(worker, env)
     evaluate = commands.add_parser(
-        "evaluate", help="merge the workers' panes, run the tests, export the gauges", formatter_class=fmt,
-        description=scale, epilog=NAN_NOTE + " One evaluator per group; its state (key <group>/evaluator) is "
+        "evaluate",
+        help="merge the workers' panes, run the tests, export the gauges",
+        formatter_class=fmt,
+        description=scale,
+        epilog=NAN_NOTE + " One evaluator per group; its state (key <group>/evaluator) is "
         "restored on start. Pane reports that arrive after their window was evaluated are merged into later windows "
         "and counted in monitor_late_pane_records_total, or in monitor_dropped_pane_records_total once the pane has "
-        "left every window.")
+        "left every window.",
+    )
     add_arguments(evaluate, env)
     add_grace(evaluate, env)
     port = env.get("MONITOR_METRICS_PORT", "8000")
-    status = commands.add_parser("status", help="print per-feature drift from a running monitor's /metrics",
-                                 formatter_class=fmt, epilog=NAN_NOTE)
-    status.add_argument("--url", default=f"http://localhost:{port}/metrics", help="the monitor's metrics URL")
-    status.add_argument("--model", help="the model to show when the page holds several (default: the only one)")
+    status = commands.add_parser(
+        "status",
+        help="print per-feature drift from a running monitor's /metrics",
+        formatter_class=fmt,
+        epilog=NAN_NOTE,
+    )
+    status.add_argument(
+        "--url", default=f"http://localhost:{port}/metrics", help="the monitor's metrics URL"
+    )
+    status.add_argument(
+        "--model", help="the model to show when the page holds several (default: the only one)"
+    )
 
     from contract.profile import command as profile
     from monitor import report
@@ -97,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         from monitor.report import command as report
 
         return report(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     from prometheus_client import CollectorRegistry
 
@@ -117,13 +142,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "run":
             config.require_time_windows(args.command)
         schema = load_model_schema(args.model_dir, args.schema)
-        baseline = load_baseline(schema, args.reference or args.model_dir / REFERENCE_FILE, config.estimate)
+        baseline = load_baseline(
+            schema, args.reference or args.model_dir / REFERENCE_FILE, config.estimate
+        )
         topics = Topics.for_model(schema.name)
-        source = prediction_source(schema, topics)  # the inference log's format (schema messages.format)
+        source = prediction_source(
+            schema, topics
+        )  # the inference log's format (schema messages.format)
         if args.command == "worker" and not source.shareable:
-            raise ValueError(f"messages.format {schema.format}: the request and response topics are not "
-                             "co-partitioned, so workers cannot split them; monitor this log with `run`")
-        check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before the broker wait: fail fast
+            raise ValueError(
+                f"messages.format {schema.format}: the request and response topics are not "
+                "co-partitioned, so workers cannot split them; monitor this log with `run`"
+            )
+        check_port(
+            config.metrics_host, config.metrics_port, "--metrics-port"
+        )  # before the broker wait: fail fast
     except (ValueError, PortInUse) as exc:  # SchemaError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -136,16 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     partitions = 0
     if args.command != "run":
         try:
-            partitions = check_co_partitioned(topics, partition_counts([*source.topics, topics.labels]))
+            partitions = check_co_partitioned(
+                topics, partition_counts([*source.topics, topics.labels])
+            )
         except NotCoPartitioned as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        ensure_topics([topics.monitor_panes], 1)  # one partition: the one evaluator reads it in order
+        ensure_topics(
+            [topics.monitor_panes], 1
+        )  # one partition: the one evaluator reads it in order
     registry = CollectorRegistry()
     page = PageCache() if args.command != "worker" else None  # the page, at / beside /metrics
     try:
-        serve_metrics(registry, config.metrics_host, config.metrics_port, "--metrics-port",
-                      pages={"/": page.answer} if page is not None else None)
+        serve_metrics(
+            registry,
+            config.metrics_host,
+            config.metrics_port,
+            "--metrics-port",
+            pages={"/": page.answer} if page is not None else None,
+        )
     except PortInUse as exc:  # taken while this process waited for the broker
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@
 `run`, every `worker` and the `evaluate` process fit the same one and their panes add up);
 `build_monitor` turns a configuration and a baseline into the core's `DriftMonitor`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.schema import Schema
-from monitor.config import MonitorConfig
 from monitor.calibration import Calibration
+from monitor.config import MonitorConfig
 from monitor.drift import DriftMonitor, window_calibration
 from monitor.reference import Reference
 from monitor.windows import PaneWindow, make_window
@@ -51,22 +52,36 @@ def load_reference(schema: Schema, path: Path) -> Reference:
 
 def build_window(config: MonitorConfig, baseline: Baseline) -> PaneWindow:
     """The configured window (by count or by event time), its panes summing the baseline's estimates."""
-    return make_window(config.window_state["kind"], baseline.reference, config.window_size, config.step_size,
-                       baseline.estimator)
+    return make_window(
+        config.window_state["kind"],
+        baseline.reference,
+        config.window_size,
+        config.step_size,
+        baseline.estimator,
+    )
 
 
 def build_evaluation(config: MonitorConfig, baseline: Baseline) -> tuple[PaneWindow, Calibration]:
     """What evaluating merged panes takes (`monitor evaluate`): the window (its layout, span and
     words) and its calibration, thresholds prepared; no label join, no rolling errors."""
     window = build_window(config, baseline)
-    calibration = window_calibration(window, config.ert, config.thresholds,
-                                     window.error_panes(None) if config.error_test else 0)
+    calibration = window_calibration(
+        window, config.ert, config.thresholds, window.error_panes(None) if config.error_test else 0
+    )
     window.prepare(calibration)
     return window, calibration
 
 
 def build_monitor(config: MonitorConfig, baseline: Baseline) -> DriftMonitor:
-    monitor = DriftMonitor(baseline.reference, build_window(config, baseline), ert=config.ert, mode=config.thresholds,
-                           label_ttl_ms=config.label_ttl_ms, error_test=config.error_test)
-    monitor.window.prepare(monitor.calibration)  # a count window's thresholds, before the first record
+    monitor = DriftMonitor(
+        baseline.reference,
+        build_window(config, baseline),
+        ert=config.ert,
+        mode=config.thresholds,
+        label_ttl_ms=config.label_ttl_ms,
+        error_test=config.error_test,
+    )
+    monitor.window.prepare(
+        monitor.calibration
+    )  # a count window's thresholds, before the first record
     return monitor

@@ -57,6 +57,7 @@ The false-alarm *rate per record* is what is calibrated, not the episode rate.
 total variation) exceeds 0.1, the dataset when the mean distance exceeds 0.1, concept drift when
 the relative MSE (or error rate) exceeds 0.1. Those thresholds ignore window size and are not calibrated.
 """
+
 from __future__ import annotations
 
 import math
@@ -126,13 +127,17 @@ class Calibration:
         error_panes: int = 0,
     ) -> None:
         if not ert > 0 or not math.isfinite(ert):
-            raise ValueError(f"ert (records between false alarms) must be a positive number, got {ert}")
+            raise ValueError(
+                f"ert (records between false alarms) must be a positive number, got {ert}"
+            )
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not fixed_threshold > 0:
             raise ValueError(f"fixed_threshold must be > 0, got {fixed_threshold}")
         if not pseudo_count > 0:
-            raise ValueError(f"pseudo_count must be > 0 (it keeps unseen categories finite), got {pseudo_count}")
+            raise ValueError(
+                f"pseudo_count must be > 0 (it keeps unseen categories finite), got {pseudo_count}"
+            )
         self.reference = reference
         self.ert, self.mode = float(ert), mode
         self.fixed_threshold, self.pseudo_count = fixed_threshold, pseudo_count
@@ -147,9 +152,15 @@ class Calibration:
         on = error_panes > 0 and mode == "calibrated" and reference.error_test is not None
         self.error_test = reference.error_test if on else None
         self.error_scales = errortest.tests(error_panes) if on else 0
-        self.tests = scales * (len(reference.features) + len(reference.outputs) + int(estimated)) + 1 + self.error_scales
+        self.tests = (
+            scales * (len(reference.features) + len(reference.outputs) + int(estimated))
+            + 1
+            + self.error_scales
+        )
         self._mse_ratio = lru_cache(maxsize=4096)(self._mse_ratio_uncached)
-        self._nulls: dict[str, PearsonNull] = {}  # categorical column -> its exact null, built on first use
+        self._nulls: dict[
+            str, PearsonNull
+        ] = {}  # categorical column -> its exact null, built on first use
         # A time window's sizes and levels move: it has the next ones computed ahead (`prefetch_chi2`),
         # on a thread of this calibration's own.
         self.prefetch = prefetch
@@ -160,7 +171,9 @@ class Calibration:
         # the rate is floored at half an error in m rows (0.5 / m), the usual continuity correction,
         # which keeps concept_drift finite and the binomial null non-degenerate.
         error_rate = reference.error_rate
-        self.baseline_error_rate = None if error_rate is None else max(error_rate, 0.5 / reference.size)
+        self.baseline_error_rate = (
+            None if error_rate is None else max(error_rate, 0.5 / reference.size)
+        )
 
     @property
     def calibrated(self) -> bool:
@@ -205,8 +218,11 @@ class Calibration:
     def null(self, column: str) -> PearsonNull:
         """The exact no-drift null of a categorical column (a feature, or a classifier's predicted class)."""
         if column not in self._nulls:
-            self._nulls[column] = PearsonNull(self.reference.chi2_columns[column].counts, self.pseudo_count,
-                                              background=self._background)
+            self._nulls[column] = PearsonNull(
+                self.reference.chi2_columns[column].counts,
+                self.pseudo_count,
+                background=self._background,
+            )
         return self._nulls[column]
 
     def mse_ratio(self, joined: int, alpha: float) -> float:
@@ -237,7 +253,9 @@ class Calibration:
 
     def _error_rate_ratio_uncached(self, joined: int, alpha: float) -> float:
         m = self.reference.size
-        effective = joined * m // (joined + m)  # rounded down: a smaller n spreads the rate more (conservative)
+        effective = (
+            joined * m // (joined + m)
+        )  # rounded down: a smaller n spreads the rate more (conservative)
         p = self.baseline_error_rate
         if p is None:
             raise ValueError("the error-rate test is for a classification reference")
@@ -257,7 +275,9 @@ class Calibration:
         alpha = self.alpha(step)
         out: dict[str, Any] = {"alpha_per_test": alpha, "tests": self.tests}
         out.update(self._scale(window, alpha))
-        out["error_rate_ratio" if self.reference.classification else "mse_ratio"] = self.concept(window, alpha)
+        out["error_rate_ratio" if self.reference.classification else "mse_ratio"] = self.concept(
+            window, alpha
+        )
         half = step * (window // step // 2)
         if self.recent and half > 0:
             out["recent_records"] = half
@@ -269,4 +289,3 @@ class Calibration:
         out = {name: self.ks(n, alpha) for name in self.reference.ks_columns}
         out.update({name: self.chi2(name, n, alpha) for name in self.reference.chi2_columns})
         return {name: out[name] for name in (*self.reference.features, *self.reference.outputs)}
-

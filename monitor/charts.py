@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from html import escape
-from typing import Callable, Sequence
 
 from monitor.histograms import Bar, Chart
 
@@ -45,9 +45,11 @@ def sparkline(values: Sequence[float | None], width: int = 150, height: int = 30
         return 3 + i * step, height - 3 - (height - 6) * min(v, top) / top
 
     limit = _n(at(0, 1)[1])
-    parts = [f'<svg class="spark" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img">'
-             f'<line class="limit" x1="0" x2="{width}" y1="{limit}" y2="{limit}"/>']
+    parts = [
+        f'<svg class="spark" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">'
+        f'<line class="limit" x1="0" x2="{width}" y1="{limit}" y2="{limit}"/>'
+    ]
     for run in _runs(values):
         points = " ".join(f"{_n(x)},{_n(y)}" for x, y in (at(i, v) for i, v in run))
         parts.append(f'<polyline class="trend" points="{points}"/>')
@@ -59,8 +61,13 @@ def sparkline(values: Sequence[float | None], width: int = 150, height: int = 30
     return "".join(parts) + "</svg>"
 
 
-def timeline(series: Sequence[tuple[str, Sequence[float | None]]], level: float | None,
-             label: Callable[[float], str], first: int, last: int) -> str:
+def timeline(
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    level: float | None,
+    label: Callable[[float], str],
+    first: int,
+    last: int,
+) -> str:
     """Lines over past evaluations (series: (css class, values)), the reference `level` dashed."""
     known = [v for _, values in series for v in values if v is not None]
     known += [level] if level is not None else []
@@ -76,19 +83,24 @@ def timeline(series: Sequence[tuple[str, Sequence[float | None]]], level: float 
 
     parts = [_svg_open(width, height, "timeline"), *_y_axis(ticks, y, left, width, label)]
     if level is not None:
-        parts.append(f'<line class="level" x1="{left}" x2="{width - 4}" y1="{_n(y(level))}" '
-                     f'y2="{_n(y(level))}"/>')
+        parts.append(
+            f'<line class="level" x1="{left}" x2="{width - 4}" y1="{_n(y(level))}" '
+            f'y2="{_n(y(level))}"/>'
+        )
     for css, values in series:
         for run in _runs(values):
             points = " ".join(f"{_n(left + i * step)},{_n(y(v))}" for i, v in run)
             parts.append(f'<polyline class="{css}" points="{points}"/>')
             if len(run) == 1:  # a point alone draws no line
                 i, v = run[0]
-                parts.append(f'<circle class="{css}" cx="{_n(left + i * step)}" cy="{_n(y(v))}" '
-                             'r="2.5"/>')
-    parts.append(f'<text class="tick" x="{left}" y="{height - 6}">pane {first}</text>'
-                 f'<text class="tick" x="{width - 4}" y="{height - 6}" text-anchor="end">'
-                 f"pane {last}</text>")
+                parts.append(
+                    f'<circle class="{css}" cx="{_n(left + i * step)}" cy="{_n(y(v))}" r="2.5"/>'
+                )
+    parts.append(
+        f'<text class="tick" x="{left}" y="{height - 6}">pane {first}</text>'
+        f'<text class="tick" x="{width - 4}" y="{height - 6}" text-anchor="end">'
+        f"pane {last}</text>"
+    )
     return "".join(parts) + "</svg>"
 
 
@@ -106,28 +118,39 @@ def _histogram(chart: Chart) -> str:
     def px(v: float) -> float:
         return left + tail + gap + (v - x0) * scale
 
-    spans = [(left, left + tail, unit), *((px(b.lo), px(b.hi), b.hi - b.lo) for b in inner),
-             (px(x1) + gap, px(x1) + gap + tail, unit)]
+    spans = [
+        (left, left + tail, unit),
+        *((px(b.lo), px(b.hi), b.hi - b.lo) for b in inner),
+        (px(x1) + gap, px(x1) + gap + tail, unit),
+    ]
     # heights are shares per `unit` of value, so bars of unequal widths compare as densities
-    shares = [(b.reference / m * unit / w, b.window / n * unit / w if n else 0.0)
-              for b, (_, _, w) in zip(bars, spans)]
+    shares = [
+        (b.reference / m * unit / w, b.window / n * unit / w if n else 0.0)
+        for b, (_, _, w) in zip(bars, spans)
+    ]
     ticks = _ticks(0.0, max(max(s) for s in shares) or 1.0)
 
     def y(v: float) -> float:
         return top + (base - top) * (1 - v / ticks[-1])
 
-    parts = [_svg_open(WIDTH, height, "histogram"),
-             *_y_axis(ticks, y, left, WIDTH - right, _percent(ticks))]
+    parts = [
+        _svg_open(WIDTH, height, "histogram"),
+        *_y_axis(ticks, y, left, WIDTH - right, _percent(ticks)),
+    ]
     for bar, (a, b, _), (ref, win) in zip(bars, spans, shares):
         parts.append(_bar(bar, chart, (a, b - a, y(ref)), (a, b - a, y(win)), base))
     for v in _ticks(x0, x1, 6, inside=True):
         x = _n(px(v))
-        parts.append(f'<line class="tickmark" x1="{x}" x2="{x}" y1="{base}" y2="{base + 4}"/>'
-                     f'<text class="tick" x="{x}" y="{base + 15}" text-anchor="middle">'
-                     f"{text(short_number(v))}</text>")
-    parts.append(f'<text class="tick tail" x="{left}" y="{height - 6}">◂ {text(low.label)}</text>'
-                 f'<text class="tick tail" x="{WIDTH - right}" y="{height - 6}" '
-                 f'text-anchor="end">{text(high.label)} ▸</text>')
+        parts.append(
+            f'<line class="tickmark" x1="{x}" x2="{x}" y1="{base}" y2="{base + 4}"/>'
+            f'<text class="tick" x="{x}" y="{base + 15}" text-anchor="middle">'
+            f"{text(short_number(v))}</text>"
+        )
+    parts.append(
+        f'<text class="tick tail" x="{left}" y="{height - 6}">◂ {text(low.label)}</text>'
+        f'<text class="tick tail" x="{WIDTH - right}" y="{height - 6}" '
+        f'text-anchor="end">{text(high.label)} ▸</text>'
+    )
     if chart.gap is not None and chart.gap_bar is not None:
         a, b, _ = spans[chart.gap_bar]
         bar = bars[chart.gap_bar]
@@ -152,56 +175,93 @@ def _bars(chart: Chart) -> str:
     def y(v: float) -> float:
         return top + (base - top) * (1 - v / ticks[-1])
 
-    parts = [_svg_open(WIDTH, height, "bars"),
-             *_y_axis(ticks, y, left, WIDTH - right, _percent(ticks))]
+    parts = [
+        _svg_open(WIDTH, height, "bars"),
+        *_y_axis(ticks, y, left, WIDTH - right, _percent(ticks)),
+    ]
     for i, (bar, label, (ref, win)) in enumerate(zip(shown, labels, shares)):
         x = left + i * slot
-        parts.append(_bar(bar, chart, (x + slot * 0.1, slot * 0.8, y(ref)),
-                          (x + slot * 0.28, slot * 0.44, y(win)), base))
+        parts.append(
+            _bar(
+                bar,
+                chart,
+                (x + slot * 0.1, slot * 0.8, y(ref)),
+                (x + slot * 0.28, slot * 0.44, y(win)),
+                base,
+            )
+        )
         cx, css = x + slot / 2, "tick" + (" unseen" if bar.kind == "unseen" else "")
-        where = (f'transform="translate({_n(cx + 3)},{base + 10}) rotate(-40)" text-anchor="end"'
-                 if tilted else f'x="{_n(cx)}" y="{base + 15}" text-anchor="middle"')
+        where = (
+            f'transform="translate({_n(cx + 3)},{base + 10}) rotate(-40)" text-anchor="end"'
+            if tilted
+            else f'x="{_n(cx)}" y="{base + 15}" text-anchor="middle"'
+        )
         parts.append(f'<text class="{css}" {where}>{text(label)}</text>')
     if chart.gap is not None and chart.gap_bar is not None and chart.bars[chart.gap_bar] in shown:
-        parts.append(_gap_marker(left + (shown.index(chart.bars[chart.gap_bar]) + 0.5) * slot,
-                                 top, base))
+        parts.append(
+            _gap_marker(left + (shown.index(chart.bars[chart.gap_bar]) + 0.5) * slot, top, base)
+        )
     return "".join(parts) + "</svg>"
 
 
-def _bar(bar: Bar, chart: Chart, ref: tuple[float, float, float], win: tuple[float, float, float],
-         base: float) -> str:
+def _bar(
+    bar: Bar,
+    chart: Chart,
+    ref: tuple[float, float, float],
+    win: tuple[float, float, float],
+    base: float,
+) -> str:
     # One bar: the reference's share behind, the window's in front, each (x, width, top y);
     # data-* say what it sums, the title says it in words.
     n, m = chart.records, chart.reference_rows
     window = f"{bar.window:,} of {n:,} records ({bar.window / n:.1%})" if n else "no records"
-    tip = (f"{bar.label}: window {window} · reference {bar.reference:,} of {m:,} rows "
-           f"({bar.reference / m:.1%})")
+    tip = (
+        f"{bar.label}: window {window} · reference {bar.reference:,} of {m:,} rows "
+        f"({bar.reference / m:.1%})"
+    )
     runs = ",".join(f"{a}:{b}" for a, b in bar.bins)
     names = f' data-names="{text(json.dumps(bar.names))}"' if bar.names else ""
-    rects = "".join(f'<rect class="{css}" x="{_n(x)}" y="{_n(y)}" width="{_n(max(w - 0.6, 0.6))}" '
-                    f'height="{_n(base - y)}"/>' for css, (x, w, y) in (("ref", ref), ("win", win)))
-    return (f'<g class="bar {bar.kind}" data-bins="{runs}"{names} data-window="{bar.window}" '
-            f'data-reference="{bar.reference}"><title>{text(tip)}</title>{rects}</g>')
+    rects = "".join(
+        f'<rect class="{css}" x="{_n(x)}" y="{_n(y)}" width="{_n(max(w - 0.6, 0.6))}" '
+        f'height="{_n(base - y)}"/>'
+        for css, (x, w, y) in (("ref", ref), ("win", win))
+    )
+    return (
+        f'<g class="bar {bar.kind}" data-bins="{runs}"{names} data-window="{bar.window}" '
+        f'data-reference="{bar.reference}"><title>{text(tip)}</title>{rects}</g>'
+    )
 
 
 def _gap_marker(x: float, top: float, base: float) -> str:
     # the label above the plot, on the side of the line with more room
     side = f'x="{_n(x - 3)}" text-anchor="end"' if x > WIDTH / 2 else f'x="{_n(x + 3)}"'
-    return (f'<line class="gap" x1="{_n(x)}" x2="{_n(x)}" y1="{top - 12}" y2="{base}"/>'
-            f'<text class="gaplabel" {side} y="{top - 5}">largest CDF gap</text>')
+    return (
+        f'<line class="gap" x1="{_n(x)}" x2="{_n(x)}" y1="{top - 12}" y2="{base}"/>'
+        f'<text class="gaplabel" {side} y="{top - 5}">largest CDF gap</text>'
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------
 def _svg_open(width: int, height: int, css: str) -> str:
-    return (f'<svg class="chart {css}" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" xmlns="http://www.w3.org/2000/svg">')
+    return (
+        f'<svg class="chart {css}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" xmlns="http://www.w3.org/2000/svg">'
+    )
 
 
-def _y_axis(ticks: list[float], y: Callable[[float], float], left: float, right: float,
-            label: Callable[[float], str]) -> list[str]:
-    return [f'<line class="grid" x1="{left}" x2="{_n(right)}" y1="{_n(y(v))}" y2="{_n(y(v))}"/>'
-            f'<text class="tick" x="{left - 4}" y="{_n(y(v) + 3.5)}" text-anchor="end">'
-            f"{text(label(v))}</text>" for v in ticks]
+def _y_axis(
+    ticks: list[float],
+    y: Callable[[float], float],
+    left: float,
+    right: float,
+    label: Callable[[float], str],
+) -> list[str]:
+    return [
+        f'<line class="grid" x1="{left}" x2="{_n(right)}" y1="{_n(y(v))}" y2="{_n(y(v))}"/>'
+        f'<text class="tick" x="{left - 4}" y="{_n(y(v) + 3.5)}" text-anchor="end">'
+        f"{text(label(v))}</text>"
+        for v in ticks
+    ]
 
 
 def _percent(ticks: list[float]) -> Callable[[float], str]:

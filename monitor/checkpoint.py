@@ -16,13 +16,16 @@ positions), the next interval tries again with a new producer, what was not ackn
 again, and the topics created again if the broker lost them. Once stopping has begun no further
 try is made: the broker may be gone, and a stop must not wait for it.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
 from contract.delivery import DeliveryReport, discard, produce, producer_failure, resending_producer
 from contract.rules import Rejection
 from contract.settings import ensure_topics
@@ -41,8 +44,10 @@ def matching(state: Mapping[str, Any], window: Mapping[str, Any], what: str) -> 
     """`state` when it was written for this window shape; StateMismatch saying what to change otherwise
     (its pane ids would mean nothing in these windows)."""
     if state["window"] != dict(window):
-        raise StateMismatch(f"the state of {what} was written for window {state['window']}, not {dict(window)}: "
-                            "use the same --window/--step or a new --group")
+        raise StateMismatch(
+            f"the state of {what} was written for window {state['window']}, not {dict(window)}: "
+            "use the same --window/--step or a new --group"
+        )
     return state
 
 
@@ -53,14 +58,20 @@ class DeadLetters:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self.held: dict[int, tuple[bytes, bytes | None, list[tuple[str, bytes]]]] = {}  # number -> message
+        self.held: dict[
+            int, tuple[bytes, bytes | None, list[tuple[str, bytes]]]
+        ] = {}  # number -> message
         self.numbered = 0  # dead letters ever sent: the next one's number
         self.last_error: str | None = None
 
     def send(self, producer: Producer, message: Message, rejection: Rejection) -> None:
-        headers = [("reason", rejection.reason.encode()), ("detail", rejection.detail.encode()[:DETAIL_BYTES]),
-                   ("source_topic", message.topic().encode()), ("source_partition", str(message.partition()).encode()),
-                   ("source_offset", str(message.offset()).encode())]
+        headers = [
+            ("reason", rejection.reason.encode()),
+            ("detail", rejection.detail.encode()[:DETAIL_BYTES]),
+            ("source_topic", message.topic().encode()),
+            ("source_partition", str(message.partition()).encode()),
+            ("source_offset", str(message.offset()).encode()),
+        ]
         self.numbered += 1
         self.held[self.numbered] = (message.value() or b"", message.key(), headers)
         self._produce(producer, self.numbered)
@@ -98,9 +109,23 @@ class Checkpoint:
     failed once stopping had begun, so none is tried again. `topics`: what to create again after a
     failure (a replaced broker lost them); the state topic is always among them."""
 
-    def __init__(self, *, state_topic: str, dlq_topic: str, partitions: int, interval: float, stop: threading.Event,
-                 metrics: Any, output_topics: Iterable[tuple[str, int]] = ()) -> None:
-        self.state_topic, self.partitions, self.interval, self.stop = state_topic, partitions, interval, stop
+    def __init__(
+        self,
+        *,
+        state_topic: str,
+        dlq_topic: str,
+        partitions: int,
+        interval: float,
+        stop: threading.Event,
+        metrics: Any,
+        output_topics: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        self.state_topic, self.partitions, self.interval, self.stop = (
+            state_topic,
+            partitions,
+            interval,
+            stop,
+        )
         self.output_topics = [(dlq_topic, partitions), *output_topics]
         self.dead_letters = DeadLetters(dlq_topic)
         self.producer = resending_producer()
@@ -108,7 +133,11 @@ class Checkpoint:
         self.changed = False
         self.gave_up = False
         # the process's state_writes and state_failures counters and state_bytes gauge (monitor.metrics)
-        self.writes, self.failures, self.size = metrics.state_writes, metrics.state_failures, metrics.state_bytes
+        self.writes, self.failures, self.size = (
+            metrics.state_writes,
+            metrics.state_failures,
+            metrics.state_bytes,
+        )
 
     def dead_letter(self, message: Message, rejection: Rejection) -> None:
         self.dead_letters.send(self.producer, message, rejection)
@@ -117,8 +146,12 @@ class Checkpoint:
         """A message derived from the input (a pane report): acknowledged before the next snapshot."""
         produce(self.producer, topic, value, key, self.outputs)
 
-    def save(self, states: Iterable[tuple[str, Mapping[str, Any], Offsets, Mapping[str, Any]]],
-             consumer: Consumer | None = None, offsets: Offsets | None = None) -> bool:
+    def save(
+        self,
+        states: Iterable[tuple[str, Mapping[str, Any], Offsets, Mapping[str, Any]]],
+        consumer: Consumer | None = None,
+        offsets: Offsets | None = None,
+    ) -> bool:
         """Outputs and dead letters acknowledged, then each (key, window shape, positions it covers,
         state) written, then `offsets` committed through `consumer`; False if something was not
         delivered (the previous snapshots stay in force; see the module doc)."""
@@ -127,13 +160,18 @@ class Checkpoint:
             if self.producer.flush(30) or self.outputs.failed or self.dead_letters.held:
                 raise RuntimeError(
                     f"{self.outputs.failed} outputs and {len(self.dead_letters.held)} dead letters not delivered: "
-                    f"{self.outputs.last_error or self.dead_letters.last_error or 'flush timed out'}")
+                    f"{self.outputs.last_error or self.dead_letters.last_error or 'flush timed out'}"
+                )
             for key, window, positions, state in states:
                 value = encode_state(key, window, positions, state)
                 write_state(self.producer, self.state_topic, key, value)
                 self.writes.inc()
                 self.size.set(len(value))
-        except (RuntimeError, KafkaException, SystemError) as exc:  # not acknowledged, or the producer is dead
+        except (
+            RuntimeError,
+            KafkaException,
+            SystemError,
+        ) as exc:  # not acknowledged, or the producer is dead
             if isinstance(exc, SystemError) and producer_failure(exc) is None:
                 raise
             self._failed(exc)
@@ -142,7 +180,10 @@ class Checkpoint:
         if consumer is not None and offsets:
             # Asynchronous (see scorer.service.commit: a synchronous commit can block through a rebalance).
             try:
-                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
+                consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                    asynchronous=True,
+                )
             except KafkaException as exc:
                 log.warning("offset commit failed (the state snapshot is delivered): %s", exc)
         return True
@@ -156,7 +197,9 @@ class Checkpoint:
             return
         log.warning("state snapshot not saved, trying again in %.0f s: %s", self.interval, exc)
         self.producer = resending_producer()
-        self.outputs = DeliveryReport()  # the caller reports its outputs again (they replace, never add)
+        self.outputs = (
+            DeliveryReport()
+        )  # the caller reports its outputs again (they replace, never add)
         self.dead_letters.resend(self.producer)
         try:  # a replaced broker lost the topics too; producers do not auto-create them
             create_state_topic(self.state_topic, timeout=10)

@@ -5,11 +5,12 @@ in a few numpy calls whatever the number of columns (each numpy call costs micro
 its size), with thresholds from `calibration`. The results equal `stats`' per-column functions
 (tested in tests/unit/test_monitor_drift.py).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from scipy import special
@@ -49,14 +50,25 @@ class ColumnLayout:
         ks_columns, chi2_columns = layout.ks_columns, layout.chi2_columns
         bins = list(ks_columns.values())
         self.ks_end = sum(b.size for b in bins)
-        self.ks_starts = np.array([layout.slices[name].start for name in ks_columns], dtype=np.int64)
-        if self.ks_starts.tolist() != np.cumsum([0] + [b.size for b in bins[:-1]]).tolist()[:len(bins)]:
+        self.ks_starts = np.array(
+            [layout.slices[name].start for name in ks_columns], dtype=np.int64
+        )
+        if (
+            self.ks_starts.tolist()
+            != np.cumsum([0] + [b.size for b in bins[:-1]]).tolist()[: len(bins)]
+        ):
             raise ValueError("pane layout is not KS columns..., chi-square columns...")
-        self.ks_shifted = np.concatenate([b.reference_cdf + j for j, b in enumerate(bins)]) if bins else np.empty(0)
+        self.ks_shifted = (
+            np.concatenate([b.reference_cdf + j for j, b in enumerate(bins)])
+            if bins
+            else np.empty(0)
+        )
         self.reference_size = reference.size
         self.chi2_names = tuple(chi2_columns)
         profiles = list(chi2_columns.values())
-        self.chi2_starts = np.array([layout.slices[name].start - self.ks_end for name in self.chi2_names], dtype=np.int64)
+        self.chi2_starts = np.array(
+            [layout.slices[name].start - self.ks_end for name in self.chi2_names], dtype=np.int64
+        )
         self.chi2_column = np.repeat(np.arange(len(profiles)), [p.size for p in profiles])
         self.chi2_reference = _concat([p.counts for p in profiles]).astype(np.float64)
         self.chi2_fraction = _concat([p.counts / p.counts.sum() for p in profiles])
@@ -80,33 +92,55 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
 _column_layout = lru_cache(maxsize=16)(ColumnLayout)  # one per PaneLayout (hashed by identity)
 
 
-def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[Pane],
-                 alpha: float | Sequence[float]) -> ColumnTests:
+def column_tests(
+    layout: PaneLayout,
+    calibration: Calibration,
+    panes: Sequence[Pane],
+    alpha: float | Sequence[float],
+) -> ColumnTests:
     """Every column's test on each aggregated pane (a scale): KS for numeric columns (features, a
     regression prediction, class probabilities), smoothed chi-square (+ total variation) for
     categorical ones (features, a predicted class), with unseen categories as extra categories of
     reference count 0; thresholds (and the categorical p-values) from `calibration` at `alpha` (one
-    for all panes, or one per pane). Every evaluation runs this, so it keeps to few numpy calls (each costs microseconds,
-    whatever its size)."""
+    for all panes, or one per pane). Every evaluation runs this, so it keeps to few numpy calls
+    (each costs microseconds, whatever its size)."""
     tl = _column_layout(layout)
     alphas = [alpha] * len(panes) if isinstance(alpha, (int, float)) else list(alpha)
     counts = np.stack([pane.counts for pane in panes])
     sizes = [pane.records for pane in panes]
     n = np.array(sizes, dtype=np.float64)[:, None]
     empty = n[:, 0] == 0
-    with np.errstate(invalid="ignore", divide="ignore"):  # an empty pane gives NaN, as stats' functions
+    with np.errstate(
+        invalid="ignore", divide="ignore"
+    ):  # an empty pane gives NaN, as stats' functions
         # Every record has one bin in each KS column, so column j's run starts at j * n records:
         # the cumulative fraction minus j is the column's own CDF (`ks_shifted` = reference CDF + j).
-        ks = np.maximum.reduceat(np.abs(np.cumsum(counts[:, :tl.ks_end], axis=1) / n - tl.ks_shifted),
-                                 tl.ks_starts, axis=1)
-        ks_scale = np.array([stats.ks_scale(k, tl.reference_size) if k else np.nan for k in sizes])[:, None]
+        ks = np.maximum.reduceat(
+            np.abs(np.cumsum(counts[:, : tl.ks_end], axis=1) / n - tl.ks_shifted),
+            tl.ks_starts,
+            axis=1,
+        )
+        ks_scale = np.array([stats.ks_scale(k, tl.reference_size) if k else np.nan for k in sizes])[
+            :, None
+        ]
         ks_p = special.kolmogorov(ks_scale * ks)
-        ks_threshold = np.array([[calibration.ks(k, a) if k else np.nan] for k, a in zip(sizes, alphas)])
+        ks_threshold = np.array(
+            [[calibration.ks(k, a) if k else np.nan] for k, a in zip(sizes, alphas)]
+        )
 
-        known = counts[:, tl.ks_end:]
-        unseen = [[np.fromiter(pane.unseen[name].values(), dtype=np.float64) if name in pane.unseen else _NONE
-                   for name in tl.chi2_names] for pane in panes]
-        extra = np.array([[len(u) for u in row] for row in unseen], dtype=np.int64).reshape(len(panes), -1)
+        known = counts[:, tl.ks_end :]
+        unseen = [
+            [
+                np.fromiter(pane.unseen[name].values(), dtype=np.float64)
+                if name in pane.unseen
+                else _NONE
+                for name in tl.chi2_names
+            ]
+            for pane in panes
+        ]
+        extra = np.array([[len(u) for u in row] for row in unseen], dtype=np.int64).reshape(
+            len(panes), -1
+        )
         total = tl.chi2_m + calibration.pseudo_count * (tl.chi2_known + extra)  # (scales, columns)
         expected = n * (tl.chi2_reference + calibration.pseudo_count) / total[:, tl.chi2_column]
         x2 = np.add.reduceat((known - expected) ** 2 / expected, tl.chi2_starts, axis=1)
@@ -128,9 +162,17 @@ def column_tests(layout: PaneLayout, calibration: Calibration, panes: Sequence[P
         for s, (k, a) in enumerate(zip(sizes, alphas)):
             for c, name in enumerate(tl.chi2_names):
                 chi2_threshold[s, c] = calibration.chi2(name, k, a) if k else np.nan
-                chi2_p[s, c] = calibration.chi2_p_value(name, k, a, float(x2[s, c])) if k else np.nan
-    return ColumnTests(tl.names, tl.tests, tl.ordered(ks, x2), tl.ordered(ks, tv), tl.ordered(ks_p, chi2_p),
-                       tl.ordered(np.broadcast_to(ks_threshold, ks.shape), chi2_threshold))
+                chi2_p[s, c] = (
+                    calibration.chi2_p_value(name, k, a, float(x2[s, c])) if k else np.nan
+                )
+    return ColumnTests(
+        tl.names,
+        tl.tests,
+        tl.ordered(ks, x2),
+        tl.ordered(ks, tv),
+        tl.ordered(ks_p, chi2_p),
+        tl.ordered(np.broadcast_to(ks_threshold, ks.shape), chi2_threshold),
+    )
 
 
 _NONE = np.empty(0)

@@ -16,15 +16,24 @@ more in garbage collection than the decoding itself. Categorical values and clas
 (`category_texts`: 3 -> "3", True -> "true"), event times epoch milliseconds (`epoch_ms`).
 No Kafka here: the service hands in message values.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 from operator import attrgetter
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from contract.decoders import Decoders, check_label, check_prediction, decode_records, epoch_ms, verdict
+from contract.decoders import (
+    Decoders,
+    check_label,
+    check_prediction,
+    decode_records,
+    epoch_ms,
+    verdict,
+)
 from contract.rules import Rejection, category_texts
 from contract.schema import Schema
 from monitor.windows import PredictionBatch
@@ -60,7 +69,9 @@ class Decoder:
         self._features = field(m.features) if m.features else None
         holder = "features" if m.features else "prediction"
         self._numeric = [(f.name, d.getter(holder, f.name)) for f in schema.features if f.numeric]
-        self._categorical = [(f.name, d.getter(holder, f.name), f.kind) for f in schema.features if not f.numeric]
+        self._categorical = [
+            (f.name, d.getter(holder, f.name), f.kind) for f in schema.features if not f.numeric
+        ]
         # Probabilities decode to a Struct with one float per class, p0..pK-1 in class_texts order, or
         # sit in top-level fields, one per class (a binary model's positive class alone).
         self._probabilities = field(m.probabilities) if m.probabilities else None
@@ -85,16 +96,23 @@ class Decoder:
         probabilities = {}
         if self._probabilities is not None:
             per_record = list(map(self._probabilities, records))
-            probabilities = {text: np.fromiter(map(get, per_record), np.float64, n) for text, get in self._classes}
+            probabilities = {
+                text: np.fromiter(map(get, per_record), np.float64, n)
+                for text, get in self._classes
+            }
         for text, get in self._probability_fields:
             probabilities[text] = np.fromiter(map(get, records), np.float64, n)
         batch = PredictionBatch(
             ids=np.array(list(map(self._id, records)), dtype=object),
             ts=epoch_ms(list(map(self._ts, records)), self.timestamp_format),
             predictions=self._outputs(map(self._output, records), n),
-            numeric={name: np.fromiter(map(get, holders), np.float64, n) for name, get in self._numeric},
-            categorical={name: np.array(category_texts(map(get, holders), kind), dtype=object)
-                         for name, get, kind in self._categorical},
+            numeric={
+                name: np.fromiter(map(get, holders), np.float64, n) for name, get in self._numeric
+            },
+            categorical={
+                name: np.array(category_texts(map(get, holders), kind), dtype=object)
+                for name, get, kind in self._categorical
+            },
             probabilities=probabilities,
         )
         return batch, rejected
@@ -104,5 +122,9 @@ class Decoder:
         labels, and (position, rejection) of the others."""
         decoder, fallback = self._label
         records, rejected = decode_records(values, decoder, fallback)
-        return (list(map(self._label_id, records)), epoch_ms(list(map(self._label_ts, records)), self.timestamp_format),
-                self._outputs(map(self._label_value, records), len(records)), rejected)
+        return (
+            list(map(self._label_id, records)),
+            epoch_ms(list(map(self._label_ts, records)), self.timestamp_format),
+            self._outputs(map(self._label_value, records), len(records)),
+            rejected,
+        )

@@ -34,11 +34,13 @@ The shell's loop:
     gauges <- results[-1] (or monitor.result() for the latest closed window, labels included)
     persist monitor.to_dict() (JSON-friendly); on restart monitor.load_dict(state)
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -48,7 +50,15 @@ from monitor.columns import column_tests
 from monitor.estimate import Estimate
 from monitor.join import ErrorWindow, Joined, LabelJoin
 from monitor.reference import Reference
-from monitor.windows import CountWindow, EncodedBatch, Pane, PaneLayout, PaneWindow, PredictionBatch, TimeWindow
+from monitor.windows import (
+    CountWindow,
+    EncodedBatch,
+    Pane,
+    PaneLayout,
+    PaneWindow,
+    PredictionBatch,
+    TimeWindow,
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,12 @@ class FeatureDrift:
     distance: float
     p_value: float
     threshold: float
-    detected: bool  # either scale exceeded its threshold (= statistic > threshold of the reported scale)
-    scale: str = "window"  # the reported scale: "window" (whole window) or "recent" (its newest half)
+    detected: (
+        bool  # either scale exceeded its threshold (= statistic > threshold of the reported scale)
+    )
+    scale: str = (
+        "window"  # the reported scale: "window" (whole window) or "recent" (its newest half)
+    )
     records: int = 0  # records behind the reported statistic
 
 
@@ -88,7 +102,9 @@ class DriftResult:
     data_drift: float | None = None  # mean feature distance: the tutorial's dataset score
     share_detected: float | None = None
     dataset_detected: bool | None = None
-    prediction_drift: float | None = None  # regression: KS D of predictions; classification: chi2 of the predicted class
+    prediction_drift: float | None = (
+        None  # regression: KS D of predictions; classification: chi2 of the predicted class
+    )
     prediction_threshold: float | None = None
     prediction_detected: bool | None = None  # the prediction or any class probability flagged
     joined: int  # labelled records behind rolling_mse / rolling_error_rate (the latest joined, see ErrorWindow)
@@ -99,9 +115,15 @@ class DriftResult:
     concept_drift: float | None  # (rolling - reference) / reference: MSE, or error rate
     concept_threshold: float | None
     concept_detected: bool | None
-    prediction_scale: str | None = None  # scale of prediction_drift: "window" or "recent" (see FeatureDrift)
-    outputs: tuple[FeatureDrift, ...] = ()  # the prediction, then p(<class>) columns; empty when not ready
-    rolling_error_rate: float | None = None  # classification: share of the latest joined records misclassified
+    prediction_scale: str | None = (
+        None  # scale of prediction_drift: "window" or "recent" (see FeatureDrift)
+    )
+    outputs: tuple[
+        FeatureDrift, ...
+    ] = ()  # the prediction, then p(<class>) columns; empty when not ready
+    rolling_error_rate: float | None = (
+        None  # classification: share of the latest joined records misclassified
+    )
     reference_error_rate: float | None = None  # classification: the held-out error rate
     # The performance estimated without labels (`monitor.estimate`), of the scale with the larger
     # score / threshold ratio (see FeatureDrift); None without an estimator or before the window is ready.
@@ -109,7 +131,9 @@ class DriftResult:
     estimate_scale: str | None = None
     # The error test on the joined records (`monitor.errortest`; `DriftMonitor(error_test=True)`), of
     # the scale with the largest statistic / threshold; None with the test off or too few joined.
-    error_test: str | None = None  # "residual_ks" (regression) or "weighted_errors" (classification)
+    error_test: str | None = (
+        None  # "residual_ks" (regression) or "weighted_errors" (classification)
+    )
     error_statistic: float | None = None
     error_threshold: float | None = None
     error_pvalue: float | None = None  # the KS test's; the weighted errors have a threshold only
@@ -125,15 +149,20 @@ class DriftResult:
     def drift_detected(self) -> bool:
         """Any alarm: dataset, prediction or concept drift (either concept test), or a drop in the
         estimated performance."""
-        return bool(self.dataset_detected or self.prediction_detected or self.concept_detected
-                    or self.error_detected or self.estimate_detected)
+        return bool(
+            self.dataset_detected
+            or self.prediction_detected
+            or self.concept_detected
+            or self.error_detected
+            or self.estimate_detected
+        )
 
 
 class Evaluated(NamedTuple):
     """A result and the panes it tested: the whole window and its newest half (None without the
     recent scale)."""
 
-    result: "DriftResult"
+    result: DriftResult
     window: Pane
     recent: Pane | None
 
@@ -153,8 +182,13 @@ class Evaluation:
     error_counts: Mapping[str, np.ndarray] | None = None
 
 
-def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequence[Evaluation],
-                 min_records: int = 1000, min_joined: int = 100) -> list[DriftResult]:
+def evaluate_all(
+    layout: PaneLayout,
+    calibration: Calibration,
+    evaluations: Sequence[Evaluation],
+    min_records: int = 1000,
+    min_joined: int = 100,
+) -> list[DriftResult]:
     """The results of several evaluations; their column tests run in one vectorised call, so a batch
     that closes many panes pays numpy's per-call cost once, not once per pane.
 
@@ -171,7 +205,9 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
         concept = _concept(layout.reference, calibration, window, alpha, min_joined, item.errors)
         concept.update(_error_test(calibration, item.error_counts, alpha, min_joined))
         if n < floor:
-            results.append(DriftResult(pane=window.id, records=n, ready=False, alpha=alpha, **concept))
+            results.append(
+                DriftResult(pane=window.id, records=n, ready=False, alpha=alpha, **concept)
+            )
             continue
         first = len(rows)
         rows.append((window, "window", alpha or 0.0))
@@ -181,10 +217,13 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
         results.append(None)
     if not rows:
         return results  # type: ignore[return-value]
-    tested = column_tests(layout, calibration, [pane for pane, _, _ in rows], [a for _, _, a in rows])
+    tested = column_tests(
+        layout, calibration, [pane for pane, _, _ in rows], [a for _, _, a in rows]
+    )
     # Plain lists from here: 7 columns x 2 scales is too small for numpy's per-call cost.
-    statistic, distance, p_value, threshold = (x.tolist() for x in (tested.statistic, tested.distance,
-                                                                    tested.p_value, tested.threshold))
+    statistic, distance, p_value, threshold = (
+        x.tolist() for x in (tested.statistic, tested.distance, tested.p_value, tested.threshold)
+    )
     compared = statistic if calibration.calibrated else distance
     inputs = len(layout.reference.features)  # result columns: features..., then outputs...
     for position, first, stop, window, alpha, concept in plans:
@@ -192,26 +231,56 @@ def evaluate_all(layout: PaneLayout, calibration: Calibration, evaluations: Sequ
         for c, (name, test) in enumerate(zip(tested.names, tested.tests)):
             # the scale with the larger statistic / threshold (NaN lowest; first of ties: the window)
             s = max(range(first, stop), key=lambda s: _ratio(statistic[s][c], threshold[s][c]))
-            columns.append(FeatureDrift(name, test, statistic[s][c], distance[s][c], p_value[s][c], threshold[s][c],
-                                        compared[s][c] > threshold[s][c], rows[s][1], rows[s][0].records))
+            columns.append(
+                FeatureDrift(
+                    name,
+                    test,
+                    statistic[s][c],
+                    distance[s][c],
+                    p_value[s][c],
+                    threshold[s][c],
+                    compared[s][c] > threshold[s][c],
+                    rows[s][1],
+                    rows[s][0].records,
+                )
+            )
         features, outputs = columns[:inputs], columns[inputs:]
         prediction = outputs[0]
-        data_drift = sum(distance[first][:inputs]) / len(features)  # the mean of the whole window's distances
+        data_drift = sum(distance[first][:inputs]) / len(
+            features
+        )  # the mean of the whole window's distances
         detected = sum(f.detected for f in features)
-        dataset = detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
+        dataset = (
+            detected > 0 if calibration.calibrated else data_drift > calibration.fixed_threshold
+        )
         estimate, estimate_scale = _estimate(layout, calibration, rows[first:stop], alpha)
         results[position] = DriftResult(
-            pane=window.id, records=window.records, ready=True, alpha=alpha, features=tuple(features),
-            data_drift=data_drift, share_detected=detected / len(features), dataset_detected=dataset,
-            prediction_drift=prediction.statistic, prediction_threshold=prediction.threshold,
-            prediction_detected=any(o.detected for o in outputs), prediction_scale=prediction.scale,
-            outputs=tuple(outputs), estimate=estimate, estimate_scale=estimate_scale, **concept,
+            pane=window.id,
+            records=window.records,
+            ready=True,
+            alpha=alpha,
+            features=tuple(features),
+            data_drift=data_drift,
+            share_detected=detected / len(features),
+            dataset_detected=dataset,
+            prediction_drift=prediction.statistic,
+            prediction_threshold=prediction.threshold,
+            prediction_detected=any(o.detected for o in outputs),
+            prediction_scale=prediction.scale,
+            outputs=tuple(outputs),
+            estimate=estimate,
+            estimate_scale=estimate_scale,
+            **concept,
         )
     return results  # type: ignore[return-value]
 
 
-def _estimate(layout: PaneLayout, calibration: Calibration, scales: Sequence[tuple[Pane, str, float]],
-              alpha: float | None) -> tuple[Estimate | None, str | None]:
+def _estimate(
+    layout: PaneLayout,
+    calibration: Calibration,
+    scales: Sequence[tuple[Pane, str, float]],
+    alpha: float | None,
+) -> tuple[Estimate | None, str | None]:
     """The estimated performance of the window's scales, the one with the larger score / threshold
     ratio (the first of ties: the whole window); (None, None) without an estimator. Each scale
     counts only its estimated records (all of them, unless restored from another estimator's panes)."""
@@ -222,10 +291,15 @@ def _estimate(layout: PaneLayout, calibration: Calibration, scales: Sequence[tup
     for pane, scale, _ in scales:
         if not pane.estimated:
             continue
-        estimate = estimator.evaluate(pane.estimates, pane.estimated, alpha if calibration.calibrated else None)
+        estimate = estimator.evaluate(
+            pane.estimates, pane.estimated, alpha if calibration.calibrated else None
+        )
         if not calibration.calibrated:  # the tutorial's rule, as for concept drift: 10% worse
-            estimate = replace(estimate, threshold=calibration.fixed_threshold,
-                               detected=estimate.score > calibration.fixed_threshold)
+            estimate = replace(
+                estimate,
+                threshold=calibration.fixed_threshold,
+                detected=estimate.score > calibration.fixed_threshold,
+            )
         judged.append((estimate, scale))
     if not judged:
         return None, None
@@ -238,8 +312,12 @@ def _ratio(statistic: float, threshold: float) -> float:
     return ratio if ratio == ratio else -math.inf
 
 
-def _error_test(calibration: Calibration, counts: Mapping[str, np.ndarray] | None, alpha: float | None,
-                min_joined: int) -> dict[str, Any]:
+def _error_test(
+    calibration: Calibration,
+    counts: Mapping[str, np.ndarray] | None,
+    alpha: float | None,
+    min_joined: int,
+) -> dict[str, Any]:
     """The error test's DriftResult fields: its scale with the largest statistic / threshold among
     those holding at least `min_joined` joined records (`ErrorTest.evaluate`); {} (all None) with
     the test off or no such scale."""
@@ -249,13 +327,25 @@ def _error_test(calibration: Calibration, counts: Mapping[str, np.ndarray] | Non
     found = test.evaluate(counts, alpha, min_records=min_joined)
     if found is None:
         return {}
-    return {"error_test": found.test, "error_statistic": found.statistic, "error_threshold": found.threshold,
-            "error_pvalue": found.p_value, "error_detected": found.detected, "error_scale": found.scale,
-            "error_records": found.records}
+    return {
+        "error_test": found.test,
+        "error_statistic": found.statistic,
+        "error_threshold": found.threshold,
+        "error_pvalue": found.p_value,
+        "error_detected": found.detected,
+        "error_scale": found.scale,
+        "error_records": found.records,
+    }
 
 
-def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha: float | None, min_joined: int,
-             errors: tuple[int, float, float]) -> dict:
+def _concept(
+    reference: Reference,
+    calibration: Calibration,
+    window: Pane,
+    alpha: float | None,
+    min_joined: int,
+    errors: tuple[int, float, float],
+) -> dict:
     # errors: (joined, sum of squared, sum of absolute errors) of the latest joined records; for a
     # classifier both sums are the number misclassified (see `join`).
     k, sse, sae = errors
@@ -285,22 +375,47 @@ def _concept(reference: Reference, calibration: Calibration, window: Pane, alpha
             ratio = (mse - reference.mse) / reference.mse
             threshold = calibration.mse_ratio(k, alpha or 0.0)
             out.update(rolling_mse=mse, rolling_mae=sae / k)
-        out.update(concept_drift=ratio, concept_threshold=threshold, concept_detected=ratio > threshold)
+        out.update(
+            concept_drift=ratio, concept_threshold=threshold, concept_detected=ratio > threshold
+        )
     return out
 
 
 MIN_JOINED = 100  # labelled records a window needs before its concept-drift tests run
 
 
-def window_calibration(window: PaneWindow, ert: float = 10_000_000, mode: str = "calibrated",
-                       error_panes: int = 0) -> Calibration:
+def window_calibration(
+    window: PaneWindow, ert: float = 10_000_000, mode: str = "calibrated", error_panes: int = 0
+) -> Calibration:
     """The calibration a window's evaluations need: its columns' tests at its sizes, the
     newest-half scale when it has at least 2 panes, thresholds prefetched when its sizes vary,
     the estimate's test when its panes carry estimates, and `error_panes` panes of the error test
     (0: none)."""
     layout = window.layout
-    return Calibration(layout.reference, ert, mode, recent=window.panes_per_window >= 2, prefetch=window.sizes_vary,
-                       estimated=layout.estimator is not None, error_panes=error_panes)
+    return Calibration(
+        layout.reference,
+        ert,
+        mode,
+        recent=window.panes_per_window >= 2,
+        prefetch=window.sizes_vary,
+        estimated=layout.estimator is not None,
+        error_panes=error_panes,
+    )
+
+
+def stream_counters(window: Any, join: LabelJoin) -> dict[str, int]:
+    """The monotonic totals of a window and its label join that the shell's *_total counters
+    show (a whole monitor's, or one partition's panes')."""
+    return {
+        "records": window.records,
+        "late_records": window.late_records,
+        "late_errors": window.late_errors,
+        "joined": join.joined,
+        "expired_predictions": join.expired_predictions,
+        "expired_labels": join.expired_labels,
+        "duplicate_predictions": join.duplicates,
+        "pending": join.pending,
+    }
 
 
 class DriftMonitor:
@@ -367,17 +482,28 @@ class DriftMonitor:
         if min_records is None:
             min_records = window.min_records
         if min_records < 1 or min_joined < 1:
-            raise ValueError(f"min_records and min_joined must be >= 1, got {min_records} and {min_joined}")
+            raise ValueError(
+                f"min_records and min_joined must be >= 1, got {min_records} and {min_joined}"
+            )
         self.reference, self.window = reference, window
         # Joined errors, in join order; their error-test bins are counted whether the test is on or
         # not, so the panes and the saved state have one layout.
         size, step = window.error_sizes()
-        self.errors = ErrorWindow(concept_window or size, concept_step or step, bins=window.layout.errors)
+        self.errors = ErrorWindow(
+            concept_window or size, concept_step or step, bins=window.layout.errors
+        )
         # The newest-half scale needs at least 2 panes per window (see `calibration`). A count
         # window's sizes and level never change; a time window's move with its records.
-        self.calibration = window_calibration(window, ert, mode, window.error_panes(self.errors) if error_test else 0)
-        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification, partitions=partitions,
-                              error_test=reference.error_test)
+        self.calibration = window_calibration(
+            window, ert, mode, window.error_panes(self.errors) if error_test else 0
+        )
+        self.join = LabelJoin(
+            label_ttl_ms,
+            max_pending,
+            classification=reference.classification,
+            partitions=partitions,
+            error_test=reference.error_test,
+        )
         self.classes = frozenset(reference.classes)
         self.unseen_labels = 0  # classifier labels whose class is not among the reference's classes
         self.min_records, self.min_joined = min_records, min_joined
@@ -391,20 +517,35 @@ class DriftMonitor:
         A count window takes the batch one step at a time, so each evaluation sees only the
         labels joined by records up to its own end (a batch can hold records far past it). What
         each evaluation tests is captured as its pane closes; the tests of all run at the end."""
-        encoded = self.window.layout.encode(batch)  # once for the batch: numpy's per-call cost is per step otherwise
+        encoded = self.window.layout.encode(
+            batch
+        )  # once for the batch: numpy's per-call cost is per step otherwise
         pending = []
-        for start, stop in self.window.spans(len(batch)):  # a count window's steps; a time window's whole batch
+        for start, stop in self.window.spans(
+            len(batch)
+        ):  # a count window's steps; a time window's whole batch
             whole = (start, stop) == (0, len(batch))
-            pending += self._update(batch if whole else batch.rows(start, stop),
-                                    encoded if whole else encoded.rows(start, stop))
-        return evaluate_all(self.window.layout, self.calibration, pending, self.min_records, self.min_joined)
+            pending += self._update(
+                batch if whole else batch.rows(start, stop),
+                encoded if whole else encoded.rows(start, stop),
+            )
+        return evaluate_all(
+            self.window.layout, self.calibration, pending, self.min_records, self.min_joined
+        )
 
     def _update(self, batch: PredictionBatch, encoded: EncodedBatch) -> list[Evaluation]:
         pane_ids, closed = self.window.update(batch, encoded)
         # a classifier's confidence per record, kept with its pending prediction (its label may come later)
-        confidences = self.reference.confidences(batch.probabilities) if self.reference.classification else None
-        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids, batch.partitions,
-                                               confidences))
+        confidences = (
+            self.reference.confidences(batch.probabilities)
+            if self.reference.classification
+            else None
+        )
+        self._errors(
+            self.join.add_predictions(
+                batch.ids, batch.ts, batch.predictions, pane_ids, batch.partitions, confidences
+            )
+        )
         evaluations = [self._evaluation(q) for q in closed]
         self.window.expire()
         if evaluations and self.calibration.prefetch:  # a time window
@@ -429,7 +570,9 @@ class DriftMonitor:
             for nearby_level in nearby_levels:
                 calibration.prefetch_chi2(n, nearby_level)
 
-    def update_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike, partitions: ArrayLike | int = 0) -> None:
+    def update_labels(
+        self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike, partitions: ArrayLike | int = 0
+    ) -> None:
         """Add k labels (id, event ts ms, true value: (k,) float64, or a classifier's (k,) object array
         of class texts; their input partition, one or (k,)); joined errors feed the rolling MSE or
         error rate (the latest joined records) and the label coverage of their prediction's pane. A
@@ -446,45 +589,53 @@ class DriftMonitor:
         if q is None:
             return None
         evaluation = self._evaluation(q)
-        result = evaluate_all(self.window.layout, self.calibration, [evaluation], self.min_records,
-                              self.min_joined)[0]
+        result = evaluate_all(
+            self.window.layout, self.calibration, [evaluation], self.min_records, self.min_joined
+        )[0]
         self.evaluated = Evaluated(result, evaluation.window, evaluation.recent)
         return result
 
     def _errors(self, joined: Joined) -> None:
         if len(joined):
-            self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute, joined.bins)  # label coverage
+            self.window.add_errors(
+                joined.pane_ids, joined.squared, joined.absolute, joined.bins
+            )  # label coverage
             self.errors.add(joined.squared, joined.absolute, joined.bins)
 
     def _evaluation(self, pane_id: int) -> Evaluation:
         closed = self.window.panes.get(pane_id)
-        recent = (self.window.aggregate(pane_id, self.window.panes_per_window // 2)
-                  if self.calibration.recent else None)
+        recent = (
+            self.window.aggregate(pane_id, self.window.panes_per_window // 2)
+            if self.calibration.recent
+            else None
+        )
         window = self.window.aggregate(pane_id)
         errors = self.window.errors_of(pane_id, window, self.errors)  # see PaneWindow.errors_of
         error_counts = None
         if self.calibration.error_test is not None:
             error_counts = self.window.error_counts_of(pane_id, self.errors)
-        return Evaluation(window, closed.records if closed is not None else 0, errors, recent, error_counts)
+        return Evaluation(
+            window, closed.records if closed is not None else 0, errors, recent, error_counts
+        )
 
     @property
     def counters(self) -> dict[str, int]:
         """Monotonic totals for the shell's *_total counters."""
-        w, j = self.window, self.join
-        return {
-            "records": w.records, "late_records": w.late_records, "late_errors": w.late_errors,
-            "joined": j.joined, "expired_predictions": j.expired_predictions,
-            "expired_labels": j.expired_labels, "duplicate_predictions": j.duplicates, "pending": j.pending,
-            "unseen_labels": self.unseen_labels,
-        }
+        return {**stream_counters(self.window, self.join), "unseen_labels": self.unseen_labels}
 
     def to_dict(self) -> dict[str, Any]:
         """Window panes and pending join entries, JSON-friendly."""
-        return {"window": self.window.to_dict(), "join": self.join.to_dict(), "errors": self.errors.to_dict(),
-                "unseen_labels": self.unseen_labels}
+        return {
+            "window": self.window.to_dict(),
+            "join": self.join.to_dict(),
+            "errors": self.errors.to_dict(),
+            "unseen_labels": self.unseen_labels,
+        }
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         self.window.load_dict(state["window"])
         self.join.load_dict(state["join"])
         self.errors.load_dict(state["errors"])
-        self.unseen_labels = int(state.get("unseen_labels", 0))  # absent from snapshots before classification
+        self.unseen_labels = int(
+            state.get("unseen_labels", 0)
+        )  # absent from snapshots before classification

@@ -51,11 +51,12 @@ scales). Each scale is a test in the Bonferroni split (`tests`: 3 at the default
 
 Pane layout: `ErrorTest.size` counts per pane; a joined record's bin from `bin_index`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -104,8 +105,9 @@ def scale_counts(panes: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     """Counts per scale from a window's panes (oldest first), each (size,):
     {"window": all, "recent": the newest half, "pane": the newest}."""
     stacked = np.asarray(panes, dtype=np.int64)
-    return {name: stacked[len(stacked) - count:].sum(axis=0)
-            for name, count in scales(len(stacked))}
+    return {
+        name: stacked[len(stacked) - count :].sum(axis=0) for name, count in scales(len(stacked))
+    }
 
 
 def confidence(probabilities: ArrayLike) -> np.ndarray:
@@ -127,12 +129,14 @@ class ErrorTest:
     size: int  # bins per pane
     m: int  # reference rows
 
-    def bin_index(self, predictions: ArrayLike, labels: ArrayLike | None,
-                  confidences: ArrayLike | None = None) -> np.ndarray:
+    def bin_index(
+        self, predictions: ArrayLike, labels: ArrayLike | None, confidences: ArrayLike | None = None
+    ) -> np.ndarray:
         raise NotImplementedError
 
-    def counts(self, predictions: ArrayLike, labels: ArrayLike | None,
-               confidences: ArrayLike | None = None) -> np.ndarray:
+    def counts(
+        self, predictions: ArrayLike, labels: ArrayLike | None, confidences: ArrayLike | None = None
+    ) -> np.ndarray:
         """Bin counts of k joined records, (size,) int64."""
         return np.bincount(self.bin_index(predictions, labels, confidences), minlength=self.size)
 
@@ -149,8 +153,9 @@ class ErrorTest:
     def reference_value(self) -> float:
         return 0.0
 
-    def evaluate(self, counts_by_scale: Mapping[str, np.ndarray], alpha: float,
-                 min_records: int = 100) -> ErrorDrift | None:
+    def evaluate(
+        self, counts_by_scale: Mapping[str, np.ndarray], alpha: float, min_records: int = 100
+    ) -> ErrorDrift | None:
         """The test at each scale (`scale_counts`, the window first) holding at least
         `min_records` joined records, a smaller scale only when it holds fewer than the window;
         None when none does."""
@@ -168,8 +173,16 @@ class ErrorTest:
             return None
         detected = any(statistic > threshold for _, _, _, statistic, threshold in rows)
         _, name, n, statistic, threshold = max(rows, key=lambda row: row[0])
-        return ErrorDrift(self.name, statistic, threshold, self.p_value(statistic, n), detected,
-                          name, n, self.reference_value)
+        return ErrorDrift(
+            self.name,
+            statistic,
+            threshold,
+            self.p_value(statistic, n),
+            detected,
+            name,
+            n,
+            self.reference_value,
+        )
 
 
 def _quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -203,17 +216,27 @@ class ResidualKS(ErrorTest):
 
     name = "residual_ks"
 
-    def __init__(self, predictions: ArrayLike, labels: ArrayLike, bins: int = 100, levels: int = 20,
-                 rows_per_level: int = 500) -> None:
+    def __init__(
+        self,
+        predictions: ArrayLike,
+        labels: ArrayLike,
+        bins: int = 100,
+        levels: int = 20,
+        rows_per_level: int = 500,
+    ) -> None:
         predictions, labels = np.asarray(predictions, np.float64), np.asarray(labels, np.float64)
         if predictions.shape != labels.shape or predictions.ndim != 1 or len(predictions) < 2:
-            raise ValueError("reference predictions and labels must be (m,) with m >= 2, got "
-                             f"{predictions.shape} and {labels.shape}")
+            raise ValueError(
+                "reference predictions and labels must be (m,) with m >= 2, got "
+                f"{predictions.shape} and {labels.shape}"
+            )
         if not (np.all(np.isfinite(predictions)) and np.all(np.isfinite(labels))):
             raise ValueError("reference predictions and labels must be finite")
         if bins < 2 or levels < 1 or rows_per_level < 1:
-            raise ValueError("need bins >= 2, levels >= 1 and rows_per_level >= 1, got "
-                             f"{bins}, {levels} and {rows_per_level}")
+            raise ValueError(
+                "need bins >= 2, levels >= 1 and rows_per_level >= 1, got "
+                f"{bins}, {levels} and {rows_per_level}"
+            )
         self.m = len(predictions)
         cells = max(1, min(levels, self.m // rows_per_level))
         self.level_edges = _quantile_edges(predictions, cells)
@@ -244,8 +267,9 @@ class ResidualKS(ErrorTest):
         cell = self._cell(predictions)
         return (predictions - np.asarray(labels, np.float64) - self.centre[cell]) / self.scale[cell]
 
-    def bin_index(self, predictions: ArrayLike, labels: ArrayLike | None,
-                  confidences: ArrayLike | None = None) -> np.ndarray:
+    def bin_index(
+        self, predictions: ArrayLike, labels: ArrayLike | None, confidences: ArrayLike | None = None
+    ) -> np.ndarray:
         """Bin of each joined record, (k,) int64 in [0, size); predictions, labels (k,) floats."""
         return self._bin(self.standardized(predictions, labels))
 
@@ -300,8 +324,9 @@ class ConfidenceWeightedErrors(ErrorTest):
 
     name = "weighted_errors"
 
-    def __init__(self, wrong: ArrayLike, confidences: ArrayLike | None = None,
-                 bins: int = 20) -> None:
+    def __init__(
+        self, wrong: ArrayLike, confidences: ArrayLike | None = None, bins: int = 20
+    ) -> None:
         wrong = np.asarray(wrong, dtype=bool)
         if wrong.ndim != 1 or len(wrong) < 2:
             raise ValueError(f"reference errors must be (m,) with m >= 2, got {wrong.shape}")
@@ -314,8 +339,9 @@ class ConfidenceWeightedErrors(ErrorTest):
         else:
             confidences = np.asarray(confidences, np.float64)
             if confidences.shape != wrong.shape or not np.all(np.isfinite(confidences)):
-                raise ValueError("reference confidences must be (m,) and finite, like the errors "
-                                 f"{wrong.shape}")
+                raise ValueError(
+                    f"reference confidences must be (m,) and finite, like the errors {wrong.shape}"
+                )
             self.edges = _quantile_edges(confidences, bins)
             cell, size = self._cell(confidences), len(self.edges) + 1
             count = np.maximum(np.bincount(cell, minlength=size), 1)
@@ -337,7 +363,9 @@ class ConfidenceWeightedErrors(ErrorTest):
         # against references drawn from the population (1,274 rows, affairs), 4x with 600 rows.
         # Half an error per cell is the most in the cells where the reference knows the least;
         # measured 0.3-0.6x alpha from 1e-2 to 1e-6 (bench/CONCEPT_RESULTS.md, "Calibration").
-        self.null_values = np.concatenate((values, values, self.weights, np.zeros(len(self.weights))))
+        self.null_values = np.concatenate(
+            (values, values, self.weights, np.zeros(len(self.weights)))
+        )
         self._thresholds: dict[tuple[int, float], float] = {}
 
     def _cell(self, confidences: np.ndarray) -> np.ndarray:
@@ -348,12 +376,16 @@ class ConfidenceWeightedErrors(ErrorTest):
         """The reference's mean weighted error: the statistic's no-drift centre."""
         return self._reference
 
-    def bin_index(self, predictions: ArrayLike, labels: ArrayLike | None,
-                  confidences: ArrayLike | None = None) -> np.ndarray:
+    def bin_index(
+        self, predictions: ArrayLike, labels: ArrayLike | None, confidences: ArrayLike | None = None
+    ) -> np.ndarray:
         """Bin 2k + e of each joined record, (k,) int64. predictions and labels (k,) class texts, or
         predictions alone as (k,) bool "misclassified" and labels None; confidences (k,) floats."""
-        wrong = (np.asarray(predictions, dtype=bool) if labels is None
-                 else np.asarray(predictions, dtype=object) != np.asarray(labels, dtype=object))
+        wrong = (
+            np.asarray(predictions, dtype=bool)
+            if labels is None
+            else np.asarray(predictions, dtype=object) != np.asarray(labels, dtype=object)
+        )
         if confidences is None or not len(self.edges):
             cell = np.zeros(len(wrong), np.int64)
         else:
@@ -379,8 +411,9 @@ class ConfidenceWeightedErrors(ErrorTest):
         return self._thresholds[key]
 
 
-def from_reference(task: str, predictions: ArrayLike, labels: ArrayLike,
-                   confidences: ArrayLike | None = None) -> ErrorTest:
+def from_reference(
+    task: str, predictions: ArrayLike, labels: ArrayLike, confidences: ArrayLike | None = None
+) -> ErrorTest:
     """The error test for a model: `ResidualKS` for a regression, `ConfidenceWeightedErrors` for a
     classifier (predictions and labels as class texts; confidences when the messages carry
     probabilities, see `confidence`)."""

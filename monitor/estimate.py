@@ -36,13 +36,15 @@ to on new no-drift traffic, the null is centred on it, and the estimator's own b
 nanny's, the calibration's) cancels in the ratio. The realized value is kept beside it
 (`realized_reference`) for the dashboard's reference line.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -114,16 +116,24 @@ class EstimateNull:
     True
     """
 
-    def __init__(self, out_of_fold: Sequence[float], in_sample: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, out_of_fold: Sequence[float], in_sample: Sequence[float] | None = None
+    ) -> None:
         self.out_of_fold = np.asarray(out_of_fold, dtype=np.float64)
-        self.in_sample = self.out_of_fold if in_sample is None else np.asarray(in_sample, dtype=np.float64)
+        self.in_sample = (
+            self.out_of_fold if in_sample is None else np.asarray(in_sample, dtype=np.float64)
+        )
         m = self.out_of_fold.size
         if m < 2 or self.in_sample.shape != (m,):
-            raise ValueError(f"need (m,) out-of-fold and in-sample estimates with m >= 2, got {m} and "
-                             f"{self.in_sample.shape}")
+            raise ValueError(
+                f"need (m,) out-of-fold and in-sample estimates with m >= 2, got {m} and "
+                f"{self.in_sample.shape}"
+            )
         for values in (self.out_of_fold, self.in_sample):
             if not np.all(np.isfinite(values)) or values.min() < 0 or values.std() == 0:
-                raise ValueError("per-record estimates must be finite, non-negative and not all equal")
+                raise ValueError(
+                    "per-record estimates must be finite, non-negative and not all equal"
+                )
         self.size = m
         self.reference = float(self.out_of_fold.mean())
         self._cache: dict[tuple[int, float], float] = {}  # (n, alpha) on the grid -> threshold
@@ -137,8 +147,10 @@ class EstimateNull:
         if key not in self._cache:
             n_grid, level = key
             effective = n_grid * self.size / (n_grid + self.size)
-            quantile = max(stats.mean_upper_quantile(values, effective, level)
-                           for values in (self.out_of_fold, self.in_sample))
+            quantile = max(
+                stats.mean_upper_quantile(values, effective, level)
+                for values in (self.out_of_fold, self.in_sample)
+            )
             self._cache[key] = quantile / self.reference - 1.0
         return self._cache[key]
 
@@ -146,7 +158,7 @@ class EstimateNull:
         return {"out_of_fold": self.out_of_fold.tolist(), "in_sample": self.in_sample.tolist()}
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any]) -> "EstimateNull":
+    def from_dict(cls, state: Mapping[str, Any]) -> EstimateNull:
         return cls(state["out_of_fold"], state["in_sample"])
 
 
@@ -162,11 +174,13 @@ class PerformanceEstimator(Protocol):
 
     def check_layout(self, sizes: Mapping[str, int]) -> None: ...
 
-    def per_record(self, batch: "PredictionBatch", encoded: "EncodedBatch") -> np.ndarray: ...
+    def per_record(self, batch: PredictionBatch, encoded: EncodedBatch) -> np.ndarray: ...
 
     def threshold(self, n: float, alpha: float) -> float: ...
 
-    def evaluate(self, sums: Sequence[float], records: int, alpha: float | None = None) -> Estimate: ...
+    def evaluate(
+        self, sums: Sequence[float], records: int, alpha: float | None = None
+    ) -> Estimate: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -177,13 +191,22 @@ class _Estimator:
     names: tuple[str, ...] = ()
     metric = ""
 
-    def __init__(self, layout: Mapping[str, int], outside: Sequence[bool], null: EstimateNull,
-                 realized_reference: float) -> None:
+    def __init__(
+        self,
+        layout: Mapping[str, int],
+        outside: Sequence[bool],
+        null: EstimateNull,
+        realized_reference: float,
+    ) -> None:
         self.layout = {str(k): int(v) for k, v in layout.items()}
         self.total = sum(self.layout.values())
-        self.outside = np.asarray(outside, dtype=bool)  # (total + 1,): the spill bin (unseen category) last
+        self.outside = np.asarray(
+            outside, dtype=bool
+        )  # (total + 1,): the spill bin (unseen category) last
         if self.outside.shape != (self.total + 1,):
-            raise ValueError(f"outside table has {self.outside.size} entries, the layout {self.total} bins + spill")
+            raise ValueError(
+                f"outside table has {self.outside.size} entries, the layout {self.total} bins + spill"
+            )
         self.null, self.realized_reference = null, float(realized_reference)
 
     @property
@@ -194,21 +217,41 @@ class _Estimator:
     def check_layout(self, sizes: Mapping[str, int]) -> None:
         """ValueError unless the monitor's pane layout is the one the tables index (same reference)."""
         if dict(sizes) != self.layout:
-            raise ValueError("the performance estimator was fitted on another reference (bin layout differs): refit it")
+            raise ValueError(
+                "the performance estimator was fitted on another reference (bin layout differs): refit it"
+            )
 
     def threshold(self, n: float, alpha: float) -> float:
         return self.null.threshold(n, alpha)
 
-    def _judge(self, records: int, estimate: float, outside: float, alpha: float | None, **extra: Any) -> Estimate:
+    def _judge(
+        self, records: int, estimate: float, outside: float, alpha: float | None, **extra: Any
+    ) -> Estimate:
         score = (estimate - self.reference_value) / self.reference_value
         threshold = None if alpha is None else self.threshold(records, alpha)
-        return Estimate(metric=self.metric, records=records, estimate=estimate, reference=self.reference_value,
-                        score=score, threshold=threshold, detected=None if threshold is None else score > threshold,
-                        outside_share=outside / records, **extra)
+        return Estimate(
+            metric=self.metric,
+            records=records,
+            estimate=estimate,
+            reference=self.reference_value,
+            score=score,
+            threshold=threshold,
+            detected=None if threshold is None else score > threshold,
+            outside_share=outside / records,
+            **extra,
+        )
 
     def _empty(self, records: int) -> Estimate:
-        return Estimate(metric=self.metric, records=records, estimate=None, reference=self.reference_value,
-                        score=None, threshold=None, detected=None, outside_share=None)
+        return Estimate(
+            metric=self.metric,
+            records=records,
+            estimate=None,
+            reference=self.reference_value,
+            score=None,
+            threshold=None,
+            detected=None,
+            outside_share=None,
+        )
 
     def fingerprint(self) -> str:
         """16 hex digits of the parameters' hash: panes summed under another estimator must not merge."""
@@ -243,18 +286,30 @@ class LossEstimator(_Estimator):
     names = ("squared", "absolute", "outside")
     metric = "mse"
 
-    def __init__(self, layout: Mapping[str, int], tables: Sequence[Sequence[float]], intercepts: Sequence[float],
-                 outside: Sequence[bool], null: EstimateNull, realized_mse: float, realized_mae: float) -> None:
+    def __init__(
+        self,
+        layout: Mapping[str, int],
+        tables: Sequence[Sequence[float]],
+        intercepts: Sequence[float],
+        outside: Sequence[bool],
+        null: EstimateNull,
+        realized_mse: float,
+        realized_mae: float,
+    ) -> None:
         super().__init__(layout, outside, null, realized_mse)
         self.tables = np.asarray(tables, dtype=np.float64)
         self.intercepts = np.asarray(intercepts, dtype=np.float64)
         if self.tables.shape != (2, self.total + 1) or self.intercepts.shape != (2,):
-            raise ValueError(f"tables must be (2, {self.total + 1}) and intercepts (2,), got "
-                             f"{self.tables.shape} and {self.intercepts.shape}")
+            raise ValueError(
+                f"tables must be (2, {self.total + 1}) and intercepts (2,), got "
+                f"{self.tables.shape} and {self.intercepts.shape}"
+            )
         self.realized_mae = float(realized_mae)
-        self._squared, self._absolute = (np.ascontiguousarray(t) for t in self.tables)  # contiguous gathers
+        self._squared, self._absolute = (
+            np.ascontiguousarray(t) for t in self.tables
+        )  # contiguous gathers
 
-    def per_record(self, batch: "PredictionBatch | None", encoded: "EncodedBatch") -> np.ndarray:
+    def per_record(self, batch: PredictionBatch | None, encoded: EncodedBatch) -> np.ndarray:
         """(n, 3): expected squared error, expected absolute error, outside (0/1). Only the bins are
         read (the features and the prediction are among them), so `batch` may be None."""
         flat = encoded.flat
@@ -273,20 +328,35 @@ class LossEstimator(_Estimator):
         return self._judge(records, squared / records, outside, alpha, mae=absolute / records)
 
     def describe(self) -> str:
-        return (f"estimated MSE: additive nanny over {len(self.layout)} columns of pane bins; reference MSE "
-                f"{self.realized_reference:,.6g} (mean out-of-fold estimate {self.reference_value:,.6g}, "
-                f"{self.null.size:,} rows)")
+        return (
+            f"estimated MSE: additive nanny over {len(self.layout)} columns of pane bins; reference MSE "
+            f"{self.realized_reference:,.6g} (mean out-of-fold estimate {self.reference_value:,.6g}, "
+            f"{self.null.size:,} rows)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "loss", "layout": self.layout, "tables": self.tables.tolist(),
-                "intercepts": self.intercepts.tolist(), "outside": self.outside.astype(int).tolist(),
-                "null": self.null.to_dict(), "realized_mse": self.realized_reference,
-                "realized_mae": self.realized_mae}
+        return {
+            "kind": "loss",
+            "layout": self.layout,
+            "tables": self.tables.tolist(),
+            "intercepts": self.intercepts.tolist(),
+            "outside": self.outside.astype(int).tolist(),
+            "null": self.null.to_dict(),
+            "realized_mse": self.realized_reference,
+            "realized_mae": self.realized_mae,
+        }
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any]) -> "LossEstimator":
-        return cls(state["layout"], state["tables"], state["intercepts"], state["outside"],
-                   EstimateNull.from_dict(state["null"]), state["realized_mse"], state["realized_mae"])
+    def from_dict(cls, state: Mapping[str, Any]) -> LossEstimator:
+        return cls(
+            state["layout"],
+            state["tables"],
+            state["intercepts"],
+            state["outside"],
+            EstimateNull.from_dict(state["null"]),
+            state["realized_mse"],
+            state["realized_mae"],
+        )
 
 
 class ConfidenceEstimator(_Estimator):
@@ -318,22 +388,36 @@ class ConfidenceEstimator(_Estimator):
 
     metric = "error_rate"
 
-    def __init__(self, layout: Mapping[str, int], classes: Sequence[str], knots: Sequence[tuple[Sequence[float],
-                 Sequence[float]]], prediction_bins: Mapping[int, int], positive: int | None,
-                 outside: Sequence[bool], null: EstimateNull, realized_error_rate: float) -> None:
+    def __init__(
+        self,
+        layout: Mapping[str, int],
+        classes: Sequence[str],
+        knots: Sequence[tuple[Sequence[float], Sequence[float]]],
+        prediction_bins: Mapping[int, int],
+        positive: int | None,
+        outside: Sequence[bool],
+        null: EstimateNull,
+        realized_error_rate: float,
+    ) -> None:
         super().__init__(layout, outside, null, realized_error_rate)
         self.classes = tuple(map(str, classes))
         if len(knots) != len(self.classes):
-            raise ValueError(f"need one calibration map per class ({len(self.classes)}), got {len(knots)}")
+            raise ValueError(
+                f"need one calibration map per class ({len(self.classes)}), got {len(knots)}"
+            )
         self.knots = [(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in knots]
         for (x, y), name in zip(self.knots, self.classes):
             if x.shape != y.shape or x.size < 2 or np.any(np.diff(x) <= 0) or x[0] < 0 or x[-1] > 1:
-                raise ValueError(f"class {name!r}: calibration knots must be increasing x in [0, 1], "
-                                 "with y of the same size")
+                raise ValueError(
+                    f"class {name!r}: calibration knots must be increasing x in [0, 1], "
+                    "with y of the same size"
+                )
         if positive is not None and (len(self.classes) != 2 or positive not in (0, 1)):
             raise ValueError("a positive class (a confusion matrix) is for binary models only")
         self.positive = positive
-        self.names = ("error", "tp", "fp", "fn", "outside") if positive is not None else ("error", "outside")
+        self.names = (
+            ("error", "tp", "fp", "fn", "outside") if positive is not None else ("error", "outside")
+        )
         # Class k's map sits on [2k, 2k + 1] of one concatenated axis: one np.interp for every class.
         self._x = np.concatenate([2 * k + x for k, (x, _) in enumerate(self.knots)])
         self._y = np.concatenate([y for _, y in self.knots])
@@ -341,20 +425,25 @@ class ConfidenceEstimator(_Estimator):
         self._class_of_bin = np.full(self.total + 1, -1, dtype=np.int64)
         self._class_of_bin[list(self.prediction_bins)] = list(self.prediction_bins.values())
         self._index = {c: k for k, c in enumerate(self.classes)}
-        self._column = list(self.layout).index("prediction")  # the predicted class's column in `flat`
+        self._column = list(self.layout).index(
+            "prediction"
+        )  # the predicted class's column in `flat`
 
-    def _probability_of(self, batch: "PredictionBatch", predicted: np.ndarray) -> np.ndarray:
+    def _probability_of(self, batch: PredictionBatch, predicted: np.ndarray) -> np.ndarray:
         """(n,) the model's probability of the class each record's prediction names. A binary model
         may carry one class's probability only (the other's is 1 - p)."""
         given = batch.probabilities
         if len(self.classes) == 2:
-            second = (np.asarray(given[self.classes[1]], dtype=np.float64) if self.classes[1] in given
-                      else 1.0 - np.asarray(given[self.classes[0]], dtype=np.float64))
+            second = (
+                np.asarray(given[self.classes[1]], dtype=np.float64)
+                if self.classes[1] in given
+                else 1.0 - np.asarray(given[self.classes[0]], dtype=np.float64)
+            )
             return np.where(predicted == 1, second, 1.0 - second)
         stacked = np.stack([np.asarray(given[c], dtype=np.float64) for c in self.classes], axis=1)
         return stacked[np.arange(len(predicted)), predicted]
 
-    def per_record(self, batch: "PredictionBatch", encoded: "EncodedBatch") -> np.ndarray:
+    def per_record(self, batch: PredictionBatch, encoded: EncodedBatch) -> np.ndarray:
         """(n, F) with F = len(names): error = 1 - c, then (binary) tp, fp, fn, then outside (0/1)."""
         flat = encoded.flat
         n = len(flat)
@@ -362,7 +451,9 @@ class ConfidenceEstimator(_Estimator):
         unknown = predicted < 0  # a class the model never predicted on the reference: by its text
         if unknown.any():
             texts = np.asarray(batch.predictions, dtype=object)[unknown]
-            predicted[unknown] = np.fromiter(map(self._index.get, texts.tolist()), np.int64, int(unknown.sum()))
+            predicted[unknown] = np.fromiter(
+                map(self._index.get, texts.tolist()), np.int64, int(unknown.sum())
+            )
         p = self._probability_of(batch, predicted)
         right = np.interp(2 * predicted + np.clip(p, 0.0, 1.0), self._x, self._y)
         out = np.empty((n, len(self.names)))
@@ -385,29 +476,46 @@ class ConfidenceEstimator(_Estimator):
         extra: dict[str, float | None] = {"accuracy": 1.0 - error / records}
         if self.positive is not None:
             tp, fp, fn = values[1:4]
-            extra.update(precision=tp / (tp + fp) if tp + fp > 0 else None,
-                         recall=tp / (tp + fn) if tp + fn > 0 else None,
-                         f1=2 * tp / (2 * tp + fp + fn) if tp > 0 else None)
+            extra.update(
+                precision=tp / (tp + fp) if tp + fp > 0 else None,
+                recall=tp / (tp + fn) if tp + fn > 0 else None,
+                f1=2 * tp / (2 * tp + fp + fn) if tp > 0 else None,
+            )
         return self._judge(records, error / records, outside, alpha, **extra)
 
     def describe(self) -> str:
         calibrated = [c for c, (x, y) in zip(self.classes, self.knots) if not np.array_equal(x, y)]
-        return (f"estimated error rate: probability of the predicted class, calibrated (isotonic) for "
-                f"{', '.join(calibrated) or 'no class'}; reference error rate {self.realized_reference:.4f} "
-                f"(mean out-of-fold estimate {self.reference_value:.4f}, {self.null.size:,} rows)")
+        return (
+            f"estimated error rate: probability of the predicted class, calibrated (isotonic) for "
+            f"{', '.join(calibrated) or 'no class'}; reference error rate {self.realized_reference:.4f} "
+            f"(mean out-of-fold estimate {self.reference_value:.4f}, {self.null.size:,} rows)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "confidence", "layout": self.layout, "classes": list(self.classes),
-                "knots": [[x.tolist(), y.tolist()] for x, y in self.knots],
-                "prediction_bins": {str(b): k for b, k in self.prediction_bins.items()}, "positive": self.positive,
-                "outside": self.outside.astype(int).tolist(), "null": self.null.to_dict(),
-                "realized_error_rate": self.realized_reference}
+        return {
+            "kind": "confidence",
+            "layout": self.layout,
+            "classes": list(self.classes),
+            "knots": [[x.tolist(), y.tolist()] for x, y in self.knots],
+            "prediction_bins": {str(b): k for b, k in self.prediction_bins.items()},
+            "positive": self.positive,
+            "outside": self.outside.astype(int).tolist(),
+            "null": self.null.to_dict(),
+            "realized_error_rate": self.realized_reference,
+        }
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any]) -> "ConfidenceEstimator":
-        return cls(state["layout"], state["classes"], [tuple(k) for k in state["knots"]],
-                   {int(b): k for b, k in state["prediction_bins"].items()}, state["positive"], state["outside"],
-                   EstimateNull.from_dict(state["null"]), state["realized_error_rate"])
+    def from_dict(cls, state: Mapping[str, Any]) -> ConfidenceEstimator:
+        return cls(
+            state["layout"],
+            state["classes"],
+            [tuple(k) for k in state["knots"]],
+            {int(b): k for b, k in state["prediction_bins"].items()},
+            state["positive"],
+            state["outside"],
+            EstimateNull.from_dict(state["null"]),
+            state["realized_error_rate"],
+        )
 
 
 def from_dict(state: Mapping[str, Any]) -> LossEstimator | ConfidenceEstimator:

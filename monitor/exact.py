@@ -28,25 +28,43 @@ the sampling error can only lower the realised rate. Seeded: the same reference 
 thresholds at every start. Cost: 0.1-0.3 s per column and window size for diamonds' columns,
 1-3 s for 50 categories, once (cached per n, on a grid, and per alpha).
 """
+
 from __future__ import annotations
 
 import math
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable
 
 import numpy as np
 from scipy import special
 
 SAMPLES = 50_000
 DEFENSIVE_SHARE = 0.1
-SPREADS = (0.6, 1.0, 1.6)  # Dirichlet-multinomial spread factors, relative to the one reaching the threshold
+SPREADS = (
+    0.6,
+    1.0,
+    1.6,
+)  # Dirichlet-multinomial spread factors, relative to the one reaching the threshold
 MARGIN_SE = 2.0  # standard errors added to the tail estimate before it is compared with alpha
 FEW_REFERENCE_ROWS = 400  # a category with fewer reference rows gets proposals with fewer still:
 REFERENCE_SHARES = (1.0, 0.5, 0.2)  # its reference count x these
 
-GRID = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)  # n's grid per decade: steps of at most 25%
+GRID = (
+    1.0,
+    1.2,
+    1.5,
+    2.0,
+    2.5,
+    3.0,
+    4.0,
+    5.0,
+    6.0,
+    7.0,
+    8.0,
+    9.0,
+)  # n's grid per decade: steps of at most 25%
 KEPT_TAILS = 256  # per column: a tail curve holds up to 2 x 50,000 floats (800 kB)
 
 
@@ -87,7 +105,6 @@ class Background:
                 future.set_exception(exc)
 
 
-
 def grid_n(n: int) -> int:
     """n rounded down to the grid 10, 12, 15, 20, 25, 30, 40, ..., 90, 100, 120, 150, 200, ...:
     the threshold of fewer records is higher (a smaller window's small-count tail is heavier, and
@@ -115,8 +132,14 @@ class PearsonNull:
     True
     """
 
-    def __init__(self, counts: np.ndarray, pseudo_count: float, samples: int = SAMPLES, seed: int = 0,
-                 background: Background | None = None) -> None:
+    def __init__(
+        self,
+        counts: np.ndarray,
+        pseudo_count: float,
+        samples: int = SAMPLES,
+        seed: int = 0,
+        background: Background | None = None,
+    ) -> None:
         counts = np.asarray(counts, dtype=np.float64)
         if counts.ndim != 1 or not len(counts) or not (counts > 0).all():
             raise ValueError("a categorical null needs categories, each seen in the reference")
@@ -125,9 +148,13 @@ class PearsonNull:
         self.pseudo_count = pseudo_count
         self.smoothed = (counts + pseudo_count) / (self.m + pseudo_count * len(counts))
         self.samples, self.seed = samples, seed
-        self._tails: dict[tuple[int, float], Future] = {}  # (grid n, alpha) -> its tail curve, computed once
+        self._tails: dict[
+            tuple[int, float], Future
+        ] = {}  # (grid n, alpha) -> its tail curve, computed once
         self._tails_lock = threading.Lock()
-        self.background = background  # where `prefetch` computes; one of its own on first use if None
+        self.background = (
+            background  # where `prefetch` computes; one of its own on first use if None
+        )
 
     @property
     def categories(self) -> int:
@@ -142,7 +169,9 @@ class PearsonNull:
         """P(statistic' >= statistic) under the null (upper estimate), from the samples drawn for
         (n, alpha): consistent with `threshold` (statistic > threshold exactly when p <= alpha)."""
         sampled, upper = self._tail(grid_n(n), alpha)
-        at_least = np.searchsorted(-sampled, -statistic, side="right")  # distinct sampled values >= statistic
+        at_least = np.searchsorted(
+            -sampled, -statistic, side="right"
+        )  # distinct sampled values >= statistic
         return 1.0 if at_least == len(sampled) else float(upper[at_least])
 
     def prefetch(self, n: int, alpha: float) -> None:
@@ -187,7 +216,9 @@ class PearsonNull:
 
     def _tail_uncached(self, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """(distinct sampled statistics descending, upper estimate of P(statistic > each)): the tail curve."""
-        if self.categories == 1:  # every no-drift window is all one category: a single statistic, never exceeded
+        if (
+            self.categories == 1
+        ):  # every no-drift window is all one category: a single statistic, never exceeded
             return np.array([0.0]), np.array([0.0])
         start = float(special.chdtri(self.categories - 1, alpha))
         statistic, upper = self._sample(n, start)
@@ -210,7 +241,9 @@ class PearsonNull:
         for factor in SPREADS:
             inflation = max(spread * factor, 1.05)
             if inflation < n:
-                proposals.append((("dm", (n - inflation) / (inflation - 1)), None))  # Var x (n+a)/(1+a)
+                proposals.append(
+                    (("dm", (n - inflation) / (inflation - 1)), None)
+                )  # Var x (n+a)/(1+a)
         for k in range(C):
             # One category's term alone reaching the threshold: its window count raised or lowered;
             # for a category with few reference rows also with fewer of them in the reference (its
@@ -221,18 +254,31 @@ class PearsonNull:
                 for sign in (1.0, -1.0) if reference_share == 1.0 else (1.0,):
                     count = expected + sign * math.sqrt(plain * expected)
                     if 0 < count < n:
-                        proposals.append((("mn", _with_share(p, k, count / n)),
-                                          None if reference_share == 1.0 else _with_share(p, k, rows / m)))
+                        proposals.append(
+                            (
+                                ("mn", _with_share(p, k, count / n)),
+                                None if reference_share == 1.0 else _with_share(p, k, rows / m),
+                            )
+                        )
         share = np.full(len(proposals) + 1, (1 - DEFENSIVE_SHARE) / max(len(proposals), 1))
         share[0] = DEFENSIVE_SHARE if proposals else 1.0
         drawn = rng.multinomial(self.samples, share)
-        windows, references = [rng.multinomial(n, p, size=drawn[0])], [rng.multinomial(m, p, size=drawn[0])]
+        windows, references = (
+            [rng.multinomial(n, p, size=drawn[0])],
+            [rng.multinomial(m, p, size=drawn[0])],
+        )
         for ((kind, parameter), reference_law), size in zip(proposals, drawn[1:]):
             if kind == "dm":
-                windows.append(rng.multinomial(n, rng.dirichlet(parameter * p, size=size)) if size else np.empty((0, C)))
+                windows.append(
+                    rng.multinomial(n, rng.dirichlet(parameter * p, size=size))
+                    if size
+                    else np.empty((0, C))
+                )
             else:
                 windows.append(rng.multinomial(n, parameter, size=size))
-            references.append(rng.multinomial(m, p if reference_law is None else reference_law, size=size))
+            references.append(
+                rng.multinomial(m, p if reference_law is None else reference_law, size=size)
+            )
         w = np.concatenate(windows).astype(np.float64)
         r = np.concatenate(references).astype(np.float64)
         # log(proposal density / null density) of every (window, reference) under every proposal
@@ -243,8 +289,12 @@ class PearsonNull:
                 log_ratio[:, j] = w @ (np.log(parameter) - log_p)
             else:
                 a = parameter * p
-                log_ratio[:, j] = (special.gammaln(parameter) - special.gammaln(n + parameter)
-                                   + (special.gammaln(w + a) - special.gammaln(a)).sum(axis=1) - w @ log_p)
+                log_ratio[:, j] = (
+                    special.gammaln(parameter)
+                    - special.gammaln(n + parameter)
+                    + (special.gammaln(w + a) - special.gammaln(a)).sum(axis=1)
+                    - w @ log_p
+                )
             if reference_law is not None:
                 log_ratio[:, j] += r @ (np.log(reference_law) - log_p)
         weight = np.exp(-special.logsumexp(log_ratio + np.log(share), axis=1))
@@ -257,9 +307,13 @@ class PearsonNull:
         # tail above each distinct value: sums over the samples strictly greater than it
         first = np.concatenate(([True], np.diff(statistic) != 0))
         values = statistic[first]
-        cumulative = np.concatenate(([0.0], np.cumsum(weight)))[np.flatnonzero(first)] / self.samples
-        squares = np.concatenate(([0.0], np.cumsum(weight ** 2)))[np.flatnonzero(first)] / self.samples
-        error = np.sqrt(np.maximum(squares - cumulative ** 2, 0.0) / self.samples)
+        cumulative = (
+            np.concatenate(([0.0], np.cumsum(weight)))[np.flatnonzero(first)] / self.samples
+        )
+        squares = (
+            np.concatenate(([0.0], np.cumsum(weight**2)))[np.flatnonzero(first)] / self.samples
+        )
+        error = np.sqrt(np.maximum(squares - cumulative**2, 0.0) / self.samples)
         upper = np.maximum.accumulate(np.minimum(cumulative + MARGIN_SE * error, 1.0))
         return values, upper
 

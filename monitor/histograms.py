@@ -9,10 +9,11 @@ side) cut into about `DISPLAY_BINS` equal-width bars whose edges are snapped to 
 edges (so every bar is an exact sum of fine bins), and a tail bar each side for the rest, however
 far the window moved.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -68,10 +69,22 @@ def numeric_chart(bins: NumericBins, counts: np.ndarray, n: int, m: int) -> Char
     # cumulative counts from 0: a run [a, b) holds cum[b] - cum[a] (plain ints: cheap per bar)
     ref_cum, win_cum = [0, *np.cumsum(ref).tolist()], [0, *np.cumsum(counts).tolist()]
 
-    def bar(runs: tuple[tuple[int, int], ...], label: str, kind: str = "bin",
-            lo: float | None = None, hi: float | None = None) -> Bar:
-        return Bar(label=label, bins=runs, reference=sum(ref_cum[b] - ref_cum[a] for a, b in runs),
-                   window=sum(win_cum[b] - win_cum[a] for a, b in runs), kind=kind, lo=lo, hi=hi)
+    def bar(
+        runs: tuple[tuple[int, int], ...],
+        label: str,
+        kind: str = "bin",
+        lo: float | None = None,
+        hi: float | None = None,
+    ) -> Bar:
+        return Bar(
+            label=label,
+            bins=runs,
+            reference=sum(ref_cum[b] - ref_cum[a] for a, b in runs),
+            window=sum(win_cum[b] - win_cum[a] for a, b in runs),
+            kind=kind,
+            lo=lo,
+            hi=hi,
+        )
 
     gap, at = None, -1
     if n:
@@ -80,10 +93,16 @@ def numeric_chart(bins: NumericBins, counts: np.ndarray, n: int, m: int) -> Char
         gap = (float(cdf_gap[at]), edges[min(at // 2, k - 1)])
 
     def chart(kind: str, bars: list[Bar], unit: float | None = None) -> Chart:
-        holding = next((i for i, b in enumerate(bars) if any(a <= at < z for a, z in b.bins)),
-                       None)
-        return Chart(kind=kind, bars=tuple(bars), records=n, reference_rows=m, unit=unit, gap=gap,
-                     gap_bar=holding)
+        holding = next((i for i, b in enumerate(bars) if any(a <= at < z for a, z in b.bins)), None)
+        return Chart(
+            kind=kind,
+            bars=tuple(bars),
+            records=n,
+            reference_rows=m,
+            unit=unit,
+            gap=gap,
+            gap_bar=holding,
+        )
 
     if bins.exact and k <= DISCRETE_MAX:
         bars = [bar(((2 * j + 1, 2 * j + 2),), _value(e)) for j, e in enumerate(edges)]
@@ -108,32 +127,66 @@ def numeric_chart(bins: NumericBins, counts: np.ndarray, n: int, m: int) -> Char
     nearest = np.where(bins.edges[right] - grid < grid - bins.edges[right - 1], right, right - 1)
     cuts = sorted({lo, hi, *(int(c) for c in nearest if lo < c < hi)})
     bars = [bar(((0, 2 * lo + 2),), f"≤ {_value(edges[lo])}", "tail")]
-    bars += [bar(((2 * a + 2, 2 * b + 2),), f"({_value(edges[a])}, {_value(edges[b])}]",
-                 lo=edges[a], hi=edges[b]) for a, b in zip(cuts, cuts[1:])]
+    bars += [
+        bar(
+            ((2 * a + 2, 2 * b + 2),),
+            f"({_value(edges[a])}, {_value(edges[b])}]",
+            lo=edges[a],
+            hi=edges[b],
+        )
+        for a, b in zip(cuts, cuts[1:])
+    ]
     bars.append(bar(((2 * hi + 2, 2 * k + 1),), f"> {_value(edges[hi])}", "tail"))
     return chart("histogram", bars, unit=span / count)
 
 
-def category_chart(profile: CategoricalProfile, pane: Pane, part: slice,
-                    order: Sequence[str] | None) -> Chart:
+def category_chart(
+    profile: CategoricalProfile, pane: Pane, part: slice, order: Sequence[str] | None
+) -> Chart:
     """A categorical column: a bar per known category (in `order`, then the rest), then the
     unseen ones by name, most frequent first. part: the column's slice of the pane's counts."""
     counts = pane.counts[part].tolist()
     listed = [c for c in (order or ()) if c in profile.index]
     ranked = listed + [c for c in profile.categories.tolist() if c not in set(listed)]
-    bars = [Bar(label=str(c), bins=((profile.index[c], profile.index[c] + 1),),
-                reference=int(profile.counts[profile.index[c]]), window=counts[profile.index[c]])
-            for c in ranked]
+    bars = [
+        Bar(
+            label=str(c),
+            bins=((profile.index[c], profile.index[c] + 1),),
+            reference=int(profile.counts[profile.index[c]]),
+            window=counts[profile.index[c]],
+        )
+        for c in ranked
+    ]
     unseen = sorted(pane.unseen.get(profile.name, {}).items(), key=most_first)
     shown, rest = unseen[:UNSEEN_BARS], unseen[UNSEEN_BARS:]
-    bars += [Bar(label=_unseen_name(name), bins=(), reference=0, window=count, kind="unseen",
-                 names=(name,)) for name, count in shown]
+    bars += [
+        Bar(
+            label=_unseen_name(name),
+            bins=(),
+            reference=0,
+            window=count,
+            kind="unseen",
+            names=(name,),
+        )
+        for name, count in shown
+    ]
     if rest:
-        bars.append(Bar(label=f"{len(rest)} more new", bins=(), reference=0,
-                        window=sum(c for _, c in rest), kind="unseen",
-                        names=tuple(name for name, _ in rest)))
-    return Chart(kind="bars", bars=tuple(bars), records=pane.records,
-                 reference_rows=int(profile.counts.sum()))
+        bars.append(
+            Bar(
+                label=f"{len(rest)} more new",
+                bins=(),
+                reference=0,
+                window=sum(c for _, c in rest),
+                kind="unseen",
+                names=tuple(name for name, _ in rest),
+            )
+        )
+    return Chart(
+        kind="bars",
+        bars=tuple(bars),
+        records=pane.records,
+        reference_rows=int(profile.counts.sum()),
+    )
 
 
 def most_first(item: tuple[str, int]) -> tuple[int, str]:
@@ -148,5 +201,3 @@ def _unseen_name(name: str) -> str:
 def _value(x: float) -> str:
     """An edge as text: from 1,000 with separators and no decimals, else 4 significant digits."""
     return f"{x:,.0f}" if abs(x) >= 1000 or x == int(x) else f"{x:.4g}"
-
-

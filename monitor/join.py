@@ -35,12 +35,14 @@ it (`add_predictions(..., confidences=)`, saved in `to_dict`). A snapshot writte
 kept restores those predictions with confidence 0.0, the least confident cell: their errors weigh
 the least, so a restart can only hide some evidence for a window, never raise a false alarm.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -74,9 +76,13 @@ class _Pending:
         self.slots: dict[str, int] = {}
         self.ids = np.empty(capacity, dtype=object)
         self.ts = np.empty(capacity, dtype=np.int64)
-        self.value = np.empty(capacity, dtype=dtype)  # prediction, or the label: float, or class text (object)
+        self.value = np.empty(
+            capacity, dtype=dtype
+        )  # prediction, or the label: float, or class text (object)
         self.pane = np.empty(capacity, dtype=np.int64)  # the prediction's pane (labels: unused)
-        self.confidence = np.zeros(capacity, dtype=np.float64)  # a classifier's confidence (else unused)
+        self.confidence = np.zeros(
+            capacity, dtype=np.float64
+        )  # a classifier's confidence (else unused)
         self.alive = np.zeros(capacity, dtype=bool)
         self.head = 0  # every slot before head is dead
         self.size = 0  # slots used
@@ -95,8 +101,14 @@ class _Pending:
         self.alive[slots] = False
         return found, slots
 
-    def put(self, keys: Sequence[str], ts: np.ndarray, value: np.ndarray, pane: np.ndarray,
-            confidence: np.ndarray | None = None) -> int:
+    def put(
+        self,
+        keys: Sequence[str],
+        ts: np.ndarray,
+        value: np.ndarray,
+        pane: np.ndarray,
+        confidence: np.ndarray | None = None,
+    ) -> int:
         """Append k entries (confidence (k,), default 0.0); an id already waiting is replaced (it moves
         to the end). Returns how many replaced."""
         k = len(keys)
@@ -107,7 +119,12 @@ class _Pending:
         start, stop = self.size, self.size + k
         before = len(self.slots)
         self.slots.update(zip(keys, range(start, stop)))
-        self.ids[start:stop], self.ts[start:stop], self.value[start:stop], self.pane[start:stop] = keys, ts, value, pane
+        self.ids[start:stop], self.ts[start:stop], self.value[start:stop], self.pane[start:stop] = (
+            keys,
+            ts,
+            value,
+            pane,
+        )
         self.confidence[start:stop] = 0.0 if confidence is None else confidence
         self.alive[start:stop] = True
         self.size = stop
@@ -146,10 +163,10 @@ class _Pending:
     def _live_chunk(self, chunk: int = 4096) -> np.ndarray:
         """Slots of the oldest live entries (at least one while any waits); moves head to the first."""
         while not self.alive[self.head]:
-            window = self.alive[self.head:self.head + chunk]
+            window = self.alive[self.head : self.head + chunk]
             first = int(np.argmax(window))  # 0 when none in the window is alive
             self.head += first if window[first] else len(window)
-        return self.head + np.flatnonzero(self.alive[self.head:self.head + chunk])
+        return self.head + np.flatnonzero(self.alive[self.head : self.head + chunk])
 
     def _drop(self, slots: np.ndarray) -> None:
         for key in self.ids[slots].tolist():
@@ -170,11 +187,11 @@ class _Pending:
             keep = np.arange(self.size)
             capacity = max(capacity, 2 * (self.size + k))
         else:
-            keep = self.head + np.flatnonzero(self.alive[self.head:self.size])
+            keep = self.head + np.flatnonzero(self.alive[self.head : self.size])
         columns = []
         for column in (self.ids, self.ts, self.value, self.pane, self.confidence, self.alive):
             moved = np.zeros(capacity, dtype=column.dtype)
-            moved[:len(keep)] = column[keep]
+            moved[: len(keep)] = column[keep]
             columns.append(moved)
         self.ids, self.ts, self.value, self.pane, self.confidence, self.alive = columns
         if len(keep) == n and n != self.size:  # compacted: every live entry has a new slot
@@ -184,9 +201,14 @@ class _Pending:
 
     def columns(self) -> tuple[list[str], list[int], list[Any], list[int], list[float]]:
         """(ids, ts, values, panes, confidences) of the live entries, oldest first."""
-        live = self.head + np.flatnonzero(self.alive[self.head:self.size])
-        return (self.ids[live].tolist(), self.ts[live].tolist(), self.value[live].tolist(), self.pane[live].tolist(),
-                self.confidence[live].tolist())
+        live = self.head + np.flatnonzero(self.alive[self.head : self.size])
+        return (
+            self.ids[live].tolist(),
+            self.ts[live].tolist(),
+            self.value[live].tolist(),
+            self.pane[live].tolist(),
+            self.confidence[live].tolist(),
+        )
 
 
 _NONE_JOINED = Joined(np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, np.int64))
@@ -211,15 +233,23 @@ class LabelJoin:
     (3, 0)
     """
 
-    def __init__(self, ttl_ms: int = 3_600_000, max_pending: int = 200_000, classification: bool = False,
-                 partitions: tuple[int, int] = (1, 1), error_test: Any = None) -> None:
+    def __init__(
+        self,
+        ttl_ms: int = 3_600_000,
+        max_pending: int = 200_000,
+        classification: bool = False,
+        partitions: tuple[int, int] = (1, 1),
+        error_test: Any = None,
+    ) -> None:
         if ttl_ms <= 0:
             raise ValueError(f"label_ttl must be > 0 ms, got {ttl_ms}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.ttl_ms, self.max_pending = ttl_ms, max_pending
         self.classification = classification
-        self.error_test = error_test  # an `errortest.ErrorTest` (or None): it bins each joined record
+        self.error_test = (
+            error_test  # an `errortest.ErrorTest` (or None): it bins each joined record
+        )
         self.dtype = object if classification else np.float64  # class texts, or numbers
         self.predictions = _Pending(dtype=self.dtype)
         self.labels = _Pending(dtype=self.dtype)
@@ -231,34 +261,62 @@ class LabelJoin:
 
     def expect_partitions(self, predictions: int, labels: int) -> None:
         """How many partitions each side is read from: a side's watermark waits for all of them."""
-        self.clocks["predictions"].partitions, self.clocks["labels"].partitions = predictions, labels
+        self.clocks["predictions"].partitions, self.clocks["labels"].partitions = (
+            predictions,
+            labels,
+        )
 
-    def add_predictions(self, ids: Sequence[str], ts: ArrayLike, predictions: ArrayLike, pane_ids: ArrayLike,
-                        partition: int | ArrayLike = 0, confidences: ArrayLike | None = None) -> Joined:
+    def add_predictions(
+        self,
+        ids: Sequence[str],
+        ts: ArrayLike,
+        predictions: ArrayLike,
+        pane_ids: ArrayLike,
+        partition: int | ArrayLike = 0,
+        confidences: ArrayLike | None = None,
+    ) -> Joined:
         """n predictions (pane id -1 = dropped by the window: not kept) from `partition` (one, or one
         per record), with a classifier's confidence per record ((n,) float, or None: 0.0); returns
         those joined now."""
-        ts, predictions, pane_ids = np.asarray(ts, np.int64), np.asarray(predictions, self.dtype), np.asarray(pane_ids, np.int64)
+        ts, predictions, pane_ids = (
+            np.asarray(ts, np.int64),
+            np.asarray(predictions, self.dtype),
+            np.asarray(pane_ids, np.int64),
+        )
         sure = np.zeros(len(ts)) if confidences is None else np.asarray(confidences, np.float64)
         keys, stamps, values, panes = ids, ts, predictions, pane_ids
         keep = pane_ids >= 0
         if not keep.all():
-            keys, stamps, values, panes = np.asarray(ids, dtype=object)[keep], ts[keep], predictions[keep], pane_ids[keep]
+            keys, stamps, values, panes = (
+                np.asarray(ids, dtype=object)[keep],
+                ts[keep],
+                predictions[keep],
+                pane_ids[keep],
+            )
             sure = sure[keep]
         joined = _NONE_JOINED
         if len(self.labels):
             found, slots = self.labels.take(keys)
             if len(slots):
-                joined = self._done(panes[found], values[found], self.labels.value[slots], sure[found])
+                joined = self._done(
+                    panes[found], values[found], self.labels.value[slots], sure[found]
+                )
                 waiting = ~found
-                keys, stamps, values, panes = np.asarray(keys, dtype=object)[waiting], stamps[waiting], values[waiting], panes[waiting]
+                keys, stamps, values, panes = (
+                    np.asarray(keys, dtype=object)[waiting],
+                    stamps[waiting],
+                    values[waiting],
+                    panes[waiting],
+                )
                 sure = sure[waiting]
         self.duplicates += self.predictions.put(keys, stamps, values, panes, sure)
         self.clocks["predictions"].advance(ts, partition)
         self._expire()
         return joined
 
-    def add_labels(self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike, partition: int | ArrayLike = 0) -> Joined:
+    def add_labels(
+        self, ids: Sequence[str], ts: ArrayLike, labels: ArrayLike, partition: int | ArrayLike = 0
+    ) -> Joined:
         """n labels (true values: floats, or class texts) from `partition` (one, or one per record);
         returns the records joined now."""
         ts, labels = np.asarray(ts, np.int64), np.asarray(labels, self.dtype)
@@ -266,24 +324,41 @@ class LabelJoin:
         joined = _NONE_JOINED
         keys, stamps, values = ids, ts, labels
         if len(slots):
-            joined = self._done(self.predictions.pane[slots], self.predictions.value[slots], labels[found],
-                                self.predictions.confidence[slots])
+            joined = self._done(
+                self.predictions.pane[slots],
+                self.predictions.value[slots],
+                labels[found],
+                self.predictions.confidence[slots],
+            )
             waiting = ~found
-            keys, stamps, values = np.asarray(ids, dtype=object)[waiting], ts[waiting], labels[waiting]
+            keys, stamps, values = (
+                np.asarray(ids, dtype=object)[waiting],
+                ts[waiting],
+                labels[waiting],
+            )
         self.labels.put(keys, stamps, values, np.zeros(len(keys), np.int64))
         self.clocks["labels"].advance(ts, partition)
         self._expire()
         return joined
 
-    def _done(self, pane_ids: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
-              confidences: np.ndarray) -> Joined:
+    def _done(
+        self,
+        pane_ids: np.ndarray,
+        predictions: np.ndarray,
+        labels: np.ndarray,
+        confidences: np.ndarray,
+    ) -> Joined:
         self.joined += len(pane_ids)
         if self.error_test is None:
             bins = np.zeros(len(pane_ids), np.int64)
         else:
-            bins = self.error_test.bin_index(predictions, labels, confidences if self.classification else None)
+            bins = self.error_test.bin_index(
+                predictions, labels, confidences if self.classification else None
+            )
         if self.classification:
-            wrong = (predictions != labels).astype(np.float64)  # 0/1: its own square and absolute value
+            wrong = (predictions != labels).astype(
+                np.float64
+            )  # 0/1: its own square and absolute value
             return Joined(pane_ids, wrong, wrong, bins)
         errors = predictions - labels
         return Joined(pane_ids, errors**2, np.abs(errors), bins)
@@ -291,10 +366,12 @@ class LabelJoin:
     def _expire(self) -> None:
         # Each side against the other's watermark (see the module doc).
         labels, predictions = self.clocks["labels"].watermark, self.clocks["predictions"].watermark
-        self.expired_predictions += self.predictions.expire(None if labels is None else labels - self.ttl_ms,
-                                                            self.max_pending)
-        self.expired_labels += self.labels.expire(None if predictions is None else predictions - self.ttl_ms,
-                                                  self.max_pending)
+        self.expired_predictions += self.predictions.expire(
+            None if labels is None else labels - self.ttl_ms, self.max_pending
+        )
+        self.expired_labels += self.labels.expire(
+            None if predictions is None else predictions - self.ttl_ms, self.max_pending
+        )
 
     @property
     def pending(self) -> int:
@@ -323,19 +400,31 @@ class LabelJoin:
         rows, named the labels' values "price", or kept no confidence (0.0, see the module doc)."""
         predictions, labels = state["predictions"], state["labels"]
         if isinstance(predictions, list):
-            predictions = dict(zip(("id", "ts", "prediction", "pane"), map(list, zip(*predictions)))) if predictions else {}
+            predictions = (
+                dict(zip(("id", "ts", "prediction", "pane"), map(list, zip(*predictions))))
+                if predictions
+                else {}
+            )
         if isinstance(labels, list):
             labels = dict(zip(("id", "ts", "label"), map(list, zip(*labels)))) if labels else {}
         self.predictions, self.labels = _Pending(dtype=self.dtype), _Pending(dtype=self.dtype)
         ids = [str(k) for k in predictions.get("id", [])]
-        self.predictions.put(ids, np.array(predictions.get("ts", []), np.int64),
-                             _column(predictions.get("prediction", []), self.dtype),
-                             np.array(predictions.get("pane", []), np.int64),
-                             np.array(predictions.get("confidence", np.zeros(len(ids))), np.float64))
+        self.predictions.put(
+            ids,
+            np.array(predictions.get("ts", []), np.int64),
+            _column(predictions.get("prediction", []), self.dtype),
+            np.array(predictions.get("pane", []), np.int64),
+            np.array(predictions.get("confidence", np.zeros(len(ids))), np.float64),
+        )
         ids = [str(k) for k in labels.get("id", [])]
-        self.labels.put(ids, np.array(labels.get("ts", []), np.int64),
-                        _column(labels.get("label", labels.get("price", [])), self.dtype), np.zeros(len(ids), np.int64))
-        # Snapshots before per-side clocks kept one watermark: the clocks then start afresh (later expiry, never earlier).
+        self.labels.put(
+            ids,
+            np.array(labels.get("ts", []), np.int64),
+            _column(labels.get("label", labels.get("price", [])), self.dtype),
+            np.zeros(len(ids), np.int64),
+        )
+        # Snapshots before per-side clocks kept one watermark: the clocks then start afresh (later
+        # expiry, never earlier).
         for side, newest in state.get("newest", {}).items():
             self.clocks[side].load_list(newest)
         for name in ("joined", "expired_predictions", "expired_labels", "duplicates"):
@@ -413,26 +502,34 @@ class ErrorWindow:
 
     def __init__(self, size: int = 1000, step: int = 250, bins: int = 0) -> None:
         if step < 1 or size < step or size % step:
-            raise ValueError(f"concept window must be a positive multiple of its step, got {size} and {step}")
+            raise ValueError(
+                f"concept window must be a positive multiple of its step, got {size} and {step}"
+            )
         if bins < 0:
             raise ValueError(f"bins must be >= 0, got {bins}")
         self.size, self.step, self.bins = size, step, bins
-        self.panes: list[list[float]] = [[0, 0.0, 0.0]]  # [joined, sum squared, sum absolute], newest last
-        self.counts: list[np.ndarray] = [np.zeros(bins, np.int64)]  # error-test bin counts, pane by pane
+        self.panes: list[list[float]] = [
+            [0, 0.0, 0.0]
+        ]  # [joined, sum squared, sum absolute], newest last
+        self.counts: list[np.ndarray] = [
+            np.zeros(bins, np.int64)
+        ]  # error-test bin counts, pane by pane
         # panes kept: the window's complete ones and the filling one (a tumbling window: its last complete one)
         self.kept = size // step + 1
 
-    def add(self, squared: np.ndarray, absolute: np.ndarray, bins: np.ndarray | None = None) -> None:
+    def add(
+        self, squared: np.ndarray, absolute: np.ndarray, bins: np.ndarray | None = None
+    ) -> None:
         """k joined errors, (k,) each, in join order; `bins` (k,) int64 their error-test bins."""
         start = 0
         while start < len(squared):
             pane = self.panes[-1]
             take = min(self.step - int(pane[0]), len(squared) - start)
             pane[0] += take
-            pane[1] += float(squared[start:start + take].sum())
-            pane[2] += float(absolute[start:start + take].sum())
+            pane[1] += float(squared[start : start + take].sum())
+            pane[2] += float(absolute[start : start + take].sum())
             if self.bins and bins is not None:
-                self.counts[-1] += np.bincount(bins[start:start + take], minlength=self.bins)
+                self.counts[-1] += np.bincount(bins[start : start + take], minlength=self.bins)
             start += take
             if pane[0] == self.step:  # full: start the next one, forget panes beyond the window
                 self.panes.append([0, 0.0, 0.0])
@@ -443,7 +540,7 @@ class ErrorWindow:
     def totals(self) -> tuple[int, float, float]:
         """(joined records, sum of squared errors, sum of absolute errors) over the window: its
         newest size / step panes, the filling one included; a tumbling window's last complete pane."""
-        panes = self.panes[-(self.size // self.step):]
+        panes = self.panes[-(self.size // self.step) :]
         if self.size == self.step and len(self.panes) > 1:
             panes = self.panes[-2:-1]
         return int(sum(p[0] for p in panes)), sum(p[1] for p in panes), sum(p[2] for p in panes)
@@ -457,14 +554,20 @@ class ErrorWindow:
         return errortest.scale_counts(missing + complete)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "step": self.step, "panes": [list(p) for p in self.panes],
-                "counts": [c.tolist() for c in self.counts]}
+        return {
+            "size": self.size,
+            "step": self.step,
+            "panes": [list(p) for p in self.panes],
+            "counts": [c.tolist() for c in self.counts],
+        }
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         """Restore `to_dict` output; a snapshot without counts (or with another test's) restores its
         panes with none: the error test then counts only what joins from here on."""
         if (state["size"], state["step"]) != (self.size, self.step):
-            raise ValueError(f"state has a concept window of {state['size']}/{state['step']}, this is {self.size}/{self.step}")
+            raise ValueError(
+                f"state has a concept window of {state['size']}/{state['step']}, this is {self.size}/{self.step}"
+            )
         self.panes = [[int(n), float(s), float(a)] for n, s, a in state["panes"]]
         counts = [np.asarray(c, np.int64) for c in state.get("counts", ())]
         if len(counts) != len(self.panes) or any(c.shape != (self.bins,) for c in counts):
@@ -502,5 +605,7 @@ class ExpiryWatch:
         if expired < self.at_least or expired < self.share * (joined + expired):
             return None
         self.base, self.spoke_at = dict(counters), now
-        return (f"{predictions} of {joined + predictions} predictions waiting for a label expired without it "
-                f"(and {labels} labels without their prediction)")
+        return (
+            f"{predictions} of {joined + predictions} predictions waiting for a label expired without it "
+            f"(and {labels} labels without their prediction)"
+        )

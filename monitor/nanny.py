@@ -39,12 +39,14 @@ predicted correctness on the same five folds (the Brier score's reducible part i
 calibration error; the rest, the resolution the isotonic steps give up, is charged too);
 otherwise the raw probability is used.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,10 +60,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The nanny's settings; see the module doc and bench/ESTIMATE_RESULTS.md for the comparison.
-NANNY_PARAMS: dict[str, Any] = {"loss": "poisson", "interaction_cst": "no_interactions", "max_iter": 100,
-                                "learning_rate": 0.1, "max_leaf_nodes": 7, "early_stopping": False}
+NANNY_PARAMS: dict[str, Any] = {
+    "loss": "poisson",
+    "interaction_cst": "no_interactions",
+    "max_iter": 100,
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 7,
+    "early_stopping": False,
+}
 MIN_ROWS = 100  # fewer reference rows: no estimate (five folds of 20 rows estimate nothing)
-MAX_CATEGORIES = 255  # HistGradientBoosting's limit for a categorical feature; above it, ordinal codes
+MAX_CATEGORIES = (
+    255  # HistGradientBoosting's limit for a categorical feature; above it, ordinal codes
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class Fitted:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-def reference_batch(schema: "Schema", frame: Any) -> tuple[PredictionBatch, np.ndarray]:
+def reference_batch(schema: Schema, frame: Any) -> tuple[PredictionBatch, np.ndarray]:
     """The reference frame (`contract.artifacts.read_reference`) as the batch the monitor would
     receive, categories as text, and its labels ((m,) float, or class texts)."""
     from contract.artifacts import category_column
@@ -84,26 +94,51 @@ def reference_batch(schema: "Schema", frame: Any) -> tuple[PredictionBatch, np.n
 
     m = len(frame)
     classification = schema.classification
-    predictions = (category_column(column(schema.prediction)) if classification
-                   else column(schema.prediction).astype(np.float64))
-    labels = category_column(column(schema.target)) if classification else column(schema.target).astype(np.float64)
-    probabilities = ({text: column(name).astype(np.float64)
-                      for text, name in zip(schema.probability_classes, schema.probability_columns)}
-                     if classification else {})
-    batch = PredictionBatch(np.array([f"reference-{i}" for i in range(m)], dtype=object), np.zeros(m, np.int64),
-                            predictions, {c: column(c).astype(np.float64) for c in schema.numeric},
-                            {c: category_column(column(c)) for c in schema.categorical}, probabilities)
+    predictions = (
+        category_column(column(schema.prediction))
+        if classification
+        else column(schema.prediction).astype(np.float64)
+    )
+    labels = (
+        category_column(column(schema.target))
+        if classification
+        else column(schema.target).astype(np.float64)
+    )
+    probabilities = (
+        {
+            text: column(name).astype(np.float64)
+            for text, name in zip(schema.probability_classes, schema.probability_columns)
+        }
+        if classification
+        else {}
+    )
+    batch = PredictionBatch(
+        np.array([f"reference-{i}" for i in range(m)], dtype=object),
+        np.zeros(m, np.int64),
+        predictions,
+        {c: column(c).astype(np.float64) for c in schema.numeric},
+        {c: category_column(column(c)) for c in schema.categorical},
+        probabilities,
+    )
     return batch, labels
 
 
-def fit_from_schema(schema: "Schema", frame: Any, reference: Reference, **options: Any) -> Fitted:
+def fit_from_schema(schema: Schema, frame: Any, reference: Reference, **options: Any) -> Fitted:
     """`fit_estimator` on the reference frame `read_reference(path, schema)` returns."""
     batch, labels = reference_batch(schema, frame)
     return fit_estimator(reference, batch, labels, **options)
 
 
-def fit_estimator(reference: Reference, batch: PredictionBatch, labels: Sequence[Any], *, folds: int = 5,
-                  seed: int = 0, threads: int = 1, min_class_rows: int = 100) -> Fitted:
+def fit_estimator(
+    reference: Reference,
+    batch: PredictionBatch,
+    labels: Sequence[Any],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    threads: int = 1,
+    min_class_rows: int = 100,
+) -> Fitted:
     """The estimator for this reference, fitted on its rows as a batch (`reference_batch`) and their
     labels, or None with the reason. Seeded; OpenMP bounded to `threads` (HistGradientBoosting
     takes every core otherwise, and stalls when the broker and the scorer hold them).
@@ -136,28 +171,45 @@ def fit_estimator(reference: Reference, batch: PredictionBatch, labels: Sequence
         raise ValueError(f"threads must be >= 1, got {threads}")
     m = len(batch)
     if m != reference.size or len(labels) != m:
-        raise ValueError(f"the batch ({m} rows) and labels ({len(labels)}) must be the reference's "
-                         f"{reference.size} rows")
+        raise ValueError(
+            f"the batch ({m} rows) and labels ({len(labels)}) must be the reference's "
+            f"{reference.size} rows"
+        )
     task = "error rate" if reference.classification else "MSE"
     if m < MIN_ROWS:
-        return Fitted(None, f"no estimated {task}: the reference has {m} rows, {MIN_ROWS} needed to cross-fit")
+        return Fitted(
+            None, f"no estimated {task}: the reference has {m} rows, {MIN_ROWS} needed to cross-fit"
+        )
     if reference.classification:
         missing = [c for c in reference.classes if c not in batch.probabilities]
-        if not batch.probabilities or (missing and not (len(reference.classes) == 2 and len(batch.probabilities) == 1)):
-            return Fitted(None, "no estimated error rate: the prediction messages carry no class probabilities "
-                                "(schema messages.probabilities or probability_fields), and estimating performance "
-                                "without labels needs the model's confidence; the error rate is known once labels come")
+        if not batch.probabilities or (
+            missing and not (len(reference.classes) == 2 and len(batch.probabilities) == 1)
+        ):
+            return Fitted(
+                None,
+                "no estimated error rate: the prediction messages carry no class probabilities "
+                "(schema messages.probabilities or probability_fields), and estimating performance "
+                "without labels needs the model's confidence; the error rate is known once labels come",
+            )
     layout = PaneLayout(reference)
     encoded = layout.encode(batch)
     started = time.perf_counter()
     with threadpool_limits(limits=threads, user_api="openmp"):
         try:
             if reference.classification:
-                estimator, details = _fit_confidence(layout, batch, encoded, np.asarray(labels, dtype=object),
-                                                     folds, seed, min_class_rows)
+                estimator, details = _fit_confidence(
+                    layout,
+                    batch,
+                    encoded,
+                    np.asarray(labels, dtype=object),
+                    folds,
+                    seed,
+                    min_class_rows,
+                )
             else:
-                estimator, details = _fit_loss(layout, batch, encoded, np.asarray(labels, dtype=np.float64),
-                                               folds, seed)
+                estimator, details = _fit_loss(
+                    layout, batch, encoded, np.asarray(labels, dtype=np.float64), folds, seed
+                )
         except ValueError as exc:  # degenerate references: a perfect model, constant estimates
             return Fitted(None, f"no estimated {task}: {exc}")
     seconds = time.perf_counter() - started
@@ -170,8 +222,11 @@ def _folds(m: int, folds: int, seed: int, groups: np.ndarray | None = None) -> n
 
     out = np.empty(m, dtype=np.int64)
     stratified = groups is not None and np.unique(groups, return_counts=True)[1].min() >= folds
-    splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if stratified
-                else KFold(folds, shuffle=True, random_state=seed))
+    splitter = (
+        StratifiedKFold(folds, shuffle=True, random_state=seed)
+        if stratified
+        else KFold(folds, shuffle=True, random_state=seed)
+    )
     for k, (_, test) in enumerate(splitter.split(np.zeros(m), groups if stratified else None)):
         out[test] = k
     return out
@@ -181,15 +236,23 @@ def _folds(m: int, folds: int, seed: int, groups: np.ndarray | None = None) -> n
 def _nanny(categorical: np.ndarray, seed: int, m: int):
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    return HistGradientBoostingRegressor(**NANNY_PARAMS, min_samples_leaf=min(100, max(20, m // 50)),
-                                         categorical_features=categorical, random_state=seed)
+    return HistGradientBoostingRegressor(
+        **NANNY_PARAMS,
+        min_samples_leaf=min(100, max(20, m // 50)),
+        categorical_features=categorical,
+        random_state=seed,
+    )
 
 
 def _bin_features(layout: PaneLayout, encoded: EncodedBatch) -> tuple[np.ndarray, np.ndarray]:
     """(m, columns) per-column bin index (float) and which columns the nanny treats as categorical."""
     starts = np.array([s.start for s in layout.slices.values()])
-    categorical = np.array([name in layout.chi2_columns and layout.sizes[name] <= MAX_CATEGORIES
-                            for name in layout.sizes])
+    categorical = np.array(
+        [
+            name in layout.chi2_columns and layout.sizes[name] <= MAX_CATEGORIES
+            for name in layout.sizes
+        ]
+    )
     return (encoded.flat - starts).astype(np.float64), categorical
 
 
@@ -224,40 +287,68 @@ def _outside(layout: PaneLayout) -> np.ndarray:
     return outside
 
 
-def _fit_loss(layout: PaneLayout, batch: PredictionBatch, encoded: EncodedBatch, labels: np.ndarray, folds: int,
-              seed: int) -> tuple[LossEstimator, dict[str, Any]]:
+def _fit_loss(
+    layout: PaneLayout,
+    batch: PredictionBatch,
+    encoded: EncodedBatch,
+    labels: np.ndarray,
+    folds: int,
+    seed: int,
+) -> tuple[LossEstimator, dict[str, Any]]:
     errors = np.asarray(batch.predictions, dtype=np.float64) - labels
-    squared, absolute = errors ** 2, np.abs(errors)
+    squared, absolute = errors**2, np.abs(errors)
     if not squared.any():
-        raise ValueError("the model makes no error on the reference, so there is no loss to estimate")
+        raise ValueError(
+            "the model makes no error on the reference, so there is no loss to estimate"
+        )
     X, categorical = _bin_features(layout, encoded)
     m = len(X)
     fold = _folds(m, folds, seed)
     out_of_fold = np.empty(m)
     for k in range(folds):
         test = fold == k
-        out_of_fold[test] = _nanny(categorical, seed, m).fit(X[~test], squared[~test]).predict(X[test])
-    tables, intercepts = zip(*(_additive_table(_nanny(categorical, seed, m).fit(X, target), layout, encoded)
-                               for target in (squared, absolute)))
+        out_of_fold[test] = (
+            _nanny(categorical, seed, m).fit(X[~test], squared[~test]).predict(X[test])
+        )
+    tables, intercepts = zip(
+        *(
+            _additive_table(_nanny(categorical, seed, m).fit(X, target), layout, encoded)
+            for target in (squared, absolute)
+        )
+    )
     outside = _outside(layout)
-    provisional = LossEstimator(layout.sizes, tables, intercepts, outside, EstimateNull(out_of_fold), 1.0, 1.0)
+    provisional = LossEstimator(
+        layout.sizes, tables, intercepts, outside, EstimateNull(out_of_fold), 1.0, 1.0
+    )
     in_sample = provisional.per_record(batch, encoded)[:, 0]
     null = EstimateNull(out_of_fold, in_sample)
-    estimator = LossEstimator(layout.sizes, tables, intercepts, outside, null, squared.mean(), absolute.mean())
-    details = {"rows": m, "folds": folds, "realized_mse": float(squared.mean()),
-               "mean_out_of_fold": null.reference, "mean_in_sample": float(in_sample.mean()),
-               "correlation_out_of_fold": float(np.corrcoef(out_of_fold, squared)[0, 1])}
+    estimator = LossEstimator(
+        layout.sizes, tables, intercepts, outside, null, squared.mean(), absolute.mean()
+    )
+    details = {
+        "rows": m,
+        "folds": folds,
+        "realized_mse": float(squared.mean()),
+        "mean_out_of_fold": null.reference,
+        "mean_in_sample": float(in_sample.mean()),
+        "correlation_out_of_fold": float(np.corrcoef(out_of_fold, squared)[0, 1]),
+    }
     return estimator, details
 
 
 # -- classification: calibrated confidence ----------------------------------------------------------
-def _predicted(layout: PaneLayout, classes: tuple[str, ...],
-               encoded: EncodedBatch) -> tuple[dict[int, int], np.ndarray]:
+def _predicted(
+    layout: PaneLayout, classes: tuple[str, ...], encoded: EncodedBatch
+) -> tuple[dict[int, int], np.ndarray]:
     """{flat bin of a predicted class: its index among `classes`} and every row's predicted class index."""
     part = layout.slices[PREDICTION]
     profile = layout.chi2_columns[PREDICTION]
     index = {c: k for k, c in enumerate(classes)}
-    bins = {part.start + code: index[str(text)] for code, text in enumerate(profile.categories) if str(text) in index}
+    bins = {
+        part.start + code: index[str(text)]
+        for code, text in enumerate(profile.categories)
+        if str(text) in index
+    }
     lookup = np.full(layout.total + 1, -1, dtype=np.int64)
     lookup[list(bins)] = list(bins.values())
     return bins, lookup[encoded.flat[:, list(layout.sizes).index(PREDICTION)]]
@@ -279,29 +370,57 @@ def _knots(model) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _fit_confidence(layout: PaneLayout, batch: PredictionBatch, encoded: EncodedBatch, labels: np.ndarray, folds: int,
-                    seed: int, min_class_rows: int) -> tuple[ConfidenceEstimator, dict[str, Any]]:
+def _fit_confidence(
+    layout: PaneLayout,
+    batch: PredictionBatch,
+    encoded: EncodedBatch,
+    labels: np.ndarray,
+    folds: int,
+    seed: int,
+    min_class_rows: int,
+) -> tuple[ConfidenceEstimator, dict[str, Any]]:
     reference = layout.reference
     classes = reference.classes
     bins, predicted = _predicted(layout, classes, encoded)
-    positive = 1 if len(classes) == 2 else None  # sklearn's convention: the second class is the positive one
-    raw = ConfidenceEstimator(layout.sizes, classes, [([0.0, 1.0], [0.0, 1.0])] * len(classes), bins, positive,
-                              _outside(layout), EstimateNull([0.0, 1.0]), 0.0)
-    p = 1.0 - raw.per_record(batch, encoded)[:, 0]  # the model's probability of the class it predicted
+    positive = (
+        1 if len(classes) == 2 else None
+    )  # sklearn's convention: the second class is the positive one
+    raw = ConfidenceEstimator(
+        layout.sizes,
+        classes,
+        [([0.0, 1.0], [0.0, 1.0])] * len(classes),
+        bins,
+        positive,
+        _outside(layout),
+        EstimateNull([0.0, 1.0]),
+        0.0,
+    )
+    p = (
+        1.0 - raw.per_record(batch, encoded)[:, 0]
+    )  # the model's probability of the class it predicted
     right = (np.asarray(batch.predictions, dtype=object) == labels).astype(np.float64)
     fold = _folds(len(p), folds, seed, predicted)
     right_out_of_fold = p.copy()
     knots: list[tuple[Any, Any]] = []
-    calibration: dict[str, dict[str, Any]] = {}  # per class: rows, kept or not, held-out Brier scores
-    details: dict[str, Any] = {"rows": len(p), "folds": folds, "realized_error_rate": float(1 - right.mean()),
-                               "classes": calibration}
+    calibration: dict[
+        str, dict[str, Any]
+    ] = {}  # per class: rows, kept or not, held-out Brier scores
+    details: dict[str, Any] = {
+        "rows": len(p),
+        "folds": folds,
+        "realized_error_rate": float(1 - right.mean()),
+        "classes": calibration,
+    }
     for k, name in enumerate(classes):
         rows = predicted == k
         count = int(rows.sum())
         if count < min_class_rows or right[rows].min() == right[rows].max():
             knots.append(([0.0, 1.0], [0.0, 1.0]))
-            calibration[name] = {"rows": count, "calibrated": False,
-                                 "why": f"fewer than {min_class_rows} rows or one outcome"}
+            calibration[name] = {
+                "rows": count,
+                "calibrated": False,
+                "why": f"fewer than {min_class_rows} rows or one outcome",
+            }
             continue
         held_out = np.empty(count)
         for f in range(folds):
@@ -311,18 +430,31 @@ def _fit_confidence(layout: PaneLayout, batch: PredictionBatch, encoded: Encoded
         brier_raw = float(np.mean((p[rows] - right[rows]) ** 2))
         brier_isotonic = float(np.mean((held_out - right[rows]) ** 2))
         keep = brier_isotonic < brier_raw
-        calibration[name] = {"rows": count, "calibrated": keep, "brier_raw": brier_raw,
-                             "brier_isotonic": brier_isotonic}
+        calibration[name] = {
+            "rows": count,
+            "calibrated": keep,
+            "brier_raw": brier_raw,
+            "brier_isotonic": brier_isotonic,
+        }
         if keep:
             right_out_of_fold[rows] = held_out
             knots.append(_knots(_isotonic(p[rows], right[rows])))
         else:
             knots.append(([0.0, 1.0], [0.0, 1.0]))
-    provisional = ConfidenceEstimator(layout.sizes, classes, knots, bins, positive, _outside(layout),
-                                      EstimateNull([0.0, 1.0]), 0.0)
+    provisional = ConfidenceEstimator(
+        layout.sizes,
+        classes,
+        knots,
+        bins,
+        positive,
+        _outside(layout),
+        EstimateNull([0.0, 1.0]),
+        0.0,
+    )
     in_sample = provisional.per_record(batch, encoded)[:, 0]
     null = EstimateNull(1.0 - right_out_of_fold, in_sample)
-    estimator = ConfidenceEstimator(layout.sizes, classes, knots, bins, positive, _outside(layout), null,
-                                    1.0 - right.mean())
+    estimator = ConfidenceEstimator(
+        layout.sizes, classes, knots, bins, positive, _outside(layout), null, 1.0 - right.mean()
+    )
     details.update(mean_out_of_fold=null.reference, mean_in_sample=float(in_sample.mean()))
     return estimator, details

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import partial
-from typing import Callable, Hashable, Mapping, Sequence
 
 from monitor.charts import distribution, short_number, sparkline, text, timeline
 from monitor.drift import DriftResult, Evaluated
@@ -29,35 +29,41 @@ from monitor.windows import PaneLayout
 
 CONTENT_TYPE = "text/html; charset=utf-8"
 # Also sent as a header by whoever serves the page; the meta tag covers a saved file.
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
-       "form-action 'none'")
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'"
+)
 TESTS = {"ks": "KS D", "chi2": "χ²"}
 SCALES = {"window": "whole window", "recent": "newest half"}
-HEAD = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<link rel="icon" href="data:,">')  # no favicon request
+HEAD = (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+    f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    '<link rel="icon" href="data:,">'
+)  # no favicon request
 
 
 def render(snap: Snapshot) -> str:
     """The page of one evaluation (a pure function of the snapshot)."""
     features = sorted(snap.features, key=_closest)
     flagged = ", ".join(a.subject for a in snap.alerts) or "nothing flagged"
-    return "".join([
-        HEAD,
-        f"<title>{text(snap.model)} drift: {text(flagged)}</title>",
-        f"<style>{STYLE}</style></head><body>",
-        _header(snap),
-        _summary(snap, features),
-        '<section id="features"><h2>Features</h2><div class="cards">',
-        *(_card(c, snap) for c in features),
-        '</div></section><section id="outputs"><h2>Model outputs</h2><div class="cards">',
-        *(_card(c, snap) for c in snap.outputs),
-        "</div></section>",
-        _performance(snap.performance, snap),
-        _footer(snap),
-        "</body></html>",
-    ])
+    return "".join(
+        [
+            HEAD,
+            f"<title>{text(snap.model)} drift: {text(flagged)}</title>",
+            f"<style>{STYLE}</style></head><body>",
+            _header(snap),
+            _summary(snap, features),
+            '<section id="features"><h2>Features</h2><div class="cards">',
+            *(_card(c, snap) for c in features),
+            '</div></section><section id="outputs"><h2>Model outputs</h2><div class="cards">',
+            *(_card(c, snap) for c in snap.outputs),
+            "</div></section>",
+            _performance(snap.performance, snap),
+            _footer(snap),
+            "</body></html>",
+        ]
+    )
 
 
 class PageCache:
@@ -93,10 +99,13 @@ class PageCache:
                 self.renders += 1
             return self._page
 
-
     def answer(self) -> tuple[str, bytes, dict[str, str]]:
         """The page as `contract.service.serve_metrics` serves it: content type, body, headers."""
-        return CONTENT_TYPE, self.page(), {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
+        return (
+            CONTENT_TYPE,
+            self.page(),
+            {"Content-Security-Policy": CSP, "Cache-Control": "no-store"},
+        )
 
 
 class PagePublisher:
@@ -107,9 +116,22 @@ class PagePublisher:
     describe: pane id -> the window in words (`PaneWindow.describe`); order: the schema's category
     order (`snapshot.order_from_schema`)."""
 
-    def __init__(self, cache: PageCache, model: str, layout: PaneLayout, describe: Callable[[int], str],
-                 order: Mapping[str, Sequence[str]], history: int = 60) -> None:
-        self.cache, self.model, self.layout, self.describe, self.order = cache, model, layout, describe, order
+    def __init__(
+        self,
+        cache: PageCache,
+        model: str,
+        layout: PaneLayout,
+        describe: Callable[[int], str],
+        order: Mapping[str, Sequence[str]],
+        history: int = 60,
+    ) -> None:
+        self.cache, self.model, self.layout, self.describe, self.order = (
+            cache,
+            model,
+            layout,
+            describe,
+            order,
+        )
         self.history = History(history)
 
     def record(self, results: Sequence[DriftResult]) -> None:
@@ -121,95 +143,165 @@ class PagePublisher:
         """The latest window (labels joined since included) as the page's next snapshot."""
         result = evaluated.result
         self.history.add(result, result.estimate)  # replaces the point of a pane evaluated again
-        self.cache.publish((result.pane, result.joined, result.records), partial(
-            snapshot, result, self.layout, evaluated.window, evaluated.recent, model=self.model,
-            window_text=self.describe(result.pane), history=self.history.points, estimate=result.estimate,
-            order=self.order, evaluated_ms=int(time.time() * 1000)))
+        self.cache.publish(
+            (result.pane, result.joined, result.records),
+            partial(
+                snapshot,
+                result,
+                self.layout,
+                evaluated.window,
+                evaluated.recent,
+                model=self.model,
+                window_text=self.describe(result.pane),
+                history=self.history.points,
+                estimate=result.estimate,
+                order=self.order,
+                evaluated_ms=int(time.time() * 1000),
+            ),
+        )
 
 
-WAITING = (f"{HEAD}<title>drift monitor: waiting</title></head><body><p>No window has been "
-           "evaluated yet: the page shows once the first step of records has arrived.</p>"
-           "</body></html>").encode("utf-8")
+WAITING = (
+    f"{HEAD}<title>drift monitor: waiting</title></head><body><p>No window has been "
+    "evaluated yet: the page shows once the first step of records has arrived.</p>"
+    "</body></html>"
+).encode()
 
 
 # -- sections ------------------------------------------------------------------------------------
 def _header(snap: Snapshot) -> str:
     coverage = "n/a" if snap.label_coverage is None else f"{snap.label_coverage:.0%}"
-    facts = [("Window", f"{snap.window} (pane {snap.pane})"), ("Records", f"{snap.records:,}"),
-             ("Labels", coverage)]
+    facts = [
+        ("Window", f"{snap.window} (pane {snap.pane})"),
+        ("Records", f"{snap.records:,}"),
+        ("Labels", coverage),
+    ]
     if snap.evaluated_ms is not None:
         facts.append(("Evaluated", _time(snap.evaluated_ms)))
     if snap.alerts:
-        links = "".join(f'<li><a href="#{text(a.anchor)}"><b>{text(a.name)}</b> '
-                        f"{text(a.subject)}</a></li>" for a in snap.alerts)
+        links = "".join(
+            f'<li><a href="#{text(a.anchor)}"><b>{text(a.name)}</b> {text(a.subject)}</a></li>'
+            for a in snap.alerts
+        )
         status = f'<div class="status firing"><span>Flagged in this window</span><ul>{links}</ul>'
     elif snap.ready:
         status = '<div class="status calm"><span>Nothing flagged in this window</span>'
     else:
-        status = ('<div class="status waiting"><span>Not tested yet: the window does not hold '
-                  "enough records</span>")
+        status = (
+            '<div class="status waiting"><span>Not tested yet: the window does not hold '
+            "enough records</span>"
+        )
     dl = "".join(f"<div><dt>{name}</dt><dd>{text(value)}</dd></div>" for name, value in facts)
-    return (f"<header><h1>{text(snap.model)} <small>{text(snap.task)} · drift monitor</small></h1>"
-            f'<dl class="facts">{dl}</dl>{status}</div></header>')
+    return (
+        f"<header><h1>{text(snap.model)} <small>{text(snap.task)} · drift monitor</small></h1>"
+        f'<dl class="facts">{dl}</dl>{status}</div></header>'
+    )
 
 
 def _summary(snap: Snapshot, features: list[Column]) -> str:
-    head = "".join(f"<th>{name}</th>" for name in ("Column", "Test", "Statistic", "Threshold",
-                                                   "÷ threshold", "p-value", "Scale",
-                                                   "Last evaluations"))
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in (
+            "Column",
+            "Test",
+            "Statistic",
+            "Threshold",
+            "÷ threshold",
+            "p-value",
+            "Scale",
+            "Last evaluations",
+        )
+    )
     rows = [_row(c) for c in features]
     rows.append('<tr class="group"><th colspan="8">Model outputs</th></tr>')
     rows += [_row(c) for c in snap.outputs]
-    return ('<section id="summary"><h2>Columns, closest to alarm first</h2>'
-            f'<table class="summary"><tr>{head}</tr>{"".join(rows)}</table></section>')
+    return (
+        '<section id="summary"><h2>Columns, closest to alarm first</h2>'
+        f'<table class="summary"><tr>{head}</tr>{"".join(rows)}</table></section>'
+    )
 
 
 def _row(c: Column) -> str:
     ratio = c.ratio
-    meter = "" if ratio is None else (f'<span class="meter"><span style="width:'
-                                      f'{min(ratio, 2) * 50:.1f}%"></span></span> {ratio:.2f}')
-    cells = [f'<a href="#{text(anchor(c.name))}">{text(c.name)}</a>', TESTS[c.test],
-             _num(c.compared), _num(c.threshold), meter, _p(c.p_value),
-             SCALES.get(c.scale or "", ""), sparkline(c.history)]
+    meter = (
+        ""
+        if ratio is None
+        else (
+            f'<span class="meter"><span style="width:'
+            f'{min(ratio, 2) * 50:.1f}%"></span></span> {ratio:.2f}'
+        )
+    )
+    cells = [
+        f'<a href="#{text(anchor(c.name))}">{text(c.name)}</a>',
+        TESTS[c.test],
+        _num(c.compared),
+        _num(c.threshold),
+        meter,
+        _p(c.p_value),
+        SCALES.get(c.scale or "", ""),
+        sparkline(c.history),
+    ]
     css = ["", "", "num", "num", "ratio", "num", "", ""]
-    tds = "".join(f'<td class="{k}">{cell}</td>' if k else f"<td>{cell}</td>"
-                  for k, cell in zip(css, cells))
+    tds = "".join(
+        f'<td class="{k}">{cell}</td>' if k else f"<td>{cell}</td>" for k, cell in zip(css, cells)
+    )
     return f'<tr class="{_state(c)}">{tds}</tr>'
 
 
 def _card(c: Column, snap: Snapshot) -> str:
     chart, state, ident = c.chart, _state(c), text(anchor(c.name))
     # the numbers shown, unrounded, for tests and for whoever saves the page
-    data = (f' data-name="{text(c.name)}" data-test="{c.test}" data-statistic="{_raw(c.statistic)}"'
-            f' data-threshold="{_raw(c.threshold)}" data-p-value="{_raw(c.p_value)}"'
-            f' data-ratio="{_raw(c.ratio)}" data-scale="{c.scale or ""}"'
-            f' data-records="{chart.records}"')
-    badge = {"flagged": '<span class="badge">drift</span>',
-             "near": '<span class="badge near">near</span>'}.get(state, "")
-    parts = [f'<article class="column {state}" id="{ident}"{data}>',
-             f'<h3><a href="#{ident}">{text(c.name)}</a>{badge}</h3>',
-             f'<p class="verdict">{_verdict(c, snap)}</p>',
-             f'<p class="legend"><span class="key ref"></span>reference ({chart.reference_rows:,} '
-             f'rows) <span class="key win"></span>window{_scale(c)} ({chart.records:,} records)'
-             f"{_unit(c)}</p>",
-             distribution(chart)]
+    data = (
+        f' data-name="{text(c.name)}" data-test="{c.test}" data-statistic="{_raw(c.statistic)}"'
+        f' data-threshold="{_raw(c.threshold)}" data-p-value="{_raw(c.p_value)}"'
+        f' data-ratio="{_raw(c.ratio)}" data-scale="{c.scale or ""}"'
+        f' data-records="{chart.records}"'
+    )
+    badge = {
+        "flagged": '<span class="badge">drift</span>',
+        "near": '<span class="badge near">near</span>',
+    }.get(state, "")
+    parts = [
+        f'<article class="column {state}" id="{ident}"{data}>',
+        f'<h3><a href="#{ident}">{text(c.name)}</a>{badge}</h3>',
+        f'<p class="verdict">{_verdict(c, snap)}</p>',
+        f'<p class="legend"><span class="key ref"></span>reference ({chart.reference_rows:,} '
+        f'rows) <span class="key win"></span>window{_scale(c)} ({chart.records:,} records)'
+        f"{_unit(c)}</p>",
+        distribution(chart),
+    ]
     if chart.gap is not None:
-        parts.append(f'<p class="note">The two CDFs differ most ({_num(chart.gap[0])}) at '
-                     f"{text(c.name)} = {text(_num(chart.gap[1]))}.</p>")
+        parts.append(
+            f'<p class="note">The two CDFs differ most ({_num(chart.gap[0])}) at '
+            f"{text(c.name)} = {text(_num(chart.gap[1]))}.</p>"
+        )
     if c.unseen:
         names = ", ".join(f"<b>{text(name)}</b> {count:,}" for name, count in c.unseen)
         parts.append(f'<p class="unseen">Categories the reference never saw: {names}</p>')
     trend = sparkline(c.history)
     if trend:
-        parts.append(f'<p class="trend">{trend} statistic ÷ threshold, last {len(c.history)} '
-                     "evaluations</p>")
-    rows = "".join(f'<tr class="{b.kind}"><td>{text(b.label)}</td>' + "".join(
-        f'<td class="num">{cell}</td>' for cell in (
-            f"{b.reference:,}", _share(b.reference, chart.reference_rows), f"{b.window:,}",
-            _share(b.window, chart.records))) + "</tr>" for b in chart.bars)
-    parts.append('<details><summary>Numbers</summary><table class="numbers"><tr><th>Bin</th>'
-                 f"<th>Reference</th><th>%</th><th>Window</th><th>%</th></tr>{rows}</table>"
-                 "</details></article>")
+        parts.append(
+            f'<p class="trend">{trend} statistic ÷ threshold, last {len(c.history)} evaluations</p>'
+        )
+    rows = "".join(
+        f'<tr class="{b.kind}"><td>{text(b.label)}</td>'
+        + "".join(
+            f'<td class="num">{cell}</td>'
+            for cell in (
+                f"{b.reference:,}",
+                _share(b.reference, chart.reference_rows),
+                f"{b.window:,}",
+                _share(b.window, chart.records),
+            )
+        )
+        + "</tr>"
+        for b in chart.bars
+    )
+    parts.append(
+        '<details><summary>Numbers</summary><table class="numbers"><tr><th>Bin</th>'
+        f"<th>Reference</th><th>%</th><th>Window</th><th>%</th></tr>{rows}</table>"
+        "</details></article>"
+    )
     return "".join(parts)
 
 
@@ -220,15 +312,20 @@ def _verdict(c: Column, snap: Snapshot) -> str:
     sign = "&gt;" if c.detected else "≤"
     ratio = "" if c.ratio is None else f" ({c.ratio:.2f}×)"
     extra = f" · total variation {_num(c.distance)}" if c.test == "chi2" and snap.calibrated else ""
-    return (f"{name} <b>{_num(c.compared)}</b> {sign} threshold {_num(c.threshold)}{ratio} · "
-            f"p = {_p(c.p_value)}{extra} · decided on the {SCALES.get(c.scale or '', '')} "
-            f"({c.records:,} records)")
+    return (
+        f"{name} <b>{_num(c.compared)}</b> {sign} threshold {_num(c.threshold)}{ratio} · "
+        f"p = {_p(c.p_value)}{extra} · decided on the {SCALES.get(c.scale or '', '')} "
+        f"({c.records:,} records)"
+    )
 
 
 def _performance(p: Performance, snap: Snapshot) -> str:
     value = _rate if p.measure == "error rate" else _num
-    realized = (f"<b>{value(p.realized)}</b> over the latest {p.joined:,} labelled records"
-                if p.realized is not None else f"not known yet ({p.joined:,} labelled records)")
+    realized = (
+        f"<b>{value(p.realized)}</b> over the latest {p.joined:,} labelled records"
+        if p.realized is not None
+        else f"not known yet ({p.joined:,} labelled records)"
+    )
     estimated = "not available"
     if p.estimated is not None:
         estimated = f"<b>{value(p.estimated)}</b> from the inputs, without labels"
@@ -237,37 +334,51 @@ def _performance(p: Performance, snap: Snapshot) -> str:
             estimated += f" · change {change}"
         if p.outside_share:
             estimated += f" · {p.outside_share:.1%} of the records outside the reference's range"
-    rows = [(f"Realized {p.measure}", realized), (f"Estimated {p.measure}", estimated),
-            (f"Reference {p.measure}", value(p.reference) + " (held-out rows)")]
+    rows = [
+        (f"Realized {p.measure}", realized),
+        (f"Estimated {p.measure}", estimated),
+        (f"Reference {p.measure}", value(p.reference) + " (held-out rows)"),
+    ]
     if p.drift is not None:
         rows.append(("Change", _change(p.drift, p.threshold, p.detected)))
     body = "".join(f"<tr><th>{name}</th><td>{cell}</td></tr>" for name, cell in rows)
     chart = ""
     points = snap.history
     if points:
-        lines = [("realized", [q.realized for q in points]),
-                 ("estimated", [q.estimated for q in points])]
+        lines = [
+            ("realized", [q.realized for q in points]),
+            ("estimated", [q.estimated for q in points]),
+        ]
         keys = '<span class="key realized"></span>realized '
         if any(q.estimated is not None for q in points):
             keys += '<span class="key estimated"></span>estimated '
-        chart = (f'<p class="legend">{keys}<span class="key level"></span>reference, last '
-                 f"{len(points)} evaluations</p>"
-                 + timeline(lines, p.reference, value, points[0].pane, points[-1].pane))
+        chart = (
+            f'<p class="legend">{keys}<span class="key level"></span>reference, last '
+            f"{len(points)} evaluations</p>"
+            + timeline(lines, p.reference, value, points[0].pane, points[-1].pane)
+        )
     flagged = "flagged" if p.detected or p.estimated_detected else ""
-    return (f'<section id="performance" class="{flagged}">'
-            f'<h2>Performance</h2><table class="perf">{body}</table>{chart}</section>')
+    return (
+        f'<section id="performance" class="{flagged}">'
+        f'<h2>Performance</h2><table class="perf">{body}</table>{chart}</section>'
+    )
 
 
 def _footer(snap: Snapshot) -> str:
-    how = ("Thresholds are calibrated: each is the quantile of the statistic that a window without "
-           "drift exceeds with this evaluation's share of the false-alarm budget "
-           "(<code>--ert</code>)." if snap.calibrated else
-           "Fixed thresholds (<code>--thresholds fixed</code>): KS D or total variation above 0.1.")
-    return (f"<footer><p>{how} Every column is also tested on the newest half of the window; the "
-            "scale shown is the one closer to its threshold. Histograms: reference and window over "
-            "the bins the monitor keeps, merged for display; the tails hold the reference's outer "
-            "0.5% each side and whatever the window has beyond. Hover a bar for its counts, or "
-            "open Numbers.</p></footer>")
+    how = (
+        "Thresholds are calibrated: each is the quantile of the statistic that a window without "
+        "drift exceeds with this evaluation's share of the false-alarm budget "
+        "(<code>--ert</code>)."
+        if snap.calibrated
+        else "Fixed thresholds (<code>--thresholds fixed</code>): KS D or total variation above 0.1."
+    )
+    return (
+        f"<footer><p>{how} Every column is also tested on the newest half of the window; the "
+        "scale shown is the one closer to its threshold. Histograms: reference and window over "
+        "the bins the monitor keeps, merged for display; the tails hold the reference's outer "
+        "0.5% each side and whatever the window has beyond. Hover a bar for its counts, or "
+        "open Numbers.</p></footer>"
+    )
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -323,7 +434,7 @@ def _share(count: int, total: int) -> str:
 
 
 def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 STYLE = """

@@ -21,10 +21,12 @@ replaces the first (at-least-once redelivery), and a request or response whose i
 (the last `recent_ids`) is a redelivery too: all are counted in `duplicates`, none joins twice.
 A response whose row count differs from its request's refuses both (`shape_mismatch`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +84,9 @@ class _Side:
             self.rows -= entry[0].n
         return entry
 
-    def expire(self, watermark: int | None, ttl_ms: int, max_rows: int, reason: str, what: str) -> list[Refusal]:
+    def expire(
+        self, watermark: int | None, ttl_ms: int, max_rows: int, reason: str, what: str
+    ) -> list[Refusal]:
         out = []
         for ident in list(self.pending):
             rows, ref = self.pending[ident]
@@ -91,8 +95,11 @@ class _Side:
             if not (over or late):
                 break  # insertion order: the rest came later
             self.take(ident)
-            why = (f"{what} {ident!r}: none came within {ttl_ms} ms of Kafka time" if late
-                   else f"{what} {ident!r}: evicted, more than {max_rows} rows pending")
+            why = (
+                f"{what} {ident!r}: none came within {ttl_ms} ms of Kafka time"
+                if late
+                else f"{what} {ident!r}: evicted, more than {max_rows} rows pending"
+            )
             out.append((ref, Rejection(reason, why)))
         return out
 
@@ -100,27 +107,48 @@ class _Side:
 class RowJoin:
     """Requests joined to responses by id; see the module doc."""
 
-    def __init__(self, layout: PairedLayout, *, ttl_ms: int = 300_000, max_pending_rows: int = 200_000,
-                 request_partitions: int | None = None, response_partitions: int | None = None,
-                 recent_ids: int = 100_000) -> None:
+    def __init__(
+        self,
+        layout: PairedLayout,
+        *,
+        ttl_ms: int = 300_000,
+        max_pending_rows: int = 200_000,
+        request_partitions: int | None = None,
+        response_partitions: int | None = None,
+        recent_ids: int = 100_000,
+    ) -> None:
         if ttl_ms <= 0 or max_pending_rows <= 0:
             raise ValueError("ttl_ms and max_pending_rows must be positive")
         self.layout, self.ttl_ms, self.max_pending_rows = layout, ttl_ms, max_pending_rows
         self.partitions = {"request": request_partitions, "response": response_partitions}
         self.requests, self.responses = _Side(), _Side()
-        self._recent: dict[str, None] = {}  # ids joined lately, oldest first (redelivered responses)
+        self._recent: dict[
+            str, None
+        ] = {}  # ids joined lately, oldest first (redelivered responses)
         self._recent_cap = recent_ids
-        self.counters = {"joined_messages": 0, "joined_rows": 0, "expired_requests": 0, "expired_responses": 0,
-                         "duplicates": 0, "mismatched": 0}
+        self.counters = {
+            "joined_messages": 0,
+            "joined_rows": 0,
+            "expired_requests": 0,
+            "expired_responses": 0,
+            "duplicates": 0,
+            "mismatched": 0,
+        }
 
     @property
     def pending(self) -> tuple[int, int]:
         """(request rows, response rows) waiting."""
         return self.requests.rows, self.responses.rows
 
-    def add(self, requests: Sequence[RequestRows] = (), responses: Sequence[ResponseRows] = (),
-            request_refs: Sequence[Any] | None = None, response_refs: Sequence[Any] | None = None,
-            request_partition: Hashable = 0, response_partition: Hashable = 0) -> Paired:
+    def add(
+        self,
+        requests: Sequence[RequestRows] = (),
+        responses: Sequence[ResponseRows] = (),
+        request_refs: Sequence[Any] | None = None,
+        response_refs: Sequence[Any] | None = None,
+        request_partition: Hashable = 0,
+        response_partition: Hashable = 0,
+    ) -> Paired:
         """Join what pairs; the rest waits or expires. refs: one per message (default: its id)."""
         pairs: list[tuple[RequestRows, ResponseRows]] = []
         refused: list[Refusal] = []
@@ -151,9 +179,13 @@ class RowJoin:
         """The pending messages (their own rows, copied, and their refs), clocks, recent ids and
         counters, JSON-friendly: saved with the window they feed, so a restart loses no pending half."""
         return {
-            side: {"pending": [[_rows_state(rows), list(ref) if isinstance(ref, tuple) else ref]
-                               for rows, ref in getattr(self, side).pending.values()],
-                   "newest": [[p, t] for p, t in getattr(self, side).newest.items()]}
+            side: {
+                "pending": [
+                    [_rows_state(rows), list(ref) if isinstance(ref, tuple) else ref]
+                    for rows, ref in getattr(self, side).pending.values()
+                ],
+                "newest": [[p, t] for p, t in getattr(self, side).newest.items()],
+            }
             for side in ("requests", "responses")
         } | {"recent": list(self._recent), "counters": dict(self.counters)}
 
@@ -162,7 +194,11 @@ class RowJoin:
         for side, request in (("requests", True), ("responses", False)):
             held = getattr(self, side)
             for rows_state, ref in state[side]["pending"]:
-                held.put(rows_state["id"], _rows_of(rows_state, request), tuple(ref) if isinstance(ref, list) else ref)
+                held.put(
+                    rows_state["id"],
+                    _rows_of(rows_state, request),
+                    tuple(ref) if isinstance(ref, list) else ref,
+                )
             held.newest = {p: int(t) for p, t in state[side]["newest"]}
         self._recent = dict.fromkeys(state["recent"])
         self.counters.update({k: int(v) for k, v in state["counters"].items()})
@@ -170,23 +206,42 @@ class RowJoin:
     def expire(self) -> list[Refusal]:
         """Requests the responses' clock passed by ttl_ms, responses the requests' clock passed, and the
         oldest of a side over max_pending_rows; counted."""
-        requests = self.requests.expire(self.responses.watermark(self.partitions["response"]), self.ttl_ms,
-                                        self.max_pending_rows, NO_RESPONSE, "request")
-        responses = self.responses.expire(self.requests.watermark(self.partitions["request"]), self.ttl_ms,
-                                          self.max_pending_rows, NO_REQUEST, "response")
+        requests = self.requests.expire(
+            self.responses.watermark(self.partitions["response"]),
+            self.ttl_ms,
+            self.max_pending_rows,
+            NO_RESPONSE,
+            "request",
+        )
+        responses = self.responses.expire(
+            self.requests.watermark(self.partitions["request"]),
+            self.ttl_ms,
+            self.max_pending_rows,
+            NO_REQUEST,
+            "response",
+        )
         self.counters["expired_requests"] += len(requests)
         self.counters["expired_responses"] += len(responses)
         return requests + responses
 
-    def _pair(self, request: RequestRows, request_ref: Any, response: ResponseRows, response_ref: Any,
-              pairs: list, refused: list[Refusal]) -> None:
+    def _pair(
+        self,
+        request: RequestRows,
+        request_ref: Any,
+        response: ResponseRows,
+        response_ref: Any,
+        pairs: list,
+        refused: list[Refusal],
+    ) -> None:
         self._recent[request.id] = None
         if len(self._recent) > self._recent_cap:
             del self._recent[next(iter(self._recent))]
         if request.n != response.n:
             self.counters["mismatched"] += 1
-            why = Rejection(SHAPE_MISMATCH, f"id {request.id!r}: the request has {request.n} rows, "
-                            f"the response {response.n}")
+            why = Rejection(
+                SHAPE_MISMATCH,
+                f"id {request.id!r}: the request has {request.n} rows, the response {response.n}",
+            )
             refused.extend([(request_ref, why), (response_ref, why)])
             return
         pairs.append((request, response))
@@ -211,10 +266,14 @@ class RowJoin:
             return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
         first = parts[0]
-        return PredictionBatch(ids=column(0), ts=column(1), predictions=column(2),
-                               numeric={name: column(3, name) for name in first[3]},
-                               categorical={name: column(4, name) for name in first[4]},
-                               probabilities={name: column(5, name) for name in first[5]})
+        return PredictionBatch(
+            ids=column(0),
+            ts=column(1),
+            predictions=column(2),
+            numeric={name: column(3, name) for name in first[3]},
+            categorical={name: column(4, name) for name in first[4]},
+            probabilities={name: column(5, name) for name in first[5]},
+        )
 
     def _gather(self, group: list[tuple[RequestRows, ResponseRows]]) -> tuple:
         """(ids, ts, predictions, numeric, categorical, probabilities) of one group's valid rows."""
@@ -223,43 +282,77 @@ class RowJoin:
         total = int(lengths.sum())
         # Row r of pair p sits at start_p + r on each side: one index array per side for the group.
         within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        request_rows = np.repeat(np.fromiter((r.start for r, _ in group), np.int64, len(group)), lengths) + within
-        response_rows = np.repeat(np.fromiter((s.start for _, s in group), np.int64, len(group)), lengths) + within
+        request_rows = (
+            np.repeat(np.fromiter((r.start for r, _ in group), np.int64, len(group)), lengths)
+            + within
+        )
+        response_rows = (
+            np.repeat(np.fromiter((s.start for _, s in group), np.int64, len(group)), lengths)
+            + within
+        )
         ids = [name for request, _ in group for name in self.layout.row_ids(request.id, request.n)]
         ids = np.array(ids, dtype=object) if ids else np.empty(0, dtype=object)
         if not (requests.all_valid and responses.all_valid):
             keep = requests.valid[request_rows] & responses.valid[response_rows]
             ids, request_rows, response_rows = ids[keep], request_rows[keep], response_rows[keep]
-        return (ids, requests.ts[request_rows], responses.predictions[response_rows],
-                {name: values[request_rows] for name, values in requests.numeric.items()},
-                {name: values[request_rows] for name, values in requests.categorical.items()},
-                {name: values[response_rows] for name, values in responses.probabilities.items()})
+        return (
+            ids,
+            requests.ts[request_rows],
+            responses.predictions[response_rows],
+            {name: values[request_rows] for name, values in requests.numeric.items()},
+            {name: values[request_rows] for name, values in requests.categorical.items()},
+            {name: values[response_rows] for name, values in responses.probabilities.items()},
+        )
 
 
 # -- persistence: the pending messages survive a restart with the window they feed ---------------
 def _rows_state(rows: Any) -> dict[str, Any]:
     """One pending message's own rows as plain lists (its slice of the batch columns, copied)."""
     if isinstance(rows, RequestRows):
-        columns = {"ts": rows.ts.tolist(), "numeric": {k: v.tolist() for k, v in rows.numeric.items()},
-                   "categorical": {k: v.tolist() for k, v in rows.categorical.items()}}
+        columns = {
+            "ts": rows.ts.tolist(),
+            "numeric": {k: v.tolist() for k, v in rows.numeric.items()},
+            "categorical": {k: v.tolist() for k, v in rows.categorical.items()},
+        }
     else:
-        columns = {"predictions": rows.predictions.tolist(),
-                   "probabilities": {k: v.tolist() for k, v in rows.probabilities.items()}}
-    return {"id": rows.id, "n": rows.n, "valid": rows.valid.tolist(), "timestamp_ms": rows.timestamp_ms,
-            "rejected": [[row, why.reason, why.detail] for row, why in rows.rejected], **columns}
+        columns = {
+            "predictions": rows.predictions.tolist(),
+            "probabilities": {k: v.tolist() for k, v in rows.probabilities.items()},
+        }
+    return {
+        "id": rows.id,
+        "n": rows.n,
+        "valid": rows.valid.tolist(),
+        "timestamp_ms": rows.timestamp_ms,
+        "rejected": [[row, why.reason, why.detail] for row, why in rows.rejected],
+        **columns,
+    }
 
 
 def _rows_of(state: dict[str, Any], request: bool) -> Any:
     valid = np.asarray(state["valid"], dtype=bool)
     rejected = [(int(row), Rejection(reason, detail)) for row, reason, detail in state["rejected"]]
     if request:
-        columns = RequestColumns(np.asarray(state["ts"], dtype=np.int64),
-                                 {k: np.asarray(v, dtype=np.float64) for k, v in state["numeric"].items()},
-                                 {k: np.asarray(v, dtype=object) for k, v in state["categorical"].items()},
-                                 valid, bool(valid.all()))
-        return RequestRows(state["id"], columns, 0, int(state["n"]), rejected, int(state["timestamp_ms"]))
-    classes = bool(state["predictions"]) and isinstance(state["predictions"][0], str)  # a classifier's texts
+        columns = RequestColumns(
+            np.asarray(state["ts"], dtype=np.int64),
+            {k: np.asarray(v, dtype=np.float64) for k, v in state["numeric"].items()},
+            {k: np.asarray(v, dtype=object) for k, v in state["categorical"].items()},
+            valid,
+            bool(valid.all()),
+        )
+        return RequestRows(
+            state["id"], columns, 0, int(state["n"]), rejected, int(state["timestamp_ms"])
+        )
+    classes = bool(state["predictions"]) and isinstance(
+        state["predictions"][0], str
+    )  # a classifier's texts
     predictions = np.asarray(state["predictions"], dtype=object if classes else np.float64)
-    columns = ResponseColumns(predictions, {k: np.asarray(v, dtype=np.float64) for k, v in state["probabilities"].items()},
-                              valid, bool(valid.all()))
-    return ResponseRows(state["id"], columns, 0, int(state["n"]), rejected, int(state["timestamp_ms"]))
+    columns = ResponseColumns(
+        predictions,
+        {k: np.asarray(v, dtype=np.float64) for k, v in state["probabilities"].items()},
+        valid,
+        bool(valid.all()),
+    )
+    return ResponseRows(
+        state["id"], columns, 0, int(state["n"]), rejected, int(state["timestamp_ms"])
+    )

@@ -21,16 +21,18 @@ event-time stream, concept-drift sums included (time windows measure the errors 
 own predictions, see `drift.DriftMonitor`), and so do the error test's bin counts (integers:
 exactly). A report from a worker that kept no error counts merges as zeros.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from monitor import errortest
-from monitor.drift import Evaluation
+from monitor.drift import Evaluation, stream_counters
 from monitor.join import Joined, LabelJoin
 from monitor.reference import Reference
 from monitor.windows import Pane, PaneLayout, PredictionBatch, TimeWindow, add_counts
@@ -52,14 +54,24 @@ class PaneReport:
         return self.epoch, self.seq
 
     def to_dict(self) -> dict[str, Any]:
-        return {"partition": self.partition, "epoch": self.epoch, "seq": self.seq, "newest": self.newest,
-                "pane": None if self.pane is None else self.pane.to_dict()}
+        return {
+            "partition": self.partition,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "newest": self.newest,
+            "pane": None if self.pane is None else self.pane.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any]) -> "PaneReport":
+    def from_dict(cls, state: Mapping[str, Any]) -> PaneReport:
         pane = state["pane"]
-        return cls(int(state["partition"]), int(state["epoch"]), int(state["seq"]), int(state["newest"]),
-                   None if pane is None else Pane.from_dict(pane))
+        return cls(
+            int(state["partition"]),
+            int(state["epoch"]),
+            int(state["seq"]),
+            int(state["newest"]),
+            None if pane is None else Pane.from_dict(pane),
+        )
 
 
 class PartitionPanes:
@@ -68,12 +80,24 @@ class PartitionPanes:
     The window (`TimeWindow`) and the join (`LabelJoin`) are the single monitor's, fed with this
     partition's records only; `changed` remembers the panes touched since they were last reported."""
 
-    def __init__(self, partition: int, reference: Reference, window_ms: int, step_ms: int,
-                 label_ttl_ms: int = 3_600_000, max_pending: int = 200_000, estimator: Any = None) -> None:
+    def __init__(
+        self,
+        partition: int,
+        reference: Reference,
+        window_ms: int,
+        step_ms: int,
+        label_ttl_ms: int = 3_600_000,
+        max_pending: int = 200_000,
+        estimator: Any = None,
+    ) -> None:
         self.partition = partition
         self.window = TimeWindow(reference, window_ms, step_ms, estimator=estimator)
-        self.join = LabelJoin(label_ttl_ms, max_pending, classification=reference.classification,
-                              error_test=reference.error_test)
+        self.join = LabelJoin(
+            label_ttl_ms,
+            max_pending,
+            classification=reference.classification,
+            error_test=reference.error_test,
+        )
         self.reference = reference
         self.epoch = 0  # this owner's epoch; `take_ownership` moves it past the snapshot's
         self.seq = 0  # reports made in this epoch
@@ -89,9 +113,16 @@ class PartitionPanes:
     def add_predictions(self, batch: PredictionBatch) -> None:
         pane_ids, _ = self.window.update(batch)
         self.changed.update(np.unique(pane_ids[pane_ids >= 0]).tolist())
-        confidences = self.reference.confidences(batch.probabilities) if self.reference.classification else None
-        self._errors(self.join.add_predictions(batch.ids, batch.ts, batch.predictions, pane_ids,
-                                               confidences=confidences))
+        confidences = (
+            self.reference.confidences(batch.probabilities)
+            if self.reference.classification
+            else None
+        )
+        self._errors(
+            self.join.add_predictions(
+                batch.ids, batch.ts, batch.predictions, pane_ids, confidences=confidences
+            )
+        )
 
     def add_labels(self, ids: list[str], ts: ArrayLike, labels: ArrayLike) -> None:
         self._errors(self.join.add_labels(ids, ts, labels))
@@ -99,7 +130,9 @@ class PartitionPanes:
     def _errors(self, joined: Joined) -> None:
         if len(joined):
             self.window.add_errors(joined.pane_ids, joined.squared, joined.absolute, joined.bins)
-            self.changed.update(q for q in np.unique(joined.pane_ids).tolist() if q in self.window.panes)
+            self.changed.update(
+                q for q in np.unique(joined.pane_ids).tolist() if q in self.window.panes
+            )
 
     def publishable(self) -> list[PaneReport]:
         """Reports of the closed panes changed since last reported (the newest pane is still filling),
@@ -126,14 +159,17 @@ class PartitionPanes:
 
     @property
     def counters(self) -> dict[str, int]:
-        w, j = self.window, self.join
-        return {"records": w.records, "late_records": w.late_records, "late_errors": w.late_errors,
-                "joined": j.joined, "expired_predictions": j.expired_predictions, "expired_labels": j.expired_labels,
-                "duplicate_predictions": j.duplicates, "pending": j.pending}
+        return stream_counters(self.window, self.join)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"partition": self.partition, "epoch": self.epoch, "seq": self.seq, "changed": sorted(self.changed),
-                "window": self.window.to_dict(), "join": self.join.to_dict()}
+        return {
+            "partition": self.partition,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "changed": sorted(self.changed),
+            "window": self.window.to_dict(),
+            "join": self.join.to_dict(),
+        }
 
     def load_dict(self, state: Mapping[str, Any]) -> None:
         if int(state["partition"]) != self.partition:
@@ -154,15 +190,21 @@ class PaneMerger:
     counted (`late_panes`, `late_records`: predictions the evaluated window missed); one whose pane
     has left every window is counted in `dropped_records`."""
 
-    def __init__(self, layout: PaneLayout, partitions: int, panes_per_window: int, grace_s: float) -> None:
+    def __init__(
+        self, layout: PaneLayout, partitions: int, panes_per_window: int, grace_s: float
+    ) -> None:
         if partitions < 1 or grace_s < 0:
-            raise ValueError(f"partitions must be >= 1 and grace >= 0, got {partitions} and {grace_s}")
+            raise ValueError(
+                f"partitions must be >= 1 and grace >= 0, got {partitions} and {grace_s}"
+            )
         self.layout, self.partitions = layout, partitions
         self.panes_per_window, self.grace_s = panes_per_window, grace_s
         self.reports: dict[int, dict[int, Pane]] = {}  # pane id -> partition -> its newest pane
         self.versions: dict[int, tuple[int, int]] = {}  # partition -> newest version taken
         self.watermarks: dict[int, int] = {}  # partition -> newest pane it reported
-        self.passed_at: dict[int, float] = {}  # pane id -> when a first partition's watermark passed it
+        self.passed_at: dict[
+            int, float
+        ] = {}  # pane id -> when a first partition's watermark passed it
         self.evaluated: int | None = None  # the last pane whose window was evaluated
         self.start: int | None = None  # the first pane any report named
         self.stale = self.late_panes = self.late_records = self.dropped_records = 0
@@ -253,9 +295,13 @@ class PaneMerger:
         error test's counts whenever the layout has an error test: `evaluate_all` runs it only when
         the calibration has it on)."""
         window = self.aggregate(q)
-        return Evaluation(window, self.merged(q).records, (window.joined, window.sse, window.sae),
-                          self.aggregate(q, self.panes_per_window // 2) if recent else None,
-                          self.scale_counts(q) if self.layout.errors else None)
+        return Evaluation(
+            window,
+            self.merged(q).records,
+            (window.joined, window.sse, window.sae),
+            self.aggregate(q, self.panes_per_window // 2) if recent else None,
+            self.scale_counts(q) if self.layout.errors else None,
+        )
 
     def _expire(self) -> None:
         oldest = self.evaluated - self.panes_per_window + 1
@@ -267,16 +313,27 @@ class PaneMerger:
     @property
     def counters(self) -> dict[str, int]:
         records = sum(p.records for panes in self.reports.values() for p in panes.values())
-        return {"window_records_held": records, "stale_reports": self.stale, "late_panes": self.late_panes,
-                "late_records": self.late_records, "dropped_records": self.dropped_records}
+        return {
+            "window_records_held": records,
+            "stale_reports": self.stale,
+            "late_panes": self.late_panes,
+            "late_records": self.late_records,
+            "dropped_records": self.dropped_records,
+        }
 
     # -- persistence --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "reports": [[q, p, pane.to_dict()] for q, held in self.reports.items() for p, pane in held.items()],
+            "reports": [
+                [q, p, pane.to_dict()]
+                for q, held in self.reports.items()
+                for p, pane in held.items()
+            ],
             "versions": [[p, *v] for p, v in self.versions.items()],
             "watermarks": [[p, q] for p, q in self.watermarks.items()],
-            "passed": sorted(self.passed_at), "evaluated": self.evaluated, "start": self.start,
+            "passed": sorted(self.passed_at),
+            "evaluated": self.evaluated,
+            "start": self.start,
             "counts": [self.stale, self.late_panes, self.late_records, self.dropped_records],
         }
 
@@ -289,4 +346,6 @@ class PaneMerger:
         self.watermarks = {int(p): int(q) for p, q in state["watermarks"]}
         self.passed_at = {int(q): now for q in state["passed"]}
         self.evaluated, self.start = state["evaluated"], state["start"]
-        self.stale, self.late_panes, self.late_records, self.dropped_records = map(int, state["counts"])
+        self.stale, self.late_panes, self.late_records, self.dropped_records = map(
+            int, state["counts"]
+        )

@@ -28,11 +28,13 @@ The reference also holds the error test on joined records (`monitor.errortest`),
 held-out predictions and labels (and a classifier's confidence, from its probability columns), so
 every process that builds the same reference (`monitor run`, `worker`, `evaluate`) has the same one.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -79,14 +81,20 @@ class NumericBins:
         return np.bincount(self.bin_index(values), minlength=self.size)
 
 
-def build_bins(name: str, values: ArrayLike, max_exact: int = 1000, quantile_bins: int = 500) -> NumericBins:
+def build_bins(
+    name: str, values: ArrayLike, max_exact: int = 1000, quantile_bins: int = 500
+) -> NumericBins:
     """Edges at the distinct reference values if there are at most `max_exact`, else at quantiles."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0 or not np.all(np.isfinite(values)):
         raise ValueError(f"reference column '{name}' must be non-empty and finite")
     distinct = np.unique(values)
     exact = distinct.size <= max_exact
-    edges = distinct if exact else np.unique(np.quantile(values, np.linspace(0.0, 1.0, quantile_bins + 1)))
+    edges = (
+        distinct
+        if exact
+        else np.unique(np.quantile(values, np.linspace(0.0, 1.0, quantile_bins + 1)))
+    )
     bins = NumericBins(name, edges, np.empty(0), exact)
     cdf = np.cumsum(bins.counts(values)) / values.size
     return NumericBins(name, edges, cdf, exact)
@@ -230,7 +238,7 @@ class Reference:
         classes: Sequence[str] = (),
         max_exact: int = 1000,
         quantile_bins: int = 500,
-    ) -> "Reference":
+    ) -> Reference:
         """Profile of m held-out rows: numeric {name: (m,) float}, categorical {name: (m,) str},
         predictions (m,) and labels (m,): floats for regression; class texts for classification,
         with `classes` the known class texts and `probabilities` {class text: (m,) float} (or None)."""
@@ -241,7 +249,9 @@ class Reference:
         predictions, labels = np.asarray(predictions, dtype=kind), np.asarray(labels, dtype=kind)
         m = predictions.size
         if m < 2 or labels.shape != predictions.shape:
-            raise ValueError(f"predictions and labels must be (m,) with m >= 2, got {predictions.shape} and {labels.shape}")
+            raise ValueError(
+                f"predictions and labels must be (m,) with m >= 2, got {predictions.shape} and {labels.shape}"
+            )
         columns = {**numeric, **categorical}
         if not columns:
             raise ValueError("reference needs at least one feature column")
@@ -251,14 +261,18 @@ class Reference:
         outputs = {PREDICTION, *map(probability_column, probabilities)}
         for name, values in {**columns, **probabilities}.items():
             if len(values) != m:
-                raise ValueError(f"reference column '{name}' has {len(values)} rows, predictions have {m}")
+                raise ValueError(
+                    f"reference column '{name}' has {len(values)} rows, predictions have {m}"
+                )
             if name in outputs:
                 raise ValueError(f"feature '{name}' has the name of an output column; rename it")
         if classification:
             predictions, labels = predictions.astype(str), labels.astype(str)
             squared = (predictions != labels).astype(np.float64)
             prediction: NumericBins | CategoricalProfile = build_profile(PREDICTION, predictions)
-            classes = tuple(map(str, classes)) or tuple(np.unique(np.concatenate((predictions, labels))).tolist())
+            classes = tuple(map(str, classes)) or tuple(
+                np.unique(np.concatenate((predictions, labels))).tolist()
+            )
             confidences = _confidence(probabilities) if probabilities else None
         else:
             squared = (predictions - labels) ** 2
@@ -268,20 +282,24 @@ class Reference:
             classes = ()
             confidences = None
         return cls(
-            numeric={name: build_bins(name, v, max_exact, quantile_bins) for name, v in numeric.items()},
+            numeric={
+                name: build_bins(name, v, max_exact, quantile_bins) for name, v in numeric.items()
+            },
             categorical={name: build_profile(name, values) for name, values in categorical.items()},
             prediction=prediction,
             squared_errors=squared,
             size=m,
             task=task,
-            probabilities={str(c): build_bins(probability_column(str(c)), v, max_exact, quantile_bins)
-                           for c, v in probabilities.items()},
+            probabilities={
+                str(c): build_bins(probability_column(str(c)), v, max_exact, quantile_bins)
+                for c, v in probabilities.items()
+            },
             classes=classes,
             error_test=errortest.from_reference(task, predictions, labels, confidences),
         )
 
     @classmethod
-    def from_schema(cls, schema: "Schema", frame: Any, **bins: int) -> "Reference":
+    def from_schema(cls, schema: Schema, frame: Any, **bins: int) -> Reference:
         """Profile of the frame `contract.artifacts.read_reference(path, schema)` returns: numeric
         features float, categorical ones (and classes) in their native kind, counted as text
         (`contract.rules.category_text`: 3 -> "3", True -> "true"); `bins`: max_exact, quantile_bins."""
@@ -293,13 +311,27 @@ class Reference:
         numeric = {name: column(name).astype(np.float64) for name in schema.numeric}
         categorical = {name: category_column(column(name)) for name in schema.categorical}
         if schema.classification:
-            probabilities = {text: column(name).astype(np.float64)
-                             for text, name in zip(schema.probability_classes, schema.probability_columns)}
-            return cls.from_arrays(numeric, categorical, category_column(column(schema.prediction)),
-                                   category_column(column(schema.target)), task="classification",
-                                   probabilities=probabilities, classes=schema.class_texts, **bins)
-        return cls.from_arrays(numeric, categorical, column(schema.prediction).astype(np.float64),
-                               column(schema.target).astype(np.float64), **bins)
+            probabilities = {
+                text: column(name).astype(np.float64)
+                for text, name in zip(schema.probability_classes, schema.probability_columns)
+            }
+            return cls.from_arrays(
+                numeric,
+                categorical,
+                category_column(column(schema.prediction)),
+                category_column(column(schema.target)),
+                task="classification",
+                probabilities=probabilities,
+                classes=schema.class_texts,
+                **bins,
+            )
+        return cls.from_arrays(
+            numeric,
+            categorical,
+            column(schema.prediction).astype(np.float64),
+            column(schema.target).astype(np.float64),
+            **bins,
+        )
 
 
 def _confidence(probabilities: Mapping[str, ArrayLike]) -> np.ndarray:

@@ -17,6 +17,7 @@ is loaded and the consumer seeks to its offsets, so a crash replays exactly the 
 snapshot into the snapshot's windows: no record counted twice, none skipped. One instance per
 group: the windows are not shared between instances.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,7 +48,9 @@ from monitor.state import Offsets, read_latest
 log = logging.getLogger(__name__)
 
 
-def restore(monitor: DriftMonitor, source: Any, state_topic: str, group: str, window: dict) -> Offsets:
+def restore(
+    monitor: DriftMonitor, source: Any, state_topic: str, group: str, window: dict
+) -> Offsets:
     """Load the group's newest snapshot into `monitor` (and what `source` held); the positions it
     covers ({} when there is none). A snapshot of another window shape or reference is refused
     (StateMismatch)."""
@@ -63,8 +66,13 @@ def restore(monitor: DriftMonitor, source: Any, state_topic: str, group: str, wi
         raise StateMismatch(f"state of group {group}: {exc}") from None
     positions = dict(state["offsets"])
     counters = monitor.counters
-    log.info("restored state of group %s: %d records seen, %d pending joins, offsets %s", group,
-             counters["records"], counters["pending"], {f"{t}[{p}]": o for (t, p), o in sorted(positions.items())})
+    log.info(
+        "restored state of group %s: %d records seen, %d pending joins, offsets %s",
+        group,
+        counters["records"],
+        counters["pending"],
+        {f"{t}[{p}]": o for (t, p), o in sorted(positions.items())},
+    )
     return positions
 
 
@@ -74,7 +82,10 @@ class Rebalance:
     `closing` is set before consumer.close(): the last snapshot is already written then."""
 
     def __init__(self, positions: Offsets, save) -> None:
-        self.positions, self.save = positions, save  # save(consumer) -> bool: the checkpoint, if anything changed
+        self.positions, self.save = (
+            positions,
+            save,
+        )  # save(consumer) -> bool: the checkpoint, if anything changed
         self.closing = False
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -87,16 +98,27 @@ class Rebalance:
         committed = {}
         if held:
             try:
-                committed = {(tp.topic, tp.partition): tp.offset
-                             for tp in consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in held], timeout=10)}
+                committed = {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in consumer.committed(
+                        [TopicPartition(tp.topic, tp.partition) for tp in held], timeout=10
+                    )
+                }
             except KafkaException as exc:
-                log.warning("cannot read the group's committed offsets (%s): resuming at the monitor's own positions", exc)
+                log.warning(
+                    "cannot read the group's committed offsets (%s): resuming at the monitor's own positions",
+                    exc,
+                )
         for tp in held:
             key = (tp.topic, tp.partition)
             if committed.get(key, 0) < 0 and self.positions[key] > 0:
-                log.warning("the group has no committed offset for %s[%d] although the monitor read it up to %d: the "
-                            "broker lost the group (replaced?); reading that partition from its start",
-                            tp.topic, tp.partition, self.positions[key])
+                log.warning(
+                    "the group has no committed offset for %s[%d] although the monitor read it up to %d: the "
+                    "broker lost the group (replaced?); reading that partition from its start",
+                    tp.topic,
+                    tp.partition,
+                    self.positions[key],
+                )
                 tp.offset = OFFSET_BEGINNING
             else:
                 tp.offset = self.positions[key]
@@ -112,9 +134,18 @@ class Rebalance:
 class Processor:
     """The process job: one batch of messages into the windows, the join, the DLQ and the gauges."""
 
-    def __init__(self, config: MonitorConfig, decoder: Decoder, monitor: DriftMonitor, metrics: MonitorMetrics,
-                 topics: Topics, positions: Offsets, checkpoint: Checkpoint, source: Any,
-                 page: PagePublisher | None = None) -> None:
+    def __init__(
+        self,
+        config: MonitorConfig,
+        decoder: Decoder,
+        monitor: DriftMonitor,
+        metrics: MonitorMetrics,
+        topics: Topics,
+        positions: Offsets,
+        checkpoint: Checkpoint,
+        source: Any,
+        page: PagePublisher | None = None,
+    ) -> None:
         self.decoder, self.monitor, self.metrics, self.topics = decoder, monitor, metrics, topics
         self.source = source  # the predictions, in the log's format (monitor.sources)
         self.page = page  # the page's publisher (monitor.page), None for no page
@@ -131,8 +162,12 @@ class Processor:
         # Per-message calls mapped in C; a partition's messages come in offset order, so the last
         # offset seen per (topic, partition) wins in the dict.
         topics = list(map(Message.topic, messages))
-        self.positions.update(zip(zip(topics, map(Message.partition, messages)),
-                                  [offset + 1 for offset in map(Message.offset, messages)]))
+        self.positions.update(
+            zip(
+                zip(topics, map(Message.partition, messages)),
+                [offset + 1 for offset in map(Message.offset, messages)],
+            )
+        )
         labels_topic = self.topics.labels
         if labels_topic not in topics:
             predictions, labels = messages, []
@@ -150,12 +185,16 @@ class Processor:
                 results = self.monitor.update(read.batch)
                 self.lag.add(self.monitor.window.pane_ids_of(read.batch, before), read.sent_ms)
         if labels:
-            ids, ts, values, rejected = self.decoder.labels([value or b"" for value in map(Message.value, labels)])
+            ids, ts, values, rejected = self.decoder.labels(
+                [value or b"" for value in map(Message.value, labels)]
+            )
             self._reject([(labels[position], why) for position, why in rejected])
             self.metrics.consume(labels_topic, len(labels))
             if ids:
-                partitions = np.delete(np.fromiter(map(Message.partition, labels), np.int64, len(labels)),
-                                       [position for position, _ in rejected])
+                partitions = np.delete(
+                    np.fromiter(map(Message.partition, labels), np.int64, len(labels)),
+                    [position for position, _ in rejected],
+                )
                 self.monitor.update_labels(ids, ts, values, partitions)
         self.metrics.count(results)
         for result in results:
@@ -168,8 +207,12 @@ class Processor:
         counters = self.monitor.counters
         self.metrics.follow(counters)
         if (expired := self.expiry.check(counters, time.monotonic())) is not None:
-            log.warning("%s: their partner came more than --label-ttl (%s) later in event time than the other "
-                        "side's records, or not at all; see monitor_expired_joins_total", expired, self.label_ttl)
+            log.warning(
+                "%s: their partner came more than --label-ttl (%s) later in event time than the other "
+                "side's records, or not at all; see monitor_expired_joins_total",
+                expired,
+                self.label_ttl,
+            )
 
     def refresh(self, closed: bool = False) -> None:
         """The gauges from the latest window, labels joined since included: at once when a pane
@@ -199,13 +242,28 @@ class Processor:
             self.metrics.reject(message.topic(), rejection.reason)
             if (message.topic(), rejection.reason) not in self.logged:
                 self.logged.add((message.topic(), rejection.reason))
-                log.warning("refused record (%s) at %s[%d]@%d sent to %s: %s (further ones are only counted in "
-                            "monitor_invalid_records_total)", rejection.reason, message.topic(), message.partition(),
-                            message.offset(), self.topics.monitor_dlq, rejection.detail)
+                log.warning(
+                    "refused record (%s) at %s[%d]@%d sent to %s: %s (further ones are only counted in "
+                    "monitor_invalid_records_total)",
+                    rejection.reason,
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    self.topics.monitor_dlq,
+                    rejection.detail,
+                )
 
 
-def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics, registry: CollectorRegistry,
-        stop: threading.Event, source: Any, page: PageCache | None = None) -> int:
+def run(
+    config: MonitorConfig,
+    schema: Schema,
+    baseline: Baseline,
+    topics: Topics,
+    registry: CollectorRegistry,
+    stop: threading.Event,
+    source: Any,
+    page: PageCache | None = None,
+) -> int:
     """Consume until `stop` is set; the batch in hand is finished, its state persisted and committed.
     `source`: the predictions in the log's format (`monitor.sources.prediction_source`); `page`: the
     cache the page is served from (published to after each evaluation), None for no page."""
@@ -215,15 +273,32 @@ def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topic
     counts = partition_counts([*source.topics, topics.labels])
     source.expect_partitions(counts)
     monitor.join.expect_partitions(source.partitions, counts[topics.labels])
-    metrics = MonitorMetrics(registry, reference, {**{t: t for t in source.topics}, "labels": topics.labels},
-                             model=schema.name, estimator=baseline.estimator,
-                             reasons={t: source.reasons for t in source.topics}, page_url=config.public_url)
-    publisher = None if page is None else PagePublisher(page, schema.name, monitor.window.layout,
-                                                        monitor.window.describe, order_from_schema(schema))
+    metrics = MonitorMetrics(
+        registry,
+        reference,
+        {**{t: t for t in source.topics}, "labels": topics.labels},
+        model=schema.name,
+        estimator=baseline.estimator,
+        reasons={t: source.reasons for t in source.topics},
+        page_url=config.public_url,
+    )
+    publisher = (
+        None
+        if page is None
+        else PagePublisher(
+            page,
+            schema.name,
+            monitor.window.layout,
+            monitor.window.describe,
+            order_from_schema(schema),
+        )
+    )
     positions = restore(monitor, source, topics.monitor_state, config.group, config.window_state)
     if monitor.window.estimates_dropped:
-        log.info("the restored panes were estimated by another performance estimator (or none): the estimate "
-                 "covers the records read from here on until they leave the window")
+        log.info(
+            "the restored panes were estimated by another performance estimator (or none): the estimate "
+            "covers the records read from here on until they leave the window"
+        )
     restored = monitor.result()
     metrics.show(restored)
     if restored is not None and publisher is not None:
@@ -231,9 +306,17 @@ def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topic
     metrics.follow(monitor.counters)
     decoder = Decoder(schema)
     freeze_startup_heap()
-    checkpoint = Checkpoint(state_topic=topics.monitor_state, dlq_topic=topics.monitor_dlq, partitions=config.partitions,
-                            interval=config.state_interval, stop=stop, metrics=metrics)
-    processor = Processor(config, decoder, monitor, metrics, topics, positions, checkpoint, source, publisher)
+    checkpoint = Checkpoint(
+        state_topic=topics.monitor_state,
+        dlq_topic=topics.monitor_dlq,
+        partitions=config.partitions,
+        interval=config.state_interval,
+        stop=stop,
+        metrics=metrics,
+    )
+    processor = Processor(
+        config, decoder, monitor, metrics, topics, positions, checkpoint, source, publisher
+    )
 
     def save(consumer: Consumer) -> bool:
         """The checkpoint (see monitor.checkpoint) of the windows, what the source holds (a paired
@@ -241,14 +324,30 @@ def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topic
         if not checkpoint.changed:
             return True
         state = {**monitor.to_dict(), "source": source.to_dict()}
-        return checkpoint.save([(config.group, config.window_state, positions, state)], consumer, positions)
+        return checkpoint.save(
+            [(config.group, config.window_state, positions, state)], consumer, positions
+        )
 
     rebalance = Rebalance(positions, save)
     consumer = Consumer({**consumer_config(config.group), "on_commit": log_failed_commit})
-    consumer.subscribe([*source.topics, topics.labels], on_assign=rebalance.on_assign, on_revoke=rebalance.on_revoke)
-    log.info("monitoring %s + %s for model %s (group %s, window %s step %s, %s thresholds, ert %g; refused records "
-             "to %s)", " + ".join(source.topics), topics.labels, schema.name, config.group, config.window, config.step,
-             config.thresholds, config.ert, topics.monitor_dlq)
+    consumer.subscribe(
+        [*source.topics, topics.labels],
+        on_assign=rebalance.on_assign,
+        on_revoke=rebalance.on_revoke,
+    )
+    log.info(
+        "monitoring %s + %s for model %s (group %s, window %s step %s, %s thresholds, ert %g; refused records "
+        "to %s)",
+        " + ".join(source.topics),
+        topics.labels,
+        schema.name,
+        config.group,
+        config.window,
+        config.step,
+        config.thresholds,
+        config.ert,
+        topics.monitor_dlq,
+    )
     last_write = time.monotonic()
     saved = True
     try:
@@ -266,7 +365,9 @@ def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topic
             if checkpoint.changed and time.monotonic() - last_write >= config.state_interval:
                 save(consumer)
                 last_write = time.monotonic()
-        if checkpoint.gave_up:  # a snapshot already failed after the stop was asked for: the broker is away
+        if (
+            checkpoint.gave_up
+        ):  # a snapshot already failed after the stop was asked for: the broker is away
             saved = False
         else:
             saved = save(consumer)
@@ -277,5 +378,7 @@ def run(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topic
     if saved:
         log.info("monitor stopped: state saved at %d records seen", monitor.counters["records"])
     else:
-        log.warning("monitor stopped without saving its last state: a restart resumes from the previous snapshot")
+        log.warning(
+            "monitor stopped without saving its last state: a restart resumes from the previous snapshot"
+        )
     return 0

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 from monitor.drift import DriftResult, FeatureDrift
@@ -134,23 +135,40 @@ class History:
         self._points: deque[Point] = deque(maxlen=size)
 
     def add(self, result: DriftResult, estimate: Estimated | None = None) -> None:
-        ratios = tuple((f.name, _ratio(_compared(f, result), f.threshold))
-                       for f in (*result.features, *result.outputs))
+        ratios = tuple(
+            (f.name, _ratio(_compared(f, result), f.threshold))
+            for f in (*result.features, *result.outputs)
+        )
         if self._points and self._points[-1].pane == result.pane:
             self._points.pop()
-        self._points.append(Point(pane=result.pane, ratios=ratios, realized=_realized(result),
-                                  estimated=None if estimate is None else estimate.estimate))
+        self._points.append(
+            Point(
+                pane=result.pane,
+                ratios=ratios,
+                realized=_realized(result),
+                estimated=None if estimate is None else estimate.estimate,
+            )
+        )
 
     @property
     def points(self) -> tuple[Point, ...]:
         return tuple(self._points)
 
 
-def snapshot(result: DriftResult, layout: PaneLayout, window: Pane, recent: Pane | None = None,
-             *, model: str, window_text: str, history: Sequence[Point] = (),
-             estimate: Estimated | None = None, alerts: Sequence[Alert] | None = None,
-             order: Mapping[str, Sequence[str]] | None = None,
-             evaluated_ms: int | None = None) -> Snapshot:
+def snapshot(
+    result: DriftResult,
+    layout: PaneLayout,
+    window: Pane,
+    recent: Pane | None = None,
+    *,
+    model: str,
+    window_text: str,
+    history: Sequence[Point] = (),
+    estimate: Estimated | None = None,
+    alerts: Sequence[Alert] | None = None,
+    order: Mapping[str, Sequence[str]] | None = None,
+    evaluated_ms: int | None = None,
+) -> Snapshot:
     """The page's view of one evaluation.
 
     result: the evaluation; window / recent: the panes it tested (`PaneWindow.aggregate(q)` and
@@ -169,40 +187,75 @@ def snapshot(result: DriftResult, layout: PaneLayout, window: Pane, recent: Pane
         pane = panes.get(f.scale, window) if f is not None else window
         bins = layout.ks_columns.get(name)
         if bins is not None:
-            chart = numeric_chart(bins, pane.counts[layout.slices[name]], pane.records,
-                                   reference.size)
+            chart = numeric_chart(
+                bins, pane.counts[layout.slices[name]], pane.records, reference.size
+            )
         else:
-            chart = category_chart(layout.chi2_columns[name], pane, layout.slices[name],
-                                    (order or {}).get(name))
+            chart = category_chart(
+                layout.chi2_columns[name], pane, layout.slices[name], (order or {}).get(name)
+            )
         untested = Column(
-            name=name, role=role, test="ks" if bins is not None else "chi2", chart=chart,
+            name=name,
+            role=role,
+            test="ks" if bins is not None else "chi2",
+            chart=chart,
             unseen=tuple(sorted(pane.unseen.get(name, {}).items(), key=most_first)),
-            history=tuple(p.get(name) for p in past))
+            history=tuple(p.get(name) for p in past),
+        )
         if f is None:
             return untested
-        return replace(untested, test=f.test, statistic=f.statistic, distance=f.distance,
-                       p_value=f.p_value, threshold=f.threshold, compared=_compared(f, result),
-                       detected=f.detected, scale=f.scale, records=f.records)
+        return replace(
+            untested,
+            test=f.test,
+            statistic=f.statistic,
+            distance=f.distance,
+            p_value=f.p_value,
+            threshold=f.threshold,
+            compared=_compared(f, result),
+            detected=f.detected,
+            scale=f.scale,
+            records=f.records,
+        )
 
     classification = reference.classification
     return Snapshot(
-        model=model, task=reference.task, window=window_text, pane=result.pane,
-        records=result.records, ready=result.ready, label_coverage=result.label_coverage,
+        model=model,
+        task=reference.task,
+        window=window_text,
+        pane=result.pane,
+        records=result.records,
+        ready=result.ready,
+        label_coverage=result.label_coverage,
         alerts=tuple(flags(result) if alerts is None else alerts),
         features=tuple(column(name, "feature") for name in reference.features),
-        outputs=tuple(column(name, "prediction" if name == PREDICTION else "probability")
-                      for name in reference.outputs),
+        outputs=tuple(
+            column(name, "prediction" if name == PREDICTION else "probability")
+            for name in reference.outputs
+        ),
         performance=Performance(
-            measure="error rate" if classification else "MSE", realized=_realized(result),
-            estimated=None if estimate is None else estimate.estimate, joined=result.joined,
+            measure="error rate" if classification else "MSE",
+            realized=_realized(result),
+            estimated=None if estimate is None else estimate.estimate,
+            joined=result.joined,
             reference=result.reference_error_rate if classification else result.reference_mse,
-            drift=result.concept_drift, threshold=result.concept_threshold,
+            drift=result.concept_drift,
+            threshold=result.concept_threshold,
             detected=result.concept_detected,
-            **({} if estimate is None else {
-                "estimated_drift": estimate.score, "estimated_threshold": estimate.threshold,
-                "estimated_detected": estimate.detected, "outside_share": estimate.outside_share})),
-        history=tuple(history), calibrated=result.alpha is not None or not result.ready,
-        evaluated_ms=evaluated_ms)
+            **(
+                {}
+                if estimate is None
+                else {
+                    "estimated_drift": estimate.score,
+                    "estimated_threshold": estimate.threshold,
+                    "estimated_detected": estimate.detected,
+                    "outside_share": estimate.outside_share,
+                }
+            ),
+        ),
+        history=tuple(history),
+        calibrated=result.alpha is not None or not result.ready,
+        evaluated_ms=evaluated_ms,
+    )
 
 
 def flags(result: DriftResult) -> tuple[Alert, ...]:
@@ -214,7 +267,11 @@ def flags(result: DriftResult) -> tuple[Alert, ...]:
     if result.error_detected:
         out.append(Alert("ConceptErrorDrift", "distribution of the errors", "performance"))
     if result.estimate is not None and result.estimate.detected:
-        out.append(Alert("EstimatedPerformanceDrop", "estimated performance, no labels needed", "performance"))
+        out.append(
+            Alert(
+                "EstimatedPerformanceDrop", "estimated performance, no labels needed", "performance"
+            )
+        )
     return tuple(out)
 
 
@@ -244,8 +301,9 @@ def order_from_schema(schema: Any) -> dict[str, list[str]]:
     schema: a `contract.schema.Schema`."""
     from contract.rules import category_text  # the one rule for a category's text
 
-    order = {f.name: [category_text(c) for c in f.categories]
-             for f in schema.features if not f.numeric}
+    order = {
+        f.name: [category_text(c) for c in f.categories] for f in schema.features if not f.numeric
+    }
     if schema.classification:
         order[PREDICTION] = list(schema.class_texts)
     return order

@@ -16,12 +16,14 @@ answering the same questions, so the loop never asks which format it has.
 A refused message, row or pending half becomes a dead letter (`Read.rejected`); the loop sends it
 to the monitor DLQ and counts it by reason.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Message
@@ -86,7 +88,9 @@ def _column(messages: list[Message], get) -> np.ndarray:
 class JsonPredictions:
     """One JSON object per prediction on the predictions topic."""
 
-    shareable = True  # workers can split it: predictions and labels co-partitioned, keyed by record id
+    shareable = (
+        True  # workers can split it: predictions and labels co-partitioned, keyed by record id
+    )
     reasons = REJECTION_REASONS  # why its messages can be refused (the metric's series, made at 0)
 
     def __init__(self, schema: Schema, topics: Topics) -> None:
@@ -98,11 +102,14 @@ class JsonPredictions:
         self.partitions = counts.get(self.topics[0], 1)
 
     def read(self, messages: list[Message]) -> Read:
-        batch, rejected = self.decoder.predictions([value or b"" for value in map(Message.value, messages)])
+        batch, rejected = self.decoder.predictions(
+            [value or b"" for value in map(Message.value, messages)]
+        )
         return self._read(messages, batch, rejected)
 
-    def _read(self, messages: list[Message], batch: PredictionBatch,
-              rejected: list[tuple[int, Rejection]]) -> Read:
+    def _read(
+        self, messages: list[Message], batch: PredictionBatch, rejected: list[tuple[int, Rejection]]
+    ) -> Read:
         dead = [(messages[position], why) for position, why in rejected]
         if not len(batch):
             return Read(None, None, dead)
@@ -127,13 +134,16 @@ class AvroPredictions(JsonPredictions):
         from contract.formats.avro import AvroReader
 
         super().__init__(schema, topics)
-        self.reader = AvroReader(registry if registry is not None else registry_client(),
-                                 schema.messages.timestamp_format)
+        self.reader = AvroReader(
+            registry if registry is not None else registry_client(),
+            schema.messages.timestamp_format,
+        )
 
     def read(self, messages: list[Message]) -> Read:
         topic = self.topics[0]
-        values, positions, refused = self.reader.read_batch(list(map(Message.value, messages)), topic,
-                                                            [m.headers() for m in messages])
+        values, positions, refused = self.reader.read_batch(
+            list(map(Message.value, messages)), topic, [m.headers() for m in messages]
+        )
         batch, rejected = self.decoder.predictions(values)
         # back to positions among the messages: the reader's refusals, then the decoder's
         rejected = sorted(refused + [(positions[p], why) for p, why in rejected])
@@ -147,11 +157,13 @@ def registry_client() -> Any:
 
     url = os.environ.get("SCHEMA_REGISTRY_URL")
     if not url:
-        raise ValueError("messages.format avro: set SCHEMA_REGISTRY_URL to the Schema Registry's address")
+        raise ValueError(
+            "messages.format avro: set SCHEMA_REGISTRY_URL to the Schema Registry's address"
+        )
     config = {"url": url}
     for name, value in os.environ.items():
         if name.startswith("SCHEMA_REGISTRY_") and name != "SCHEMA_REGISTRY_URL":
-            config[name[len("SCHEMA_REGISTRY_"):].lower().replace("_", ".")] = value
+            config[name[len("SCHEMA_REGISTRY_") :].lower().replace("_", ".")] = value
     return SchemaRegistryClient.new_client(config)  # mock:// gives the library's in-memory registry
 
 
@@ -165,7 +177,9 @@ class PairedPredictions:
     partitions = 1  # the joined rows are one stream for the label join
     reasons = (*REJECTION_REASONS, *FORMAT_REASONS)
 
-    def __init__(self, schema: Schema, ttl_ms: int = DEFAULT_PAIR_TTL_MS, max_pending_rows: int = 200_000) -> None:
+    def __init__(
+        self, schema: Schema, ttl_ms: int = DEFAULT_PAIR_TTL_MS, max_pending_rows: int = 200_000
+    ) -> None:
         from contract.formats import paired_decoder
         from monitor.pairing import RowJoin
 
@@ -178,7 +192,10 @@ class PairedPredictions:
     def expect_partitions(self, counts: Mapping[str, int]) -> None:
         """Each side's clock waits for all of its partitions (see monitor.pairing)."""
         layout = self.decoder.layout
-        self.join.partitions = {"request": counts.get(layout.requests), "response": counts.get(layout.responses)}
+        self.join.partitions = {
+            "request": counts.get(layout.requests),
+            "response": counts.get(layout.responses),
+        }
 
     def read(self, messages: list[Message]) -> Read:
         dead: list[tuple[Any, Rejection]] = []
@@ -186,7 +203,14 @@ class PairedPredictions:
         for message in messages:
             side = self.decoder.side(message.topic(), message.headers())
             if side is None:
-                dead.append((message, Rejection("unknown_event", "neither a request nor a response of this model")))
+                dead.append(
+                    (
+                        message,
+                        Rejection(
+                            "unknown_event", "neither a request nor a response of this model"
+                        ),
+                    )
+                )
             elif (other := self.decoder.other_model(side, message.headers())) is not None:
                 self._skip(other, message.topic())
             else:
@@ -202,10 +226,16 @@ class PairedPredictions:
                     continue
                 rows.append(result)
                 refs.append((message.topic(), message.partition(), message.offset()))
-                for row, why in result.rejected:  # rows the schema's checks refused; the others stay
+                for (
+                    row,
+                    why,
+                ) in result.rejected:  # rows the schema's checks refused; the others stay
                     dead.append((message, Rejection(why.reason, f"row {row}: {why.detail}")))
-            kwargs = ({"requests": rows, "request_refs": refs, "request_partition": partition} if side == "request"
-                      else {"responses": rows, "response_refs": refs, "response_partition": partition})
+            kwargs = (
+                {"requests": rows, "request_refs": refs, "request_partition": partition}
+                if side == "request"
+                else {"responses": rows, "response_refs": refs, "response_partition": partition}
+            )
             paired = self.join.add(**kwargs)
             dead += [(Refs(*ref), why) for ref, why in paired.refused + paired.expired]
             if paired.batch is not None and len(paired.batch):
@@ -218,8 +248,13 @@ class PairedPredictions:
 
     def _skip(self, model: str, topic: str) -> None:
         if model not in self.skipped:
-            log.info("skipping the messages of model %r on %s: this monitor watches %r (messages.model in the "
-                     "schema, if that is its name on the server)", model, topic, self.decoder.layout.model)
+            log.info(
+                "skipping the messages of model %r on %s: this monitor watches %r (messages.model in the "
+                "schema, if that is its name on the server)",
+                model,
+                topic,
+                self.decoder.layout.model,
+            )
         self.skipped[model] = self.skipped.get(model, 0) + 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,13 +271,19 @@ def _concatenate(parts: list[PredictionBatch]) -> PredictionBatch:
     def joined(get) -> Any:
         return np.concatenate([get(p) for p in parts])
 
-    return PredictionBatch(joined(lambda p: p.ids), joined(lambda p: p.ts), joined(lambda p: p.predictions),
-                           {c: joined(lambda p, c=c: p.numeric[c]) for c in first.numeric},
-                           {c: joined(lambda p, c=c: p.categorical[c]) for c in first.categorical},
-                           {c: joined(lambda p, c=c: p.probabilities[c]) for c in first.probabilities})
+    return PredictionBatch(
+        joined(lambda p: p.ids),
+        joined(lambda p: p.ts),
+        joined(lambda p: p.predictions),
+        {c: joined(lambda p, c=c: p.numeric[c]) for c in first.numeric},
+        {c: joined(lambda p, c=c: p.categorical[c]) for c in first.categorical},
+        {c: joined(lambda p, c=c: p.probabilities[c]) for c in first.probabilities},
+    )
 
 
-def prediction_source(schema: Schema, topics: Topics, registry: Any = None) -> JsonPredictions | PairedPredictions:
+def prediction_source(
+    schema: Schema, topics: Topics, registry: Any = None
+) -> JsonPredictions | PairedPredictions:
     """The schema's format's source (ValueError naming what to set, e.g. SCHEMA_REGISTRY_URL)."""
     if schema.paired is not None:
         return PairedPredictions(schema)

@@ -22,17 +22,25 @@ before it wins. Everything written before the read began is before the barrier, 
 writing to the same topic while it reads cannot keep it reading forever. The broker's end offsets
 are not used: they are wrong on some brokers (Tansu, see BROKER.md).
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import uuid
 import zlib
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
-from typing import Any, Mapping
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from contract.delivery import DeliveryReport, produce
 from contract.settings import acknowledged_producer_config, client_config, reader_config
@@ -49,7 +57,9 @@ BARRIER_PREFIX = "__barrier__/"
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
 
 
-def encode_state(group: str, window: Mapping[str, Any], offsets: Offsets, monitor: Mapping[str, Any]) -> bytes:
+def encode_state(
+    group: str, window: Mapping[str, Any], offsets: Offsets, monitor: Mapping[str, Any]
+) -> bytes:
     payload = {
         "version": VERSION,
         "group": group,
@@ -69,8 +79,10 @@ def decode_state(raw: bytes) -> dict[str, Any]:
     except (zlib.error, orjson.JSONDecodeError) as exc:
         raise ValueError(f"unreadable state snapshot: {exc}") from None
     if not isinstance(state, dict) or state.get("version") != VERSION:
-        raise ValueError(f"state snapshot version {state.get('version') if isinstance(state, dict) else '?'} "
-                         f"is not {VERSION}")
+        raise ValueError(
+            f"state snapshot version {state.get('version') if isinstance(state, dict) else '?'} "
+            f"is not {VERSION}"
+        )
     state["offsets"] = {(t, int(p)): int(o) for t, p, o in state["offsets"]}
     return state
 
@@ -82,8 +94,10 @@ def create_state_topic(topic: str, timeout: float = 30.0) -> None:
     admin = AdminClient(client_config())
     if topic in admin.list_topics(timeout=timeout).topics:
         return
-    futures = admin.create_topics([NewTopic(topic, num_partitions=1, config={"cleanup.policy": "compact"})],
-                                  operation_timeout=timeout)
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=1, config={"cleanup.policy": "compact"})],
+        operation_timeout=timeout,
+    )
     try:
         futures[topic].result(timeout)
         log.info("created compacted state topic %s", topic)
@@ -97,7 +111,9 @@ def read_latest(topic: str, key: str, timeout: float = 120.0) -> dict[str, Any] 
     return read_latest_of(topic, [key], timeout)[key]
 
 
-def read_latest_of(topic: str, keys: list[str], timeout: float = 120.0) -> dict[str, dict[str, Any] | None]:
+def read_latest_of(
+    topic: str, keys: list[str], timeout: float = 120.0
+) -> dict[str, dict[str, Any] | None]:
     """The newest readable snapshot of each key written before this call (None where there is none),
     in one pass over the state topic (a worker taking several partitions reads it once)."""
     barrier_id, barrier_key = uuid.uuid4().hex.encode(), f"{BARRIER_PREFIX}{keys[0]}".encode()
@@ -112,20 +128,26 @@ def read_latest_of(topic: str, keys: list[str], timeout: float = 120.0) -> dict[
         if metadata.error is not None:
             raise KafkaException(metadata.error)
         if len(metadata.partitions) != 1:
-            raise RuntimeError(f"state topic {topic} has {len(metadata.partitions)} partitions; snapshots need "
-                               "exactly one (delete it or set MONITOR_STATE_TOPIC to a new name)")
+            raise RuntimeError(
+                f"state topic {topic} has {len(metadata.partitions)} partitions; snapshots need "
+                "exactly one (delete it or set MONITOR_STATE_TOPIC to a new name)"
+            )
         producer = Producer(acknowledged_producer_config())
         report = DeliveryReport()
         produce(producer, topic, barrier_id, barrier_key, report)
         if producer.flush(timeout) or not report.delivered:
-            raise RuntimeError(f"cannot write to the state topic {topic}: {report.last_error or 'flush timed out'}")
+            raise RuntimeError(
+                f"cannot write to the state topic {topic}: {report.last_error or 'flush timed out'}"
+            )
         # assign(), not subscribe(): no group join, so no rebalance wait on start-up.
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + timeout
         reached_barrier = False
         while not reached_barrier:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"state topic {topic}: its barrier was not read back within {timeout:.0f} s")
+                raise RuntimeError(
+                    f"state topic {topic}: its barrier was not read back within {timeout:.0f} s"
+                )
             for message in consumer.consume(500, 0.2):
                 error = message.error()
                 if error is not None:
@@ -152,11 +174,19 @@ def read_latest_of(topic: str, keys: list[str], timeout: float = 120.0) -> dict[
                         continue
                     manifest = orjson.loads(message.value())
                     snapshot_id, held = parts.get(message_key, (None, {}))
-                    if manifest["snapshot"].encode() == snapshot_id and len(held) == manifest["parts"]:
+                    if (
+                        manifest["snapshot"].encode() == snapshot_id
+                        and len(held) == manifest["parts"]
+                    ):
                         latest[key] = b"".join(held[i] for i in range(manifest["parts"]))
                     else:
-                        log.warning("state snapshot %s in %s is incomplete (%d of %d parts): keeping the one before",
-                                    manifest["snapshot"], topic, len(held), manifest["parts"])
+                        log.warning(
+                            "state snapshot %s in %s is incomplete (%d of %d parts): keeping the one before",
+                            manifest["snapshot"],
+                            topic,
+                            len(held),
+                            manifest["parts"],
+                        )
     finally:
         consumer.close()
     log.info("read %d state messages from %s", count, topic)
@@ -166,22 +196,30 @@ def read_latest_of(topic: str, keys: list[str], timeout: float = 120.0) -> dict[
             states[key] = None if raw is None else decode_state(raw)
         except ValueError as exc:
             # A snapshot written by another version: refuse loudly rather than start from empty.
-            raise RuntimeError(f"state for {key} in {topic}: {exc}; use a new --group to start afresh") from None
+            raise RuntimeError(
+                f"state for {key} in {topic}: {exc}; use a new --group to start afresh"
+            ) from None
     return states
 
 
-def write_state(producer: Producer, topic: str, key: str, value: bytes, timeout: float = 30.0) -> int:
+def write_state(
+    producer: Producer, topic: str, key: str, value: bytes, timeout: float = 30.0
+) -> int:
     """Produce a snapshot's parts, then its manifest, and wait for every ack; returns the part count.
 
     Raises if anything was not delivered."""
     snapshot_id = uuid.uuid4().hex
-    chunks = [value[i:i + PART_BYTES] for i in range(0, len(value), PART_BYTES)] or [b""]
+    chunks = [value[i : i + PART_BYTES] for i in range(0, len(value), PART_BYTES)] or [b""]
     report = DeliveryReport()
     for index, chunk in enumerate(chunks):
         headers = [("snapshot", snapshot_id.encode()), ("parts", str(len(chunks)).encode())]
         produce(producer, topic, chunk, f"{key}/{index}", report, headers=headers)
-    produce(producer, topic, orjson.dumps({"snapshot": snapshot_id, "parts": len(chunks)}), key, report)
+    produce(
+        producer, topic, orjson.dumps({"snapshot": snapshot_id, "parts": len(chunks)}), key, report
+    )
     remaining = producer.flush(timeout)
     if remaining or report.failed or not report.delivered:
-        raise RuntimeError(f"state snapshot not delivered to {topic}: {report.last_error or 'flush timed out'}")
+        raise RuntimeError(
+            f"state snapshot not delivered to {topic}: {report.last_error or 'flush timed out'}"
+        )
     return len(chunks)

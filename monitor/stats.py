@@ -33,6 +33,7 @@ Why these tests:
   rate p the number wrong among en records is exactly Binomial(en, p): its quantile needs no
   approximation (`binomial_upper_quantile`; see `calibration`).
 """
+
 from __future__ import annotations
 
 import math
@@ -146,7 +147,9 @@ def mean_upper_quantile(values: np.ndarray, n: float, alpha: float) -> float:
         u = s * math.sqrt(n * var)
         if abs(r) < 1e-8 or abs(u) < 1e-8:
             return 0.5, mean
-        return float(special.ndtr(-r) + math.exp(-0.5 * r * r) / math.sqrt(2 * math.pi) * (1 / u - 1 / r)), mean
+        return float(
+            special.ndtr(-r) + math.exp(-0.5 * r * r) / math.sqrt(2 * math.pi) * (1 / u - 1 / r)
+        ), mean
 
     def excess(s: float) -> float:
         return math.log(max(tail(s)[0], 1e-300)) - math.log(alpha)

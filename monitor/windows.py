@@ -17,12 +17,13 @@ Two ways to cut the stream into panes:
   whose pane is older than the window ending at the last closed pane (pane < newest - window/step)
   is dropped and counted in `late_records`. Panes are keyed by id, so out-of-order records within the window are kept.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,7 +31,9 @@ from numpy.typing import ArrayLike
 from monitor import errortest
 from monitor.reference import PREDICTION, Reference, probability_column
 
-UNSEEN_OVERFLOW = "__other__"  # unseen names beyond `max_unseen` per column and pane are lumped here
+UNSEEN_OVERFLOW = (
+    "__other__"  # unseen names beyond `max_unseen` per column and pane are lumped here
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,13 @@ class PredictionBatch:
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        columns = {"ts": self.ts, "predictions": self.predictions, **self.numeric, **self.categorical,
-                   **{f"probabilities[{c}]": v for c, v in self.probabilities.items()}}
+        columns = {
+            "ts": self.ts,
+            "predictions": self.predictions,
+            **self.numeric,
+            **self.categorical,
+            **{f"probabilities[{c}]": v for c, v in self.probabilities.items()},
+        }
         for name, column in columns.items():
             if len(column) != n:
                 raise ValueError(f"batch column '{name}' has {len(column)} rows, ids have {n}")
@@ -59,36 +67,55 @@ class PredictionBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def rows(self, start: int, stop: int) -> "PredictionBatch":
+    def rows(self, start: int, stop: int) -> PredictionBatch:
         """Records start..stop-1 (views, no copy)."""
         part = slice(start, stop)
-        return PredictionBatch(self.ids[part], self.ts[part], self.predictions[part],
-                               {c: v[part] for c, v in self.numeric.items()},
-                               {c: v[part] for c, v in self.categorical.items()},
-                               {c: v[part] for c, v in self.probabilities.items()},
-                               self.partitions if np.ndim(self.partitions) == 0 else self.partitions[part])
+        return PredictionBatch(
+            self.ids[part],
+            self.ts[part],
+            self.predictions[part],
+            {c: v[part] for c, v in self.numeric.items()},
+            {c: v[part] for c, v in self.categorical.items()},
+            {c: v[part] for c, v in self.probabilities.items()},
+            self.partitions if np.ndim(self.partitions) == 0 else self.partitions[part],
+        )
 
     @classmethod
     def from_messages(
-        cls, messages: Sequence[Mapping[str, Any]], numeric: Sequence[str], categorical: Sequence[str],
-        *, classification: bool = False,
-    ) -> "PredictionBatch":
+        cls,
+        messages: Sequence[Mapping[str, Any]],
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        classification: bool = False,
+    ) -> PredictionBatch:
         """Columns from decoded prediction messages {"id","ts","prediction","features":{...}} (and,
         for a classifier, "probabilities": {class text: p}); categories and classes as text."""
         from contract.rules import category_text  # the one rule for the text of a category
 
         features = [m["features"] for m in messages]
         predictions = [m["prediction"] for m in messages]
-        with_probabilities = classification and bool(messages) and all("probabilities" in m for m in messages)
+        with_probabilities = (
+            classification and bool(messages) and all("probabilities" in m for m in messages)
+        )
         classes = list(messages[0]["probabilities"]) if with_probabilities else []
         return cls(
             ids=np.array([str(m["id"]) for m in messages], dtype=object),
             ts=np.array([m["ts"] for m in messages], dtype=np.int64),
-            predictions=(np.array(list(map(category_text, predictions)), dtype=object) if classification
-                         else np.array(predictions, dtype=np.float64)),
+            predictions=(
+                np.array(list(map(category_text, predictions)), dtype=object)
+                if classification
+                else np.array(predictions, dtype=np.float64)
+            ),
             numeric={c: np.array([f[c] for f in features], dtype=np.float64) for c in numeric},
-            categorical={c: np.array([category_text(f[c]) for f in features], dtype=object) for c in categorical},
-            probabilities={c: np.array([m["probabilities"][c] for m in messages], dtype=np.float64) for c in classes},
+            categorical={
+                c: np.array([category_text(f[c]) for f in features], dtype=object)
+                for c in categorical
+            },
+            probabilities={
+                c: np.array([m["probabilities"][c] for m in messages], dtype=np.float64)
+                for c in classes
+            },
         )
 
 
@@ -108,10 +135,12 @@ class Pane:
     sse: float = 0.0  # sum of squared errors of joined records
     sae: float = 0.0  # sum of absolute errors of joined records
     estimates: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    estimated: int = 0  # records whose estimates are summed (all, unless restored from another estimator)
+    estimated: int = (
+        0  # records whose estimates are summed (all, unless restored from another estimator)
+    )
     error_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
-    def merge(self, other: "Pane") -> "Pane":
+    def merge(self, other: Pane) -> Pane:
         """The pane holding both panes' records (addition); id is the larger of the two."""
         unseen = {c: dict(v) for c, v in self.unseen.items()}
         for column, names in other.unseen.items():
@@ -147,11 +176,14 @@ class Pane:
         }
 
     @classmethod
-    def from_dict(cls, state: Mapping[str, Any]) -> "Pane":
+    def from_dict(cls, state: Mapping[str, Any]) -> Pane:
         return cls(
             id=int(state["id"]),
             counts=np.asarray(state["counts"], dtype=np.int64),
-            unseen={c: {str(k): int(v) for k, v in names.items()} for c, names in state["unseen"].items()},
+            unseen={
+                c: {str(k): int(v) for k, v in names.items()}
+                for c, names in state["unseen"].items()
+            },
             records=int(state["records"]),
             joined=int(state["joined"]),
             sse=float(state["sse"]),
@@ -170,7 +202,9 @@ def add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if not a.size or not b.size:
         return (b if not a.size else a).copy()
     if a.shape != b.shape:
-        raise ValueError(f"error counts of {a.size} and {b.size} bins do not add: panes of another reference")
+        raise ValueError(
+            f"error counts of {a.size} and {b.size} bins do not add: panes of another reference"
+        )
     return a + b
 
 
@@ -222,25 +256,33 @@ class PaneLayout:
         return None if self.estimator is None else self.estimator.fingerprint()
 
     def empty(self, pane_id: int) -> Pane:
-        return Pane(pane_id, np.zeros(self.total, dtype=np.int64), estimates=np.zeros(self.estimates),
-                    error_counts=np.zeros(self.errors, dtype=np.int64))
+        return Pane(
+            pane_id,
+            np.zeros(self.total, dtype=np.int64),
+            estimates=np.zeros(self.estimates),
+            error_counts=np.zeros(self.errors, dtype=np.int64),
+        )
 
     def values(self, batch: PredictionBatch, name: str) -> np.ndarray:
         """The batch's values of a layout column: a feature, the prediction or a class's probability."""
         attribute, key = self.sources[name]
         column = getattr(batch, attribute) if key is None else getattr(batch, attribute).get(key)
         if column is None:
-            raise ValueError(f"batch has no column '{name}', which the reference has "
-                             f"({'class probabilities' if attribute == 'probabilities' else attribute})")
+            raise ValueError(
+                f"batch has no column '{name}', which the reference has "
+                f"({'class probabilities' if attribute == 'probabilities' else attribute})"
+            )
         return column
 
-    def encode(self, batch: PredictionBatch) -> "EncodedBatch":
+    def encode(self, batch: PredictionBatch) -> EncodedBatch:
         """Flat bin of every record and column, KS columns' bins then chi-square columns' codes.
 
         A category the reference never saw gets the spill bin `total` (dropped after counting) and is
         marked in `unseen`, so its name can be counted apart."""
-        columns = [self.slices[name].start + bins.bin_index(self.values(batch, name))
-                   for name, bins in self.ks_columns.items()]
+        columns = [
+            self.slices[name].start + bins.bin_index(self.values(batch, name))
+            for name, bins in self.ks_columns.items()
+        ]
         unseen: dict[str, np.ndarray] = {}
         for name, profile in self.chi2_columns.items():
             codes = profile.codes(self.values(batch, name))
@@ -249,8 +291,12 @@ class PaneLayout:
                 unseen[name] = missing
                 codes = np.where(missing, self.total - self.slices[name].start, codes)
             columns.append(self.slices[name].start + codes)
-        encoded = EncodedBatch(np.stack(columns, axis=1) if columns else np.empty((len(batch), 0), np.int64), unseen)
-        if self.estimator is not None:  # the estimator reads the bins (and a classifier's probabilities)
+        encoded = EncodedBatch(
+            np.stack(columns, axis=1) if columns else np.empty((len(batch), 0), np.int64), unseen
+        )
+        if (
+            self.estimator is not None
+        ):  # the estimator reads the bins (and a classifier's probabilities)
             encoded = EncodedBatch(encoded.flat, unseen, self.estimator.per_record(batch, encoded))
         return encoded
 
@@ -265,10 +311,13 @@ class EncodedBatch:
     unseen: Mapping[str, np.ndarray]
     estimates: np.ndarray | None = None
 
-    def rows(self, start: int, stop: int) -> "EncodedBatch":
+    def rows(self, start: int, stop: int) -> EncodedBatch:
         part = slice(start, stop)
-        return EncodedBatch(self.flat[part], {c: m[part] for c, m in self.unseen.items()},
-                            None if self.estimates is None else self.estimates[part])
+        return EncodedBatch(
+            self.flat[part],
+            {c: m[part] for c, m in self.unseen.items()},
+            None if self.estimates is None else self.estimates[part],
+        )
 
 
 class PaneWindow:
@@ -277,7 +326,9 @@ class PaneWindow:
     At most panes + 1 panes are kept (the window ending at the last closed pane, plus the newest,
     partial one), so memory is (panes + 1) x bins."""
 
-    def __init__(self, reference: Reference, panes: int, max_unseen: int = 100, estimator: Any = None) -> None:
+    def __init__(
+        self, reference: Reference, panes: int, max_unseen: int = 100, estimator: Any = None
+    ) -> None:
         if max_unseen < 1:
             raise ValueError(f"max_unseen must be >= 1, got {max_unseen}")
         self.layout = PaneLayout(reference, estimator)
@@ -286,20 +337,31 @@ class PaneWindow:
         self.panes: dict[int, Pane] = {}
         self.newest: int | None = None  # id of the newest pane that received a record
         self.records = 0  # records accepted
-        self.estimates_dropped = False  # the restored state's panes were estimated by another estimator
+        self.estimates_dropped = (
+            False  # the restored state's panes were estimated by another estimator
+        )
         self.late_records = 0  # records dropped: their pane had left the window
-        self.late_errors = 0  # joined after their prediction's pane left the window: not in label coverage
+        self.late_errors = (
+            0  # joined after their prediction's pane left the window: not in label coverage
+        )
 
     # -- adding -------------------------------------------------------------------------------------
-    def _add(self, pane_ids: np.ndarray, batch: PredictionBatch, keep: np.ndarray,
-             encoded: EncodedBatch | None = None) -> None:
+    def _add(
+        self,
+        pane_ids: np.ndarray,
+        batch: PredictionBatch,
+        keep: np.ndarray,
+        encoded: EncodedBatch | None = None,
+    ) -> None:
         # One bincount per distinct pane in the batch (usually 1 or 2); `encoded`: the batch's bins,
         # when the caller encoded a larger batch at once.
         if encoded is None:
             encoded = self.layout.encode(batch)
         total = self.layout.total
-        single = len(pane_ids) and keep.all() and (pane_ids == pane_ids[0]).all()  # the common case: no masks
-        for pane_id in ([int(pane_ids[0])] if single else np.unique(pane_ids[keep]).tolist()):
+        single = (
+            len(pane_ids) and keep.all() and (pane_ids == pane_ids[0]).all()
+        )  # the common case: no masks
+        for pane_id in [int(pane_ids[0])] if single else np.unique(pane_ids[keep]).tolist():
             rows = slice(None) if single else keep & (pane_ids == pane_id)
             pane = self.panes.get(pane_id)
             if pane is None:
@@ -314,7 +376,10 @@ class PaneWindow:
                 values = np.asarray(self.layout.values(batch, name))
                 names, counts = np.unique(values[rows][missing[rows]], return_counts=True)
                 if len(names):
-                    self._count_unseen(pane.unseen.setdefault(name, {}), dict(zip(map(str, names), counts.tolist())))
+                    self._count_unseen(
+                        pane.unseen.setdefault(name, {}),
+                        dict(zip(map(str, names), counts.tolist())),
+                    )
         self.records += int(keep.sum())
 
     def _count_unseen(self, target: dict[str, int], unseen: dict[str, int]) -> None:
@@ -323,8 +388,13 @@ class PaneWindow:
                 name = UNSEEN_OVERFLOW
             target[name] = target.get(name, 0) + count
 
-    def add_errors(self, pane_ids: ArrayLike, squared: ArrayLike, absolute: ArrayLike,
-                   bins: ArrayLike | None = None) -> None:
+    def add_errors(
+        self,
+        pane_ids: ArrayLike,
+        squared: ArrayLike,
+        absolute: ArrayLike,
+        bins: ArrayLike | None = None,
+    ) -> None:
         """Concept-drift sums of joined records, (k,) each, added to their prediction's pane; `bins`
         (k,) int64: their error-test bins, counted in the pane's `error_counts`."""
         pane_ids = np.asarray(pane_ids, dtype=np.int64)
@@ -369,8 +439,9 @@ class PaneWindow:
         `aggregate(upto, panes // 2)` and `aggregate(upto, 1)` hold, without summing the rest."""
         empty = np.zeros(self.layout.errors, np.int64)
         panes = [self.panes.get(q) for q in range(upto - self.panes_per_window + 1, upto + 1)]
-        return errortest.scale_counts([empty if p is None or not p.error_counts.size else p.error_counts
-                                       for p in panes])
+        return errortest.scale_counts(
+            [empty if p is None or not p.error_counts.size else p.error_counts for p in panes]
+        )
 
     def expire(self) -> None:
         """Forget panes that left the window; called after the closed panes are evaluated."""
@@ -397,7 +468,9 @@ class PaneWindow:
         if state.get("kind") != type(self).__name__:
             raise ValueError(f"state is for a {state.get('kind')}, not a {type(self).__name__}")
         if dict(state["layout"]) != dict(self.layout.sizes):
-            raise ValueError("state was written with another reference (bin layout differs): start afresh")
+            raise ValueError(
+                "state was written with another reference (bin layout differs): start afresh"
+            )
         self.newest = state["newest"]
         self.records = int(state["records"])
         self.late_records = int(state["late_records"])
@@ -439,8 +512,14 @@ class CountWindow(PaneWindow):
     (50, {'c': {'new': 8}})
     """
 
-    def __init__(self, reference: Reference, window: int = 1000, step: int = 250, max_unseen: int = 100,
-                 estimator: Any = None) -> None:
+    def __init__(
+        self,
+        reference: Reference,
+        window: int = 1000,
+        step: int = 250,
+        max_unseen: int = 100,
+        estimator: Any = None,
+    ) -> None:
         check_window(window, step, "records")
         super().__init__(reference, window // step, max_unseen, estimator)
         self.window, self.step = window, step
@@ -508,7 +587,9 @@ class CountWindow(PaneWindow):
         closed = self.records // self.step - 1
         return closed if closed >= 0 else None
 
-    def update(self, batch: PredictionBatch, encoded: EncodedBatch | None = None) -> tuple[np.ndarray, list[int]]:
+    def update(
+        self, batch: PredictionBatch, encoded: EncodedBatch | None = None
+    ) -> tuple[np.ndarray, list[int]]:
         """Add a batch (`encoded`: its bins, if already computed); returns (pane id of every record
         (n,), panes closed by this batch)."""
         before = self.records
@@ -524,7 +605,11 @@ class TimeWindow(PaneWindow):
     """The last `window_ms` of event time, evaluated every `step_ms` (panes floor(ts / step_ms))."""
 
     def __init__(
-        self, reference: Reference, window_ms: int = 300_000, step_ms: int = 10_000, max_unseen: int = 100,
+        self,
+        reference: Reference,
+        window_ms: int = 300_000,
+        step_ms: int = 10_000,
+        max_unseen: int = 100,
         estimator: Any = None,
     ) -> None:
         check_window(window_ms, step_ms, "ms")
@@ -535,7 +620,10 @@ class TimeWindow(PaneWindow):
     kind = "time"
     sizes_vary = True  # a window holds what its span of event time held: thresholds prefetched for nearby sizes
     min_records = 100  # records a window needs before its tests run
-    ERROR_SIZES = (1000, 250)  # the rolling error's window when a count is not given (joined records)
+    ERROR_SIZES = (
+        1000,
+        250,
+    )  # the rolling error's window when a count is not given (joined records)
 
     def error_sizes(self) -> tuple[int, int]:
         """(size, step) of the join's error window (the rolling MSE when asked for by count)."""
@@ -565,10 +653,13 @@ class TimeWindow(PaneWindow):
     def describe(self, pane_id: int) -> str:
         """The window ending at pane `pane_id`, in words (the page's header, the alarm log).
 
-        >>> TimeWindow(Reference.from_arrays({"x": np.zeros(3)}, {}, np.zeros(3), np.zeros(3)), 300_000, 10_000).describe(0)
+        >>> reference = Reference.from_arrays({"x": np.zeros(3)}, {}, np.zeros(3), np.zeros(3))
+        >>> TimeWindow(reference, 300_000, 10_000).describe(0)
         '5 min of event time ending 1970-01-01 00:00:10 UTC'
         """
-        return f"{span_text(self.window)} of event time ending {time_text(self.pane_end_ms(pane_id))}"
+        return (
+            f"{span_text(self.window)} of event time ending {time_text(self.pane_end_ms(pane_id))}"
+        )
 
     def pane_end_ms(self, pane_id: int) -> int | None:
         """Where a pane ends in event time (epoch ms)."""
@@ -582,7 +673,9 @@ class TimeWindow(PaneWindow):
     def last_closed(self) -> int | None:
         return None if self.newest is None else self.newest - 1
 
-    def update(self, batch: PredictionBatch, encoded: EncodedBatch | None = None) -> tuple[np.ndarray, list[int]]:
+    def update(
+        self, batch: PredictionBatch, encoded: EncodedBatch | None = None
+    ) -> tuple[np.ndarray, list[int]]:
         """Add a batch (`encoded`: its bins, if already computed); returns (pane id per record, -1 if
         dropped as late; panes closed)."""
         if len(batch) == 0:
@@ -599,21 +692,28 @@ class TimeWindow(PaneWindow):
         return np.where(keep, pane_ids, -1), closed
 
 
-def make_window(kind: str, reference: Reference, window: int, step: int, estimator: Any = None) -> PaneWindow:
+def make_window(
+    kind: str, reference: Reference, window: int, step: int, estimator: Any = None
+) -> PaneWindow:
     """A window of `kind` ("count": records; "time": milliseconds of event time)."""
-    return {"count": CountWindow, "time": TimeWindow}[kind](reference, window, step, estimator=estimator)
+    return {"count": CountWindow, "time": TimeWindow}[kind](
+        reference, window, step, estimator=estimator
+    )
 
 
 def span_text(ms: int) -> str:
     """A span of time in words: "5 min", "1 h", "90 s"."""
     seconds = ms / 1000
     units = ((86400, "d"), (3600, "h"), (60, "min"))
-    return next((f"{seconds / s:g} {u}" for s, u in units if seconds >= s and seconds % s == 0), f"{seconds:g} s")
+    return next(
+        (f"{seconds / s:g} {u}" for s, u in units if seconds >= s and seconds % s == 0),
+        f"{seconds:g} s",
+    )
 
 
 def time_text(epoch_ms: int) -> str:
     """An instant in UTC, to the second: "2026-12-07 12:00:00 UTC"."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 

@@ -15,6 +15,7 @@ it covers to the state topic (key `<group>/partition/<p>`), then commits those o
 owner of a partition loads that state, saves it under a new epoch before reading a record, seeks to
 its positions and replays the rest: its reports replace the dead owner's (see `monitor.panes`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,21 +41,47 @@ from monitor.state import Offsets, read_latest_of
 
 log = logging.getLogger(__name__)
 
+
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry, model: str, topics: Topics) -> None:
         M = ["model"]
         self.model = model
-        self.consumed = Counter("monitor_records_consumed", "Messages consumed, by topic", M + ["topic"], registry=registry)
-        self.invalid = Counter("monitor_invalid_records", "Messages refused, by topic and reason (sent to the monitor DLQ)",
-                               M + ["topic", "reason"], registry=registry)
-        self.reports = Counter("monitor_pane_reports", "Pane reports published to the pane topic", M, registry=registry).labels(model)
-        self.state_writes = Counter("monitor_state_writes", "Partition state snapshots delivered (offsets committed after)",
-                                    M, registry=registry).labels(model)
-        self.state_failures = Counter("monitor_state_write_failures", "Snapshots or reports the broker did not take (tried again)",
-                                      M, registry=registry).labels(model)
-        self.state_bytes = Gauge("monitor_state_bytes", "Size of the last partition state snapshot (compressed)", M,
-                                 registry=registry).labels(model)
-        self.partitions = Gauge("monitor_worker_partitions", "Input partitions this worker owns", M, registry=registry).labels(model)
+        self.consumed = Counter(
+            "monitor_records_consumed",
+            "Messages consumed, by topic",
+            M + ["topic"],
+            registry=registry,
+        )
+        self.invalid = Counter(
+            "monitor_invalid_records",
+            "Messages refused, by topic and reason (sent to the monitor DLQ)",
+            M + ["topic", "reason"],
+            registry=registry,
+        )
+        self.reports = Counter(
+            "monitor_pane_reports", "Pane reports published to the pane topic", M, registry=registry
+        ).labels(model)
+        self.state_writes = Counter(
+            "monitor_state_writes",
+            "Partition state snapshots delivered (offsets committed after)",
+            M,
+            registry=registry,
+        ).labels(model)
+        self.state_failures = Counter(
+            "monitor_state_write_failures",
+            "Snapshots or reports the broker did not take (tried again)",
+            M,
+            registry=registry,
+        ).labels(model)
+        self.state_bytes = Gauge(
+            "monitor_state_bytes",
+            "Size of the last partition state snapshot (compressed)",
+            M,
+            registry=registry,
+        ).labels(model)
+        self.partitions = Gauge(
+            "monitor_worker_partitions", "Input partitions this worker owns", M, registry=registry
+        ).labels(model)
         for topic in (topics.predictions, topics.labels):
             self.consumed.labels(model, topic)
             for reason in REJECTION_REASONS:
@@ -65,21 +92,39 @@ class Worker:
     """The worker's jobs: partitions in and out (`on_assign` / `on_revoke`), batches into panes
     (`process`), pane reports out (`publish`), state and offsets saved (`save`)."""
 
-    def __init__(self, config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics,
-                 metrics: WorkerMetrics, stop: threading.Event, source: Any) -> None:
+    def __init__(
+        self,
+        config: MonitorConfig,
+        schema: Schema,
+        baseline: Baseline,
+        topics: Topics,
+        metrics: WorkerMetrics,
+        stop: threading.Event,
+        source: Any,
+    ) -> None:
         self.config, self.topics, self.metrics, self.stop = config, topics, metrics, stop
-        self.source = source  # the predictions, in the log's format (a shareable monitor.sources source)
+        self.source = (
+            source  # the predictions, in the log's format (a shareable monitor.sources source)
+        )
         self.reference, self.estimator = baseline.reference, baseline.estimator
         self.decoder = Decoder(schema)
         self.owned: dict[int, PartitionPanes] = {}
         self.positions: Offsets = {}  # (topic, partition) -> next offset, of owned partitions
         # dead letters, pane reports and partition states: acknowledged, then saved, then committed
-        self.checkpoint = Checkpoint(state_topic=topics.monitor_state, dlq_topic=topics.monitor_dlq,
-                                     partitions=config.partitions, interval=config.state_interval, stop=stop,
-                                     metrics=metrics, output_topics=[(topics.monitor_panes, 1)])
+        self.checkpoint = Checkpoint(
+            state_topic=topics.monitor_state,
+            dlq_topic=topics.monitor_dlq,
+            partitions=config.partitions,
+            interval=config.state_interval,
+            stop=stop,
+            metrics=metrics,
+            output_topics=[(topics.monitor_panes, 1)],
+        )
         self.unsaved: set[int] = set()  # partitions that read records since their last snapshot
         self.closing = False
-        self.failure: BaseException | None = None  # raised in a rebalance callback: re-raised by the loop
+        self.failure: BaseException | None = (
+            None  # raised in a rebalance callback: re-raised by the loop
+        )
         self.expiry = ExpiryWatch()
 
     def key(self, partition: int) -> str:
@@ -88,28 +133,42 @@ class Worker:
     # -- partitions in and out ----------------------------------------------------------------------
     def guarded(self, callback):
         """librdkafka cannot carry an exception out of a rebalance callback: keep it for the loop."""
+
         def call(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             try:
                 callback(consumer, partitions)
             except Exception as exc:  # noqa: BLE001 - re-raised by run_worker
                 self.failure = exc
+
         return call
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         new = sorted({tp.partition for tp in partitions} - set(self.owned))
-        states = read_latest_of(self.topics.monitor_state, [self.key(p) for p in new]) if new else {}
+        states = (
+            read_latest_of(self.topics.monitor_state, [self.key(p) for p in new]) if new else {}
+        )
         for p in new:
-            panes = PartitionPanes(p, self.reference, self.config.window_size, self.config.step_size,
-                                   self.config.label_ttl_ms, estimator=self.estimator)
+            panes = PartitionPanes(
+                p,
+                self.reference,
+                self.config.window_size,
+                self.config.step_size,
+                self.config.label_ttl_ms,
+                estimator=self.estimator,
+            )
             state = states[self.key(p)]
             if state is not None:
-                matching(state, self.config.window_state, f"partition {p} of group {self.config.group}")
+                matching(
+                    state, self.config.window_state, f"partition {p} of group {self.config.group}"
+                )
                 panes.load_dict(state["monitor"])
                 self.positions.update(state["offsets"])
             panes.take_ownership()
             self.owned[p] = panes
         if new and not self.save(new):  # the new epochs are saved before a record is read
-            raise RuntimeError(f"cannot save the state of partitions {new}: the broker did not take it")
+            raise RuntimeError(
+                f"cannot save the state of partitions {new}: the broker did not take it"
+            )
         for tp in partitions:
             if (tp.topic, tp.partition) in self.positions:
                 tp.offset = self.positions[(tp.topic, tp.partition)]
@@ -156,16 +215,24 @@ class Worker:
                 self.checkpoint.dead_letter(message, rejection)
                 self.metrics.invalid.labels(self.metrics.model, topic, rejection.reason).inc()
         self.publish(touched)
-        totals = {key: sum(panes.counters[key] for panes in self.owned.values())
-                  for key in ("joined", "expired_predictions", "expired_labels")}
+        totals = {
+            key: sum(panes.counters[key] for panes in self.owned.values())
+            for key in ("joined", "expired_predictions", "expired_labels")
+        }
         if (expired := self.expiry.check(totals, time.monotonic())) is not None:
-            log.warning("%s on this worker's partitions: their partner came more than --label-ttl (%s) later in event "
-                        "time than the other side's records, or not at all", expired, self.config.label_ttl)
+            log.warning(
+                "%s on this worker's partitions: their partner came more than --label-ttl (%s) later in event "
+                "time than the other side's records, or not at all",
+                expired,
+                self.config.label_ttl,
+            )
 
     def publish(self, partitions) -> None:
         for p in partitions:
             for report in self.owned[p].publishable():
-                self.checkpoint.output(self.topics.monitor_panes, orjson.dumps(report.to_dict()), str(p))
+                self.checkpoint.output(
+                    self.topics.monitor_panes, orjson.dumps(report.to_dict()), str(p)
+                )
                 self.metrics.reports.inc()
         self.checkpoint.producer.poll(0)
 
@@ -178,8 +245,15 @@ class Worker:
         False when the broker did not take something: the previous snapshots stay in force, and
         every live pane of these partitions is reported again (replacing, not adding)."""
         partitions = sorted(self.unsaved & set(self.owned) if partitions is None else partitions)
-        states = [(self.key(p), self.config.window_state, {k: o for k, o in self.positions.items() if k[1] == p},
-                   self.owned[p].to_dict()) for p in partitions]
+        states = [
+            (
+                self.key(p),
+                self.config.window_state,
+                {k: o for k, o in self.positions.items() if k[1] == p},
+                self.owned[p].to_dict(),
+            )
+            for p in partitions
+        ]
         if not self.checkpoint.save(states, consumer, self.positions):
             for p in partitions:
                 self.owned[p].changed |= set(self.owned[p].window.panes)
@@ -188,20 +262,38 @@ class Worker:
         return True
 
 
-def run_worker(config: MonitorConfig, schema: Schema, baseline: Baseline, topics: Topics,
-               registry: CollectorRegistry, stop: threading.Event, source: Any) -> int:
+def run_worker(
+    config: MonitorConfig,
+    schema: Schema,
+    baseline: Baseline,
+    topics: Topics,
+    registry: CollectorRegistry,
+    stop: threading.Event,
+    source: Any,
+) -> int:
     """Consume this worker's share until `stop`; publish, save and commit before leaving the group.
     `source`: the predictions in the log's format (`monitor.sources.prediction_source`, shareable)."""
     metrics = WorkerMetrics(registry, schema.name, topics)
     worker = Worker(config, schema, baseline, topics, metrics, stop, source)
     freeze_startup_heap()
     # range: partition p of both topics goes to the same member (the join needs both sides).
-    consumer = Consumer({**consumer_config(config.group, same_partitions=True),
-                         "on_commit": log_failed_commit})
-    consumer.subscribe([*source.topics, topics.labels], on_assign=worker.guarded(worker.on_assign),
-                       on_revoke=worker.guarded(worker.on_revoke))
-    log.info("worker of group %s: %s + %s -> %s (window %s step %s)", config.group, topics.predictions,
-             topics.labels, topics.monitor_panes, config.window, config.step)
+    consumer = Consumer(
+        {**consumer_config(config.group, same_partitions=True), "on_commit": log_failed_commit}
+    )
+    consumer.subscribe(
+        [*source.topics, topics.labels],
+        on_assign=worker.guarded(worker.on_assign),
+        on_revoke=worker.guarded(worker.on_revoke),
+    )
+    log.info(
+        "worker of group %s: %s + %s -> %s (window %s step %s)",
+        config.group,
+        topics.predictions,
+        topics.labels,
+        topics.monitor_panes,
+        config.window,
+        config.step,
+    )
     last_save = time.monotonic()
     saved = True
     try:

@@ -6,20 +6,41 @@ a regression model, a bad number, a resampling the reference's rows cannot give)
 `ScenarioError`: one line naming the scenario and what to change. The diamonds names (carat-shift,
 cut-mix, ...) are shorthands for column forms (`SHORTHANDS`).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from contract.rules import Bounds, MAX_CATEGORY_LENGTH, category_text
+from contract.rules import MAX_CATEGORY_LENGTH, Bounds, category_text
 from contract.schema import Feature, Schema
 from producer.scenarios import (
-    BOTH, GRADUAL_RAMP_RECORDS, INPUTS, LABELS, MIN_EFFECTIVE_ROWS, NO_DRIFT, NOTHING, PAYLOADS, FlipLabels, NoDrift,
-    Ramp, Redraw, Resample, Reweight, Scale, Scenario, Shift, Tilt, Transform, Unseen, effective_rows,
+    BOTH,
+    GRADUAL_RAMP_RECORDS,
+    INPUTS,
+    LABELS,
+    MIN_EFFECTIVE_ROWS,
+    NO_DRIFT,
+    NOTHING,
+    PAYLOADS,
+    FlipLabels,
+    NoDrift,
+    Ramp,
+    Redraw,
+    Resample,
+    Reweight,
+    Scale,
+    Scenario,
+    Shift,
+    Tilt,
+    Transform,
+    Unseen,
+    effective_rows,
 )
 
 
@@ -33,25 +54,51 @@ FORMS: dict[str, tuple[str, str, str]] = {
     "none": ("none", NOTHING, "no drift"),
     "scale": ("scale:COL:FACTOR", BOTH, "numeric feature COL x FACTOR, labels not changed"),
     "shift": ("shift:COL:+DELTA", BOTH, "numeric feature COL + DELTA, labels not changed"),
-    "gradual": ("gradual:COL:FACTOR[:RECORDS]", BOTH,
-                f"COL x a factor ramping from 1 to FACTOR over RECORDS records (default {GRADUAL_RAMP_RECORDS:,}), "
-                "labels not changed"),
-    "redraw": ("redraw:COL[:A=0.5,B=0.3,...]", BOTH,
-               "categorical COL rewritten uniformly over its known categories or from the weights given, labels "
-               "not changed"),
-    "unseen": ("unseen:COL:VALUE:SHARE", BOTH,
-               "categorical COL set to VALUE, a category the model never saw, in SHARE of the records"),
-    "tilt": ("tilt:COL:FACTOR[:RECORDS]", INPUTS,
-             "reference rows drawn with exponential-tilt weights so numeric COL's mean is FACTOR x its mean; "
-             "with RECORDS the tilted share ramps from 0 to 1 over RECORDS records"),
-    "mix": ("mix:COL[:A=0.5,B=0.3,...]", INPUTS,
-            "reference rows drawn by categorical COL so its mix is uniform (over the categories the reference "
-            "holds) or the weights given"),
-    "labels:scale": ("labels:scale:FACTOR", LABELS, "regression targets x FACTOR, features unchanged"),
-    "labels:flip": ("labels:flip:SHARE", LABELS,
-                    "classification: SHARE of the labels replaced by another class, features unchanged"),
-    "bad-records": ("bad-records", PAYLOADS, "--bad-share of the records replaced by invalid payloads, one per "
-                    "rejection reason in turn (no label is sent for them)"),
+    "gradual": (
+        "gradual:COL:FACTOR[:RECORDS]",
+        BOTH,
+        f"COL x a factor ramping from 1 to FACTOR over RECORDS records (default {GRADUAL_RAMP_RECORDS:,}), "
+        "labels not changed",
+    ),
+    "redraw": (
+        "redraw:COL[:A=0.5,B=0.3,...]",
+        BOTH,
+        "categorical COL rewritten uniformly over its known categories or from the weights given, labels "
+        "not changed",
+    ),
+    "unseen": (
+        "unseen:COL:VALUE:SHARE",
+        BOTH,
+        "categorical COL set to VALUE, a category the model never saw, in SHARE of the records",
+    ),
+    "tilt": (
+        "tilt:COL:FACTOR[:RECORDS]",
+        INPUTS,
+        "reference rows drawn with exponential-tilt weights so numeric COL's mean is FACTOR x its mean; "
+        "with RECORDS the tilted share ramps from 0 to 1 over RECORDS records",
+    ),
+    "mix": (
+        "mix:COL[:A=0.5,B=0.3,...]",
+        INPUTS,
+        "reference rows drawn by categorical COL so its mix is uniform (over the categories the reference "
+        "holds) or the weights given",
+    ),
+    "labels:scale": (
+        "labels:scale:FACTOR",
+        LABELS,
+        "regression targets x FACTOR, features unchanged",
+    ),
+    "labels:flip": (
+        "labels:flip:SHARE",
+        LABELS,
+        "classification: SHARE of the labels replaced by another class, features unchanged",
+    ),
+    "bad-records": (
+        "bad-records",
+        PAYLOADS,
+        "--bad-share of the records replaced by invalid payloads, one per "
+        "rejection reason in turn (no label is sent for them)",
+    ),
 }
 
 # What the `changes` column of --help means.
@@ -71,12 +118,27 @@ CUT_MIX = {"Fair": 0.15, "Good": 0.25, "Very Good": 0.25, "Premium": 0.20, "Idea
 # 1,000-record window's threshold (0.087); up by 20% raises the MSE x1.65 (it is unconditional, and
 # big stones carry big dollar errors), enough to fire concept drift for a pure input shift.
 SHORTHANDS: dict[str, tuple[str, int | None, str]] = {
-    "carat-shift": ("tilt:carat:0.8", None, "fewer big stones: data drift on carat, no concept drift"),
-    "gradual-carat": (f"tilt:carat:0.8:{GRADUAL_RAMP_RECORDS}", None, "the same tilt, its share ramping in over the records"),
-    "cut-mix": ("mix:cut:" + ",".join(f"{k}={v}" for k, v in CUT_MIX.items()), None,
-                "a flatter cut mix: depth, table, clarity and carat move with it"),
+    "carat-shift": (
+        "tilt:carat:0.8",
+        None,
+        "fewer big stones: data drift on carat, no concept drift",
+    ),
+    "gradual-carat": (
+        f"tilt:carat:0.8:{GRADUAL_RAMP_RECORDS}",
+        None,
+        "the same tilt, its share ramping in over the records",
+    ),
+    "cut-mix": (
+        "mix:cut:" + ",".join(f"{k}={v}" for k, v in CUT_MIX.items()),
+        None,
+        "a flatter cut mix: depth, table, clarity and carat move with it",
+    ),
     "price-inflation": ("labels:scale:1.2", 0, "concept drift, rounded to whole dollars"),
-    "new-category": ("unseen:clarity:I2:0.05", None, "a clarity the model never saw"),  # I2: a real grade the training data never had
+    "new-category": (
+        "unseen:clarity:I2:0.05",
+        None,
+        "a clarity the model never saw",
+    ),  # I2: a real grade the training data never had
 }
 
 
@@ -115,16 +177,22 @@ class _Spec:
     def feature(self, numeric: bool) -> Feature:
         schema, name = self.schema, self.args[0]
         if name not in schema.feature_names:
-            raise self.fail(f"{schema.name} has no feature {name!r}: use one of {', '.join(schema.feature_names)}")
+            raise self.fail(
+                f"{schema.name} has no feature {name!r}: use one of {', '.join(schema.feature_names)}"
+            )
         feature = schema.feature(name)
         if numeric and not feature.numeric:
-            raise self.fail(f"{name} is categorical; {self.op} works on numeric features "
-                            f"({', '.join(schema.numeric) or 'none'}): use mix:{name}, redraw:{name} or "
-                            f"unseen:{name}:VALUE:SHARE")
+            raise self.fail(
+                f"{name} is categorical; {self.op} works on numeric features "
+                f"({', '.join(schema.numeric) or 'none'}): use mix:{name}, redraw:{name} or "
+                f"unseen:{name}:VALUE:SHARE"
+            )
         if not numeric and feature.numeric:
-            raise self.fail(f"{name} is numeric; {self.op} works on categorical features "
-                            f"({', '.join(schema.categorical) or 'none'}): use tilt:{name}:FACTOR, scale:{name}:FACTOR "
-                            f"or shift:{name}:+DELTA")
+            raise self.fail(
+                f"{name} is numeric; {self.op} works on categorical features "
+                f"({', '.join(schema.categorical) or 'none'}): use tilt:{name}:FACTOR, scale:{name}:FACTOR "
+                f"or shift:{name}:+DELTA"
+            )
         return feature
 
     def number(self, text: str, what: str) -> float:
@@ -158,10 +226,14 @@ class _Spec:
     def share(self, text: str) -> float:
         share = self.number(text, "SHARE")
         if not 0 < share <= 1:
-            raise self.fail(f"SHARE must be a fraction in (0, 1] (0.05 is 5% of the records), not {text!r}")
+            raise self.fail(
+                f"SHARE must be a fraction in (0, 1] (0.05 is 5% of the records), not {text!r}"
+            )
         return share
 
-    def within(self, column: str, bounds: Bounds, moved: Callable[[float, float], tuple[float, float]]) -> None:
+    def within(
+        self, column: str, bounds: Bounds, moved: Callable[[float, float], tuple[float, float]]
+    ) -> None:
         """Refuse a drift that takes the reference's values outside the column's valid range: such
         records would be refused as out_of_range instead of showing drift (bad-records tests that)."""
         if self.source is None or column not in self.source or not len(self.source[column]):
@@ -169,13 +241,19 @@ class _Spec:
         values = np.asarray(self.source[column], dtype=float)
         for value in moved(float(values.min()), float(values.max())):
             if not (math.isfinite(value) and bounds.contains(value)):
-                raise self.fail(f"takes {column} to {value:g}, outside its valid range {bounds} (such records are "
-                                "refused as out_of_range): choose a smaller change")
+                raise self.fail(
+                    f"takes {column} to {value:g}, outside its valid range {bounds} (such records are "
+                    "refused as out_of_range): choose a smaller change"
+                )
 
     def drawable(self, resample: Resample) -> None:
         """Refuse row weights the reference's rows cannot give: a target they cannot reach, or one
         reached only by leaning on a handful of rows (the stream would replay them)."""
-        if self.source is None or resample.column not in self.source or not len(self.source[resample.column]):
+        if (
+            self.source is None
+            or resample.column not in self.source
+            or not len(self.source[resample.column])
+        ):
             return
         try:
             weights = resample.weights(self.source)
@@ -183,12 +261,16 @@ class _Spec:
             raise self.fail(str(exc)) from None
         rows = effective_rows(weights)
         if rows < MIN_EFFECTIVE_ROWS:
-            raise self.fail(f"the weights rest on about {rows:.0f} of the reference's {len(weights):,} rows (at least "
-                            f"{MIN_EFFECTIVE_ROWS} needed, or the stream replays a few records): choose a change "
-                            "closer to the reference")
+            raise self.fail(
+                f"the weights rest on about {rows:.0f} of the reference's {len(weights):,} rows (at least "
+                f"{MIN_EFFECTIVE_ROWS} needed, or the stream replays a few records): choose a change "
+                "closer to the reference"
+            )
 
 
-def parse_scenario(spec: str, schema: Schema, source: Mapping[str, np.ndarray] | None = None) -> Scenario:
+def parse_scenario(
+    spec: str, schema: Schema, source: Mapping[str, np.ndarray] | None = None
+) -> Scenario:
     """The Scenario a spec names, checked against the schema (and, given the reference's columns
     as `source`, against the features' ranges and the row weights its rows can give);
     ScenarioError naming what to change."""
@@ -196,14 +278,18 @@ def parse_scenario(spec: str, schema: Schema, source: Mapping[str, np.ndarray] |
     if form == "none":
         return NO_DRIFT
     if form == "bad-records":
-        return Scenario(form, NoDrift(), PAYLOADS, bad_records=True)  # records replaced at encoding time
+        return Scenario(
+            form, NoDrift(), PAYLOADS, bad_records=True
+        )  # records replaced at encoding time
     op, *args = form.split(":")
     if op == "labels" and args:
         op, args = f"labels:{args[0]}", args[1:]
     if op not in _OPERATIONS:
         forms = ", ".join(form for form, _, _ in FORMS.values())
-        raise ScenarioError(f"unknown scenario {spec!r}: use one of {forms}, or a diamonds shorthand "
-                            f"({', '.join(SHORTHANDS)})")
+        raise ScenarioError(
+            f"unknown scenario {spec!r}: use one of {forms}, or a diamonds shorthand "
+            f"({', '.join(SHORTHANDS)})"
+        )
     shown = f"{spec!r} (= {form})" if spec in SHORTHANDS else repr(spec)
     made = _OPERATIONS[op](_Spec(shown, op, args, schema, source, decimals))
     if isinstance(made, Resample):  # real rows drawn differently: nothing to edit
@@ -223,7 +309,11 @@ def _tilt(spec: _Spec) -> Resample:
 def _mix(spec: _Spec) -> Resample:
     spec.arity(1, 2)
     feature = spec.feature(numeric=False)
-    mix = Reweight(feature.name) if len(spec.args) == 1 else Reweight(feature.name, *_category_weights(spec, feature))
+    mix = (
+        Reweight(feature.name)
+        if len(spec.args) == 1
+        else Reweight(feature.name, *_category_weights(spec, feature))
+    )
     spec.drawable(mix)
     return mix
 
@@ -246,7 +336,9 @@ def _gradual(spec: _Spec) -> Transform:
     spec.arity(2, 3)
     feature, factor = spec.feature(numeric=True), spec.factor(spec.args[1])
     records = spec.records(spec.args[2]) if len(spec.args) == 3 else GRADUAL_RAMP_RECORDS
-    spec.within(feature.name, feature.bounds, lambda lo, hi: (min(lo, lo * factor), max(hi, hi * factor)))
+    spec.within(
+        feature.name, feature.bounds, lambda lo, hi: (min(lo, lo * factor), max(hi, hi * factor))
+    )
     # factor - 1 in decimal: 1.2 ramps by exactly 0.2
     return Ramp(feature.name, float(Decimal(spec.args[1]) - 1), records)
 
@@ -256,7 +348,9 @@ def _redraw(spec: _Spec) -> Transform:
     feature = spec.feature(numeric=False)
     categories = feature.categories
     if len(spec.args) == 1:
-        return Redraw(feature.name, tuple(categories), tuple(1.0 / len(categories) for _ in categories))
+        return Redraw(
+            feature.name, tuple(categories), tuple(1.0 / len(categories) for _ in categories)
+        )
     return Redraw(feature.name, *_category_weights(spec, feature))
 
 
@@ -268,11 +362,15 @@ def _category_weights(spec: _Spec, feature: Feature) -> tuple[tuple[Any, ...], t
     for part in spec.args[1].split(","):
         text, equals, weight = part.rpartition("=")
         if not equals or not text:
-            raise spec.fail(f"weights are CATEGORY=WEIGHT separated by commas, e.g. {category_text(categories[0])}=0.5; "
-                            f"got {part!r}")
+            raise spec.fail(
+                f"weights are CATEGORY=WEIGHT separated by commas, e.g. {category_text(categories[0])}=0.5; "
+                f"got {part!r}"
+            )
         if text not in by_text:
-            raise spec.fail(f"{text!r} is not a known category of {feature.name} ({', '.join(by_text)}); "
-                            f"for a new one use unseen:{feature.name}:{text}:SHARE")
+            raise spec.fail(
+                f"{text!r} is not a known category of {feature.name} ({', '.join(by_text)}); "
+                f"for a new one use unseen:{feature.name}:{text}:SHARE"
+            )
         if text in weights:
             raise spec.fail(f"{text!r} is given twice")
         weights[text] = spec.number(weight, f"the weight of {text!r}")
@@ -280,7 +378,9 @@ def _category_weights(spec: _Spec, feature: Feature) -> tuple[tuple[Any, ...], t
             raise spec.fail(f"the weight of {text!r} must be 0 or more")
     total = sum(weights.values())
     if abs(total - 1) > 1e-6:
-        raise spec.fail(f"the weights sum to {total:g}: make them sum to 1 (categories left out get 0)")
+        raise spec.fail(
+            f"the weights sum to {total:g}: make them sum to 1 (categories left out get 0)"
+        )
     return tuple(by_text[t] for t in weights), tuple(weights.values())
 
 
@@ -288,22 +388,30 @@ def _unseen(spec: _Spec) -> Transform:
     if len(spec.args) < 3:
         raise spec.fail(f"write {FORMS['unseen'][0]}")
     feature = spec.feature(numeric=False)
-    text = ":".join(spec.args[1:-1])  # VALUE may itself hold a colon: everything between COL and SHARE
+    text = ":".join(
+        spec.args[1:-1]
+    )  # VALUE may itself hold a colon: everything between COL and SHARE
     if feature.kind == "integer":
         try:
             value: Any = int(text)
         except ValueError:
-            raise spec.fail(f"{feature.name}'s categories are integers: VALUE {text!r} must be one too") from None
+            raise spec.fail(
+                f"{feature.name}'s categories are integers: VALUE {text!r} must be one too"
+            ) from None
     elif feature.kind == "boolean":
         if text.lower() not in ("true", "false"):
-            raise spec.fail(f"{feature.name}'s categories are true/false: VALUE must be one of them, not {text!r}")
+            raise spec.fail(
+                f"{feature.name}'s categories are true/false: VALUE must be one of them, not {text!r}"
+            )
         value = text.lower() == "true"
     else:
         if not 0 < len(text) <= MAX_CATEGORY_LENGTH:
             raise spec.fail(f"VALUE must be 1-{MAX_CATEGORY_LENGTH} characters")
         value = text
     if category_text(value) in feature.known:
-        raise spec.fail(f"{text!r} is a known category of {feature.name}: choose a value the model never saw")
+        raise spec.fail(
+            f"{text!r} is a known category of {feature.name}: choose a value the model never saw"
+        )
     return Unseen(feature.name, value, spec.share(spec.args[-1]))
 
 
@@ -311,7 +419,9 @@ def _label_scale(spec: _Spec) -> Transform:
     spec.arity(1)
     schema = spec.schema
     if schema.classification:
-        raise spec.fail(f"{schema.name} is a classifier: its labels are classes, use labels:flip:SHARE")
+        raise spec.fail(
+            f"{schema.name} is a classifier: its labels are classes, use labels:flip:SHARE"
+        )
     factor = spec.factor(spec.args[0])
     spec.within(schema.target, schema.target_bounds, lambda lo, hi: (lo * factor, hi * factor))
     return Scale(schema.target, factor, spec.decimals)
@@ -321,11 +431,20 @@ def _label_flip(spec: _Spec) -> Transform:
     spec.arity(1)
     schema = spec.schema
     if not schema.classification:
-        raise spec.fail(f"{schema.name} is a regression model: flip is for classes, use labels:scale:FACTOR")
+        raise spec.fail(
+            f"{schema.name} is a regression model: flip is for classes, use labels:scale:FACTOR"
+        )
     return FlipLabels(schema.target, schema.classes, spec.share(spec.args[0]))
 
 
 _OPERATIONS: dict[str, Callable[[_Spec], Transform | Resample]] = {
-    "tilt": _tilt, "mix": _mix, "scale": _scale, "shift": _shift, "gradual": _gradual, "redraw": _redraw,
-    "unseen": _unseen, "labels:scale": _label_scale, "labels:flip": _label_flip,
+    "tilt": _tilt,
+    "mix": _mix,
+    "scale": _scale,
+    "shift": _shift,
+    "gradual": _gradual,
+    "redraw": _redraw,
+    "unseen": _unseen,
+    "labels:scale": _label_scale,
+    "labels:flip": _label_flip,
 }

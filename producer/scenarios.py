@@ -13,10 +13,12 @@ and draw takes its randomness from the `rng` it is given, so a seed fixes the st
 `producer.grammar.parse_scenario` builds a `Scenario` from a spec such as `scale:carat:1.1`,
 checked against the model's schema.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +31,9 @@ GRADUAL_RAMP_RECORDS = 20_000
 NOTHING = "nothing"
 INPUTS = "inputs"  # real rows drawn differently: the features move, every label is its row's own
 LABELS = "labels"  # the labels alone: the features as drawn
-BOTH = "both"  # features edited in place and the labels kept, so the input->label relation changes too
+BOTH = (
+    "both"  # features edited in place and the labels kept, so the input->label relation changes too
+)
 PAYLOADS = "payloads"  # records replaced by invalid payloads (bad-records)
 
 # Below this many effective rows (Kish: (sum w)^2 / sum w^2) a resampled stream replays a handful
@@ -48,7 +52,9 @@ def _rounded(values: np.ndarray, decimals: int | None) -> np.ndarray:
 # -- transforms: (chunk, positions, onset, rng) -> chunk, the input left untouched -----------------
 @dataclass(frozen=True)
 class NoDrift:
-    def __call__(self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator) -> Chunk:
+    def __call__(
+        self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> Chunk:
         return chunk
 
 
@@ -60,7 +66,9 @@ class Scale:
     factor: float
     decimals: int | None = None  # round the drifted values (price-inflation: whole dollars)
 
-    def __call__(self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator) -> Chunk:
+    def __call__(
+        self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> Chunk:
         values = chunk[self.column].astype(float)  # a copy
         drifted = _after(positions, onset)
         values[drifted] = _rounded(values[drifted] * self.factor, self.decimals)
@@ -74,7 +82,9 @@ class Shift:
     column: str
     delta: float
 
-    def __call__(self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator) -> Chunk:
+    def __call__(
+        self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> Chunk:
         values = chunk[self.column].astype(float)
         drifted = _after(positions, onset)
         values[drifted] += self.delta
@@ -90,7 +100,9 @@ class Ramp:
     delta: float  # factor - 1, computed in decimal so that 1.2 gives exactly 0.2
     records: int = GRADUAL_RAMP_RECORDS
 
-    def __call__(self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator) -> Chunk:
+    def __call__(
+        self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> Chunk:
         progress = np.clip((positions - onset) / self.records, 0.0, 1.0)
         return {**chunk, self.column: chunk[self.column] * (1.0 + self.delta * progress)}
 
@@ -104,7 +116,9 @@ class Redraw:
     values: tuple[Any, ...]
     weights: tuple[float, ...]
 
-    def __call__(self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator) -> Chunk:
+    def __call__(
+        self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> Chunk:
         drifted = _after(positions, onset)
         column = chunk[self.column].copy()
         names = np.array(self.values, dtype=object)
@@ -120,7 +134,9 @@ class Unseen:
     value: Any
     share: float
 
-    def __call__(self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator) -> Chunk:
+    def __call__(
+        self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> Chunk:
         column = chunk[self.column].copy()
         hit = _after(positions, onset) & (rng.random(len(positions)) < self.share)
         column[hit] = self.value
@@ -136,7 +152,9 @@ class FlipLabels:
     classes: tuple[Any, ...]
     share: float
 
-    def __call__(self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator) -> Chunk:
+    def __call__(
+        self, chunk: Chunk, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> Chunk:
         labels = chunk[self.column].copy()
         hit = _after(positions, onset) & (rng.random(len(positions)) < self.share)
         index = {value: i for i, value in enumerate(self.classes)}
@@ -161,14 +179,18 @@ def tilt_weights(values: np.ndarray, factor: float, column: str = "the column") 
     x = np.asarray(values, dtype=float)
     mean, spread = float(x.mean()), float(x.std())
     if spread == 0:
-        raise ValueError(f"{column} is constant ({mean:g}) in the reference: no reweighting moves its mean")
+        raise ValueError(
+            f"{column} is constant ({mean:g}) in the reference: no reweighting moves its mean"
+        )
     if mean == 0:
         raise ValueError(f"{column}'s reference mean is 0: a factor cannot move it")
     low, high, target = float(x.min()), float(x.max()), factor * mean
     if not low < target < high:  # every weighted mean lies strictly between the extremes
         reach = sorted((low / mean, high / mean))
-        raise ValueError(f"{column}'s reference values span {low:g} to {high:g} (mean {mean:g}): no draw of them has "
-                         f"mean {factor:g} x {mean:g} = {target:g}; choose FACTOR between {reach[0]:.3g} and {reach[1]:.3g}")
+        raise ValueError(
+            f"{column}'s reference values span {low:g} to {high:g} (mean {mean:g}): no draw of them has "
+            f"mean {factor:g} x {mean:g} = {target:g}; choose FACTOR between {reach[0]:.3g} and {reach[1]:.3g}"
+        )
     z = (x - mean) / spread  # θ on standardised values: the same family, a well-scaled root
 
     def weights(theta: float) -> np.ndarray:
@@ -187,7 +209,9 @@ def tilt_weights(values: np.ndarray, factor: float, column: str = "the column") 
     return weights(brentq(excess, low_theta, high_theta, xtol=1e-12))
 
 
-def category_weights(values: np.ndarray, targets: Mapping[Any, float] | None, column: str = "the column") -> np.ndarray:
+def category_weights(
+    values: np.ndarray, targets: Mapping[Any, float] | None, column: str = "the column"
+) -> np.ndarray:
     """(rows,) weights summing to 1 under which the categories of `values` have the `targets`
     shares (None: uniform over the categories the values hold): a row of category c weighs
     target_c / count_c. ValueError when a target category has no row to draw."""
@@ -198,8 +222,10 @@ def category_weights(values: np.ndarray, targets: Mapping[Any, float] | None, co
     else:
         missing = [value for value, share in targets.items() if share > 0 and value not in held]
         if missing:
-            raise ValueError(f"the reference has no {column} row of {', '.join(map(str, missing))} to draw: give it "
-                             f"weight 0, or use redraw:{column}:... to write it in place")
+            raise ValueError(
+                f"the reference has no {column} row of {', '.join(map(str, missing))} to draw: give it "
+                f"weight 0, or use redraw:{column}:... to write it in place"
+            )
         shares = np.array([targets.get(value, 0.0) for value in held], dtype=float)
     per_row = (shares / counts)[codes.reshape(-1)]
     return per_row / per_row.sum()
@@ -257,11 +283,13 @@ class WeightedDraw:
     cdf: np.ndarray  # (rows,) cumulative weights, the last exactly 1
 
     @classmethod
-    def over(cls, resample: Resample, source: Chunk) -> "WeightedDraw":
+    def over(cls, resample: Resample, source: Chunk) -> WeightedDraw:
         cdf = np.cumsum(resample.weights(source))
         return cls(resample, cdf / cdf[-1])
 
-    def pick(self, uniform: np.ndarray, positions: np.ndarray, onset: int, rng: np.random.Generator) -> np.ndarray:
+    def pick(
+        self, uniform: np.ndarray, positions: np.ndarray, onset: int, rng: np.random.Generator
+    ) -> np.ndarray:
         """Row indices of a chunk: each record after onset is a weighted draw with the scenario's
         share (1, or the ramp), else keeps its uniform pick. A chunk wholly before onset uses no
         randomness, so the stream up to the onset is the `none` stream's."""
@@ -292,6 +320,8 @@ class Scenario:
 NO_DRIFT = Scenario("none", NoDrift(), NOTHING)
 
 
-def bad_record_mask(positions: np.ndarray, onset: int, share: float, rng: np.random.Generator) -> np.ndarray:
+def bad_record_mask(
+    positions: np.ndarray, onset: int, share: float, rng: np.random.Generator
+) -> np.ndarray:
     """Which records of a chunk become invalid payloads (a `share` of those after onset)."""
     return _after(positions, onset) & (rng.random(len(positions)) < share)

@@ -4,6 +4,7 @@ Records are drawn from the model's reference file (held-out rows the model never
 production traffic), so the monitor's no-drift reference and the stream share a distribution.
 Feature records, labels and their timestamps are laid out as the model's schema says.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import orjson
@@ -20,8 +22,8 @@ import pandas as pd
 from confluent_kafka import Producer
 
 from contract.delivery import DeliveryReport, produce
-from contract.service import Totals
 from contract.schema import Schema
+from contract.service import Totals
 from contract.settings import Topics, producer_config
 from producer.invalid import bad_payload, invalid_payloads
 from producer.scenarios import NO_DRIFT, Chunk, Scenario, WeightedDraw, bad_record_mask
@@ -41,7 +43,9 @@ _DTYPES = {"number": np.float64, "string": object, "integer": np.int64, "boolean
 class SimulateConfig:
     count: int = 10_000  # 0 = until stopped
     rate: float = 1000.0  # records per second, 0 = as fast as possible
-    scenario: Scenario = NO_DRIFT  # producer.scenarios.parse_scenario checks a spec against the schema
+    scenario: Scenario = (
+        NO_DRIFT  # producer.scenarios.parse_scenario checks a spec against the schema
+    )
     onset: int = 0
     seed: int = 42
     label_delay: float = 2.0  # seconds between a record and its label
@@ -66,10 +70,15 @@ def source_columns(reference: pd.DataFrame, schema: Schema) -> Chunk:
     """The reference's features and target as arrays in the schema's types (the draws' source)."""
     kinds = {f.name: f.kind for f in schema.features}
     kinds[schema.target] = schema.class_kind if schema.classification else "number"
-    return {column: np.asarray(reference[column].to_numpy(), dtype=_DTYPES[kind]) for column, kind in kinds.items()}
+    return {
+        column: np.asarray(reference[column].to_numpy(), dtype=_DTYPES[kind])
+        for column, kind in kinds.items()
+    }
 
 
-def generate_chunks(source: Chunk, config: SimulateConfig, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[np.ndarray, Chunk, np.ndarray]]:
+def generate_chunks(
+    source: Chunk, config: SimulateConfig, chunk_size: int = CHUNK_SIZE
+) -> Iterator[tuple[np.ndarray, Chunk, np.ndarray]]:
     """Yield (positions, columns, bad mask) chunk by chunk: rows sampled with replacement, seeded;
     after onset a resampling scenario draws them with its row weights instead."""
     rng = np.random.default_rng(config.seed)
@@ -85,7 +94,9 @@ def generate_chunks(source: Chunk, config: SimulateConfig, chunk_size: int = CHU
         picked = rng.integers(0, rows, size=size)
         if weighted is not None:
             picked = weighted.pick(picked, positions, config.onset, rng)
-        chunk = scenario.transform({c: v[picked] for c, v in source.items()}, positions, config.onset, rng)
+        chunk = scenario.transform(
+            {c: v[picked] for c, v in source.items()}, positions, config.onset, rng
+        )
         if scenario.bad_records:
             bad = bad_record_mask(positions, config.onset, config.bad_share, rng)
         else:
@@ -103,8 +114,10 @@ class Summary:
 
     def line(self, report: DeliveryReport) -> str:
         rate = self.records / self.elapsed if self.elapsed > 0 else 0.0
-        return (f"records {self.records} (invalid {self.invalid}), labels {self.labels}, delivered {report.delivered}, "
-                f"failed {report.failed}, {self.elapsed:.1f} s, {rate:,.0f} records/s")
+        return (
+            f"records {self.records} (invalid {self.invalid}), labels {self.labels}, delivered {report.delivered}, "
+            f"failed {report.failed}, {self.elapsed:.1f} s, {rate:,.0f} records/s"
+        )
 
 
 # What was sent and what the broker acknowledged, as counters read from the run's own totals at scrape time.
@@ -116,8 +129,15 @@ SIMULATOR_COUNTERS = [
 ]
 
 
-def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topics, out: TextIO = sys.stderr,
-             registry: "CollectorRegistry | None" = None, stop: threading.Event | None = None) -> int:
+def simulate(
+    config: SimulateConfig,
+    schema: Schema,
+    source: Chunk,
+    topics: Topics,
+    out: TextIO = sys.stderr,
+    registry: CollectorRegistry | None = None,
+    stop: threading.Event | None = None,
+) -> int:
     """Produce the stream drawn from `source` (see source_columns) until done or `stop` is set;
     returns the exit code (1 if anything was not delivered).
 
@@ -130,9 +150,20 @@ def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topi
     report = DeliveryReport()
     summary = Summary()
     if registry is not None:
-        Totals(registry, lambda: {"records": summary.records, "labels": summary.labels, "delivered": report.delivered,
-                                  "failed": report.failed}, SIMULATOR_COUNTERS, {})
-    pending_labels: deque[tuple[float, str, bytes]] = deque()  # (due monotonic time, id, label JSON)
+        Totals(
+            registry,
+            lambda: {
+                "records": summary.records,
+                "labels": summary.labels,
+                "delivered": report.delivered,
+                "failed": report.failed,
+            },
+            SIMULATOR_COUNTERS,
+            {},
+        )
+    pending_labels: deque[tuple[float, str, bytes]] = (
+        deque()
+    )  # (due monotonic time, id, label JSON)
     stop = stop or threading.Event()
     live = out.isatty()
     started = time.monotonic()
@@ -196,6 +227,8 @@ def simulate(config: SimulateConfig, schema: Schema, source: Chunk, topics: Topi
     undelivered = report.failed + remaining
     out.write(summary.line(report) + (f", undelivered {remaining}" if remaining else "") + "\n")
     if undelivered:
-        out.write(f"error: {undelivered} messages were not delivered ({report.last_error or 'flush timed out'})\n")
+        out.write(
+            f"error: {undelivered} messages were not delivered ({report.last_error or 'flush timed out'})\n"
+        )
         return 1
     return 0

@@ -1,4 +1,5 @@
 """Command line: `python -m scorer train|run|tail|serve|reference`."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,10 @@ from contract.settings import DEFAULT_PARTITIONS, Groups, Topics
 
 log = logging.getLogger("scorer")
 
-MODEL_DIR_HELP = ("model folder (env MODEL_DIR): model.joblib (a fitted scikit-learn estimator or Pipeline taking a "
-                  "DataFrame of the schema's feature columns), schema.yaml, reference.csv; metadata.json optional")
+MODEL_DIR_HELP = (
+    "model folder (env MODEL_DIR): model.joblib (a fitted scikit-learn estimator or Pipeline taking a "
+    "DataFrame of the schema's feature columns), schema.yaml, reference.csv; metadata.json optional"
+)
 SCHEMA_HELP = "the model's schema file (default MODEL_DIR/schema.yaml); its name gives the default topic names"
 
 DESCRIPTION = f"""\
@@ -44,74 +47,164 @@ def build_parser() -> argparse.ArgumentParser:
             # An option whose default is "none given" says what it falls back to in its own help.
             return action.help if action.default is None else super()._get_help_string(action)
 
-    parser = argparse.ArgumentParser(prog="python -m scorer", description=paragraphs(DESCRIPTION), formatter_class=fmt)
+    parser = argparse.ArgumentParser(
+        prog="python -m scorer", description=paragraphs(DESCRIPTION), formatter_class=fmt
+    )
     default_dir = Path(env.get("MODEL_DIR", "artifacts"))
-    parser.add_argument("--model-dir", type=Path, default=default_dir, help=MODEL_DIR_HELP + f" (default {default_dir})")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=default_dir,
+        help=MODEL_DIR_HELP + f" (default {default_dir})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=summary, formatter_class=Formatter,
-                                  description=paragraphs(f"{summary.replace('%%', '%')}.\n\n{description}".strip()))
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            formatter_class=Formatter,
+            description=paragraphs(f"{summary.replace('%%', '%')}.\n\n{description}".strip()),
+        )
         # After the command too (`scorer run --model-dir DIR`); SUPPRESS keeps a value given before it.
-        sub.add_argument("--model-dir", type=Path, default=argparse.SUPPRESS, help=MODEL_DIR_HELP + f" (default {default_dir})")
+        sub.add_argument(
+            "--model-dir",
+            type=Path,
+            default=argparse.SUPPRESS,
+            help=MODEL_DIR_HELP + f" (default {default_dir})",
+        )
         return sub
 
     from scorer.examples import EXAMPLES
 
-    train = command("train", "fit a shipped example on 80%% of its data; write MODEL_DIR's model.joblib, schema.yaml, "
-                    "reference.csv (the held-out 20%%) and metadata.json",
-                    "diamonds: price regression (seaborn's diamonds, RandomForest). affairs: classification "
-                    "(statsmodels' fair survey, no download; gradient boosting with class probabilities).")
-    train.add_argument("--example", choices=sorted(EXAMPLES), default="diamonds", help="which example")
+    train = command(
+        "train",
+        "fit a shipped example on 80%% of its data; write MODEL_DIR's model.joblib, schema.yaml, "
+        "reference.csv (the held-out 20%%) and metadata.json",
+        "diamonds: price regression (seaborn's diamonds, RandomForest). affairs: classification "
+        "(statsmodels' fair survey, no download; gradient boosting with class probabilities).",
+    )
+    train.add_argument(
+        "--example", choices=sorted(EXAMPLES), default="diamonds", help="which example"
+    )
 
     schema_topics = Topics.help(("features", "predictions", "dlq"))
-    run = command("run", "consume features, publish predictions laid out as the schema says (at-least-once)",
-                  f"Reads MODEL_DIR/schema.yaml once at start; {schema_topics}. Invalid records go to the DLQ with "
-                  "the reason in a header. Broker from KAFKA_BOOTSTRAP_SERVERS.")
+    run = command(
+        "run",
+        "consume features, publish predictions laid out as the schema says (at-least-once)",
+        f"Reads MODEL_DIR/schema.yaml once at start; {schema_topics}. Invalid records go to the DLQ with "
+        "the reason in a header. Broker from KAFKA_BOOTSTRAP_SERVERS.",
+    )
     run.add_argument("--schema", type=Path, help=SCHEMA_HELP)
-    run.add_argument("--group", default=Groups.from_env().scorer, help="consumer group (env SCORER_GROUP)")
-    run.add_argument("--metrics-host", default=env.get("METRICS_HOST", "0.0.0.0"), help="metrics bind address (env METRICS_HOST)")
-    run.add_argument("--metrics-port", type=int, default=int(env.get("SCORER_METRICS_PORT", 8001)),
-                     help="Prometheus /metrics port, 0 = off (env SCORER_METRICS_PORT)")
-    run.add_argument("--batch-size", type=int, default=50000,
-                     help="most records per batch (one predict call each). A batch is what is waiting when the "
-                     "predict process is free, never held back to fill: a slow stream is scored as it comes, a "
-                     "backlog in batches up to this size. A crash duplicates at most one batch's outputs and "
-                     "re-scores up to two batches")
-    run.add_argument("--partitions", type=int, default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
-                     help="partitions for topics this command creates (env TOPIC_PARTITIONS)")
-    run.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the broker at start")
+    run.add_argument(
+        "--group", default=Groups.from_env().scorer, help="consumer group (env SCORER_GROUP)"
+    )
+    run.add_argument(
+        "--metrics-host",
+        default=env.get("METRICS_HOST", "0.0.0.0"),
+        help="metrics bind address (env METRICS_HOST)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("SCORER_METRICS_PORT", 8001)),
+        help="Prometheus /metrics port, 0 = off (env SCORER_METRICS_PORT)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=50000,
+        help="most records per batch (one predict call each). A batch is what is waiting when the "
+        "predict process is free, never held back to fill: a slow stream is scored as it comes, a "
+        "backlog in batches up to this size. A crash duplicates at most one batch's outputs and "
+        "re-scores up to two batches",
+    )
+    run.add_argument(
+        "--partitions",
+        type=int,
+        default=int(env.get("TOPIC_PARTITIONS", DEFAULT_PARTITIONS)),
+        help="partitions for topics this command creates (env TOPIC_PARTITIONS)",
+    )
+    run.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the broker at start",
+    )
 
-    tail = command("tail", "print predictions as they arrive: columns from the schema (prediction, then the features), "
-                   "or JSON lines", f"{Topics.help(('predictions',))}. Broker from KAFKA_BOOTSTRAP_SERVERS.")
+    tail = command(
+        "tail",
+        "print predictions as they arrive: columns from the schema (prediction, then the features), "
+        "or JSON lines",
+        f"{Topics.help(('predictions',))}. Broker from KAFKA_BOOTSTRAP_SERVERS.",
+    )
     tail.add_argument("--schema", type=Path, help=SCHEMA_HELP)
     tail.add_argument("--count", type=int, default=0, help="stop after N predictions, 0 = never")
-    tail.add_argument("--from-beginning", action="store_true", help="start at the topic's first prediction")
+    tail.add_argument(
+        "--from-beginning", action="store_true", help="start at the topic's first prediction"
+    )
     tail.add_argument("--json", action="store_true", help="print JSON lines instead of columns")
-    tail.add_argument("--idle-timeout", type=float, default=0.0, help="stop after this many seconds without a prediction, 0 = never")
+    tail.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds without a prediction, 0 = never",
+    )
 
-    serve = command("serve", "HTTP API: POST /predict, GET /healthz, GET /metrics",
-                    "POST /predict takes one feature record or a list, as the schema describes them (id and timestamp "
-                    "optional) and answers {id, prediction, model_version, unseen_categories, [probabilities]}.")
+    serve = command(
+        "serve",
+        "HTTP API: POST /predict, GET /healthz, GET /metrics",
+        "POST /predict takes one feature record or a list, as the schema describes them (id and timestamp "
+        "optional) and answers {id, prediction, model_version, unseen_categories, [probabilities]}.",
+    )
     serve.add_argument("--schema", type=Path, help=SCHEMA_HELP)
-    serve.add_argument("--host", default=env.get("API_HOST", "127.0.0.1"), help="bind address (env API_HOST)")
-    serve.add_argument("--port", type=int, default=int(env.get("API_PORT", 5000)), help="port (env API_PORT)")
+    serve.add_argument(
+        "--host", default=env.get("API_HOST", "127.0.0.1"), help="bind address (env API_HOST)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=int(env.get("API_PORT", 5000)), help="port (env API_PORT)"
+    )
     from scorer.api import MAX_BATCH_RECORDS, MAX_BODY_BYTES
 
-    serve.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="largest request body; bigger ones get 413")
-    serve.add_argument("--max-batch", type=int, default=MAX_BATCH_RECORDS, help="most records in one POST /predict list")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=MAX_BODY_BYTES,
+        help="largest request body; bigger ones get 413",
+    )
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=MAX_BATCH_RECORDS,
+        help="most records in one POST /predict list",
+    )
 
-    reference = command("reference", "write MODEL_DIR's reference file from your labelled held-out rows",
-                        "Predicts every row with MODEL_DIR/model.joblib and writes the features, the target, "
-                        "`prediction` and, for a classifier with predict_proba, `proba_<class>` columns. The features "
-                        "are the model's feature_names_in_ when it has them, else every column but the target. Needs "
-                        "no schema: write it afterwards from this file with `python -m monitor profile`.")
-    reference.add_argument("--heldout", type=Path, required=True,
-                           help="CSV or Parquet of labelled rows the model never trained on")
+    reference = command(
+        "reference",
+        "write MODEL_DIR's reference file from your labelled held-out rows",
+        "Predicts every row with MODEL_DIR/model.joblib and writes the features, the target, "
+        "`prediction` and, for a classifier with predict_proba, `proba_<class>` columns. The features "
+        "are the model's feature_names_in_ when it has them, else every column but the target. Needs "
+        "no schema: write it afterwards from this file with `python -m monitor profile`.",
+    )
+    reference.add_argument(
+        "--heldout",
+        type=Path,
+        required=True,
+        help="CSV or Parquet of labelled rows the model never trained on",
+    )
     reference.add_argument("--target", required=True, help="the label column of the held-out file")
-    reference.add_argument("-o", "--output", type=Path, help="where to write it, .csv or .parquet (default MODEL_DIR/reference.csv)")
-    reference.add_argument("--keep", metavar="COL,...",
-                           help="other columns to copy through, e.g. an id or event-time column for `monitor profile --id/--ts`")
+    reference.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write it, .csv or .parquet (default MODEL_DIR/reference.csv)",
+    )
+    reference.add_argument(
+        "--keep",
+        metavar="COL,...",
+        help="other columns to copy through, e.g. an id or event-time column for `monitor profile --id/--ts`",
+    )
     return parser
 
 
@@ -122,7 +215,9 @@ def fail(message: object) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "train":
         from scorer.examples import summary, train
 
@@ -137,8 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         from scorer.reference import ReferenceError, write_reference
 
         try:
-            written = write_reference(args.model_dir, args.heldout, args.target, args.output,
-                                      [c for c in (args.keep or "").split(",") if c])
+            written = write_reference(
+                args.model_dir,
+                args.heldout,
+                args.target,
+                args.output,
+                [c for c in (args.keep or "").split(",") if c],
+            )
         except (ReferenceError, ModelError) as exc:
             return fail(exc)
         print(written.summary())
@@ -155,8 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tail":
         from scorer.tail import tail
 
-        return tail(schema, topics, count=args.count, from_beginning=args.from_beginning, as_json=args.json,
-                    idle_timeout=args.idle_timeout)
+        return tail(
+            schema,
+            topics,
+            count=args.count,
+            from_beginning=args.from_beginning,
+            as_json=args.json,
+            idle_timeout=args.idle_timeout,
+        )
 
     from contract.service import PortInUse, check_port
     from scorer.model import ModelError, check_against_schema, load
@@ -176,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             check_port(args.host, args.port, "--port")
         except PortInUse as exc:
             return fail(exc)
-        return serve(create_app(model, codec, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch),
-                     args.host, args.port)
+        return serve(
+            create_app(model, codec, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch),
+            args.host,
+            args.port,
+        )
 
     from prometheus_client import CollectorRegistry
 
@@ -187,10 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     from scorer.service import ScorerConfig, run
 
     try:
-        config = ScorerConfig(group=args.group, model_dir=args.model_dir,
-                              metrics_host=args.metrics_host, metrics_port=args.metrics_port, batch_size=args.batch_size,
-                              topic_partitions=args.partitions)
-        check_port(config.metrics_host, config.metrics_port, "--metrics-port")  # before waiting for the broker
+        config = ScorerConfig(
+            group=args.group,
+            model_dir=args.model_dir,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+            batch_size=args.batch_size,
+            topic_partitions=args.partitions,
+        )
+        check_port(
+            config.metrics_host, config.metrics_port, "--metrics-port"
+        )  # before waiting for the broker
     except (ValueError, PortInUse) as exc:
         return fail(exc)
     stop = stop_on_signals("finishing the batches in hand")

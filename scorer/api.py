@@ -5,13 +5,20 @@ top level); the id and timestamp fields are optional here. Each answer is
 `{id, prediction, model_version, unseen_categories, [probabilities]}` from the same model and
 codec as the stream, so it equals offline `model.predict` (and `predict_proba`).
 """
+
 from __future__ import annotations
 
 import time
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 
 from contract.decoders import check_record, parse_json, verdict
 from contract.rules import InvalidRecord, Rejection
@@ -30,17 +37,30 @@ def _with_identity(obj: Any, index: int, now_ms: int, schema: Schema) -> Any:
     return obj
 
 
-def create_app(model: LoadedModel, codec: BatchCodec, registry: CollectorRegistry | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH_RECORDS) -> Flask:
+def create_app(
+    model: LoadedModel,
+    codec: BatchCodec,
+    registry: CollectorRegistry | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_batch: int = MAX_BATCH_RECORDS,
+) -> Flask:
     registry = registry or CollectorRegistry()
-    requests_total = Counter("api_requests_total", "POST /predict requests by status", ["status"], registry=registry)
-    predictions_total = Counter("api_predictions_total", "Records predicted over HTTP", registry=registry)
-    seconds = Histogram("api_request_duration_seconds", "POST /predict handling time", registry=registry)
+    requests_total = Counter(
+        "api_requests_total", "POST /predict requests by status", ["status"], registry=registry
+    )
+    predictions_total = Counter(
+        "api_predictions_total", "Records predicted over HTTP", registry=registry
+    )
+    seconds = Histogram(
+        "api_request_duration_seconds", "POST /predict handling time", registry=registry
+    )
     schema, predict = codec.schema, predictor_of(model.pipeline, codec)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    app.json.sort_keys = False  # answers in the documented order, probabilities in the schema's class order
+    app.json.sort_keys = (
+        False  # answers in the documented order, probabilities in the schema's class order
+    )
 
     def reject(status: int, errors: list[dict[str, Any]]) -> tuple[Response, int]:
         requests_total.labels(str(status)).inc()
@@ -53,16 +73,25 @@ def create_app(model: LoadedModel, codec: BatchCodec, registry: CollectorRegistr
         try:
             body = parse_json(raw, limit=max_body_bytes)
         except InvalidRecord as invalid:
-            return reject(400, [{"reason": invalid.rejection.reason, "detail": invalid.rejection.detail}])
+            return reject(
+                400, [{"reason": invalid.rejection.reason, "detail": invalid.rejection.detail}]
+            )
         many = isinstance(body, list)
         items = body if many else [body]
         if many and not 1 <= len(items) <= max_batch:
-            return reject(400, [{"reason": "batch_size", "detail": f"send 1-{max_batch} records per request"}])
+            return reject(
+                400, [{"reason": "batch_size", "detail": f"send 1-{max_batch} records per request"}]
+            )
         now_ms = int(time.time() * 1000)
         records: list[Any] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
-            checked = verdict(check_record, codec.decoders, _with_identity(item, index, now_ms, schema), parsed=True)
+            checked = verdict(
+                check_record,
+                codec.decoders,
+                _with_identity(item, index, now_ms, schema),
+                parsed=True,
+            )
             if isinstance(checked, Rejection):
                 errors.append({"index": index, "reason": checked.reason, "detail": checked.detail})
             else:
@@ -74,10 +103,16 @@ def create_app(model: LoadedModel, codec: BatchCodec, registry: CollectorRegistr
         unseen = {name: (~frame[name].isin(known)).tolist() for name, known in codec.known.items()}
         answers = []
         for i, record in enumerate(records):
-            answer = {"id": codec.id_of(record), "prediction": outputs.predictions[i], "model_version": model.version,
-                      "unseen_categories": [name for name, flags in unseen.items() if flags[i]]}
+            answer = {
+                "id": codec.id_of(record),
+                "prediction": outputs.predictions[i],
+                "model_version": model.version,
+                "unseen_categories": [name for name, flags in unseen.items() if flags[i]],
+            }
             if codec.probabilities:
-                answer["probabilities"] = dict(zip(schema.class_texts, outputs.probabilities[i].tolist()))
+                answer["probabilities"] = dict(
+                    zip(schema.class_texts, outputs.probabilities[i].tolist())
+                )
             answers.append(answer)
         predictions_total.inc(len(answers))
         requests_total.labels("200").inc()

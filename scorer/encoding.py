@@ -3,18 +3,21 @@
 At a low rate a batch holds a few dozen records, and the diamonds pipeline's ColumnTransformer
 takes ~13 ms to encode 32 of them, this module 0.34 ms (`bench/encode_bench.py`): nearly all of
 scikit-learn's time is validation, pandas indexing and joblib dispatch around microseconds of
-arithmetic, paid once per batch on the scorer's latency path. `compile_transform` reads the fitted parameters of a ColumnTransformer
-made of StandardScaler, OneHotEncoder, 'passthrough' and 'drop', and does the same arithmetic in
-the same order with numpy on the batch's columns (lists, as `scoring.decode_batch` makes them).
+arithmetic, paid once per batch on the scorer's latency path. `compile_transform` reads the
+fitted parameters of a ColumnTransformer made of StandardScaler, OneHotEncoder, 'passthrough'
+and 'drop', and does the same arithmetic in the same order with numpy on the batch's columns
+(lists, as `scoring.decode_batch` makes them).
 It is used only when its output is scikit-learn's on the reference rows, and on each categorical
 column once with a value the encoder never saw: the same container, dtype, shape and bits.
 Anything else (another transformer, a pandas-output pipeline, an encoder that drops or groups
 categories, an output that differs) keeps scikit-learn's `transform`, and `reason` says why.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +60,7 @@ def _scaler(step: Any, names: list[str]) -> Part:
         if scale is not None:
             values /= scale
         return values
+
     return scale_columns
 
 
@@ -66,32 +70,50 @@ def _one_hot(step: Any, names: list[str]) -> Part:
     if step.handle_unknown not in ("ignore", "infrequent_if_exist"):
         raise Unsupported(f"a OneHotEncoder with handle_unknown={step.handle_unknown!r}")
     for categories in step.categories_:
-        if any(value is None or value != value for value in categories):  # None or NaN: sklearn maps them apart
+        if any(
+            value is None or value != value for value in categories
+        ):  # None or NaN: sklearn maps them apart
             raise Unsupported("a OneHotEncoder whose categories include a missing value")
     # The dict lookup is OneHotEncoder's own for text categories (sklearn.utils._encode._map_to_integer).
-    lookups = [{value: index for index, value in enumerate(categories)} for categories in step.categories_]
+    lookups = [
+        {value: index for index, value in enumerate(categories)} for categories in step.categories_
+    ]
     offsets = np.cumsum([0] + [len(categories) for categories in step.categories_])[:-1]
     width, dtype = int(sum(len(categories) for categories in step.categories_)), step.dtype
 
     def encode_columns(columns: Columns) -> np.ndarray:
         """A 1 in each known category's column; an unseen category is a row of zeros (handle_unknown='ignore')."""
-        codes = np.array([[lookup.get(value, -1) for value in columns[name]] for name, lookup in zip(names, lookups)],
-                         dtype=np.int64).reshape(len(names), -1).T
+        codes = (
+            np.array(
+                [
+                    [lookup.get(value, -1) for value in columns[name]]
+                    for name, lookup in zip(names, lookups)
+                ],
+                dtype=np.int64,
+            )
+            .reshape(len(names), -1)
+            .T
+        )
         out = np.zeros((codes.shape[0], width), dtype=dtype)
         rows, features = np.nonzero(codes >= 0)
         out[rows, codes[rows, features] + offsets[features]] = 1
         return out
+
     return encode_columns
 
 
 def _column_names(ct: Any, columns: Any) -> list[str]:
     if isinstance(columns, (str, int, slice)) or callable(columns):  # a scalar selects a 1-D column
-        raise Unsupported(f"a ColumnTransformer column selection {columns!r} (give a list of column names)")
+        raise Unsupported(
+            f"a ColumnTransformer column selection {columns!r} (give a list of column names)"
+        )
     selected = list(columns)
     if all(isinstance(c, str) for c in selected):
         return selected
     names = list(getattr(ct, "feature_names_in_", []))
-    if names and all(isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in selected):
+    if names and all(
+        isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in selected
+    ):
         return [names[c] for c in selected]
     raise Unsupported(f"a ColumnTransformer column selection {columns!r}")
 
@@ -114,7 +136,9 @@ def _parts(ct: Any) -> list[Part]:
         if (isinstance(step, str) and step == "drop") or not names:
             continue  # ColumnTransformer leaves out dropped and empty selections
         if _is_identity(step):
-            parts.append(lambda columns, names=names: _float_block(columns, names))  # numeric columns only: checked
+            parts.append(
+                lambda columns, names=names: _float_block(columns, names)
+            )  # numeric columns only: checked
         elif type(step) is StandardScaler:
             parts.append(_scaler(step, names))
         elif type(step) is OneHotEncoder:
@@ -158,21 +182,28 @@ def with_unseen_values(sample: pd.DataFrame, known: Mapping[str, Sequence]) -> p
 
 
 def difference(fast: Any, slow: Any) -> str:
-    """"" when two transform outputs are the same container, dtype, shape and bits (a CSR's indices
+    """ "" when two transform outputs are the same container, dtype, shape and bits (a CSR's indices
     too); else how they differ."""
     if type(fast) is not type(slow):
         return f"it makes a {type(fast).__name__} where scikit-learn makes a {type(slow).__name__}"
     if fast.shape != slow.shape or fast.dtype != slow.dtype:
-        return f"it makes {fast.dtype} {fast.shape} where scikit-learn makes {slow.dtype} {slow.shape}"
-    pairs = [(fast.indptr, slow.indptr), (fast.indices, slow.indices), (fast.data, slow.data)] \
-        if sparse.issparse(slow) else [(fast, slow)]
+        return (
+            f"it makes {fast.dtype} {fast.shape} where scikit-learn makes {slow.dtype} {slow.shape}"
+        )
+    pairs = (
+        [(fast.indptr, slow.indptr), (fast.indices, slow.indices), (fast.data, slow.data)]
+        if sparse.issparse(slow)
+        else [(fast, slow)]
+    )
     for ours, theirs in pairs:
         if ours.shape != theirs.shape or ours.tobytes() != np.ascontiguousarray(theirs).tobytes():
             return "its values differ from scikit-learn's on the reference rows"
     return ""
 
 
-def compile_transform(transforms: Any, sample: pd.DataFrame | None, known: Mapping[str, Sequence]) -> Encoder:
+def compile_transform(
+    transforms: Any, sample: pd.DataFrame | None, known: Mapping[str, Sequence]
+) -> Encoder:
     """The encoder for `transforms` (the pipeline before its final step): fast when its output is
     scikit-learn's on `sample` (frames as the scorer builds them: a column per feature, native
     values) and on each categorical column ({name: its known categories}) given an unseen value."""
@@ -180,7 +211,9 @@ def compile_transform(transforms: Any, sample: pd.DataFrame | None, known: Mappi
     from sklearn.pipeline import Pipeline
 
     slow = transforms.transform
-    steps = [step for _, step in transforms.steps] if isinstance(transforms, Pipeline) else [transforms]
+    steps = (
+        [step for _, step in transforms.steps] if isinstance(transforms, Pipeline) else [transforms]
+    )
     if len(steps) != 1 or type(steps[0]) is not ColumnTransformer:
         return Encoder(slow, reason="the transforms are not one ColumnTransformer")
     if sample is None or not len(sample):

@@ -10,15 +10,17 @@ affairs    statsmodels' fair survey, did she have an affair (no/yes): OneHotEnco
            categoricals, numerics as they are, a HistGradientBoostingClassifier; its
            predict_proba gives the published probabilities.
 """
+
 from __future__ import annotations
 
 import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +40,12 @@ FOREST_PARAMS: dict[str, Any] = {"n_estimators": 60, "min_samples_leaf": 3, "ran
 # Boosting on 5,092 rows: 200 shallow rounds at a small learning rate. Held-out error 27.2%
 # (predicting "no" for everyone: 33.4%); RandomForestClassifier(200 trees, leaves of 5): 28.5%,
 # sklearn's default boosting (100 rounds of 31 leaves): 28.8%. Trains in 3-8 s on 2 busy cores.
-BOOSTING_PARAMS: dict[str, Any] = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15, "random_state": 42}
+BOOSTING_PARAMS: dict[str, Any] = {
+    "max_iter": 200,
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 15,
+    "random_state": 42,
+}
 
 
 def build_pipeline(schema: Schema | None = None, **forest_params: Any):
@@ -55,7 +62,9 @@ def build_pipeline(schema: Schema | None = None, **forest_params: Any):
             ("categorical", OneHotEncoder(handle_unknown="ignore"), list(schema.categorical)),
         ]
     )
-    return Pipeline([("preprocess", preprocess), ("forest", RandomForestRegressor(**forest_params))])
+    return Pipeline(
+        [("preprocess", preprocess), ("forest", RandomForestRegressor(**forest_params))]
+    )
 
 
 def build_classifier(schema: Schema, **boosting_params: Any):
@@ -68,11 +77,20 @@ def build_classifier(schema: Schema, **boosting_params: Any):
 
     preprocess = ColumnTransformer(
         [
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(schema.categorical)),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                list(schema.categorical),
+            ),
             ("numeric", "passthrough", list(schema.numeric)),
         ]
     )
-    return Pipeline([("preprocess", preprocess), ("boosting", HistGradientBoostingClassifier(**boosting_params))])
+    return Pipeline(
+        [
+            ("preprocess", preprocess),
+            ("boosting", HistGradientBoostingClassifier(**boosting_params)),
+        ]
+    )
 
 
 def library_versions() -> dict[str, str]:
@@ -109,7 +127,9 @@ def _one_thread(pipeline) -> None:
 
 EXAMPLES: dict[str, Example] = {
     "diamonds": Example(_forest, FOREST_PARAMS, _one_thread),
-    "affairs": Example(lambda schema, n_jobs: build_classifier(schema, **BOOSTING_PARAMS), BOOSTING_PARAMS),
+    "affairs": Example(
+        lambda schema, n_jobs: build_classifier(schema, **BOOSTING_PARAMS), BOOSTING_PARAMS
+    ),
 }
 
 
@@ -117,8 +137,10 @@ def heldout_metrics(schema: Schema, reference: pd.DataFrame) -> dict[str, float]
     truth, predicted = reference[schema.target], reference[PREDICTION_COLUMN]
     if schema.classification:
         majority = truth.value_counts(normalize=True).iloc[0]
-        return {"holdout_error_rate": float(np.mean(predicted.to_numpy() != truth.to_numpy())),
-                "holdout_majority_error_rate": float(1 - majority)}
+        return {
+            "holdout_error_rate": float(np.mean(predicted.to_numpy() != truth.to_numpy())),
+            "holdout_majority_error_rate": float(1 - majority),
+        }
     errors = predicted - truth
     return {"holdout_mse": float(np.mean(errors**2)), "holdout_mae": float(np.mean(np.abs(errors)))}
 
@@ -167,9 +189,13 @@ def train(model_dir: Path, example: str = "diamonds", n_jobs: int = -1) -> dict[
 def summary(metadata: dict[str, Any], model_dir: Path) -> str:
     """One line for `scorer train`."""
     if "holdout_error_rate" in metadata:
-        error = (f"held-out error rate {metadata['holdout_error_rate']:.1%} (predicting the majority class: "
-                 f"{metadata['holdout_majority_error_rate']:.1%})")
+        error = (
+            f"held-out error rate {metadata['holdout_error_rate']:.1%} (predicting the majority class: "
+            f"{metadata['holdout_majority_error_rate']:.1%})"
+        )
     else:
         error = f"held-out MSE {metadata['holdout_mse']:,.0f}, MAE {metadata['holdout_mae']:,.1f}"
-    return (f"{metadata['example']} model {metadata['model_version']} in {model_dir}: {error}, "
-            f"{metadata['model_bytes'] / 1e6:.1f} MB, trained in {metadata['train_seconds']} s")
+    return (
+        f"{metadata['example']} model {metadata['model_version']} in {model_dir}: {error}, "
+        f"{metadata['model_bytes'] / 1e6:.1f} MB, trained in {metadata['train_seconds']} s"
+    )

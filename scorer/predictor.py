@@ -17,6 +17,7 @@ model goes over the socket after start-up, and the socket carries one batch at a
 is called only after the previous `result`, so the worker is idle and reading when a batch is
 written.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,12 @@ def forest_trees(model: Any) -> list | None:
         from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         return None
-    if (type(model) in (RandomForestRegressor, ExtraTreesRegressor) and getattr(model, "n_outputs_", 0) == 1
-            and model.n_jobs in (None, 1) and all(hasattr(tree, "tree_") for tree in model.estimators_)):
+    if (
+        type(model) in (RandomForestRegressor, ExtraTreesRegressor)
+        and getattr(model, "n_outputs_", 0) == 1
+        and model.n_jobs in (None, 1)
+        and all(hasattr(tree, "tree_") for tree in model.estimators_)
+    ):
         return list(model.estimators_)
     return None
 
@@ -125,12 +130,22 @@ class PredictProcess:
         if outputs not in OUTPUTS:
             raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
         ours, theirs = socket.socketpair()
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                              os.environ.get("PYTHONPATH")]))}
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
+            ),
+        }
         with ours, theirs:
-            self._process = subprocess.Popen([sys.executable, "-m", "scorer.predictor", str(theirs.fileno())],
-                                             pass_fds=[theirs.fileno()], start_new_session=True, env=environment)
-            self._connection = Connection(os.dup(ours.fileno()))  # theirs closes here: the worker holds the only copy
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "scorer.predictor", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                start_new_session=True,
+                env=environment,
+            )
+            self._connection = Connection(
+                os.dup(ours.fileno())
+            )  # theirs closes here: the worker holds the only copy
         self._waiting = False
         self._closed = False
         try:
@@ -140,7 +155,9 @@ class PredictProcess:
             raise self._died() from exc
         if not self._connection.poll(STARTUP_TIMEOUT_SECONDS):
             self.close()
-            raise PredictorFailed(f"the predict process did not load the model within {STARTUP_TIMEOUT_SECONDS:.0f} s")
+            raise PredictorFailed(
+                f"the predict process did not load the model within {STARTUP_TIMEOUT_SECONDS:.0f} s"
+            )
         status, payload = self._receive()
         if status != "ready":
             self.close()
@@ -163,7 +180,9 @@ class PredictProcess:
         self._waiting = False
         status, payload = self._receive()
         if status != "ok":
-            raise PredictorFailed(f"the model failed on a batch; in the predict process:\n{payload}")
+            raise PredictorFailed(
+                f"the model failed on a batch; in the predict process:\n{payload}"
+            )
         return payload
 
     def _receive(self) -> tuple[str, Any]:

@@ -13,14 +13,16 @@ under `messages.features`, or top-level fields when it is null); `ts` as the rec
 The Structs that encode them are built once from the schema; `prediction_message` builds the same
 message one record at a time, as the definition the batch path is tested against byte for byte.
 """
+
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import repeat
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -33,7 +35,10 @@ from scorer.predictor import CLASSES, CLASSES_AND_PROBABILITIES, NUMBERS, model_
 
 Predict = Callable[[pd.DataFrame], Any]  # a frame of valid records -> model_output(...)
 
-SCORED_AT, MODEL_VERSION = "scored_at", "model_version"  # fields the scorer adds to every prediction
+SCORED_AT, MODEL_VERSION = (
+    "scored_at",
+    "model_version",
+)  # fields the scorer adds to every prediction
 encode = msgspec.json.Encoder().encode
 
 
@@ -41,7 +46,9 @@ encode = msgspec.json.Encoder().encode
 class DecodedBatch:
     ids: list[str]  # the valid records, in input order
     ts: list  # their event times as decoded (epoch-ms ints, or datetimes for ISO-8601)
-    columns: dict[str, list]  # the same records, a list of native values per feature in the schema's order
+    columns: dict[
+        str, list
+    ]  # the same records, a list of native values per feature in the schema's order
     rejections: list[tuple[int, Rejection]]  # (input position, why)
     unseen: Counter = field(default_factory=Counter)  # feature -> records with an unseen category
 
@@ -64,7 +71,9 @@ class Outputs:
 class ScoredBatch:
     """Outputs of one batch, aligned with the input positions they came from."""
 
-    predictions: list[tuple[str, bytes]] = field(default_factory=list)  # (record id, prediction JSON)
+    predictions: list[tuple[str, bytes]] = field(
+        default_factory=list
+    )  # (record id, prediction JSON)
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)  # (input position, why)
     unseen: Counter = field(default_factory=Counter)  # feature -> records with an unseen category
 
@@ -74,10 +83,14 @@ def _out_struct(name: str, keys: Sequence[str]) -> type:
     identifiers). gc=False: they hold strings, numbers and other such Structs only."""
     if len(set(keys)) != len(keys):
         repeated = next(k for k in keys if list(keys).count(k) > 1)
-        raise ValueError(f"prediction messages would carry the field {repeated!r} twice: rename the feature "
-                         f"or the messages field (the scorer adds {SCORED_AT} and {MODEL_VERSION})")
+        raise ValueError(
+            f"prediction messages would carry the field {repeated!r} twice: rename the feature "
+            f"or the messages field (the scorer adds {SCORED_AT} and {MODEL_VERSION})"
+        )
     attrs = [f"f{i}" for i in range(len(keys))]
-    return msgspec.defstruct(name, [(a, Any) for a in attrs], rename=dict(zip(attrs, keys)), gc=False)
+    return msgspec.defstruct(
+        name, [(a, Any) for a in attrs], rename=dict(zip(attrs, keys)), gc=False
+    )
 
 
 class BatchCodec:
@@ -102,26 +115,48 @@ class BatchCodec:
         self.known_sets = {name: frozenset(categories) for name, categories in self.known.items()}
         self.probabilities = bool(schema.classification and m.carries_probabilities)
         # the field form: (field, column of the class in the schema's class order) per published class
-        self.probability_fields = [(name, schema.class_texts.index(text)) for text, name in m.probability_fields]
-        self.kind = NUMBERS if not schema.classification else CLASSES_AND_PROBABILITIES if self.probabilities else CLASSES
+        self.probability_fields = [
+            (name, schema.class_texts.index(text)) for text, name in m.probability_fields
+        ]
+        self.kind = (
+            NUMBERS
+            if not schema.classification
+            else CLASSES_AND_PROBABILITIES
+            if self.probabilities
+            else CLASSES
+        )
         self._to_schema: dict | None = None  # model class -> schema class, when they differ
-        self._order: list[int] | None = None  # schema class i is the model's probability column _order[i]
+        self._order: list[int] | None = (
+            None  # schema class i is the model's probability column _order[i]
+        )
         if schema.classification:
             if model_classes is None:
-                raise ValueError(f"{schema.source} is a classification schema: give the model's classes")
+                raise ValueError(
+                    f"{schema.source} is a classification schema: give the model's classes"
+                )
             texts = [category_text(c) for c in model_classes]
             if sorted(texts) != sorted(schema.class_texts):
-                raise ValueError(f"the model's classes {texts} are not {schema.source}'s {list(schema.class_texts)}")
+                raise ValueError(
+                    f"the model's classes {texts} are not {schema.source}'s {list(schema.class_texts)}"
+                )
             by_text = dict(zip(schema.class_texts, schema.classes))
             if tuple(model_classes) != schema.classes or texts != list(schema.class_texts):
                 self._to_schema = {c: by_text[t] for c, t in zip(model_classes, texts)}
             order = [texts.index(t) for t in schema.class_texts]
             self._order = None if order == list(range(len(order))) else order
-        head = [m.id, m.timestamp, SCORED_AT, MODEL_VERSION, m.prediction] + ([m.probabilities] if m.probabilities else [])
+        head = [m.id, m.timestamp, SCORED_AT, MODEL_VERSION, m.prediction] + (
+            [m.probabilities] if m.probabilities else []
+        )
         head += [name for name, _ in self.probability_fields]
-        self.features_type = _out_struct("FeaturesOut", schema.feature_names) if m.features else None
-        self.prediction_type = _out_struct("PredictionOut", head + ([m.features] if m.features else list(schema.feature_names)))
-        self.probabilities_type = _out_struct("ProbabilitiesOut", schema.class_texts) if m.probabilities else None
+        self.features_type = (
+            _out_struct("FeaturesOut", schema.feature_names) if m.features else None
+        )
+        self.prediction_type = _out_struct(
+            "PredictionOut", head + ([m.features] if m.features else list(schema.feature_names))
+        )
+        self.probabilities_type = (
+            _out_struct("ProbabilitiesOut", schema.class_texts) if m.probabilities else None
+        )
 
     def columns(self, records: Sequence[Any]) -> dict[str, list]:
         """The decoded records' columns as lists: one attrgetter mapped over the batch per feature, in C."""
@@ -152,14 +187,22 @@ def decode_batch(values: Sequence[bytes | None], codec: BatchCodec) -> DecodedBa
     The schema's typed decoder builds every record in C (`contract.decoders.decode_records`); a
     refused record goes through `check_record`, which gives the verdict and its reason."""
     raw_values = [value if value is not None else b"" for value in values]
-    records, rejections = decode_records(raw_values, codec.decoder, lambda raw: verdict(check_record, codec.decoders, raw))
+    records, rejections = decode_records(
+        raw_values, codec.decoder, lambda raw: verdict(check_record, codec.decoders, raw)
+    )
     columns = codec.columns(records)
     unseen = Counter()
     for name, known in codec.known_sets.items():
         count = len(columns[name]) - sum(map(known.__contains__, columns[name]))
         if count:
             unseen[name] = count
-    return DecodedBatch(list(map(codec.id_of, records)), list(map(codec.ts_of, records)), columns, rejections, unseen)
+    return DecodedBatch(
+        list(map(codec.id_of, records)),
+        list(map(codec.ts_of, records)),
+        columns,
+        rejections,
+        unseen,
+    )
 
 
 def predict_decoded(decoded: DecodedBatch, predict: Predict, codec: BatchCodec) -> Outputs:
@@ -168,24 +211,41 @@ def predict_decoded(decoded: DecodedBatch, predict: Predict, codec: BatchCodec) 
 
 def _check(outputs: Outputs, count: int, codec: BatchCodec) -> None:
     if len(outputs.predictions) != count:
-        raise ValueError(f"model returned {len(outputs.predictions)} predictions for {count} records")
+        raise ValueError(
+            f"model returned {len(outputs.predictions)} predictions for {count} records"
+        )
     if codec.kind == NUMBERS and not all(map(math.isfinite, outputs.predictions)):
-        raise ValueError(f"model returned {next(p for p in outputs.predictions if not math.isfinite(p))} "
-                         "for a record of this batch")
+        raise ValueError(
+            f"model returned {next(p for p in outputs.predictions if not math.isfinite(p))} "
+            "for a record of this batch"
+        )
     if codec.probabilities:
         p = outputs.probabilities
-        if p is None or p.shape != (count, len(codec.schema.classes)) or not np.all((p >= 0) & (p <= 1)):
-            raise ValueError("model returned probabilities that are not one in [0, 1] per record and class")
+        if (
+            p is None
+            or p.shape != (count, len(codec.schema.classes))
+            or not np.all((p >= 0) & (p <= 1))
+        ):
+            raise ValueError(
+                "model returned probabilities that are not one in [0, 1] per record and class"
+            )
 
 
-def finish_batch(decoded: DecodedBatch, outputs: Outputs, model_version: str, now_ms: int,
-                 codec: BatchCodec) -> ScoredBatch:
+def finish_batch(
+    decoded: DecodedBatch, outputs: Outputs, model_version: str, now_ms: int, codec: BatchCodec
+) -> ScoredBatch:
     """Prediction messages keyed by record id, plus the batch's rejections (built and encoded in C:
     the Structs mapped over the columns, as `prediction_message` would per record)."""
     if not decoded.ids:
         return ScoredBatch([], decoded.rejections, decoded.unseen)
     _check(outputs, len(decoded.ids), codec)
-    fields: list = [decoded.ids, decoded.ts, repeat(now_ms), repeat(model_version), outputs.predictions]
+    fields: list = [
+        decoded.ids,
+        decoded.ts,
+        repeat(now_ms),
+        repeat(model_version),
+        outputs.predictions,
+    ]
     if codec.probabilities_type is not None:
         fields.append(map(codec.probabilities_type, *outputs.probabilities.T.tolist()))
     fields += [outputs.probabilities[:, column].tolist() for _, column in codec.probability_fields]
@@ -195,15 +255,24 @@ def finish_batch(decoded: DecodedBatch, outputs: Outputs, model_version: str, no
     else:
         fields.extend(columns)
     messages = map(codec.prediction_type, *fields)
-    return ScoredBatch(list(zip(decoded.ids, map(encode, messages))), decoded.rejections, decoded.unseen)
+    return ScoredBatch(
+        list(zip(decoded.ids, map(encode, messages))), decoded.rejections, decoded.unseen
+    )
 
 
-def score_batch(values: Sequence[bytes | None], predict: Predict, model_version: str, now_ms: int,
-                codec: BatchCodec) -> ScoredBatch:
+def score_batch(
+    values: Sequence[bytes | None],
+    predict: Predict,
+    model_version: str,
+    now_ms: int,
+    codec: BatchCodec,
+) -> ScoredBatch:
     """All three steps for one batch. Invalid messages come back as rejections with their
     position, so the caller can forward the original bytes to the DLQ."""
     decoded = decode_batch(values, codec)
-    return finish_batch(decoded, predict_decoded(decoded, predict, codec), model_version, now_ms, codec)
+    return finish_batch(
+        decoded, predict_decoded(decoded, predict, codec), model_version, now_ms, codec
+    )
 
 
 def predictor_of(model: Any, codec: BatchCodec) -> Predict:
@@ -211,16 +280,27 @@ def predictor_of(model: Any, codec: BatchCodec) -> Predict:
     return lambda frame: model_output(model, codec.kind, frame)
 
 
-def prediction_message(d: Decoders, record: Any, prediction: Any, model_version: str, scored_at: int,
-                       probabilities: Sequence[float] | None = None) -> dict[str, Any]:
+def prediction_message(
+    d: Decoders,
+    record: Any,
+    prediction: Any,
+    model_version: str,
+    scored_at: int,
+    probabilities: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """The prediction message of one record decoded by `d`, one field at a time: the definition of
     the layout (see the module doc). `finish_batch` builds whole batches in C, tested byte for byte
     against this."""
     schema, m = d.schema, d.schema.messages
     if not schema.classification and not math.isfinite(prediction):
         raise ValueError(f"model returned {prediction} for a record")
-    message: dict[str, Any] = {m.id: d.getter("record", m.id)(record), m.timestamp: d.getter("record", m.timestamp)(record),
-                               SCORED_AT: scored_at, MODEL_VERSION: model_version, m.prediction: prediction}
+    message: dict[str, Any] = {
+        m.id: d.getter("record", m.id)(record),
+        m.timestamp: d.getter("record", m.timestamp)(record),
+        SCORED_AT: scored_at,
+        MODEL_VERSION: model_version,
+        m.prediction: prediction,
+    }
     if schema.classification and m.probabilities:
         message[m.probabilities] = dict(zip(schema.class_texts, map(float, probabilities)))
     for text, name in m.probability_fields:

@@ -7,6 +7,7 @@ prediction and DLQ message of that batch is acknowledged by the broker, so a cra
 most the uncommitted batch (duplicates, never gaps). Predictions are keyed by record id, so a
 replayed record lands in the same partition as its first prediction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,16 +21,42 @@ import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from contract.delivery import (DeliveryReport, discard, is_transient, produce, produce_all, producer_failure,
-                               resending_producer)
 from contract.artifacts import REFERENCE_FILE, read_reference
+from contract.delivery import (
+    DeliveryReport,
+    discard,
+    is_transient,
+    produce,
+    produce_all,
+    producer_failure,
+    resending_producer,
+)
 from contract.rules import REJECTION_REASONS
 from contract.schema import SchemaError
-from contract.service import close_consumer, collect_batch, freeze_startup_heap, is_record, log_failed_commit
-from contract.settings import DEFAULT_PARTITIONS, SCORER_FETCH_WAIT_MS, Topics, consumer_config, ensure_topics
+from contract.service import (
+    close_consumer,
+    collect_batch,
+    freeze_startup_heap,
+    is_record,
+    log_failed_commit,
+)
+from contract.settings import (
+    DEFAULT_PARTITIONS,
+    SCORER_FETCH_WAIT_MS,
+    Topics,
+    consumer_config,
+    ensure_topics,
+)
 from scorer.model import LoadedModel
 from scorer.predictor import PredictProcess
-from scorer.scoring import BatchCodec, DecodedBatch, Outputs, ScoredBatch, decode_batch, finish_batch
+from scorer.scoring import (
+    BatchCodec,
+    DecodedBatch,
+    Outputs,
+    ScoredBatch,
+    decode_batch,
+    finish_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +81,55 @@ class ScorerConfig:
 
 class ScorerMetrics:
     def __init__(self, registry: CollectorRegistry, categorical: tuple[str, ...] = ()) -> None:
-        self.consumed = Counter("scorer_records_consumed_total", "Feature messages consumed", registry=registry)
-        self.predictions = Counter("scorer_predictions_total", "Predictions delivered to the predictions topic", registry=registry)
-        self.invalid = Counter("scorer_invalid_records_total", "Records sent to the DLQ, by reason", ["reason"], registry=registry)
-        self.unseen = Counter("scorer_unseen_category_total", "Scored records with a category unseen in training",
-                              ["feature"], registry=registry)
-        self.batch_seconds = Histogram("scorer_batch_duration_seconds",
-                                       "One batch from decoding to its commit (the next is decoded and predicted meanwhile)",
-                                       registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-        self.latency = Histogram("scorer_event_to_prediction_seconds", "Features message sent (its Kafka timestamp) to prediction delivered; up to 100 records sampled per batch",
-                                 registry=registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.redeliveries = Counter("scorer_batch_redeliveries_total", "Batches sent again after a transient delivery failure",
-                                    registry=registry)
-        self.model = Gauge("scorer_model_info", "The model being served", ["model_version"], registry=registry)
+        self.consumed = Counter(
+            "scorer_records_consumed_total", "Feature messages consumed", registry=registry
+        )
+        self.predictions = Counter(
+            "scorer_predictions_total",
+            "Predictions delivered to the predictions topic",
+            registry=registry,
+        )
+        self.invalid = Counter(
+            "scorer_invalid_records_total",
+            "Records sent to the DLQ, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.unseen = Counter(
+            "scorer_unseen_category_total",
+            "Scored records with a category unseen in training",
+            ["feature"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "scorer_batch_duration_seconds",
+            "One batch from decoding to its commit (the next is decoded and predicted meanwhile)",
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.latency = Histogram(
+            "scorer_event_to_prediction_seconds",
+            "Features message sent (its Kafka timestamp) to prediction delivered; up to 100 records sampled per batch",
+            registry=registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.redeliveries = Counter(
+            "scorer_batch_redeliveries_total",
+            "Batches sent again after a transient delivery failure",
+            registry=registry,
+        )
+        self.model = Gauge(
+            "scorer_model_info", "The model being served", ["model_version"], registry=registry
+        )
         for reason in REJECTION_REASONS:  # export zeros so rate() works before the first bad record
             self.invalid.labels(reason)
         for feature in categorical:  # and before the first unseen category
             self.unseen.labels(feature)
 
 
-def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics) -> DeliveryReport:
+def deliver(
+    batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics
+) -> DeliveryReport:
     """Produce a scored batch (predictions + DLQ with the original bytes) and wait for acks.
 
     The producer reports failures only (`resending_producer(errors_only=True)`): once flush()
@@ -82,20 +138,35 @@ def deliver(batch: ScoredBatch, messages: list[Message], producer: Producer, top
     produce_all(producer, topics.predictions, batch.predictions, report)
     for position, rejection in batch.rejections:
         source = messages[position]
-        headers = [("reason", rejection.reason.encode()), ("detail", rejection.detail.encode()[:1000]),
-                   ("source_topic", source.topic().encode()), ("source_partition", str(source.partition()).encode()),
-                   ("source_offset", str(source.offset()).encode())]
+        headers = [
+            ("reason", rejection.reason.encode()),
+            ("detail", rejection.detail.encode()[:1000]),
+            ("source_topic", source.topic().encode()),
+            ("source_partition", str(source.partition()).encode()),
+            ("source_offset", str(source.offset()).encode()),
+        ]
         produce(producer, topics.dlq, source.value() or b"", source.key(), report, headers=headers)
-    in_flight = producer.flush()  # without a timeout it returns when each message is acked or failed
+    in_flight = (
+        producer.flush()
+    )  # without a timeout it returns when each message is acked or failed
     if in_flight:
         report.failed += in_flight
-        report.last_error = report.last_error or f"{in_flight} messages still in flight after flush()"
+        report.last_error = (
+            report.last_error or f"{in_flight} messages still in flight after flush()"
+        )
     report.delivered = len(batch.predictions) + len(batch.rejections) - report.failed
     return report
 
 
-def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Producer, topics: Topics,
-                       metrics: ScorerMetrics, stop: threading.Event, config: ScorerConfig) -> tuple[Producer, bool]:
+def deliver_until_done(
+    batch: ScoredBatch,
+    messages: list[Message],
+    producer: Producer,
+    topics: Topics,
+    metrics: ScorerMetrics,
+    stop: threading.Event,
+    config: ScorerConfig,
+) -> tuple[Producer, bool]:
     """Deliver the batch, re-sending it with a new producer after transient failures.
 
     Returns the producer to keep using and whether everything was delivered (False only when
@@ -107,7 +178,10 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
     while True:
         try:
             report = deliver(batch, messages, producer, topics)
-        except (KafkaException, SystemError) as exc:  # produce() itself refuses: this producer hit a fatal error
+        except (
+            KafkaException,
+            SystemError,
+        ) as exc:  # produce() itself refuses: this producer hit a fatal error
             error = producer_failure(exc)
             if error is None or not is_transient(error):
                 raise
@@ -115,14 +189,22 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
         if not report.failed:
             return producer, True
         if report.permanent:
-            raise RuntimeError(f"{report.failed} outputs not delivered ({report.last_error}); offsets not committed")
+            raise RuntimeError(
+                f"{report.failed} outputs not delivered ({report.last_error}); offsets not committed"
+            )
         metrics.redeliveries.inc()
-        log.warning("%d of %d outputs not delivered (%s): re-sending the batch with a new producer",
-                    report.failed, report.failed + report.delivered, report.last_error)
+        log.warning(
+            "%d of %d outputs not delivered (%s): re-sending the batch with a new producer",
+            report.failed,
+            report.failed + report.delivered,
+            report.last_error,
+        )
         discard(producer)
         producer = resending_producer(errors_only=True)
         if stop.is_set():
-            log.warning("stopping with an undelivered batch: its offsets are not committed, it is scored again after restart")
+            log.warning(
+                "stopping with an undelivered batch: its offsets are not committed, it is scored again after restart"
+            )
             return producer, False
         try:
             # A replaced broker lost the topics too; they are not auto-created (see contract.settings).
@@ -131,7 +213,9 @@ def deliver_until_done(batch: ScoredBatch, messages: list[Message], producer: Pr
             log.warning("cannot check the output topics yet: %s", exc)
 
 
-IDLE_WAIT_SECONDS = 0.1  # with nothing in hand, one wait for the next record (stop is checked between waits)
+IDLE_WAIT_SECONDS = (
+    0.1  # with nothing in hand, one wait for the next record (stop is checked between waits)
+)
 
 
 def consume_wait(predicting: bool) -> float:
@@ -166,8 +250,11 @@ def commit(consumer: Consumer, messages: list[Message]) -> None:
         # consumed before this one is delivered): librdkafka stores no offset for a partition
         # this consumer no longer owns. The new owner reads from the last commit, so these
         # records are scored again: duplicates, not gaps.
-        log.warning("partitions of a delivered batch were revoked before its offsets were stored: "
-                    "its %d records will be scored again by their new owner", len(messages))
+        log.warning(
+            "partitions of a delivered batch were revoked before its offsets were stored: "
+            "its %d records will be scored again by their new owner",
+            len(messages),
+        )
         return
     try:
         consumer.commit(asynchronous=True)
@@ -176,7 +263,9 @@ def commit(consumer: Consumer, messages: list[Message]) -> None:
             raise
 
 
-def record_metrics(metrics: ScorerMetrics, messages: list[Message], scored: ScoredBatch, started: float) -> None:
+def record_metrics(
+    metrics: ScorerMetrics, messages: list[Message], scored: ScoredBatch, started: float
+) -> None:
     delivered_at = time.time()
     metrics.consumed.inc(len(messages))
     metrics.predictions.inc(len(scored.predictions))
@@ -218,8 +307,14 @@ class InFlight:
     started: float
 
 
-def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Topics, registry: CollectorRegistry,
-        stop: threading.Event) -> int:
+def run(
+    config: ScorerConfig,
+    model: LoadedModel,
+    codec: BatchCodec,
+    topics: Topics,
+    registry: CollectorRegistry,
+    stop: threading.Event,
+) -> int:
     """Consume until `stop` is set; the batches in hand are finished, delivered and committed first.
 
     `codec` is the schema's decoding and encoding, built for this model at start-up (its classes
@@ -237,20 +332,34 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
     """
     metrics = ScorerMetrics(registry, codec.schema.categorical)
     metrics.model.labels(model.version).set(1)
-    encode, estimator = model.hand_over_final_step(reference_sample(config.model_dir, codec), codec.known)
+    encode, estimator = model.hand_over_final_step(
+        reference_sample(config.model_dir, codec), codec.known
+    )
     if encode.fast is None:
         log.info("encoding batches with scikit-learn's transform: %s", encode.reason)
     else:
-        log.info("encoding batches with the fast encoder (its output is scikit-learn's on the reference rows)")
+        log.info(
+            "encoding batches with the fast encoder (its output is scikit-learn's on the reference rows)"
+        )
     predictor = PredictProcess(estimator, codec.kind)
     del estimator  # the predict process has its own copy: this one can be freed
     try:  # whatever happens below, the predict process ends with this function
-        consumer = Consumer({**consumer_config(config.group, fetch_wait_ms=SCORER_FETCH_WAIT_MS),
-                             "on_commit": log_failed_commit})
+        consumer = Consumer(
+            {
+                **consumer_config(config.group, fetch_wait_ms=SCORER_FETCH_WAIT_MS),
+                "on_commit": log_failed_commit,
+            }
+        )
         producer = resending_producer(errors_only=True)
         consumer.subscribe([topics.features])
-        log.info("scoring %s -> %s (group %s, model %s version %s)", topics.features, topics.predictions, config.group,
-                 codec.schema.name, model.version)
+        log.info(
+            "scoring %s -> %s (group %s, model %s version %s)",
+            topics.features,
+            topics.predictions,
+            config.group,
+            codec.schema.name,
+            model.version,
+        )
         freeze_startup_heap()
         in_flight: InFlight | None = None
         undelivered = False  # stopping with a batch the broker did not take: it is away
@@ -258,8 +367,12 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
         def deliver_batch(finished: InFlight, outputs: Outputs) -> bool:
             """Deliver, commit and count a predicted batch; False when stopping left it undelivered."""
             nonlocal producer
-            scored = finish_batch(finished.decoded, outputs, model.version, int(time.time() * 1000), codec)
-            producer, delivered = deliver_until_done(scored, finished.messages, producer, topics, metrics, stop, config)
+            scored = finish_batch(
+                finished.decoded, outputs, model.version, int(time.time() * 1000), codec
+            )
+            producer, delivered = deliver_until_done(
+                scored, finished.messages, producer, topics, metrics, stop, config
+            )
             if delivered:
                 commit(consumer, finished.messages)
                 record_metrics(metrics, finished.messages, scored, finished.started)
@@ -269,14 +382,30 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
             while True:
                 stopping = stop.is_set()
                 # (messages,) what is waiting now; it is predicted as soon as batch N is (consume_wait)
-                messages = [] if stopping else [
-                    m for m in collect_batch(consumer, config.batch_size, consume_wait(in_flight is not None))
-                    if is_record(m)]
+                messages = (
+                    []
+                    if stopping
+                    else [
+                        m
+                        for m in collect_batch(
+                            consumer, config.batch_size, consume_wait(in_flight is not None)
+                        )
+                        if is_record(m)
+                    ]
+                )
                 started = time.perf_counter()
                 decoded = decode_batch([m.value() for m in messages], codec) if messages else None
-                encoded = encode(decoded.frame, decoded.columns) if decoded is not None and decoded.ids else None
+                encoded = (
+                    encode(decoded.frame, decoded.columns)
+                    if decoded is not None and decoded.ids
+                    else None
+                )
                 finished = in_flight
-                outputs = codec.outputs(predictor.result()) if finished is not None and finished.decoded.ids else Outputs([])
+                outputs = (
+                    codec.outputs(predictor.result())
+                    if finished is not None and finished.decoded.ids
+                    else Outputs([])
+                )
                 if encoded is not None:
                     predictor.submit(encoded)
                 in_flight = InFlight(messages, decoded, started) if decoded is not None else None
@@ -287,7 +416,9 @@ def run(config: ScorerConfig, model: LoadedModel, codec: BatchCodec, topics: Top
                     break
         finally:
             producer.flush(10)
-            close_consumer(consumer, broker_away=undelivered)  # leaves the group: partitions move on at once
+            close_consumer(
+                consumer, broker_away=undelivered
+            )  # leaves the group: partitions move on at once
     finally:
         predictor.close()
     log.info("scorer stopped")

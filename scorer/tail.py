@@ -1,5 +1,6 @@
 """`python -m scorer tail`: print predictions as they arrive, in columns the schema names
 (id, event time, prediction, then every feature, then the model version), or as JSON lines."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,14 +23,25 @@ class Columns:
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
-        self.widths = {f.name: max(len(f.name), 5) if f.numeric else
-                       min(MAX_COLUMN_WIDTH, max(len(f.name), *(len(category_text(c)) for c in f.categories)))
-                       for f in schema.features}
-        self.prediction_width = 11 if not schema.classification else max(10, *map(len, schema.class_texts))
+        self.widths = {
+            f.name: max(len(f.name), 5)
+            if f.numeric
+            else min(
+                MAX_COLUMN_WIDTH, max(len(f.name), *(len(category_text(c)) for c in f.categories))
+            )
+            for f in schema.features
+        }
+        self.prediction_width = (
+            11 if not schema.classification else max(10, *map(len, schema.class_texts))
+        )
 
     def header(self) -> str:
-        features = " ".join(f"{f.name[:self.widths[f.name]]:>{self.widths[f.name]}}" if f.numeric
-                            else f"{f.name[:self.widths[f.name]]:<{self.widths[f.name]}}" for f in self.schema.features)
+        features = " ".join(
+            f"{f.name[: self.widths[f.name]]:>{self.widths[f.name]}}"
+            if f.numeric
+            else f"{f.name[: self.widths[f.name]]:<{self.widths[f.name]}}"
+            for f in self.schema.features
+        )
         return f"{'id':<24} {'event time':<23} {'prediction':>{self.prediction_width}}  {features}  model"
 
     def row(self, prediction: dict[str, Any]) -> str:
@@ -37,21 +49,42 @@ class Columns:
         m = self.schema.messages
         f = prediction.get(m.features, {}) if m.features else prediction
         ts = prediction[m.timestamp]
-        when = (dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-                if m.timestamp_format == "epoch_ms" else str(ts)[:23])
+        when = (
+            dt.datetime.fromtimestamp(ts / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            if m.timestamp_format == "epoch_ms"
+            else str(ts)[:23]
+        )
         value = prediction[m.prediction]
-        shown = f"{value:>{self.prediction_width},.2f}" if not self.schema.classification else \
-            f"{category_text(value)[:self.prediction_width]:>{self.prediction_width}}"
+        shown = (
+            f"{value:>{self.prediction_width},.2f}"
+            if not self.schema.classification
+            else f"{category_text(value)[: self.prediction_width]:>{self.prediction_width}}"
+        )
         cells = []
         for feature in self.schema.features:
             width, cell = self.widths[feature.name], f.get(feature.name, "")
-            cells.append(f"{cell:>{width}}" if feature.numeric and cell != "" else
-                         f"{category_text(cell)[:width]:<{width}}" if cell != "" else " " * width)
-        return f"{str(prediction[m.id])[:24]:<24} {when:<23} {shown}  {' '.join(cells)}  {prediction.get('model_version', '')}"
+            cells.append(
+                f"{cell:>{width}}"
+                if feature.numeric and cell != ""
+                else f"{category_text(cell)[:width]:<{width}}"
+                if cell != ""
+                else " " * width
+            )
+        return (
+            f"{str(prediction[m.id])[:24]:<24} {when:<23} {shown}  {' '.join(cells)}  "
+            f"{prediction.get('model_version', '')}"
+        )
 
 
-def tail(schema: Schema, topics: Topics, count: int = 0, from_beginning: bool = False, as_json: bool = False,
-         out: TextIO = sys.stdout, idle_timeout: float = 0.0) -> int:
+def tail(
+    schema: Schema,
+    topics: Topics,
+    count: int = 0,
+    from_beginning: bool = False,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+    idle_timeout: float = 0.0,
+) -> int:
     """Print predictions; stop after `count` (0 = never) or `idle_timeout` seconds without one (0 = never)."""
     import time
 

@@ -17,6 +17,7 @@ driver process. Measured against Playwright in bench/PAGE_RESULTS.md.
 Root needs --no-sandbox (Chromium refuses its sandbox as root); the other flags keep the browser
 from calling out (updates, sync, field trials, QUIC), so the only traffic is the test's.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,11 +34,22 @@ from pathlib import Path
 from typing import Any, Self
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
-         "--mute-audio", "--hide-scrollbars",
-         "--disable-features=Translate,MediaRouter,OptimizationHints")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-default-browser-check",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+)
 
 
 class BrowserError(RuntimeError):
@@ -56,8 +68,13 @@ class Visit:
 class Browser:
     """One headless Chromium with a fresh profile and one page (a CDP session on a new target)."""
 
-    def __init__(self, executable: str = CHROMIUM, width: int = 1280, height: int = 900,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        executable: str = CHROMIUM,
+        width: int = 1280,
+        height: int = 900,
+        timeout: float = 30.0,
+    ) -> None:
         if not os.access(executable, os.X_OK):
             raise BrowserError(f"{executable} not found: run scripts/install-chromium.sh (as root)")
         self.width, self.height, self.timeout = width, height, timeout
@@ -72,11 +89,23 @@ class Browser:
         r, w = theirs
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - open while the browser runs
         self.process = subprocess.Popen(
-            ["/bin/bash", "-c", f'exec "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-', "bash", executable,
-             *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
-             f"--window-size={width},{height}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
-            pass_fds=theirs)
+            [
+                "/bin/bash",
+                "-c",
+                f'exec "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-',
+                "bash",
+                executable,
+                *FLAGS,
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-pipe",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            pass_fds=theirs,
+        )
         for fd in theirs:
             os.close(fd)
         self._out = os.fdopen(commands[1], "wb", buffering=0)
@@ -94,8 +123,14 @@ class Browser:
             self.session = attached["sessionId"]
             for domain in ("Page", "Network", "Runtime", "Log"):
                 self.call(f"{domain}.enable", session=True)
-            self.call("Emulation.setDeviceMetricsOverride", session=True, width=width,
-                      height=height, deviceScaleFactor=1, mobile=False)
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                session=True,
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
         except BaseException:
             self.close()
             raise
@@ -142,8 +177,17 @@ class Browser:
         return value
 
     def _event(self, method: str, start: int) -> dict:
-        return self._wait(lambda: next((e for e in self._events[start:] if e["method"] == method
-                                        and e.get("sessionId") == self.session), None), method)
+        return self._wait(
+            lambda: next(
+                (
+                    e
+                    for e in self._events[start:]
+                    if e["method"] == method and e.get("sessionId") == self.session
+                ),
+                None,
+            ),
+            method,
+        )
 
     def _log(self) -> str:
         self.stderr.seek(0)
@@ -179,8 +223,9 @@ class Browser:
             if method == "Network.requestWillBeSent":
                 visit.requests.append(params["request"]["url"])
             elif method == "Network.loadingFailed":
-                visit.errors.append(f"load failed: {params.get('errorText')} "
-                                    f"{params.get('blockedReason', '')}")
+                visit.errors.append(
+                    f"load failed: {params.get('errorText')} {params.get('blockedReason', '')}"
+                )
             elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
                 shown = (str(a.get("value", a.get("description", ""))) for a in params["args"])
                 visit.errors.append("console: " + " ".join(shown))
@@ -193,8 +238,9 @@ class Browser:
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (run by the test, not by the page)."""
-        reply = self.call("Runtime.evaluate", session=True, expression=expression,
-                          returnByValue=True)
+        reply = self.call(
+            "Runtime.evaluate", session=True, expression=expression, returnByValue=True
+        )
         if "exceptionDetails" in reply:
             raise BrowserError(f"{expression!r}: {reply['exceptionDetails'].get('text')}")
         return reply["result"].get("value")
@@ -204,8 +250,10 @@ class Browser:
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
-            params.update(captureBeyondViewport=True, clip={
-                "x": 0, "y": 0, "width": self.width, "height": size["height"], "scale": 1})
+            params.update(
+                captureBeyondViewport=True,
+                clip={"x": 0, "y": 0, "width": self.width, "height": size["height"], "scale": 1},
+            )
         png = base64.b64decode(self.call("Page.captureScreenshot", session=True, **params)["data"])
         if path is not None:
             path.write_bytes(png)

@@ -1,4 +1,5 @@
 """Shared fixtures: the data folder, one trained model, and the local broker for a session."""
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,17 @@ def trained(path: Path, example: str) -> Path:
     import sklearn
 
     metadata = path / "metadata.json"
-    if (not metadata.exists() or not (path / "schema.yaml").exists()
-            or json.loads(metadata.read_text())["libraries"]["scikit-learn"] != sklearn.__version__):
-        subprocess.run([sys.executable, "-m", "scorer", "train", "--example", example], cwd=ROOT, check=True,
-                       env={**os.environ, "MODEL_DIR": str(path)})
+    if (
+        not metadata.exists()
+        or not (path / "schema.yaml").exists()
+        or json.loads(metadata.read_text())["libraries"]["scikit-learn"] != sklearn.__version__
+    ):
+        subprocess.run(
+            [sys.executable, "-m", "scorer", "train", "--example", example],
+            cwd=ROOT,
+            check=True,
+            env={**os.environ, "MODEL_DIR": str(path)},
+        )
     return path
 
 

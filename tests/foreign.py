@@ -13,6 +13,7 @@ Scenarios: "none"; "shift" (one input, `income`, x1.4 from onset: the model's ou
 it, its accuracy does not); "flip" (labels of 30% of records flipped, or a regressor's target x1.3:
 the inputs as drawn, the accuracy drops).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,20 +29,34 @@ SHIFTED = "income"
 
 
 def _inputs(rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    return pd.DataFrame({
-        "income": np.round(rng.gamma(4.0, 12_000.0, rows), 2),
-        "age": rng.integers(21, 80, rows),  # an integer with many values: numeric
-        "region": rng.choice(REGIONS, rows, p=[0.4, 0.3, 0.2, 0.1]),
-        "employment": rng.choice(EMPLOYMENT, rows, p=[0.7, 0.2, 0.1]),
-        "debt_ratio": np.round(rng.beta(2.0, 5.0, rows), 4),
-    })
+    return pd.DataFrame(
+        {
+            "income": np.round(rng.gamma(4.0, 12_000.0, rows), 2),
+            "age": rng.integers(21, 80, rows),  # an integer with many values: numeric
+            "region": rng.choice(REGIONS, rows, p=[0.4, 0.3, 0.2, 0.1]),
+            "employment": rng.choice(EMPLOYMENT, rows, p=[0.7, 0.2, 0.1]),
+            "debt_ratio": np.round(rng.beta(2.0, 5.0, rows), 4),
+        }
+    )
 
 
 def _score(inputs: pd.DataFrame) -> np.ndarray:
-    region = inputs["region"].map({"north": 0.3, "south": 0.0, "east": -0.2, "west": -0.5}).to_numpy()
-    employment = inputs["employment"].map({"salaried": 0.4, "self-employed": -0.3, "retired": 0.1}).to_numpy()
-    return (0.00004 * (inputs["income"].to_numpy() - 48_000) - 4.0 * (inputs["debt_ratio"].to_numpy() - 0.29)
-            + 0.01 * (inputs["age"].to_numpy() - 50) + region + employment + 0.8)
+    region = (
+        inputs["region"].map({"north": 0.3, "south": 0.0, "east": -0.2, "west": -0.5}).to_numpy()
+    )
+    employment = (
+        inputs["employment"]
+        .map({"salaried": 0.4, "self-employed": -0.3, "retired": 0.1})
+        .to_numpy()
+    )
+    return (
+        0.00004 * (inputs["income"].to_numpy() - 48_000)
+        - 4.0 * (inputs["debt_ratio"].to_numpy() - 0.29)
+        + 0.01 * (inputs["age"].to_numpy() - 50)
+        + region
+        + employment
+        + 0.8
+    )
 
 
 def _frame(task: str, rows: int, seed: int, scenario: str = "none", onset: int = 0) -> pd.DataFrame:
@@ -52,7 +67,9 @@ def _frame(task: str, rows: int, seed: int, scenario: str = "none", onset: int =
         frame.loc[after, SHIFTED] = np.round(frame.loc[after, SHIFTED] * 1.4, 2)
     score = _score(frame)
     if task == "classification":
-        proba = 1.0 / (1.0 + np.exp(-score))  # a calibrated model: labels drawn with its probabilities
+        proba = 1.0 / (
+            1.0 + np.exp(-score)
+        )  # a calibrated model: labels drawn with its probabilities
         labels = (rng.random(rows) < proba).astype(float)
         if scenario == "flip":
             flipped = after & (rng.random(rows) < 0.3)
@@ -69,8 +86,14 @@ def _frame(task: str, rows: int, seed: int, scenario: str = "none", onset: int =
         frame["y_pred"] = np.round(prediction, 2)
     minutes = np.cumsum(rng.uniform(5.0, 10.0, rows))
     frame.insert(0, "loan_id", [f"L{seed:02d}-{i:06d}" for i in range(rows)])
-    frame.insert(1, "event_time", [(START + dt.timedelta(minutes=float(m))).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-                                   for m in minutes])
+    frame.insert(
+        1,
+        "event_time",
+        [
+            (START + dt.timedelta(minutes=float(m))).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            for m in minutes
+        ],
+    )
     return frame
 
 
@@ -79,14 +102,19 @@ def reference(task: str, rows: int = 4000, seed: int = 1) -> pd.DataFrame:
     return _frame(task, rows, seed)
 
 
-def stream(task: str, rows: int, seed: int, scenario: str = "none", onset: int = 0) -> tuple[list[dict], list[dict]]:
+def stream(
+    task: str, rows: int, seed: int, scenario: str = "none", onset: int = 0
+) -> tuple[list[dict], list[dict]]:
     """(prediction messages, label messages) of the log: one flat object per prediction, named as the
     reference's columns, and {loan_id, event_time, <target>} per label."""
     frame = _frame(task, rows, seed, scenario, onset)
     target = TARGETS[task]
     records = frame.to_dict("records")
     predictions = [{k: _native(v) for k, v in r.items() if k != target} for r in records]
-    labels = [{"loan_id": r["loan_id"], "event_time": r["event_time"], target: _native(r[target])} for r in records]
+    labels = [
+        {"loan_id": r["loan_id"], "event_time": r["event_time"], target: _native(r[target])}
+        for r in records
+    ]
     return predictions, labels
 
 

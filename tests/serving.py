@@ -1,11 +1,12 @@
 """The serving systems' messages, as the tests write them: an OIP request as an MLServer client builds
 one, the same traffic as KServe's logger (CloudEvents in binary mode, OIP or v1 bodies) and as Seldon
 Core 2 (OIP protobuf by MLServer's own gRPC converters, run in MLServer's venv)."""
+
 from __future__ import annotations
 
 import json
 import subprocess
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
@@ -22,11 +23,23 @@ def oip_request(frame: pd.DataFrame, ident: str, outputs: Sequence[str]) -> dict
     inputs = []
     for name, column in frame.items():
         kind = column.dtype.kind
-        datatype = "FP64" if kind == "f" else "INT64" if kind in "iu" else "BOOL" if kind == "b" else "BYTES"
+        datatype = (
+            "FP64"
+            if kind == "f"
+            else "INT64"
+            if kind in "iu"
+            else "BOOL"
+            if kind == "b"
+            else "BYTES"
+        )
         data = column.astype(object).tolist() if datatype == "BYTES" else column.tolist()
         inputs.append({"name": name, "datatype": datatype, "shape": [len(column), 1], "data": data})
-    return {"id": ident, "parameters": {"content_type": "pd"}, "inputs": inputs,
-            "outputs": [{"name": o} for o in outputs]}
+    return {
+        "id": ident,
+        "parameters": {"content_type": "pd"},
+        "inputs": inputs,
+        "outputs": [{"name": o} for o in outputs],
+    }
 
 
 def cloud_event(kind: str, ident: str, data: dict, when: int, service: str) -> Message:
@@ -35,9 +48,16 @@ def cloud_event(kind: str, ident: str, data: dict, when: int, service: str) -> M
     from cloudevents.core.formats.json import JSONFormat
     from cloudevents.core.v1.event import CloudEvent
 
-    event = CloudEvent(attributes={"type": kind, "source": "http://localhost:9081/", "id": ident,
-                                   "datacontenttype": "application/json", "inferenceservicename": service},
-                       data=data)
+    event = CloudEvent(
+        attributes={
+            "type": kind,
+            "source": "http://localhost:9081/",
+            "id": ident,
+            "datacontenttype": "application/json",
+            "inferenceservicename": service,
+        },
+        data=data,
+    )
     message = to_binary(event, JSONFormat())
     return message.value, None, list(message.headers.items()), when
 
@@ -50,16 +70,25 @@ def v1_body(side: str, oip: dict, features: Sequence[str], classes: int = 0) -> 
         return {"instances": [list(row) for row in zip(*(tensors[n]["data"] for n in features))]}
     if classes:
         proba = tensors["predict_proba"]["data"]
-        return {"predictions": [proba[i:i + classes] for i in range(0, len(proba), classes)]}
+        return {"predictions": [proba[i : i + classes] for i in range(0, len(proba), classes)]}
     return {"predictions": tensors["predict"]["data"]}
 
 
-def kserve_events(requests: Iterable[Message], responses: Iterable[Message], body: str, service: str,
-                  features: Sequence[str], classes: int = 0) -> list[tuple[str, Message]]:
+def kserve_events(
+    requests: Iterable[Message],
+    responses: Iterable[Message],
+    body: str,
+    service: str,
+    features: Sequence[str],
+    classes: int = 0,
+) -> list[tuple[str, Message]]:
     """MLServer's traffic as KServe's logger writes it: (side, event), a request and its response
     sharing ce_id (the request's key, else its body id)."""
     events = []
-    for side, kind, messages in (("request", KSERVE_REQUEST, requests), ("response", KSERVE_RESPONSE, responses)):
+    for side, kind, messages in (
+        ("request", KSERVE_REQUEST, requests),
+        ("response", KSERVE_RESPONSE, responses),
+    ):
         for value, key, _, when in messages:
             oip = json.loads(value)
             ident = (key or b"").decode() or oip["id"]
@@ -91,11 +120,22 @@ def seldon_messages(model: str, traffic: Sequence[tuple[str, bool, Message]]) ->
     Seldon's pipeline gateway keys a request by <model>.<request id> and adds x-request-id; its
     model gateway copies both onto the response."""
     lines = [json.dumps([side, raw, json.loads(message[0])]) for side, raw, message in traffic]
-    out = subprocess.run([mlserver_python(), "-c", _TO_PROTOBUF], input="\n".join(lines), text=True,
-                         capture_output=True, check=True).stdout.split()
+    out = subprocess.run(
+        [mlserver_python(), "-c", _TO_PROTOBUF],
+        input="\n".join(lines),
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.split()
     converted = []
     for value_hex, (_, _, (value, key, _, when)) in zip(out, traffic):
         ident = json.loads(value)["id"] or key.decode()
-        converted.append((bytes.fromhex(value_hex), f"{model}.{ident}".encode(), [("x-request-id", ident.encode())],
-                          when))
+        converted.append(
+            (
+                bytes.fromhex(value_hex),
+                f"{model}.{ident}".encode(),
+                [("x-request-id", ident.encode())],
+                when,
+            )
+        )
     return converted

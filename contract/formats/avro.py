@@ -15,10 +15,12 @@ The registry comes in as a client (`SchemaRegistryClient.new_client({"url": ...}
 shell from SCHEMA_REGISTRY_URL and its auth settings; `mock://` gives the library's in-memory
 registry, which the tests use: no registry server runs here).
 """
+
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -42,40 +44,65 @@ class AvroReader:
 
     def _default(self, value: Any) -> Any:
         if isinstance(value, dt.datetime):
-            moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-            return moment.isoformat().replace("+00:00", "Z") if self._iso else round(moment.timestamp() * 1000)
+            moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+            return (
+                moment.isoformat().replace("+00:00", "Z")
+                if self._iso
+                else round(moment.timestamp() * 1000)
+            )
         if isinstance(value, dt.date):
             return value.isoformat()
         if isinstance(value, bytes):
             return value.decode(errors="replace")
-        raise TypeError(type(value).__name__)  # decimal.Decimal, uuid.UUID: orjson's TypeError -> not_avro
+        raise TypeError(
+            type(value).__name__
+        )  # decimal.Decimal, uuid.UUID: orjson's TypeError -> not_avro
 
     def read(self, value: bytes | None, topic: str, headers: Headers = None) -> bytes | Rejection:
         """One value as JSON bytes, or the Rejection naming why not."""
         from confluent_kafka.schema_registry.error import SchemaRegistryError
-        from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
+        from confluent_kafka.serialization import (
+            MessageField,
+            SerializationContext,
+            SerializationError,
+        )
 
         if not value:
             return Rejection(NOT_AVRO, "empty value")
         # The library reads a wrong first byte as a GUID prefix and fails with a message about
         # 16-char strings: the framing is checked here so the reason says what is wrong.
         if header(headers, VALUE_SCHEMA_HEADER) is None and value[0] not in (0, 1):
-            return Rejection(BAD_MAGIC, f"first byte {value[0]}: a Schema Registry framed value starts with 0 "
-                             f"(schema id) or 1 (schema GUID), or names its schema in the {VALUE_SCHEMA_HEADER} header")
+            return Rejection(
+                BAD_MAGIC,
+                f"first byte {value[0]}: a Schema Registry framed value starts with 0 "
+                f"(schema id) or 1 (schema GUID), or names its schema in the {VALUE_SCHEMA_HEADER} header",
+            )
         context = SerializationContext(topic, MessageField.VALUE, list(headers or ()))
         try:
             record = self._deserialize(value, context)
         except SchemaRegistryError as exc:
             return Rejection(UNKNOWN_SCHEMA, f"the registry has no schema for this value: {exc}")
-        except (SerializationError, EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
-            return Rejection(NOT_AVRO, f"not Avro of its schema: {type(exc).__name__} {exc}".strip())
+        except (
+            SerializationError,
+            EOFError,
+            ValueError,
+            TypeError,
+            IndexError,
+            UnicodeDecodeError,
+        ) as exc:
+            return Rejection(
+                NOT_AVRO, f"not Avro of its schema: {type(exc).__name__} {exc}".strip()
+            )
         try:
-            return orjson.dumps(record, default=self._default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+            return orjson.dumps(
+                record, default=self._default, option=orjson.OPT_PASSTHROUGH_DATETIME
+            )
         except TypeError as exc:
             return Rejection(NOT_AVRO, f"an Avro value JSON cannot hold: {exc}")
 
-    def read_batch(self, values: Sequence[bytes | None], topic: str, headers: Sequence[Headers] | None = None
-                   ) -> tuple[list[bytes], list[int], list[tuple[int, Rejection]]]:
+    def read_batch(
+        self, values: Sequence[bytes | None], topic: str, headers: Sequence[Headers] | None = None
+    ) -> tuple[list[bytes], list[int], list[tuple[int, Rejection]]]:
         """(JSON values, their positions in the batch, (position, rejection) of the others)."""
         out, positions, rejected = [], [], []
         for position, value in enumerate(values):

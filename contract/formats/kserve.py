@@ -15,6 +15,7 @@ by feature name; a v1 prediction is a class or number per row, or a list of clas
 per row (then the predicted class is the most probable, the first on a tie, as scikit-learn's
 `predict` picks it).
 """
+
 from __future__ import annotations
 
 import orjson
@@ -26,7 +27,9 @@ from contract.formats.tensors import SHAPE_MISMATCH, Refused, Values
 from contract.rules import MISSING_FIELD, NOT_JSON, NOT_OBJECT, WRONG_TYPE
 from contract.schema import Schema
 
-UNKNOWN_EVENT = "unknown_event"  # reason: a CloudEvent that is neither an inference request nor a response
+UNKNOWN_EVENT = (
+    "unknown_event"  # reason: a CloudEvent that is neither an inference request nor a response
+)
 STRUCTURED = "application/cloudevents"  # content-type of structured mode
 
 
@@ -35,9 +38,14 @@ class KServeDecoder(PairedDecoder):
 
     MODEL_HEADERS = {"request": "ce_inferenceservicename", "response": "ce_inferenceservicename"}
 
-    def __init__(self, schema: Schema, layout: PairedLayout, timestamp_format: str = "epoch_ms") -> None:
+    def __init__(
+        self, schema: Schema, layout: PairedLayout, timestamp_format: str = "epoch_ms"
+    ) -> None:
         super().__init__(schema, layout, timestamp_format)
-        self._types = {layout.request_type.encode(): "request", layout.response_type.encode(): "response"}
+        self._types = {
+            layout.request_type.encode(): "request",
+            layout.response_type.encode(): "response",
+        }
 
     def side(self, topic: str, headers: Headers) -> str | None:
         """From ce_type, whatever the topic (Knative's broker writes both to one)."""
@@ -48,12 +56,18 @@ class KServeDecoder(PairedDecoder):
         if kind is None:
             content_type = header(headers, "content-type") or b""
             if content_type.startswith(STRUCTURED.encode()):
-                raise Refused(UNKNOWN_EVENT, "a structured-mode CloudEvent: KServe's events are read in binary "
-                              "mode (attributes in ce_ headers)")
+                raise Refused(
+                    UNKNOWN_EVENT,
+                    "a structured-mode CloudEvent: KServe's events are read in binary "
+                    "mode (attributes in ce_ headers)",
+                )
             raise Refused(MISSING_FIELD, "no ce_type header: not a CloudEvent in binary mode")
         if self._types.get(kind) != side:
-            raise Refused(UNKNOWN_EVENT, f"ce_type {kind.decode(errors='replace')!r} is not an inference {side} "
-                          f"({self.layout.request_type if side == 'request' else self.layout.response_type})")
+            raise Refused(
+                UNKNOWN_EVENT,
+                f"ce_type {kind.decode(errors='replace')!r} is not an inference {side} "
+                f"({self.layout.request_type if side == 'request' else self.layout.response_type})",
+            )
         if self.layout.body == "oip-v2":
             return json_body(value, side)
         return self._v1(value, side)
@@ -68,7 +82,9 @@ class KServeDecoder(PairedDecoder):
         key = "instances" if side == "request" else "predictions"
         rows = message.get(key)
         if not isinstance(rows, list):
-            raise Refused(MISSING_FIELD if rows is None else WRONG_TYPE, f"a v1 {side} has a list '{key}'")
+            raise Refused(
+                MISSING_FIELD if rows is None else WRONG_TYPE, f"a v1 {side} has a list '{key}'"
+            )
         tensors = self._instances(rows) if side == "request" else self._predictions(rows)
         return Body(message.get("id"), {}, tensors, _same)
 
@@ -77,7 +93,10 @@ class KServeDecoder(PairedDecoder):
         names = [f.name for f in self.schema.features]
         if all(isinstance(row, list) for row in rows):
             if any(len(row) != len(names) for row in rows):
-                raise Refused(SHAPE_MISMATCH, f"a v1 instance is a list of {len(names)} values ({', '.join(names)})")
+                raise Refused(
+                    SHAPE_MISMATCH,
+                    f"a v1 instance is a list of {len(names)} values ({', '.join(names)})",
+                )
             columns = list(zip(*rows)) if rows else [()] * len(names)
         elif all(isinstance(row, dict) for row in rows):
             missing = next((name for row in rows for name in names if name not in row), None)
@@ -85,24 +104,36 @@ class KServeDecoder(PairedDecoder):
                 raise Refused(MISSING_FIELD, f"a v1 instance has no {missing!r}")
             columns = [[row[name] for row in rows] for name in names]
         else:
-            raise Refused(WRONG_TYPE, "v1 instances are all lists (features in schema order) or all objects")
+            raise Refused(
+                WRONG_TYPE, "v1 instances are all lists (features in schema order) or all objects"
+            )
         return {name: _column(name, list(values)) for name, values in zip(names, columns)}
 
     def _predictions(self, rows: list) -> dict[str, Values]:
         layout, classes = self.layout, self.schema.class_texts
         if rows and all(isinstance(row, list) for row in rows):
             if not layout.probabilities:
-                raise Refused(WRONG_TYPE, "v1 predictions are lists (probabilities) but messages.probabilities "
-                              "is not set")
+                raise Refused(
+                    WRONG_TYPE,
+                    "v1 predictions are lists (probabilities) but messages.probabilities "
+                    "is not set",
+                )
             probabilities = _column(layout.probabilities, rows)
             if probabilities.kind not in ("float", "int") or probabilities.k != len(classes):
-                raise Refused(SHAPE_MISMATCH, f"a v1 prediction is {len(classes)} class probabilities")
+                raise Refused(
+                    SHAPE_MISMATCH, f"a v1 prediction is {len(classes)} class probabilities"
+                )
             # scikit-learn's predict is classes_[argmax(predict_proba)]; max() keeps the first on a tie.
             columns = range(len(classes))
             predicted = [classes[max(columns, key=row.__getitem__)] for row in rows]
-            return {layout.prediction: Values("BYTES", len(rows), 1, predicted), layout.probabilities: probabilities}
+            return {
+                layout.prediction: Values("BYTES", len(rows), 1, predicted),
+                layout.probabilities: probabilities,
+            }
         if layout.probabilities:
-            raise Refused(MISSING_FIELD, "messages.probabilities is set but v1 predictions are single values")
+            raise Refused(
+                MISSING_FIELD, "messages.probabilities is set but v1 predictions are single values"
+            )
         return {layout.prediction: _column(layout.prediction, rows)}
 
 
@@ -130,6 +161,9 @@ def _column(name: str, values: list) -> Values:
         datatype = "BYTES"
     else:
         bad = next(type(v).__name__ for v in flat if type(v) not in (int, float, str))
-        raise Refused(WRONG_TYPE, f"{name!r}: v1 values of one column are all numbers, all strings or all "
-                      f"booleans (found a {bad})")
+        raise Refused(
+            WRONG_TYPE,
+            f"{name!r}: v1 values of one column are all numbers, all strings or all "
+            f"booleans (found a {bad})",
+        )
     return Values(datatype, len(values), width, flat)

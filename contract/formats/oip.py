@@ -15,6 +15,7 @@ As MLServer 1.7.1 writes them (measured on the local broker):
   [n, k] flat row-major, columns in the model's `classes_` order (no class names: the schema's
   `classes` must list them in that order).
 """
+
 from __future__ import annotations
 
 from typing import Any, Union
@@ -22,7 +23,15 @@ from typing import Any, Union
 import msgspec
 
 from contract.formats.paired import Body, Headers, PairedDecoder
-from contract.formats.tensors import KINDS, MAX_ROWS, PYTHON, Refused, Values, json_values, matrix_shape
+from contract.formats.tensors import (
+    KINDS,
+    MAX_ROWS,
+    PYTHON,
+    Refused,
+    Values,
+    json_values,
+    matrix_shape,
+)
 from contract.rules import MISSING_FIELD, NOT_JSON, NOT_OBJECT, WRONG_TYPE
 
 
@@ -48,7 +57,10 @@ class JsonResponse(msgspec.Struct, gc=False):
     model_version: Any = None
 
 
-_DECODERS = {"request": msgspec.json.Decoder(JsonRequest), "response": msgspec.json.Decoder(JsonResponse)}
+_DECODERS = {
+    "request": msgspec.json.Decoder(JsonRequest),
+    "response": msgspec.json.Decoder(JsonResponse),
+}
 
 
 # The fast path: every tensor decoded in C by its datatype (a tagged union on "datatype"), flat data
@@ -56,28 +68,53 @@ _DECODERS = {"request": msgspec.json.Decoder(JsonRequest), "response": msgspec.j
 # as a string, a null) goes through JsonTensor's raw data and `json_values`, which accept nested
 # data and name the reason for the rest.
 def _typed_tensor(datatype: str) -> type:
-    return msgspec.defstruct(f"Tensor{datatype}", [("name", str), ("shape", list[int]),
-                                                   ("data", list[PYTHON[KINDS[datatype]]]), ("parameters", Any, None)],
-                             tag_field="datatype", tag=datatype, gc=False)
+    return msgspec.defstruct(
+        f"Tensor{datatype}",
+        [
+            ("name", str),
+            ("shape", list[int]),
+            ("data", list[PYTHON[KINDS[datatype]]]),
+            ("parameters", Any, None),
+        ],
+        tag_field="datatype",
+        tag=datatype,
+        gc=False,
+    )
 
 
 _TYPED = tuple(_typed_tensor(datatype) for datatype in KINDS)
-_TAGS = {struct: struct.__struct_config__.tag for struct in _TYPED}  # (__struct_config__ is built per access)
+_TAGS = {
+    struct: struct.__struct_config__.tag for struct in _TYPED
+}  # (__struct_config__ is built per access)
 _TypedTensor = Union[_TYPED]  # noqa: UP007 (a runtime union of Struct types)
 _TYPED_DECODERS = {
-    "request": msgspec.json.Decoder(msgspec.defstruct("TypedRequest", [("inputs", list[_TypedTensor]),
-                                                                       ("id", Any, None), ("parameters", Any, None)],
-                                                      gc=False)),
-    "response": msgspec.json.Decoder(msgspec.defstruct("TypedResponse", [("outputs", list[_TypedTensor]),
-                                                                         ("id", Any, None), ("parameters", Any, None)],
-                                                       gc=False)),
+    "request": msgspec.json.Decoder(
+        msgspec.defstruct(
+            "TypedRequest",
+            [("inputs", list[_TypedTensor]), ("id", Any, None), ("parameters", Any, None)],
+            gc=False,
+        )
+    ),
+    "response": msgspec.json.Decoder(
+        msgspec.defstruct(
+            "TypedResponse",
+            [("outputs", list[_TypedTensor]), ("id", Any, None), ("parameters", Any, None)],
+            gc=False,
+        )
+    ),
 }
 
 
 def _typed_values(tensor: Any) -> Values:
     shape, data = tensor.shape, tensor.data
-    if len(shape) == 1 and shape[0] == len(data) or len(shape) == 2 and shape[0] * shape[1] == len(data) and \
-            shape[1] > 0 and shape[0] >= 0:
+    if (
+        len(shape) == 1
+        and shape[0] == len(data)
+        or len(shape) == 2
+        and shape[0] * shape[1] == len(data)
+        and shape[1] > 0
+        and shape[0] >= 0
+    ):
         n = shape[0]
         if n <= MAX_ROWS:
             return Values(_TAGS[type(tensor)], n, shape[1] if len(shape) == 2 else 1, data)
@@ -121,7 +158,10 @@ def _refusal(value: bytes, side: str, exc: msgspec.ValidationError) -> Refused:
 class OipDecoder(PairedDecoder):
     """MLServer's Kafka mode: OIP JSON requests and responses on their own topics."""
 
-    MODEL_HEADERS = {"request": "mlserver-model", "response": "Ce-Modelid"}  # as MLServer 1.7.1 writes them
+    MODEL_HEADERS = {
+        "request": "mlserver-model",
+        "response": "Ce-Modelid",
+    }  # as MLServer 1.7.1 writes them
 
     def body(self, value: bytes, headers: Headers, side: str) -> Body:
         return json_body(value, side)

@@ -5,10 +5,12 @@
 `ResponseRows` per message: the message's id and its rows start..start+n-1, read as views. The join
 (`monitor.pairing`) gathers whole batches by index arrays instead of slicing per message.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 

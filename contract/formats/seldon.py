@@ -17,6 +17,7 @@ modules: FastAPI, pandas, OpenTelemetry); tritonclient's imports grpcio and prot
 A tensor's values are in `contents.<type>_contents` or, when the client sent raw bytes, in
 `raw_input_contents[i]` / `raw_output_contents[i]` (little-endian; BYTES as 4-byte length + bytes).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,12 +30,34 @@ from contract.rules import WRONG_TYPE
 
 NOT_PROTOBUF = "not_protobuf"  # reason
 
-_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
-_RAW = {"BOOL": "<?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1",
-        "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_RAW = {
+    "BOOL": "<?",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
 
 
 def _messages() -> Any:
@@ -62,7 +85,9 @@ def proto_values(tensor: Any, raw: bytes | None) -> Values:
         if not len(contents) and tensor.HasField("contents"):
             other = next((f.name for f, v in tensor.contents.ListFields() if len(v)), None)
             if other is not None:
-                raise Refused(WRONG_TYPE, f"tensor {name!r} is {datatype} but its values are in {other}")
+                raise Refused(
+                    WRONG_TYPE, f"tensor {name!r} is {datatype} but its values are in {other}"
+                )
         values = _texts(name, list(contents)) if kind == "bytes" else list(contents)
     n, k = matrix_shape(name, list(tensor.shape), len(values))
     return Values(datatype, n, k, values)
@@ -79,14 +104,17 @@ def _raw(name: str, datatype: str, raw: bytes) -> list:
     if datatype != "BYTES":
         size = np.dtype(_RAW[datatype]).itemsize
         if len(raw) % size:
-            raise Refused(SHAPE_MISMATCH, f"tensor {name!r}: {len(raw)} raw bytes are not whole {datatype} values")
+            raise Refused(
+                SHAPE_MISMATCH,
+                f"tensor {name!r}: {len(raw)} raw bytes are not whole {datatype} values",
+            )
         return np.frombuffer(raw, _RAW[datatype]).tolist()
     items, at = [], 0
     while at < len(raw):
         if at + 4 > len(raw):
             raise Refused(SHAPE_MISMATCH, f"tensor {name!r}: raw BYTES cut inside a length prefix")
-        length = int.from_bytes(raw[at:at + 4], "little")
-        items.append(raw[at + 4:at + 4 + length])
+        length = int.from_bytes(raw[at : at + 4], "little")
+        items.append(raw[at + 4 : at + 4 + length])
         at += 4 + length
         if at > len(raw):
             raise Refused(SHAPE_MISMATCH, f"tensor {name!r}: raw BYTES cut inside a value")
@@ -106,14 +134,19 @@ class SeldonDecoder(PairedDecoder):
         except DecodeError as exc:
             raise Refused(NOT_PROTOBUF, f"not a {type(message).__name__}: {exc}") from None
         tensors = message.inputs if side == "request" else message.outputs
-        raws = list(message.raw_input_contents if side == "request" else message.raw_output_contents)
+        raws = list(
+            message.raw_input_contents if side == "request" else message.raw_output_contents
+        )
         if raws and len(raws) != len(tensors):
             raise Refused(SHAPE_MISMATCH, f"{len(raws)} raw contents for {len(tensors)} tensors")
         parameters = {key: _parameter(v) for key, v in message.parameters.items()}
-        return Body(message.id or None, parameters,
-                    {t.name: (t, raws[i] if raws else None) for i, t in enumerate(tensors)}, _values)
+        return Body(
+            message.id or None,
+            parameters,
+            {t.name: (t, raws[i] if raws else None) for i, t in enumerate(tensors)},
+            _values,
+        )
 
 
 def _values(tensor_and_raw: tuple[Any, bytes | None]) -> Values:
     return proto_values(*tensor_and_raw)
-

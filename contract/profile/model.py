@@ -4,6 +4,7 @@ column's type, the model's outputs and the event time (see the package doc for t
 The helpers here read a column's values the way every rule does: its kind (float, integer,
 boolean, string), its empty rows, whether its numbers are whole, and values as a schema lists
 them (`scalar` writes one as YAML would read it back)."""
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ class Options:
     numeric: tuple[str, ...] = ()
     max_integer_categories: int = MAX_INTEGER_CATEGORIES
     max_categories: int = MAX_CATEGORIES
-    probabilities: tuple[str, ...] = ()  # the reference's probability columns; (): found by name and values
+    probabilities: tuple[
+        str, ...
+    ] = ()  # the reference's probability columns; (): found by name and values
     timestamp_format: str | None = None  # None: inferred from the --ts column's values
 
 
@@ -54,7 +57,9 @@ class Column:
     type: str  # numeric | categorical
     categories: tuple[Any, ...] = ()
     observed: tuple[Any, Any] | None = None
-    type_note: str | None = None  # why an integer got its type, and how to change it (above the entry)
+    type_note: str | None = (
+        None  # why an integer got its type, and how to change it (above the entry)
+    )
     notes: tuple[str, ...] = ()  # what the data says about it (below the entry)
 
 
@@ -64,23 +69,35 @@ class Profile:
     target: str
     prediction: str
     features: tuple[Column, ...]
-    not_features: tuple[tuple[str, str], ...]  # (column, what it is): the id, the event time, probabilities
-    left_out: tuple[tuple[str, str], ...]  # (column, why it was left out): a decision the user may revisit
+    not_features: tuple[
+        tuple[str, str], ...
+    ]  # (column, what it is): the id, the event time, probabilities
+    left_out: tuple[
+        tuple[str, str], ...
+    ]  # (column, why it was left out): a decision the user may revisit
     rows: int
     classes: tuple[Any, ...] = ()
-    probabilities: tuple[tuple[Any, str], ...] = ()  # (class, reference column) of the class probabilities
+    probabilities: tuple[
+        tuple[Any, str], ...
+    ] = ()  # (class, reference column) of the class probabilities
     probability_note: str | None = None  # how the probability columns were found
     task_note: str | None = None  # how the task was inferred (None when --task gave it)
     target_observed: tuple[float, float] | None = None  # regression
     timestamp_format: str = "epoch_ms"
-    timestamp_note: str | None = None  # how the format was told (from the --ts column's values, or assumed)
+    timestamp_note: str | None = (
+        None  # how the format was told (from the --ts column's values, or assumed)
+    )
 
     @property
     def scorer_probabilities(self) -> bool:
         """Every class has a proba_<class> column: what `scorer reference` writes."""
-        return bool(self.probabilities) and len(self.probabilities) == len(self.classes) and all(
-            column == PROBABILITY_PREFIX + category_text(c) for c, column in self.probabilities)
-
+        return (
+            bool(self.probabilities)
+            and len(self.probabilities) == len(self.classes)
+            and all(
+                column == PROBABILITY_PREFIX + category_text(c) for c, column in self.probabilities
+            )
+        )
 
 
 # -- reading a column --------------------------------------------------------------------------------
@@ -122,7 +139,6 @@ def natives(values: pd.Series, kind: str) -> list[Any]:
     return [convert(v) for v in values.tolist()]
 
 
-
 def scalar(value: Any) -> str:
     """A category, class or bound; strings always quoted, so no, yes and 1.0 stay strings."""
     if isinstance(value, bool):
@@ -139,5 +155,3 @@ def scalar(value: Any) -> str:
 
 def shown(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
-
-

@@ -1,5 +1,6 @@
 """The model's side of a reference: the task, the classes, the probability columns and the
 event-time format, each inferred with the reason written into the schema file's comments."""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contract.profile.model import (EPOCH_S_RANGE, Options, ProfileError, integral, kind_of, natives, scalar, shown)
+from contract.profile.model import (
+    EPOCH_S_RANGE,
+    Options,
+    ProfileError,
+    integral,
+    kind_of,
+    natives,
+    scalar,
+    shown,
+)
 from contract.rules import MAX_CATEGORY_LENGTH, FieldRule, InvalidRecord, category_text
 from contract.schema import PROBABILITY_PREFIX
 
@@ -24,20 +34,31 @@ def task_of(target: pd.Series, prediction: pd.Series, options: Options) -> tuple
     if kind in ("string", "boolean"):
         return "classification", f"the target holds {kind}s"
     if kind not in ("integer", "float"):
-        raise ProfileError(f"target {options.target!r}: its values ({target.dtype}) are neither numbers, strings nor booleans")
+        raise ProfileError(
+            f"target {options.target!r}: its values ({target.dtype}) are neither numbers, strings nor booleans"
+        )
     limit = options.max_integer_categories
 
     def few_whole(values: pd.Series) -> bool:
-        return kind_of(values) in ("integer", "float") and integral(values) and int(values.nunique()) <= limit
+        return (
+            kind_of(values) in ("integer", "float")
+            and integral(values)
+            and int(values.nunique()) <= limit
+        )
 
     if few_whole(target) and few_whole(prediction):
         shown = ", ".join(scalar(v) for v in sorted(set(target.tolist()))[:5])
         what = "an integer" if kind == "integer" else "whole numbers"
-        return "classification", (f"the target holds {what} with {int(target.nunique())} distinct values ({shown}) "
-                                  f"and so does the prediction: classes (at most {limit}, --max-integer-categories)")
+        return "classification", (
+            f"the target holds {what} with {int(target.nunique())} distinct values ({shown}) "
+            f"and so does the prediction: classes (at most {limit}, --max-integer-categories)"
+        )
     if kind == "integer":
-        return "regression", ("the target is an integer with many values" if not few_whole(target)
-                              else "the target holds few whole numbers but the prediction does not")
+        return "regression", (
+            "the target is an integer with many values"
+            if not few_whole(target)
+            else "the target holds few whole numbers but the prediction does not"
+        )
     if few_whole(target):
         return "regression", "the target holds few whole numbers but the prediction does not"
     return "regression", "the target is a float"
@@ -51,20 +72,28 @@ def classes_of(frame: pd.DataFrame, options: Options) -> tuple[Any, ...]:
         kind = kind_of(column_values)
         if kind == "float":
             if not integral(column_values):
-                raise ProfileError(f"--task classification: column {column!r} holds fractional numbers "
-                                   f"({column_values.iloc[0]!r}, ...), not classes")
+                raise ProfileError(
+                    f"--task classification: column {column!r} holds fractional numbers "
+                    f"({column_values.iloc[0]!r}, ...), not classes"
+                )
             kind = "integer"
         if kind is None:
-            raise ProfileError(f"column {column!r}: its values ({column_values.dtype}) are not classes "
-                               "(strings, integers or booleans)")
+            raise ProfileError(
+                f"column {column!r}: its values ({column_values.dtype}) are not classes "
+                "(strings, integers or booleans)"
+            )
         kinds.add(kind)
         values += natives(column_values, kind)
     if len(kinds) > 1:
-        raise ProfileError(f"the target {options.target!r} and the prediction {options.prediction!r} hold different kinds of "
-                           f"classes ({' and '.join(sorted(kinds))}): write both the same way")
+        raise ProfileError(
+            f"the target {options.target!r} and the prediction {options.prediction!r} hold different kinds of "
+            f"classes ({' and '.join(sorted(kinds))}): write both the same way"
+        )
     classes = tuple(sorted(set(values)))
     if len(classes) < 2:
-        raise ProfileError(f"the target and prediction columns hold one class ({scalar(classes[0])}): a classifier needs 2")
+        raise ProfileError(
+            f"the target and prediction columns hold one class ({scalar(classes[0])}): a classifier needs 2"
+        )
     if any(isinstance(c, str) and len(c) > MAX_CATEGORY_LENGTH for c in classes):
         raise ProfileError(f"a class is longer than {MAX_CATEGORY_LENGTH} characters")
     return classes
@@ -72,46 +101,77 @@ def classes_of(frame: pd.DataFrame, options: Options) -> tuple[Any, ...]:
 
 def is_probability(values: pd.Series) -> bool:
     numbers = pd.to_numeric(values, errors="coerce")
-    return kind_of(values) == "float" and not numbers.isna().any() and bool(((numbers >= 0) & (numbers <= 1)).all())
+    return (
+        kind_of(values) == "float"
+        and not numbers.isna().any()
+        and bool(((numbers >= 0) & (numbers <= 1)).all())
+    )
 
 
 def class_in_name(column: str, classes: tuple[Any, ...]) -> Any | None:
     """The one class whose text ends the column's name after a separator (p_yes, proba_1, yes_prob
     begins it), or None."""
     lower = column.lower()
-    found = [c for c in classes if re.search(rf"(^|[^a-z0-9]){re.escape(category_text(c).lower())}([^a-z0-9]|$)", lower)]
+    found = [
+        c
+        for c in classes
+        if re.search(rf"(^|[^a-z0-9]){re.escape(category_text(c).lower())}([^a-z0-9]|$)", lower)
+    ]
     return found[0] if len(found) == 1 else None
 
 
-def positive_class(frame: pd.DataFrame, column: str, prediction: str, classes: tuple[Any, ...]) -> tuple[Any, str]:
+def positive_class(
+    frame: pd.DataFrame, column: str, prediction: str, classes: tuple[Any, ...]
+) -> tuple[Any, str]:
     """Which class a binary model's one probability column belongs to: the one predicted where it is high."""
     p = pd.to_numeric(frame[column]).to_numpy(np.float64)
-    predicted = np.array([category_text(int(v) if isinstance(v, float) and v.is_integer() else v)
-                          for v in frame[prediction].tolist()], dtype=object)
-    means = [float(p[predicted == category_text(c)].mean()) if (predicted == category_text(c)).any() else math.nan
-             for c in classes]
+    predicted = np.array(
+        [
+            category_text(int(v) if isinstance(v, float) and v.is_integer() else v)
+            for v in frame[prediction].tolist()
+        ],
+        dtype=object,
+    )
+    means = [
+        float(p[predicted == category_text(c)].mean())
+        if (predicted == category_text(c)).any()
+        else math.nan
+        for c in classes
+    ]
     if any(math.isnan(m) for m in means) or means[0] == means[1]:
-        raise ProfileError(f"column {column!r}: cannot tell which class it is the probability of (the model predicts "
-                           f"one class only): name it proba_<class>")
+        raise ProfileError(
+            f"column {column!r}: cannot tell which class it is the probability of (the model predicts "
+            f"one class only): name it proba_<class>"
+        )
     positive = classes[int(np.argmax(means))]
-    return positive, (f"{column} is the probability of class {scalar(positive)} (mean {max(means):.2f} where the "
-                      f"prediction is {scalar(positive)}, {min(means):.2f} elsewhere); the other class's is 1 - p")
+    return positive, (
+        f"{column} is the probability of class {scalar(positive)} (mean {max(means):.2f} where the "
+        f"prediction is {scalar(positive)}, {min(means):.2f} elsewhere); the other class's is 1 - p"
+    )
 
 
-def probabilities_of(frame: pd.DataFrame, classes: tuple[Any, ...], options: Options
-                   ) -> tuple[tuple[tuple[Any, str], ...], str | None, tuple[str, ...]]:
+def probabilities_of(
+    frame: pd.DataFrame, classes: tuple[Any, ...], options: Options
+) -> tuple[tuple[tuple[Any, str], ...], str | None, tuple[str, ...]]:
     """((class, column) of the class probabilities, how they were found, columns that look like
     probabilities but fit no class)."""
-    columns = [c for c in map(str, frame.columns)
-               if c not in (options.target, options.prediction, options.id, options.ts)]
+    columns = [
+        c
+        for c in map(str, frame.columns)
+        if c not in (options.target, options.prediction, options.id, options.ts)
+    ]
     scorer = {c: PROBABILITY_PREFIX + category_text(c) for c in classes}
     if not options.probabilities and all(column in columns for column in scorer.values()):
         return tuple(scorer.items()), "proba_<class> columns, as `scorer reference` writes them", ()
     given = options.probabilities
-    candidates = list(given) or [c for c in columns if "prob" in c.lower() and is_probability(frame[c])]
+    candidates = list(given) or [
+        c for c in columns if "prob" in c.lower() and is_probability(frame[c])
+    ]
     for column in given:
         if not is_probability(frame[column]):
-            raise ProfileError(f"--probabilities {column}: the column holds values outside [0, 1] or not numbers")
+            raise ProfileError(
+                f"--probabilities {column}: the column holds values outside [0, 1] or not numbers"
+            )
     if not candidates:
         return (), None, ()
     how = "--probabilities" if given else "named like a probability, values in [0, 1]"
@@ -121,10 +181,16 @@ def probabilities_of(frame: pd.DataFrame, classes: tuple[Any, ...], options: Opt
     named = {column: class_in_name(column, classes) for column in candidates}
     found = {cls: column for column, cls in named.items() if cls is not None}
     if len(found) == len(classes) == len(candidates):
-        return tuple((c, found[c]) for c in classes), f"one column per class, the class in its name ({how})", ()
+        return (
+            tuple((c, found[c]) for c in classes),
+            f"one column per class, the class in its name ({how})",
+            (),
+        )
     if given:
-        raise ProfileError(f"--probabilities {','.join(given)}: give one column (a binary model's positive class) or one "
-                           f"per class with the class in its name (classes: {', '.join(map(scalar, classes))})")
+        raise ProfileError(
+            f"--probabilities {','.join(given)}: give one column (a binary model's positive class) or one "
+            f"per class with the class in its name (classes: {', '.join(map(scalar, classes))})"
+        )
     return (), None, tuple(candidates)
 
 
@@ -132,22 +198,31 @@ def timestamp_format_of(frame: pd.DataFrame, options: Options) -> tuple[str, str
     """The event-time format (epoch_ms, epoch_s, iso8601) from the --ts column, and how it was told;
     ProfileError with an example value when the values fit none (or not the one --timestamp-format gave)."""
     if options.ts not in frame.columns:
-        return options.timestamp_format or "epoch_ms", (None if options.timestamp_format else
-                                                        f"the reference has no {options.ts} column: epoch_ms assumed")
+        return options.timestamp_format or "epoch_ms", (
+            None
+            if options.timestamp_format
+            else f"the reference has no {options.ts} column: epoch_ms assumed"
+        )
     values = frame[options.ts]
     if values.isna().any():
-        raise ProfileError(f"--ts {options.ts}: the column is empty in {int(values.isna().sum())} of {len(values)} rows")
+        raise ProfileError(
+            f"--ts {options.ts}: the column is empty in {int(values.isna().sum())} of {len(values)} rows"
+        )
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         inferred, example = "iso8601", values.iloc[0]
     else:
         inferred, example = format_of(values.tolist())
     if inferred is None:
-        raise ProfileError(f"--ts {options.ts}: cannot tell the time format from its values (e.g. {shown(example)}): "
-                           "write epoch seconds, epoch milliseconds or ISO 8601 date-times, or give "
-                           "--timestamp-format")
+        raise ProfileError(
+            f"--ts {options.ts}: cannot tell the time format from its values (e.g. {shown(example)}): "
+            "write epoch seconds, epoch milliseconds or ISO 8601 date-times, or give "
+            "--timestamp-format"
+        )
     if options.timestamp_format and options.timestamp_format != inferred:
-        raise ProfileError(f"--timestamp-format {options.timestamp_format}: the {options.ts} column holds {inferred} "
-                           f"values (e.g. {shown(example)})")
+        raise ProfileError(
+            f"--timestamp-format {options.timestamp_format}: the {options.ts} column holds {inferred} "
+            f"values (e.g. {shown(example)})"
+        )
     if options.timestamp_format:
         return inferred, None
     return inferred, f"inferred from the {options.ts} column's values, e.g. {shown(example)}"
@@ -163,7 +238,11 @@ def format_of(values: list[Any]) -> tuple[str | None, Any]:
             except InvalidRecord:
                 return None, value
         return "iso8601", values[0]
-    numbers = [v for v in values if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)]
+    numbers = [
+        v
+        for v in values
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    ]
     if len(numbers) < len(values):
         return None, next(v for v in values if v not in numbers)
     array = np.asarray(numbers, np.float64)

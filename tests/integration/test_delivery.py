@@ -1,4 +1,5 @@
 """The scorer's delivery accounting against the real broker, with a producer that reports failures only."""
+
 from __future__ import annotations
 
 import time
@@ -22,16 +23,27 @@ class SourceMessage:
 
     offset_: int
 
-    def topic(self) -> str: return "features"
-    def partition(self) -> int: return 0
-    def offset(self) -> int: return self.offset_
-    def value(self) -> bytes: return b"not json"
-    def key(self) -> bytes: return b"k"
+    def topic(self) -> str:
+        return "features"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def value(self) -> bytes:
+        return b"not json"
+
+    def key(self) -> bytes:
+        return b"k"
 
 
 def count_messages(bootstrap: str, topic: str, expected: int) -> int:
     """Messages in the topic: read until `expected` are in, then 1 s more for any extra."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
@@ -46,8 +58,10 @@ def count_messages(bootstrap: str, topic: str, expected: int) -> int:
 
 
 def scored(count: int, rejected: int) -> tuple[ScoredBatch, list[SourceMessage]]:
-    batch = ScoredBatch(predictions=[(f"id-{i}", b'{"prediction": %d}' % i) for i in range(count)],
-                        rejections=[(i, Rejection("not_json", "test")) for i in range(rejected)])
+    batch = ScoredBatch(
+        predictions=[(f"id-{i}", b'{"prediction": %d}' % i) for i in range(count)],
+        rejections=[(i, Rejection("not_json", "test")) for i in range(rejected)],
+    )
     return batch, [SourceMessage(i) for i in range(rejected)]
 
 

@@ -7,6 +7,7 @@ space, records 5-10 minutes apart in event time, labels published right after th
 
 Three partitions per topic, keyed by id: the monitor reads runs of one partition at a time, so the
 label join's clocks are tested per partition too."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,15 @@ from confluent_kafka.admin import AdminClient
 
 from devstack.broker import free_port
 from tests import foreign
-from tests.support import KafkaEnv, Samples, flagged, scrape, stop_process, wait_for_log, wait_monitored
+from tests.support import (
+    KafkaEnv,
+    Samples,
+    flagged,
+    scrape,
+    stop_process,
+    wait_for_log,
+    wait_monitored,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -38,8 +47,20 @@ def profiled(tmp_path_factory, broker) -> dict[str, tuple[Path, Path]]:
         foreign.reference(task).to_csv(reference, index=False)
         schema = folder / f"loans-{task}.yaml"
         made = KafkaEnv(broker.bootstrap, "unused", folder).run(
-            "monitor", "profile", str(reference), "--target", target, "--prediction", "y_pred", "--id", "loan_id",
-            "--ts", "event_time", "-o", str(schema))
+            "monitor",
+            "profile",
+            str(reference),
+            "--target",
+            target,
+            "--prediction",
+            "y_pred",
+            "--id",
+            "loan_id",
+            "--ts",
+            "event_time",
+            "-o",
+            str(schema),
+        )
         assert made.returncode == 0, made.stderr.decode()
         out[task] = (schema, reference)
     return out
@@ -54,19 +75,36 @@ def publish(kafka: KafkaEnv, predictions: list[dict], labels: list[dict]) -> Non
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
     for start in range(0, len(predictions), CHUNK):
         for topic, messages in zip(topics, (predictions, labels)):
-            for message in messages[start:start + CHUNK]:
+            for message in messages[start : start + CHUNK]:
                 producer.produce(topic, orjson.dumps(message), key=message["loan_id"])
             assert producer.flush(30) == 0
 
 
-def monitored(kafka: KafkaEnv, tmp_path: Path, schema: Path, reference: Path, scenario: str, *args: str) -> Samples:
+def monitored(
+    kafka: KafkaEnv, tmp_path: Path, schema: Path, reference: Path, scenario: str, *args: str
+) -> Samples:
     """The monitor's /metrics (model label dropped) once it holds every prediction and label of the stream."""
     task = "classification" if "classification" in schema.name else "regression"
     predictions, labels = foreign.stream(task, RECORDS, seed=7, scenario=scenario, onset=ONSET)
     port, log = free_port(), tmp_path / "monitor.log"
-    monitor = kafka.start("monitor", "run", "--schema", str(schema), "--reference", str(reference), "--group",
-                          f"monitor-{kafka.suffix}", "--metrics-host", "127.0.0.1", "--metrics-port", str(port), *args,
-                          log=log, MODEL_DIR="/nonexistent", TOPIC_PARTITIONS=str(PARTITIONS))
+    monitor = kafka.start(
+        "monitor",
+        "run",
+        "--schema",
+        str(schema),
+        "--reference",
+        str(reference),
+        "--group",
+        f"monitor-{kafka.suffix}",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        *args,
+        log=log,
+        MODEL_DIR="/nonexistent",
+        TOPIC_PARTITIONS=str(PARTITIONS),
+    )
     try:
         wait_for_log(log, "monitoring ")
         publish(kafka, predictions, labels)
@@ -84,7 +122,9 @@ def every_label_joined(samples: Samples) -> None:
     assert samples[("monitor_expired_joins_total", (("side", "predictions"),))] == 0
     assert samples[("monitor_expired_joins_total", (("side", "labels"),))] == 0
     assert samples[("monitor_pending_joins", ())] == 0
-    assert all(v == 0 for (name, _), v in samples.items() if name == "monitor_invalid_records_total")
+    assert all(
+        v == 0 for (name, _), v in samples.items() if name == "monitor_invalid_records_total"
+    )
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
@@ -92,7 +132,11 @@ def test_a_calm_log_flags_nothing_and_every_label_joins(kafka, tmp_path, profile
     samples = monitored(kafka, tmp_path, *profiled[task], "none")
     every_label_joined(samples)
     assert flagged(samples) == dict.fromkeys(FEATURES, 0)
-    for counter in ("drift_dataset_detections_total", "prediction_drift_detections_total", "concept_drift_detections_total"):
+    for counter in (
+        "drift_dataset_detections_total",
+        "prediction_drift_detections_total",
+        "concept_drift_detections_total",
+    ):
         assert samples[(counter, ())] == 0, counter
     assert not math.isnan(samples[("concept_drift", ())])
     assert samples[("window_records", ())] == 1000
@@ -111,14 +155,21 @@ def test_a_drop_in_accuracy_fires_concept_drift(kafka, tmp_path, profiled, task)
     samples = monitored(kafka, tmp_path, *profiled[task], "flip")
     every_label_joined(samples)
     assert flagged(samples) == dict.fromkeys(FEATURES, 0)
-    assert samples[("concept_drift_detections_total", ())] > 0 and samples[("concept_drift_detected", ())] == 1
+    assert (
+        samples[("concept_drift_detections_total", ())] > 0
+        and samples[("concept_drift_detected", ())] == 1
+    )
 
 
 def test_a_tumbling_window_keeps_its_concept_gauges(kafka, tmp_path, profiled):
     """--window equal to --step, as batch tools chunk data: the concept gauges report the last
     complete window, labels included, instead of emptying at every step."""
-    samples = monitored(kafka, tmp_path, *profiled["classification"], "flip", "--window", "1000", "--step", "1000")
+    samples = monitored(
+        kafka, tmp_path, *profiled["classification"], "flip", "--window", "1000", "--step", "1000"
+    )
     every_label_joined(samples)
     assert samples[("window_records", ())] == 1000
-    assert not math.isnan(samples[("concept_drift", ())]) and not math.isnan(samples[("rolling_error_rate", ())])
+    assert not math.isnan(samples[("concept_drift", ())]) and not math.isnan(
+        samples[("rolling_error_rate", ())]
+    )
     assert samples[("concept_drift_detections_total", ())] > 0

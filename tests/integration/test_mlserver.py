@@ -11,6 +11,7 @@ this stack each have a test at the end (see devstack/mlserver.py).
 MLServer runs from its own venv (`make mlserver`, which `make test` runs first); without it these tests fail.
 About 40-60 s on a 2-core machine, most of it MLServer's start.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -54,21 +55,30 @@ def expected_batch(frame: pd.DataFrame, schema, ids: list[str], ts: list[int]) -
     """The rows sent, as today's JSON path would see them from our own scorer's messages."""
     messages = []
     for row, ident, when in zip(frame.to_dict("records"), ids, ts):
-        message = {"id": ident, "ts": when, "prediction": row["prediction"],
-                   "features": {f: row[f] for f in schema.feature_names}}
+        message = {
+            "id": ident,
+            "ts": when,
+            "prediction": row["prediction"],
+            "features": {f: row[f] for f in schema.feature_names},
+        }
         if schema.classification:
             message["probabilities"] = {c: row[f"proba_{c}"] for c in schema.class_texts}
         messages.append(message)
-    return PredictionBatch.from_messages(messages, schema.numeric, schema.categorical,
-                                         classification=schema.classification)
+    return PredictionBatch.from_messages(
+        messages, schema.numeric, schema.categorical, classification=schema.classification
+    )
 
 
 def sorted_batch(batch: PredictionBatch) -> PredictionBatch:
     order = np.argsort(batch.ids.astype(str), kind="stable")
-    return PredictionBatch(batch.ids[order], batch.ts[order], batch.predictions[order],
-                           {c: v[order] for c, v in batch.numeric.items()},
-                           {c: v[order] for c, v in batch.categorical.items()},
-                           {c: v[order] for c, v in batch.probabilities.items()})
+    return PredictionBatch(
+        batch.ids[order],
+        batch.ts[order],
+        batch.predictions[order],
+        {c: v[order] for c, v in batch.numeric.items()},
+        {c: v[order] for c, v in batch.categorical.items()},
+        {c: v[order] for c, v in batch.probabilities.items()},
+    )
 
 
 def assert_same(actual: PredictionBatch, expected: PredictionBatch) -> None:
@@ -82,11 +92,14 @@ def assert_same(actual: PredictionBatch, expected: PredictionBatch) -> None:
     assert actual.numeric.keys() == expected.numeric.keys()
     for name in expected.numeric:
         assert actual.numeric[name].tolist() == expected.numeric[name].tolist(), name
-    assert {c: v.tolist() for c, v in actual.categorical.items()} == \
-           {c: v.tolist() for c, v in expected.categorical.items()}
+    assert {c: v.tolist() for c, v in actual.categorical.items()} == {
+        c: v.tolist() for c, v in expected.categorical.items()
+    }
     assert actual.probabilities.keys() == expected.probabilities.keys()
     for name in expected.probabilities:
-        np.testing.assert_allclose(actual.probabilities[name], expected.probabilities[name], rtol=1e-12)
+        np.testing.assert_allclose(
+            actual.probabilities[name], expected.probabilities[name], rtol=1e-12
+        )
 
 
 def join(decoder, layout_, requests, responses) -> tuple[PredictionBatch, RowJoin]:
@@ -116,18 +129,35 @@ def mlserver_traffic(broker, model_dir, affairs_dir, tmp_path_factory):
     suffix = uuid.uuid4().hex[:8]
     requests_topic, responses_topic = f"mlserver-in-{suffix}", f"mlserver-out-{suffix}"
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    for future in admin.create_topics([NewTopic(requests_topic, 3, 1), NewTopic(responses_topic, 3, 1)]).values():
+    for future in admin.create_topics(
+        [NewTopic(requests_topic, 3, 1), NewTopic(responses_topic, 3, 1)]
+    ).values():
         future.result()
     folder = tmp_path_factory.mktemp("mlserver")
-    server = start_mlserver([ServedModel("diamonds", model_dir / "model.joblib"),
-                             ServedModel("affairs", affairs_dir / "model.joblib")],
-                            broker.bootstrap, requests_topic, responses_topic, folder / "repository",
-                            log_path=folder / "mlserver.log")
+    server = start_mlserver(
+        [
+            ServedModel("diamonds", model_dir / "model.joblib"),
+            ServedModel("affairs", affairs_dir / "model.joblib"),
+        ],
+        broker.bootstrap,
+        requests_topic,
+        responses_topic,
+        folder / "repository",
+        log_path=folder / "mlserver.log",
+    )
     try:
-        examples = {"diamonds": (model_dir, ["predict"]), "affairs": (affairs_dir, ["predict", "predict_proba"])}
-        frames = {name: pd.read_csv(home / "reference.csv").head(60) for name, (home, _) in examples.items()}
+        examples = {
+            "diamonds": (model_dir, ["predict"]),
+            "affairs": (affairs_dir, ["predict", "predict_proba"]),
+        }
+        frames = {
+            name: pd.read_csv(home / "reference.csv").head(60)
+            for name, (home, _) in examples.items()
+        }
         schemas = {name: load_schema(home / "schema.yaml") for name, (home, _) in examples.items()}
-        warm = oip_request(frames["diamonds"][list(schemas["diamonds"].feature_names)].head(1), "", ["predict"])
+        warm = oip_request(
+            frames["diamonds"][list(schemas["diamonds"].feature_names)].head(1), "", ["predict"]
+        )
         probes = set(probe(broker.bootstrap, server, "diamonds", warm))
 
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
@@ -137,21 +167,33 @@ def mlserver_traffic(broker, model_dir, affairs_dir, tmp_path_factory):
             ids, ts, start, k = [], [], 0, 0
             while start < len(frame):
                 size = SIZES[k % len(SIZES)]
-                part = frame.iloc[start:start + size]
+                part = frame.iloc[start : start + size]
                 ident, when = f"{name}-{k}", T0 + 1000 * k
                 body = oip_request(part[list(schema.feature_names)], ident, outputs)
                 # Every other request names its id only in the body: MLServer's id is the key, else the body id.
                 key = ident.encode() if k % 2 == 0 else None
-                producer.produce(requests_topic, json.dumps(body).encode(), key=key, timestamp=when,
-                                 headers=[("mlserver-model", name.encode())])
+                producer.produce(
+                    requests_topic,
+                    json.dumps(body).encode(),
+                    key=key,
+                    timestamp=when,
+                    headers=[("mlserver-model", name.encode())],
+                )
                 ids += [f"{ident}:{row}" for row in range(len(part))]
                 ts += [when] * len(part)
                 start, k, count = start + size, k + 1, count + 1
             sent[name] = (frame, ids, ts)
         producer.flush(30)
 
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"test-{suffix}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": f"test-{suffix}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
         consumer.subscribe([requests_topic, responses_topic])
         messages = {requests_topic: [], responses_topic: []}
         deadline = time.monotonic() + 90
@@ -163,15 +205,25 @@ def mlserver_traffic(broker, model_dir, affairs_dir, tmp_path_factory):
                 messages[m.topic()].append(m)
                 answered += m.topic() == responses_topic
         consumer.close()
-        assert answered == count, f"MLServer answered {answered} of {count} requests (log: {folder / 'mlserver.log'})"
+        assert answered == count, (
+            f"MLServer answered {answered} of {count} requests (log: {folder / 'mlserver.log'})"
+        )
         traffic = {}
         for name in examples:
-            def mine(m, name=name):
-                return json.loads(m.value()).get("id", "").startswith(f"{name}-") or \
-                    (m.key() or b"").decode().startswith(f"{name}-")
 
-            as_tuples = [[(m.value(), m.key(), m.headers(), m.timestamp()[1]) for m in messages[topic] if mine(m)]
-                         for topic in (requests_topic, responses_topic)]
+            def mine(m, name=name):
+                return json.loads(m.value()).get("id", "").startswith(f"{name}-") or (
+                    m.key() or b""
+                ).decode().startswith(f"{name}-")
+
+            as_tuples = [
+                [
+                    (m.value(), m.key(), m.headers(), m.timestamp()[1])
+                    for m in messages[topic]
+                    if mine(m)
+                ]
+                for topic in (requests_topic, responses_topic)
+            ]
             traffic[name] = (*sent[name], *as_tuples, schemas[name])
         yield traffic
     finally:
@@ -188,13 +240,31 @@ def test_mlserver_topics_decode_into_the_rows_sent(mlserver_traffic, name):
     # What MLServer wrote, as measured: key = the id; CloudEvents headers naming the model.
     value, key, headers, _ = responses[0]
     names = dict(headers)
-    assert key.decode() == json.loads(value)["id"] == names["Ce-Id"].decode() == names["Ce-Requestid"].decode()
-    assert names["Ce-Type"] == b"io.seldon.serving.inference.response" and names["Ce-Modelid"] == name.encode()
+    assert (
+        key.decode()
+        == json.loads(value)["id"]
+        == names["Ce-Id"].decode()
+        == names["Ce-Requestid"].decode()
+    )
+    assert (
+        names["Ce-Type"] == b"io.seldon.serving.inference.response"
+        and names["Ce-Modelid"] == name.encode()
+    )
     # One MLServer's topics carry both models: each monitor skips the other's messages, by their headers.
-    decoder, other = OipDecoder(schema, oip), OipDecoder(schema, layout("oip-v2", schema.task, "someone-else"))
-    assert {decoder.other_model(side, m[2]) for side, ms in (("request", requests), ("response", responses))
-            for m in ms} == {None}
-    assert {other.other_model("request", m[2]) for m in requests} == {other.other_model("response", headers)} == {name}
+    decoder, other = (
+        OipDecoder(schema, oip),
+        OipDecoder(schema, layout("oip-v2", schema.task, "someone-else")),
+    )
+    assert {
+        decoder.other_model(side, m[2])
+        for side, ms in (("request", requests), ("response", responses))
+        for m in ms
+    } == {None}
+    assert (
+        {other.other_model("request", m[2]) for m in requests}
+        == {other.other_model("response", headers)}
+        == {name}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -203,9 +273,12 @@ def seldon_traffic(mlserver_traffic):
     converted by MLServer's own gRPC converters (tensor contents, or raw bytes), in one process
     (importing MLServer takes ~3 s). Seldon's pipeline gateway keys a request by
     <model>.<request id> and adds x-request-id; its model gateway copies both onto the response."""
-    traffic = [((name, raw, side), message) for (name, traffic), raw in itertools.product(mlserver_traffic.items(),
-                                                                                       (False, True))
-               for side, messages in (("request", traffic[3]), ("response", traffic[4])) for message in messages]
+    traffic = [
+        ((name, raw, side), message)
+        for (name, traffic), raw in itertools.product(mlserver_traffic.items(), (False, True))
+        for side, messages in (("request", traffic[3]), ("response", traffic[4]))
+        for message in messages
+    ]
     converted: dict = {}
     for name in mlserver_traffic:
         mine = [(where, message) for where, message in traffic if where[0] == name]
@@ -217,7 +290,9 @@ def seldon_traffic(mlserver_traffic):
 
 @pytest.mark.parametrize("raw", [False, True], ids=["contents", "raw"])
 @pytest.mark.parametrize("name", ["diamonds", "affairs"])
-def test_seldon_protobuf_of_the_same_traffic_decodes_the_same(mlserver_traffic, seldon_traffic, name, raw):
+def test_seldon_protobuf_of_the_same_traffic_decodes_the_same(
+    mlserver_traffic, seldon_traffic, name, raw
+):
     frame, ids, ts, _, _, schema = mlserver_traffic[name]
     requests, responses = seldon_traffic[name, raw]
     seldon_layout = layout("seldon-v2", schema.task, name, namespace="models", model=name)
@@ -229,11 +304,15 @@ def test_seldon_protobuf_of_the_same_traffic_decodes_the_same(mlserver_traffic, 
 @pytest.mark.parametrize("body", ["oip-v2", "v1"])
 def test_kserve_cloudevents_of_the_same_traffic_decode_the_same(mlserver_traffic, body):
     frame, ids, ts, requests, responses, schema = mlserver_traffic["affairs"]
-    events = kserve_events(requests, responses, body, "affairs", list(schema.feature_names), classes=2)
+    events = kserve_events(
+        requests, responses, body, "affairs", list(schema.feature_names), classes=2
+    )
     kserve = layout("kserve-cloudevents", "classification", "affairs", body=body)
     decoder = KServeDecoder(schema, kserve)
     assert [decoder.side("one-topic", e[2]) for _, e in events] == [side for side, _ in events]
-    assert {decoder.other_model(side, e[2]) for side, e in events} == {None}  # ce_inferenceservicename: affairs
+    assert {decoder.other_model(side, e[2]) for side, e in events} == {
+        None
+    }  # ce_inferenceservicename: affairs
     sides = {side: [e for s, e in events if s == side] for side in ("request", "response")}
     batch, _ = join(decoder, kserve, sides["request"], sides["response"])
     assert_same(batch, expected_batch(frame, schema, ids, ts))
@@ -245,15 +324,19 @@ def _in_mlserver(code: str) -> str:
         python = mlserver_python()
     except MLServerMissing as missing:
         pytest.fail(f"{missing} (`make test` builds it: `make mlserver`)")
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_uvloop_trap_the_venv_has_a_uvloop_whose_loop_mlserver_workers_can_get():
     # MLServer's inference worker calls asyncio.get_event_loop() after uvloop.install(); uvloop 0.23
     # raises there ("no current event loop"), the worker dies, the model never loads and MLServer
     # exits 0. 0.21 gives the loop (the fixture above starts a real worker with it).
-    out = _in_mlserver("import warnings, asyncio, uvloop; warnings.simplefilter('ignore'); uvloop.install(); "
-                       "asyncio.get_event_loop(); print(uvloop.__version__)")
+    out = _in_mlserver(
+        "import warnings, asyncio, uvloop; warnings.simplefilter('ignore'); uvloop.install(); "
+        "asyncio.get_event_loop(); print(uvloop.__version__)"
+    )
     assert out == "0.21.0"
 
 
@@ -284,7 +367,8 @@ def test_fetch_wait_trap_the_launcher_sets_mlserver_consumers_fetch_wait():
         "import asyncio\n"
         "async def wait():  # aiokafka builds a consumer only inside an event loop\n"
         "    return kafka_server.AIOKafkaConsumer('t', bootstrap_servers='127.0.0.1:1')._fetch_max_wait_ms\n"
-        "print(asyncio.run(wait()))\n")
+        "print(asyncio.run(wait()))\n"
+    )
     out = _in_mlserver(f"import os; os.environ['DEVSTACK_FETCH_MAX_WAIT_MS'] = '10'\n{code}")
     default = _in_mlserver(code)
     assert (out, default) == ("10", "500")

@@ -14,6 +14,7 @@ records through the pipeline ~7 s, Chromium and the page ~4 s. Under a minute: n
 PAGE_SCREENSHOT=<dir> keeps the screenshots: <model>.png the whole page, <model>-top.png its top
 (the 1280 x 900 viewport), which `make screenshot` makes docs/page.png from (diamonds).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,6 +33,7 @@ from tests.support import (
     KafkaEnv,
     Samples,
     scrape,
+    start_scorer,
     stop_process,
     wait_for_log,
     wait_monitored,
@@ -73,24 +75,50 @@ READ_PAGE = """(() => {
 })()"""
 
 
-def pipeline(kafka: KafkaEnv, tmp_path: Path, model_dir: Path, scenario: str, port: int,
-             url: str) -> tuple[object, object]:
+def pipeline(
+    kafka: KafkaEnv, tmp_path: Path, model_dir: Path, scenario: str, port: int, url: str
+) -> tuple[object, object]:
     """Scorer and monitor started for the test's topics (stopped by the caller), the scenario's
     records simulated through them, and back once the monitor holds every record and label."""
-    scorer = kafka.start("scorer", "run", "--model-dir", str(model_dir), "--metrics-port", "0",
-                         "--group", f"scorer-{kafka.suffix}", log=tmp_path / "scorer.log",
-                         TOPIC_PARTITIONS="1")
-    monitor = kafka.start("monitor", "run", "--model-dir", str(model_dir), "--group",
-                          f"monitor-{kafka.suffix}", "--metrics-host", "127.0.0.1",
-                          "--metrics-port", str(port), "--public-url", url,
-                          log=tmp_path / "monitor.log", TOPIC_PARTITIONS="1")
+    scorer = start_scorer(kafka, tmp_path / "scorer.log", model_dir)
+    monitor = kafka.start(
+        "monitor",
+        "run",
+        "--model-dir",
+        str(model_dir),
+        "--group",
+        f"monitor-{kafka.suffix}",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        "--public-url",
+        url,
+        log=tmp_path / "monitor.log",
+        TOPIC_PARTITIONS="1",
+    )
     try:
         wait_for_log(tmp_path / "scorer.log", "scoring ")
         wait_for_log(tmp_path / "monitor.log", "monitoring ")
-        produced = kafka.run("producer", "simulate", "--model-dir", str(model_dir), "--count",
-                             str(RECORDS), "--rate", "0", "--scenario", scenario, "--onset",
-                             str(ONSET), "--seed", str(SEED), "--label-delay", "0",
-                             TOPIC_PARTITIONS="1")
+        produced = kafka.run(
+            "producer",
+            "simulate",
+            "--model-dir",
+            str(model_dir),
+            "--count",
+            str(RECORDS),
+            "--rate",
+            "0",
+            "--scenario",
+            scenario,
+            "--onset",
+            str(ONSET),
+            "--seed",
+            str(SEED),
+            "--label-delay",
+            "0",
+            TOPIC_PARTITIONS="1",
+        )
         assert produced.returncode == 0, produced.stderr.decode()[-2000:]
         wait_monitored(port, RECORDS, kafka.topics["LABELS_TOPIC"], timeout=180)
     except BaseException:
@@ -102,24 +130,46 @@ def pipeline(kafka: KafkaEnv, tmp_path: Path, model_dir: Path, scenario: str, po
 
 def drift_gauges(samples: Samples) -> dict[str, str]:
     """The gauges of the evaluation the page shows (as text: NaN compares equal to NaN)."""
-    return {f"{name}{dict(labels)}": repr(value) for (name, labels), value in samples.items()
-            if name.startswith(("drift_", "prediction_drift", "label_coverage", "window_records",
-                                "monitor_stream_records"))}
+    return {
+        f"{name}{dict(labels)}": repr(value)
+        for (name, labels), value in samples.items()
+        if name.startswith(
+            (
+                "drift_",
+                "prediction_drift",
+                "label_coverage",
+                "window_records",
+                "monitor_stream_records",
+            )
+        )
+    }
 
 
 def gauges(samples: Samples, column: str, outputs: bool) -> tuple[float, float, float | None]:
     """(statistic, threshold, p-value or None) of a column as the monitor's gauges export it."""
     if not outputs:
-        statistic = next(v for (name, labels), v in samples.items()
-                         if name == "drift_feature_statistic" and dict(labels)["feature"] == column)
-        return (statistic, samples[("drift_feature_threshold", (("feature", column),))],
-                samples[("drift_feature_pvalue", (("feature", column),))])
+        statistic = next(
+            v
+            for (name, labels), v in samples.items()
+            if name == "drift_feature_statistic" and dict(labels)["feature"] == column
+        )
+        return (
+            statistic,
+            samples[("drift_feature_threshold", (("feature", column),))],
+            samples[("drift_feature_pvalue", (("feature", column),))],
+        )
     if column == PREDICTION:
-        return (samples[("prediction_drift_statistic", ())],
-                samples[("prediction_drift_threshold", ())], None)
+        return (
+            samples[("prediction_drift_statistic", ())],
+            samples[("prediction_drift_threshold", ())],
+            None,
+        )
     label = (("class", column[2:-1]),)  # p(<class>)
-    return (samples[("drift_probability_statistic", label)],
-            samples[("drift_probability_threshold", label)], None)
+    return (
+        samples[("drift_probability_statistic", label)],
+        samples[("drift_probability_threshold", label)],
+        None,
+    )
 
 
 def shown(text: str, value: float) -> bool:
@@ -128,8 +178,12 @@ def shown(text: str, value: float) -> bool:
     match = re.fullmatch(r"(-?[\d,]+)(?:\.(\d+))?(?:e([-+]\d+))?", text)
     assert match, f"not a number as the page writes one: {text!r}"
     decimals, exponent = len(match[2] or ""), int(match[3] or 0)
-    return math.isclose(float(text.replace(",", "")), value, rel_tol=0,
-                        abs_tol=0.5 * 10.0 ** (exponent - decimals) * (1 + 1e-9))
+    return math.isclose(
+        float(text.replace(",", "")),
+        value,
+        rel_tol=0,
+        abs_tol=0.5 * 10.0 ** (exponent - decimals) * (1 + 1e-9),
+    )
 
 
 @pytest.mark.parametrize("example", CASES)
@@ -162,8 +216,10 @@ def test_the_page_of_a_monitor_on_the_broker_in_a_real_browser(example, kafka, r
 
     # the page and the gauges describe the same, final evaluation: nothing moved while it loaded
     assert drift_gauges(before) == drift_gauges(after)
-    samples = {(name, tuple(kv for kv in labels if kv[0] != "model")): value
-               for (name, labels), value in after.items()}
+    samples = {
+        (name, tuple(kv for kv in labels if kv[0] != "model")): value
+        for (name, labels), value in after.items()
+    }
     assert samples[("monitor_page", (("url", url),))] == 1  # --public-url, for the alerts' links
 
     # a clean load: no console error or exception, and no request but the page itself

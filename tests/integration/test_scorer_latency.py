@@ -1,5 +1,6 @@
 """The scorer's batching through the real broker: a slow stream is scored record by record as it
 comes (no batch is held back to fill), a backlog in batches that grow with it, up to --batch-size."""
+
 from __future__ import annotations
 
 import statistics
@@ -24,8 +25,18 @@ def series(samples, name: str) -> float:
 
 def start_scorer(kafka, tmp_path, *args: str):
     port = free_port()
-    scorer = kafka.start("scorer", "run", "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
-                         "--group", f"scorer-{kafka.suffix}", *args, log=tmp_path / "scorer.log")
+    scorer = kafka.start(
+        "scorer",
+        "run",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        "--group",
+        f"scorer-{kafka.suffix}",
+        *args,
+        log=tmp_path / "scorer.log",
+    )
     wait_until(lambda: scrape(port), 60, message="the scorer's metrics")
     return scorer, port
 
@@ -37,13 +48,22 @@ def test_a_slow_stream_is_scored_record_by_record_as_it_comes(kafka, tmp_path):
     ensure_topics([topics["FEATURES_TOPIC"], topics["PREDICTIONS_TOPIC"]], environ=kafka.env())
     scorer, port = start_scorer(kafka, tmp_path)
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
-    tail = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"tail-{uuid.uuid4().hex}",
-                     "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "fetch.wait.max.ms": 10})
+    tail = Consumer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "group.id": f"tail-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": 10,
+        }
+    )
     records = feature_records(kafka.model_dir, sample_records(kafka.model_dir, 13), prefix="slow")
     round_trips = []
     try:
         tail.subscribe([topics["PREDICTIONS_TOPIC"]])
-        for i, (key, value) in enumerate(records):  # the first one also waits for both groups to join
+        for i, (key, value) in enumerate(
+            records
+        ):  # the first one also waits for both groups to join
             sent = time.monotonic()
             producer.produce(topics["FEATURES_TOPIC"], value, key=key)
             producer.flush()
@@ -54,8 +74,11 @@ def test_a_slow_stream_is_scored_record_by_record_as_it_comes(kafka, tmp_path):
             assert got is not None, f"no prediction for record {i} within 60 s"
             assert orjson.loads(got.value())["id"] == key
             round_trips.append(time.monotonic() - sent)
-        wait_until(lambda: series(scrape(port), "scorer_batch_duration_seconds_count") >= 13, 10,
-                   message="the last batch counted")
+        wait_until(
+            lambda: series(scrape(port), "scorer_batch_duration_seconds_count") >= 13,
+            10,
+            message="the last batch counted",
+        )
         samples = scrape(port)
     finally:
         tail.close()
@@ -67,8 +90,10 @@ def test_a_slow_stream_is_scored_record_by_record_as_it_comes(kafka, tmp_path):
     # held a lone record for it would take at least that per round trip. Measured: median 34 ms,
     # max 41 ms on the shared 2-core machine (two fetches from Tansu, a transform and a predict call
     # of ~15 ms each); half the old timer leaves room for a slow spell and still fails a fill wait.
-    print(f"lockstep round trips: median {statistics.median(round_trips[1:]) * 1000:.0f} ms, "
-          f"max {max(round_trips[1:]) * 1000:.0f} ms")  # with -s
+    print(
+        f"lockstep round trips: median {statistics.median(round_trips[1:]) * 1000:.0f} ms, "
+        f"max {max(round_trips[1:]) * 1000:.0f} ms"
+    )  # with -s
     assert statistics.median(round_trips[1:]) < 0.25, round_trips
 
 
@@ -78,7 +103,9 @@ def test_a_backlog_is_scored_in_batches_as_large_as_the_cap_allows(kafka, tmp_pa
     topics = kafka.topics
     ensure_topics([topics["FEATURES_TOPIC"], topics["PREDICTIONS_TOPIC"]], environ=kafka.env())
     producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
-    for key, value in feature_records(kafka.model_dir, sample_records(kafka.model_dir, 20_000), prefix="backlog"):
+    for key, value in feature_records(
+        kafka.model_dir, sample_records(kafka.model_dir, 20_000), prefix="backlog"
+    ):
         while True:
             try:
                 producer.produce(topics["FEATURES_TOPIC"], value, key=key)
@@ -88,8 +115,11 @@ def test_a_backlog_is_scored_in_batches_as_large_as_the_cap_allows(kafka, tmp_pa
     assert producer.flush(30) == 0
     scorer, port = start_scorer(kafka, tmp_path, "--batch-size", "5000")
     try:
-        wait_until(lambda: series(scrape(port), "scorer_predictions_total") >= 20_000, 120,
-                   message="20,000 predictions")
+        wait_until(
+            lambda: series(scrape(port), "scorer_predictions_total") >= 20_000,
+            120,
+            message="20,000 predictions",
+        )
         samples = scrape(port)
     finally:
         assert stop_process(scorer) == 0

@@ -24,6 +24,7 @@ as strings, unknown datatype, a response without a request, truncated protobuf, 
 a wrong magic byte, an unknown schema id): each reaches the monitor DLQ with its reason and is
 counted, and the rows after them are monitored.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,15 @@ from contract.formats.layout import KSERVE_REQUEST
 from devstack.broker import free_port
 from devstack.mlserver import ServedModel, probe, start_mlserver
 from tests.serving import cloud_event, kserve_events, oip_request, seldon_messages
-from tests.support import KafkaEnv, Samples, scrape, stop_process, wait_for_log, wait_until
+from tests.support import (
+    KafkaEnv,
+    Samples,
+    scrape,
+    start_scorer,
+    stop_process,
+    wait_for_log,
+    wait_until,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -72,20 +81,39 @@ def stream(broker, model_dir, tmp_path_factory):
     """The records, the scorer's predictions (JSON values) and the labels, in simulator order."""
     folder = tmp_path_factory.mktemp("serving")
     kafka = KafkaEnv(broker.bootstrap, uuid.uuid4().hex[:10], model_dir)
-    scorer = kafka.start("scorer", "run", "--model-dir", str(model_dir), "--metrics-port", "0", "--group",
-                         f"scorer-{kafka.suffix}", log=folder / "scorer.log", TOPIC_PARTITIONS="1")
+    scorer = start_scorer(kafka, folder / "scorer.log", model_dir)
     try:
         wait_for_log(folder / "scorer.log", "scoring ")
-        produced = kafka.run("producer", "simulate", "--model-dir", str(model_dir), "--count", str(2 * N), "--rate",
-                             "0", "--scenario", "scale:carat:1.3", "--onset", str(N), "--seed", "5", "--label-delay", "0",
-                             TOPIC_PARTITIONS="1")
+        produced = kafka.run(
+            "producer",
+            "simulate",
+            "--model-dir",
+            str(model_dir),
+            "--count",
+            str(2 * N),
+            "--rate",
+            "0",
+            "--scenario",
+            "scale:carat:1.3",
+            "--onset",
+            str(N),
+            "--seed",
+            "5",
+            "--label-delay",
+            "0",
+            TOPIC_PARTITIONS="1",
+        )
         assert produced.returncode == 0, produced.stderr.decode()[-2000:]
         records = [orjson.loads(m.value()) for m in kafka.consume("FEATURES_TOPIC", 2 * N)]
         predictions = [m.value() for m in kafka.consume("PREDICTIONS_TOPIC", 2 * N)]
         labels = [orjson.loads(m.value()) for m in kafka.consume("LABELS_TOPIC", 2 * N)]
     finally:
         stop_process(scorer)
-    assert [orjson.loads(p)["id"] for p in predictions] == [r["id"] for r in records] == [x["id"] for x in labels]
+    assert (
+        [orjson.loads(p)["id"] for p in predictions]
+        == [r["id"] for r in records]
+        == [x["id"] for x in labels]
+    )
     return kafka, folder, records, predictions, labels
 
 
@@ -115,7 +143,14 @@ def bad_request(ident: str, **tensor) -> bytes:
 
 
 def oip_request_row(ident: str) -> dict:
-    row = {"carat": 0.5, "cut": "Ideal", "color": "E", "clarity": "SI1", "depth": 61.0, "table": 57.0}
+    row = {
+        "carat": 0.5,
+        "cut": "Ideal",
+        "color": "E",
+        "clarity": "SI1",
+        "depth": 61.0,
+        "table": 57.0,
+    }
     return oip_request(pd.DataFrame([row]), ident, ["predict"])
 
 
@@ -135,27 +170,97 @@ def mlserver(stream, broker, model_dir):
     create(broker.bootstrap, [requests_topic, responses_topic])
     first_ts = records[0]["ts"]
     diamonds = [("mlserver-model", b"diamonds")]
-    publish(broker.bootstrap, {
-        requests_topic: [
-            (bad_request("bad-shape", carat={"name": "carat", "datatype": "FP64", "shape": [2, 1], "data": [0.5]}),
-             b"bad-shape", diamonds, first_ts),
-            (bad_request("bad-text", depth={"name": "depth", "datatype": "FP64", "shape": [1, 1], "data": ["61.0"]}),
-             b"bad-text", diamonds, first_ts),
-            (bad_request("bad-type", table={"name": "table", "datatype": "FLOAT", "shape": [1, 1], "data": [57.0]}),
-             b"bad-type", diamonds, first_ts)],
-        # a response whose request never came, 10 minutes older than the requests: it expires
-        responses_topic: [(json.dumps({"model_name": "diamonds", "id": "orphan", "outputs": [
-            {"name": "predict", "datatype": "FP64", "shape": [1, 1], "data": [500.0]}]}).encode(), b"orphan",
-            [("Ce-Modelid", b"diamonds")], first_ts - TEN_MINUTES)]})
+    publish(
+        broker.bootstrap,
+        {
+            requests_topic: [
+                (
+                    bad_request(
+                        "bad-shape",
+                        carat={"name": "carat", "datatype": "FP64", "shape": [2, 1], "data": [0.5]},
+                    ),
+                    b"bad-shape",
+                    diamonds,
+                    first_ts,
+                ),
+                (
+                    bad_request(
+                        "bad-text",
+                        depth={
+                            "name": "depth",
+                            "datatype": "FP64",
+                            "shape": [1, 1],
+                            "data": ["61.0"],
+                        },
+                    ),
+                    b"bad-text",
+                    diamonds,
+                    first_ts,
+                ),
+                (
+                    bad_request(
+                        "bad-type",
+                        table={
+                            "name": "table",
+                            "datatype": "FLOAT",
+                            "shape": [1, 1],
+                            "data": [57.0],
+                        },
+                    ),
+                    b"bad-type",
+                    diamonds,
+                    first_ts,
+                ),
+            ],
+            # a response whose request never came, 10 minutes older than the requests: it expires
+            responses_topic: [
+                (
+                    json.dumps(
+                        {
+                            "model_name": "diamonds",
+                            "id": "orphan",
+                            "outputs": [
+                                {
+                                    "name": "predict",
+                                    "datatype": "FP64",
+                                    "shape": [1, 1],
+                                    "data": [500.0],
+                                }
+                            ],
+                        }
+                    ).encode(),
+                    b"orphan",
+                    [("Ce-Modelid", b"diamonds")],
+                    first_ts - TEN_MINUTES,
+                )
+            ],
+        },
+    )
 
-    server = start_mlserver([ServedModel("diamonds", model_dir / "model.joblib"),
-                             ServedModel("warmup", model_dir / "model.joblib")],
-                            broker.bootstrap, requests_topic, responses_topic, folder / "repository",
-                            log_path=folder / "mlserver.log")
+    server = start_mlserver(
+        [
+            ServedModel("diamonds", model_dir / "model.joblib"),
+            ServedModel("warmup", model_dir / "model.joblib"),
+        ],
+        broker.bootstrap,
+        requests_topic,
+        responses_topic,
+        folder / "repository",
+        log_path=folder / "mlserver.log",
+    )
     try:
-        probe(broker.bootstrap, server, "warmup", oip_request_row("warm"))  # ready: a round trip of the other model
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+        probe(
+            broker.bootstrap, server, "warmup", oip_request_row("warm")
+        )  # ready: a round trip of the other model
+        consumer = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
         consumer.subscribe([responses_topic])
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
         row_ids, row_labels, answered = [], [], 0
@@ -163,29 +268,48 @@ def mlserver(stream, broker, model_dir):
             sent = 0
             for start in half:
                 ident = f"b{start // BATCH}"
-                part = records[start:start + BATCH]
+                part = records[start : start + BATCH]
                 frame = pd.DataFrame([{f: features_of(r)[f] for f in FEATURES} for r in part])
-                producer.produce(requests_topic, json.dumps(oip_request(frame, ident, ["predict"])).encode(),
-                                 key=ident.encode(), headers=diamonds)
+                producer.produce(
+                    requests_topic,
+                    json.dumps(oip_request(frame, ident, ["predict"])).encode(),
+                    key=ident.encode(),
+                    headers=diamonds,
+                )
                 row_ids += [f"{ident}:{row}" for row in range(len(part))]
                 sent += 1
             producer.flush(30)
             deadline = time.monotonic() + 120
             goal = answered + sent
-            while answered < goal:  # every request of this half answered before the next half is sent
-                assert time.monotonic() < deadline, f"MLServer answered {answered} of {goal} (log: {folder})"
+            while (
+                answered < goal
+            ):  # every request of this half answered before the next half is sent
+                assert time.monotonic() < deadline, (
+                    f"MLServer answered {answered} of {goal} (log: {folder})"
+                )
                 for m in consumer.consume(100, 0.5):
-                    if not m.error() and dict(m.headers() or []).get("Ce-Modelid") == b"diamonds" \
-                            and re.fullmatch(rb"b\d+", m.key() or b""):
+                    if (
+                        not m.error()
+                        and dict(m.headers() or []).get("Ce-Modelid") == b"diamonds"
+                        and re.fullmatch(rb"b\d+", m.key() or b"")
+                    ):
                         answered += 1
         consumer.close()
     finally:
         server.stop()
-    requests, responses = (read_topic(broker.bootstrap, topic, at_least) for topic, at_least in
-                           ((requests_topic, 2 * N // BATCH + 3), (responses_topic, 2 * N // BATCH + 1)))
+    requests, responses = (
+        read_topic(broker.bootstrap, topic, at_least)
+        for topic, at_least in (
+            (requests_topic, 2 * N // BATCH + 3),
+            (responses_topic, 2 * N // BATCH + 1),
+        )
+    )
     # the labels of the rows: the record's label, named by its row id, at its request's Kafka time
-    sent_at = {json.loads(v)["id"]: when for v, _, h, when in requests if dict(h or []).get("mlserver-model") ==
-               b"diamonds"}
+    sent_at = {
+        json.loads(v)["id"]: when
+        for v, _, h, when in requests
+        if dict(h or []).get("mlserver-model") == b"diamonds"
+    }
     for label, row_id in zip(labels, row_ids):
         row_labels.append({**label, "id": row_id, "ts": sent_at[row_id.split(":")[0]]})
     return requests, responses, row_labels, (requests_topic, responses_topic)
@@ -196,8 +320,15 @@ def read_topic(bootstrap: str, topic: str, at_least: int, quiet: float = 1.0) ->
     have come and none for `quiet` seconds."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
     consumer.subscribe([topic])
     out, last, deadline = [], time.monotonic(), time.monotonic() + 90
     try:
@@ -221,10 +352,14 @@ def model_of(message: tuple, name: str) -> bool:
 
 def avro_schema_of(message: dict) -> str:
     """The Avro record schema of a scorer message (numbers double, texts string, objects records)."""
+
     def field_type(name: str, value):
         if isinstance(value, dict):
-            return {"type": "record", "name": name.capitalize(),
-                    "fields": [{"name": k, "type": field_type(k, v)} for k, v in value.items()]}
+            return {
+                "type": "record",
+                "name": name.capitalize(),
+                "fields": [{"name": k, "type": field_type(k, v)} for k, v in value.items()],
+            }
         if isinstance(value, bool):
             return "boolean"
         if isinstance(value, int):
@@ -246,42 +381,90 @@ def logs(stream, mlserver, broker) -> dict[str, Log]:
     requests, responses, _, (requests_topic, responses_topic) = mlserver
     suffix, first_ts = kafka.suffix, records[0]["ts"]
     rows = f"row-labels-{suffix}"
-    ours = [m for m in requests if model_of(m, "mlserver-model")], [m for m in responses if model_of(m, "Ce-Modelid")]
+    ours = (
+        [m for m in requests if model_of(m, "mlserver-model")],
+        [m for m in responses if model_of(m, "Ce-Modelid")],
+    )
     assert [len(side) for side in ours] == [2 * N // BATCH] * 2
-    out = {"json": Log({}, {}, kafka.topics["LABELS_TOPIC"], {}),
-           "oip-v2": Log({"format": "oip-v2", "requests": requests_topic, "responses": responses_topic}, {}, rows,
-                         {"shape_mismatch": 1, "wrong_type": 1, "unknown_datatype": 1, "no_request": 1})}
+    out = {
+        "json": Log({}, {}, kafka.topics["LABELS_TOPIC"], {}),
+        "oip-v2": Log(
+            {"format": "oip-v2", "requests": requests_topic, "responses": responses_topic},
+            {},
+            rows,
+            {"shape_mismatch": 1, "wrong_type": 1, "unknown_datatype": 1, "no_request": 1},
+        ),
+    }
 
     for body in ("oip-v2", "v1"):
         topic = f"kserve-{body}-{suffix}"
-        bad = [cloud_event("org.example.audit", "x1", {"anything": 1}, first_ts, "diamonds"),
-               cloud_event(KSERVE_REQUEST, "x2", {"instances": [[0.5, "Ideal", "E"]]} if body == "v1" else
-                           json.loads(bad_request("x2", carat={"name": "carat", "datatype": "FP64", "shape": [3],
-                                                               "data": [0.5]})), first_ts, "diamonds")]
+        bad = [
+            cloud_event("org.example.audit", "x1", {"anything": 1}, first_ts, "diamonds"),
+            cloud_event(
+                KSERVE_REQUEST,
+                "x2",
+                {"instances": [[0.5, "Ideal", "E"]]}
+                if body == "v1"
+                else json.loads(
+                    bad_request(
+                        "x2",
+                        carat={"name": "carat", "datatype": "FP64", "shape": [3], "data": [0.5]},
+                    )
+                ),
+                first_ts,
+                "diamonds",
+            ),
+        ]
         events = kserve_events(*ours, body, "diamonds", FEATURES)
-        out[f"kserve-{body}"] = Log({"format": "kserve-cloudevents", "requests": topic, "responses": topic, "body": body},
-                                    {topic: bad + [event for _, event in events]}, rows,
-                                    {"unknown_event": 1, "shape_mismatch": 1})
+        out[f"kserve-{body}"] = Log(
+            {"format": "kserve-cloudevents", "requests": topic, "responses": topic, "body": body},
+            {topic: bad + [event for _, event in events]},
+            rows,
+            {"unknown_event": 1, "shape_mismatch": 1},
+        )
 
     namespace = f"t{suffix}"
-    converted = seldon_messages("diamonds", [("request", False, m) for m in ours[0]] +
-                                [("response", True, m) for m in ours[1]])
-    seldon_requests, seldon_responses = converted[:len(ours[0])], converted[len(ours[0]):]
+    converted = seldon_messages(
+        "diamonds",
+        [("request", False, m) for m in ours[0]] + [("response", True, m) for m in ours[1]],
+    )
+    seldon_requests, seldon_responses = converted[: len(ours[0])], converted[len(ours[0]) :]
     value, key, _, when = seldon_requests[0]
     truncated = (value[:-3], b"diamonds.cut", [("x-request-id", b"cut")], when)
-    orphan = (seldon_responses[0][0], b"diamonds.orphan", [("x-request-id", b"orphan")], first_ts - TEN_MINUTES)
+    orphan = (
+        seldon_responses[0][0],
+        b"diamonds.orphan",
+        [("x-request-id", b"orphan")],
+        first_ts - TEN_MINUTES,
+    )
     base = f"seldon.{namespace}.model.diamonds"
-    out["seldon-v2"] = Log({"format": "seldon-v2", "namespace": namespace, "model": "diamonds"},
-                           {f"{base}.inputs": [truncated] + seldon_requests, f"{base}.outputs": [orphan] + seldon_responses},
-                           rows, {"not_protobuf": 1, "no_request": 1})
+    out["seldon-v2"] = Log(
+        {"format": "seldon-v2", "namespace": namespace, "model": "diamonds"},
+        {
+            f"{base}.inputs": [truncated] + seldon_requests,
+            f"{base}.outputs": [orphan] + seldon_responses,
+        },
+        rows,
+        {"not_protobuf": 1, "no_request": 1},
+    )
 
-    registry = SchemaRegistryClient.new_client({"url": "mock://serving"})  # the library's in-memory registry
+    registry = SchemaRegistryClient.new_client(
+        {"url": "mock://serving"}
+    )  # the library's in-memory registry
     topic = f"avro-{suffix}"
     serialize = AvroSerializer(registry, avro_schema_of(orjson.loads(predictions[0])))
-    framed = [serialize(orjson.loads(p), SerializationContext(topic, MessageField.VALUE)) for p in predictions]
+    framed = [
+        serialize(orjson.loads(p), SerializationContext(topic, MessageField.VALUE))
+        for p in predictions
+    ]
     bad = [b"\x05" + framed[0][1:], framed[0][:1] + (4242).to_bytes(4, "big") + framed[0][5:]]
-    out["avro"] = Log({"format": "avro"}, {topic: [(v, None, [], None) for v in bad + framed]},
-                      kafka.topics["LABELS_TOPIC"], {"bad_magic": 1, "unknown_schema": 1}, registry)
+    out["avro"] = Log(
+        {"format": "avro"},
+        {topic: [(v, None, [], None) for v in bad + framed]},
+        kafka.topics["LABELS_TOPIC"],
+        {"bad_magic": 1, "unknown_schema": 1},
+        registry,
+    )
     return out
 
 
@@ -300,31 +483,46 @@ def schema_file(model_dir: Path, folder: Path, name: str, block: dict) -> Path:
 def complete(samples: Samples, labels_topic: str, invalid: int) -> bool:
     """Every row in the windows, every label joined, every bad message counted."""
     refused = sum(v for (name, _), v in samples.items() if name == "monitor_invalid_records_total")
-    return (samples.get(("monitor_stream_records", ())) == 2 * N
-            and samples.get(("monitor_records_consumed_total", (("topic", labels_topic),))) == 2 * N
-            and samples.get(("label_coverage_ratio", ())) == 1.0 and refused == invalid)
+    return (
+        samples.get(("monitor_stream_records", ())) == 2 * N
+        and samples.get(("monitor_records_consumed_total", (("topic", labels_topic),))) == 2 * N
+        and samples.get(("label_coverage_ratio", ())) == 1.0
+        and refused == invalid
+    )
 
 
 def registry_samples(registry) -> Samples:
     """A registry's samples as `scrape` gives a /metrics page (model label dropped)."""
-    return {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "model"))): s.value
-            for family in registry.collect() for s in family.samples}
+    return {
+        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "model"))): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }
 
 
 def dead_letters(bootstrap: str, topic: str, count: int) -> list[str]:
-    return sorted(dict(headers)["reason"].decode() for _, _, headers, _ in read_topic(bootstrap, topic, count))
+    return sorted(
+        dict(headers)["reason"].decode() for _, _, headers, _ in read_topic(bootstrap, topic, count)
+    )
 
 
 @pytest.fixture(scope="module")
-def monitored(stream, mlserver, logs, broker, model_dir) -> dict[str, tuple[Samples, list[str], str]]:
+def monitored(
+    stream, mlserver, logs, broker, model_dir
+) -> dict[str, tuple[Samples, list[str], str]]:
     """{log: (the monitor's samples once complete, the DLQ's reasons, the monitor's log)}: five
     `monitor run` processes at once; the Avro log's monitor in this process (its registry is here)."""
     kafka, folder, records, predictions, labels = stream
     _, _, row_labels, _ = mlserver
     rows_topic = logs["oip-v2"].labels
     create(broker.bootstrap, [rows_topic] + [t for log in logs.values() for t in log.messages])
-    publish(broker.bootstrap, {rows_topic: [(orjson.dumps(x), x["id"].encode(), [], None) for x in row_labels],
-                               **{t: m for log in logs.values() for t, m in log.messages.items()}})
+    publish(
+        broker.bootstrap,
+        {
+            rows_topic: [(orjson.dumps(x), x["id"].encode(), [], None) for x in row_labels],
+            **{t: m for log in logs.values() for t, m in log.messages.items()},
+        },
+    )
     window = ("--window", str(N), "--step", str(N))
     started = {}
     for name, log in logs.items():
@@ -332,30 +530,56 @@ def monitored(stream, mlserver, logs, broker, model_dir) -> dict[str, tuple[Samp
             continue
         port, path = free_port(), folder / f"monitor-{name}.log"
         process = kafka.start(
-            "monitor", "run", "--schema", str(schema_file(model_dir, folder, name, log.block)), "--reference",
-            str(model_dir / "reference.csv"), "--group", f"monitor-{name}-{kafka.suffix}", "--metrics-host",
-            "127.0.0.1", "--metrics-port", str(port), *window, log=path, MODEL_DIR="/nonexistent",
-            TOPIC_PARTITIONS="1", LABELS_TOPIC=log.labels, MONITOR_DLQ_TOPIC=f"dlq-{name}-{kafka.suffix}",
-            MONITOR_STATE_TOPIC=f"state-{name}-{kafka.suffix}")
+            "monitor",
+            "run",
+            "--schema",
+            str(schema_file(model_dir, folder, name, log.block)),
+            "--reference",
+            str(model_dir / "reference.csv"),
+            "--group",
+            f"monitor-{name}-{kafka.suffix}",
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(port),
+            *window,
+            log=path,
+            MODEL_DIR="/nonexistent",
+            TOPIC_PARTITIONS="1",
+            LABELS_TOPIC=log.labels,
+            MONITOR_DLQ_TOPIC=f"dlq-{name}-{kafka.suffix}",
+            MONITOR_STATE_TOPIC=f"state-{name}-{kafka.suffix}",
+        )
         started[name] = (process, port, path)
     out = {"avro": monitor_avro(kafka, folder, model_dir, logs["avro"])}
     try:
         for name, (process, port, path) in started.items():
             log = logs[name]
             expected = sum(log.reasons.values())
-            wait_until(lambda: complete(scrape(port), log.labels, expected), timeout=240, interval=0.5,
-                       message=f"the {name} log monitored (see {path})")
+            wait_until(
+                lambda port=port, log=log, expected=expected: complete(
+                    scrape(port), log.labels, expected
+                ),
+                timeout=240,
+                interval=0.5,
+                message=f"the {name} log monitored (see {path})",
+            )
             samples = scrape(port)
             assert stop_process(process) == 0
-            out[name] = (samples, dead_letters(broker.bootstrap, f"dlq-{name}-{kafka.suffix}", expected),
-                         path.read_text())
+            out[name] = (
+                samples,
+                dead_letters(broker.bootstrap, f"dlq-{name}-{kafka.suffix}", expected),
+                path.read_text(),
+            )
     finally:
         for process, _, _ in started.values():
             stop_process(process)
     return out
 
 
-def monitor_avro(kafka: KafkaEnv, folder: Path, model_dir: Path, log: Log) -> tuple[Samples, list[str], str]:
+def monitor_avro(
+    kafka: KafkaEnv, folder: Path, model_dir: Path, log: Log
+) -> tuple[Samples, list[str], str]:
     """`monitor run`'s loop in this process, reading the Avro log with the in-memory registry."""
     from prometheus_client import CollectorRegistry
 
@@ -368,25 +592,38 @@ def monitor_avro(kafka: KafkaEnv, folder: Path, model_dir: Path, log: Log) -> tu
     from monitor.state import create_state_topic
 
     [topic] = log.messages
-    env = {**kafka.env(), "PREDICTIONS_TOPIC": topic, "LABELS_TOPIC": log.labels,
-           "MONITOR_DLQ_TOPIC": f"dlq-avro-{kafka.suffix}", "MONITOR_STATE_TOPIC": f"state-avro-{kafka.suffix}"}
+    env = {
+        **kafka.env(),
+        "PREDICTIONS_TOPIC": topic,
+        "LABELS_TOPIC": log.labels,
+        "MONITOR_DLQ_TOPIC": f"dlq-avro-{kafka.suffix}",
+        "MONITOR_STATE_TOPIC": f"state-avro-{kafka.suffix}",
+    }
     expected = sum(log.reasons.values())
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
         schema = load_schema(schema_file(model_dir, folder, "avro", log.block))
         topics = Topics.for_model(schema.name)
-        config = MonitorConfig(group=f"monitor-avro-{kafka.suffix}", window=str(N), step=str(N), metrics_port=0)
+        config = MonitorConfig(
+            group=f"monitor-avro-{kafka.suffix}", window=str(N), step=str(N), metrics_port=0
+        )
         baseline = load_baseline(schema, model_dir / "reference.csv", config.estimate)
         create_state_topic(topics.monitor_state)
         ensure_topics([topics.monitor_dlq], 1)
         registry, stop = CollectorRegistry(), threading.Event()
         source = AvroPredictions(schema, topics, registry=log.registry)
-        loop = threading.Thread(target=run, args=(config, schema, baseline, topics, registry, stop, source))
+        loop = threading.Thread(
+            target=run, args=(config, schema, baseline, topics, registry, stop, source)
+        )
         loop.start()
         try:
-            wait_until(lambda: complete(registry_samples(registry), log.labels, expected), timeout=240,
-                       interval=0.5, message="the avro log monitored")
+            wait_until(
+                lambda: complete(registry_samples(registry), log.labels, expected),
+                timeout=240,
+                interval=0.5,
+                message="the avro log monitored",
+            )
             samples = registry_samples(registry)
         finally:
             stop.set()
@@ -397,8 +634,11 @@ def monitor_avro(kafka: KafkaEnv, folder: Path, model_dir: Path, log: Log) -> tu
 
 # -- the tests -------------------------------------------------------------------------------------
 def detections(samples: Samples) -> dict[str, float]:
-    return {dict(labels)["feature"]: value for (name, labels), value in samples.items()
-            if name == "drift_feature_detections_total"}
+    return {
+        dict(labels)["feature"]: value
+        for (name, labels), value in samples.items()
+        if name == "drift_feature_detections_total"
+    }
 
 
 def test_the_scorers_log_flags_carat_on_the_shifted_window_alone(monitored):
@@ -416,19 +656,31 @@ def test_each_serving_log_gives_the_scorers_windows(monitored, name):
     numbers (every drift, estimate and error gauge) equal to 1e-9 to those of the scorer's log."""
     samples, _, _ = monitored[name]
     reference, _, _ = monitored["json"]
-    assert detections(samples) == detections(reference) == {f: float(f == "carat") for f in FEATURES}
-    assert samples[("drift_feature_detected", (("feature", "carat"),))] == 1.0  # the shifted window's
+    assert (
+        detections(samples) == detections(reference) == {f: float(f == "carat") for f in FEATURES}
+    )
+    assert (
+        samples[("drift_feature_detected", (("feature", "carat"),))] == 1.0
+    )  # the shifted window's
     numbers = window_numbers(reference)
     assert len(numbers) >= 60 and numbers[("window_records", ())] == N
-    mismatched = {key: (samples.get(key), value) for key, value in numbers.items() if not same(samples.get(key), value)}
+    mismatched = {
+        key: (samples.get(key), value)
+        for key, value in numbers.items()
+        if not same(samples.get(key), value)
+    }
     assert not mismatched
 
 
 def window_numbers(samples: Samples) -> Samples:
     """What the windows say: every drift, estimate and error gauge and detection count (not the
     process's own counters, timings and lags)."""
-    return {key: value for key, value in samples.items()
-            if not key[0].startswith(("monitor_", "python_", "process_")) and not key[0].endswith("_created")}
+    return {
+        key: value
+        for key, value in samples.items()
+        if not key[0].startswith(("monitor_", "python_", "process_"))
+        and not key[0].endswith("_created")
+    }
 
 
 def same(value: float | None, expected: float) -> bool:
@@ -438,7 +690,9 @@ def same(value: float | None, expected: float) -> bool:
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_bad_messages_reach_the_dlq_with_their_reason_and_the_rest_is_monitored(monitored, logs, name):
+def test_bad_messages_reach_the_dlq_with_their_reason_and_the_rest_is_monitored(
+    monitored, logs, name
+):
     samples, reasons, _ = monitored[name]
     expected = logs[name].reasons
     assert reasons == sorted(reason for reason, n in expected.items() for _ in range(n))
@@ -455,4 +709,3 @@ def test_another_models_messages_on_mlservers_topics_are_skipped_not_refused(mon
     _, reasons, log = monitored["oip-v2"]
     assert "skipping the messages of model 'warmup'" in log
     assert "no_response" not in reasons  # the warmup requests were never held for a response
-

@@ -1,4 +1,5 @@
 """Run promtool/amtool; a missing tool fails the test with the way to install it (never skips)."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,7 +16,11 @@ def run_tool(*command: str, cwd=ROOT, timeout: float = 60.0) -> subprocess.Compl
     path = shutil.which(command[0])
     if path is None:
         pytest.fail(f"{command[0]} not found on PATH: {INSTALL_HINT}")
-    result = subprocess.run([path, *command[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [path, *command[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        pytest.fail(
+            f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
     return result

@@ -5,6 +5,7 @@ PyPI package docker-compose 1.29.2 (file compose/config/compose_spec.json of its
 Apache License 2.0, Copyright Docker, Inc.). It is the 2021 schema, so the compose file keeps
 to keys it knows. Validated with jsonschema's Draft 2019-09 validator, as the schema declares.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,15 @@ from tests.support import ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = Path(__file__).with_name("compose_spec.json")
 # Long-running services with something to probe; the simulator is a plain client.
-NEED_HEALTHCHECK = {"kafka", "scorer", "monitor", "webhook-sink", "prometheus", "alertmanager", "grafana"}
+NEED_HEALTHCHECK = {
+    "kafka",
+    "scorer",
+    "monitor",
+    "webhook-sink",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+}
 ONE_SHOT = {"topics", "train", "grafana-password"}
 
 
@@ -61,9 +70,13 @@ def test_depends_on_targets_exist_and_conditions_fit(services):
             assert target in services, f"{name} depends on unknown service {target}"
             condition = spec["condition"]
             if condition == "service_healthy":
-                assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy, but it has no healthcheck"
+                assert "healthcheck" in services[target], (
+                    f"{name} waits for {target} to be healthy, but it has no healthcheck"
+                )
             elif condition == "service_completed_successfully":
-                assert target in ONE_SHOT, f"{name} waits for {target} to complete, but it is not a one-shot service"
+                assert target in ONE_SHOT, (
+                    f"{name} waits for {target} to complete, but it is not a one-shot service"
+                )
             else:
                 assert condition == "service_started", f"{name} -> {target}: {condition}"
 
@@ -107,12 +120,23 @@ def test_no_committed_secrets(services):
         assert isinstance(environment, dict), f"{name}: environment as a mapping, please"
         for key, value in environment.items():
             if SECRET_KEY.search(key) and not key.endswith("__FILE"):
-                assert isinstance(value, str) and value.startswith("${"), f"{name}: {key} is set literally: {value!r}"
+                assert isinstance(value, str) and value.startswith("${"), (
+                    f"{name}: {key} is set literally: {value!r}"
+                )
     assert "GF_SECURITY_ADMIN_PASSWORD" not in (services["grafana"].get("environment") or {})
-    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/grafana-secrets/")
-    for path in [COMPOSE_FILE, ROOT / "prometheus.yml", *ROOT.glob("alertmanager/**/*"), *ROOT.glob("grafana/**/*")]:
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith(
+        "/run/grafana-secrets/"
+    )
+    for path in [
+        COMPOSE_FILE,
+        ROOT / "prometheus.yml",
+        *ROOT.glob("alertmanager/**/*"),
+        *ROOT.glob("grafana/**/*"),
+    ]:
         if path.is_file():
-            assert not DISCORD_TOKEN_URL.search(path.read_text()), f"{path} holds a Discord webhook URL with its token"
+            assert not DISCORD_TOKEN_URL.search(path.read_text()), (
+                f"{path} holds a Discord webhook URL with its token"
+            )
 
 
 def test_discord_defaults_point_at_the_webhook_sink(services):
@@ -131,14 +155,22 @@ def _render_alertmanager_config(services, tmp_path: Path, discord_url: str | Non
     script = services["alertmanager"]["entrypoint"][-1].replace("$$", "$")  # compose's escape
     source, rendered = tmp_path / "src", tmp_path / "rendered"
     shutil.copytree(ROOT / "alertmanager", source)
-    script = script.replace("/etc/alertmanager-src", str(source)).replace("/tmp/alertmanager", str(rendered))
-    script = re.sub(r"exec /bin/alertmanager .*", f'exec amtool check-config "{rendered}/alertmanager.yml"', script)
+    script = script.replace("/etc/alertmanager-src", str(source)).replace(
+        "/tmp/alertmanager", str(rendered)
+    )
+    script = re.sub(
+        r"exec /bin/alertmanager .*",
+        f'exec amtool check-config "{rendered}/alertmanager.yml"',
+        script,
+    )
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin"}
     if discord_url is not None:
         env["DISCORD_WEBHOOK_URL"] = discord_url
     if shutil.which("amtool") is None:
         pytest.fail("amtool not found: run `bash scripts/install-observability.sh` (as root)")
-    result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return rendered / "alertmanager.yml"
 
@@ -174,7 +206,9 @@ def test_inline_shell_scripts_parse(services):
             if isinstance(words, list) and len(words) == 3 and words[1] == "-c":
                 shell = Path(words[0]).name
                 script = words[2].replace("$$", "$")  # compose's escape for a literal $
-                result = subprocess.run([shell, "-n", "-c", script], capture_output=True, text=True, timeout=30)
+                result = subprocess.run(
+                    [shell, "-n", "-c", script], capture_output=True, text=True, timeout=30
+                )
                 assert result.returncode == 0, f"{name} {key}: {result.stderr}"
                 checked += 1
     assert checked >= 5

@@ -4,6 +4,7 @@ Checks what makes Grafana refuse or silently mis-provision a file: datasource ui
 exist, thresholds that are never drawn, rule conditions naming missing refIds, intervals that
 are not multiples of the 10 s minimum, policies and templates that refer to nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,26 @@ VISIBLE_THRESHOLD_STYLES = {"line", "dashed", "line+area", "dashed+area"}
 MODEL_FILTER = 'model="$model"'
 # Series the monitor exports (every one labelled `model`): its gauge names, its `drift_`,
 # `monitor_`, `prediction_drift_` and `concept_drift_` families and histogram suffixes.
-MONITOR_METRICS = {"data_drift", "concept_drift", "rolling_mse", "reference_mse", "rolling_error_rate", "reference_error_rate",
-                   "label_coverage_ratio", "window_records"}
+MONITOR_METRICS = {
+    "data_drift",
+    "concept_drift",
+    "rolling_mse",
+    "reference_mse",
+    "rolling_error_rate",
+    "reference_error_rate",
+    "label_coverage_ratio",
+    "window_records",
+}
 MONITOR_PREFIXES = ("drift_", "monitor_", "prediction_drift_", "concept_drift_")
 # A metric name in PromQL (not a function: no "(" after it) and the selector that follows it.
 METRIC = re.compile(r"(?<![\w:$\"])([a-zA-Z_:][\w:]*)(?![\w:(])\s*(\{[^}]*\})?")
-DRIFT_RULES = ("FeatureDataDrift", "ConceptDrift", "PredictionDrift", "DataDriftUncalibrated", "ConceptDriftUncalibrated")
+DRIFT_RULES = (
+    "FeatureDataDrift",
+    "ConceptDrift",
+    "PredictionDrift",
+    "DataDriftUncalibrated",
+    "ConceptDriftUncalibrated",
+)
 
 
 def load(path: Path) -> dict:
@@ -48,7 +63,12 @@ def datasource_uids() -> set[str]:
 
 @pytest.fixture(scope="module")
 def rules() -> list[dict]:
-    return [rule for path in (GRAFANA / "alerting").glob("*.yml") for group in load(path).get("groups", []) for rule in group["rules"]]
+    return [
+        rule
+        for path in (GRAFANA / "alerting").glob("*.yml")
+        for group in load(path).get("groups", [])
+        for rule in group["rules"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +101,11 @@ def seconds(duration: str) -> int:
 
 def test_datasource_is_provisioned_with_fixed_uid(datasource_uids):
     (source,) = load(GRAFANA / "datasources" / "prometheus.yml")["datasources"]
-    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090" and source["access"] == "proxy"
+    assert (
+        source["type"] == "prometheus"
+        and source["url"] == "http://prometheus:9090"
+        and source["access"] == "proxy"
+    )
     assert datasource_uids == {"prometheus-drift"}
 
 
@@ -101,8 +125,17 @@ def test_every_datasource_uid_used_exists(dashboard, rules, datasource_uids):
             continue
         used.append(panel["datasource"]["uid"])
         used += [target["datasource"]["uid"] for target in panel["targets"]]
-    used += [variable["datasource"]["uid"] for variable in dashboard["templating"]["list"] if "datasource" in variable]
-    used += [query["datasourceUid"] for rule in rules for query in rule["data"] if query["datasourceUid"] != EXPRESSION_UID]
+    used += [
+        variable["datasource"]["uid"]
+        for variable in dashboard["templating"]["list"]
+        if "datasource" in variable
+    ]
+    used += [
+        query["datasourceUid"]
+        for rule in rules
+        for query in rule["data"]
+        if query["datasourceUid"] != EXPRESSION_UID
+    ]
     assert used and set(used) <= datasource_uids
 
 
@@ -111,10 +144,15 @@ def test_panel_ids_unique_and_template_variables_defined(dashboard):
     assert len(ids) == len(set(ids))
     defined = {variable["name"] for variable in dashboard["templating"]["list"]}
     text = json.dumps(dashboard["panels"])
-    assert set(re.findall(r"\$(\w+)", text)) - {"__all", "__interval", "__rate_interval", "__range"} <= defined
+    assert (
+        set(re.findall(r"\$(\w+)", text)) - {"__all", "__interval", "__rate_interval", "__range"}
+        <= defined
+    )
 
 
-@pytest.mark.parametrize("title, expr", [("Data drift", "data_drift"), ("Concept drift", "concept_drift")])
+@pytest.mark.parametrize(
+    "title, expr", [("Data drift", "data_drift"), ("Concept drift", "concept_drift")]
+)
 def test_tutorial_panels_draw_the_01_threshold(dashboard, title, expr):
     (panel,) = [p for p in panels(dashboard) if p["title"] == title]
     assert panel["type"] == "timeseries"
@@ -131,16 +169,37 @@ def test_every_threshold_on_a_timeseries_is_visible(dashboard):
         defaults = panel["fieldConfig"]["defaults"]
         steps = [step for step in defaults["thresholds"]["steps"] if step["value"] is not None]
         if steps:
-            assert defaults["custom"]["thresholdsStyle"]["mode"] in VISIBLE_THRESHOLD_STYLES, panel["title"]
+            assert defaults["custom"]["thresholdsStyle"]["mode"] in VISIBLE_THRESHOLD_STYLES, panel[
+                "title"
+            ]
 
 
 def test_dashboard_covers_drift_model_and_pipeline(dashboard):
-    exprs = " ".join(target["expr"] for panel in panels(dashboard) for target in panel.get("targets", []))
-    for metric in ("data_drift", "concept_drift", "drift_feature_statistic", "drift_feature_threshold", "drift_feature_pvalue",
-                   "drift_feature_detected", "rolling_mse", "reference_mse", "label_coverage_ratio",
-                   "rolling_error_rate", "reference_error_rate", "drift_probability_statistic", "drift_probability_threshold",
-                   "prediction_drift_statistic", "prediction_drift_threshold", "monitor_invalid_records_total",
-                   "scorer_records_consumed_total", "monitor_records_consumed_total", "scorer_invalid_records_total", "up{"):
+    exprs = " ".join(
+        target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])
+    )
+    for metric in (
+        "data_drift",
+        "concept_drift",
+        "drift_feature_statistic",
+        "drift_feature_threshold",
+        "drift_feature_pvalue",
+        "drift_feature_detected",
+        "rolling_mse",
+        "reference_mse",
+        "label_coverage_ratio",
+        "rolling_error_rate",
+        "reference_error_rate",
+        "drift_probability_statistic",
+        "drift_probability_threshold",
+        "prediction_drift_statistic",
+        "prediction_drift_threshold",
+        "monitor_invalid_records_total",
+        "scorer_records_consumed_total",
+        "monitor_records_consumed_total",
+        "scorer_invalid_records_total",
+        "up{",
+    ):
         assert metric in exprs, metric
 
 
@@ -154,18 +213,37 @@ def test_model_variable_lists_the_monitored_models(dashboard):
     assert model["multi"] is False and model["includeAll"] is False
     assert variables.index(model) == 0
     (feature,) = [variable for variable in variables if variable["name"] == "feature"]
-    assert feature["query"]["query"] == feature["definition"] == f"label_values(drift_feature_statistic{{{MODEL_FILTER}}}, feature)"
+    assert (
+        feature["query"]["query"]
+        == feature["definition"]
+        == f"label_values(drift_feature_statistic{{{MODEL_FILTER}}}, feature)"
+    )
 
 
 def test_every_monitor_query_filters_by_the_model_variable(dashboard):
     exprs = [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])]
-    exprs += [variable["query"]["query"] for variable in dashboard["templating"]["list"] if variable["name"] != "model"]
-    read = [(expr, metric, selector) for expr in exprs for metric, selector in monitor_selectors(expr)]
+    exprs += [
+        variable["query"]["query"]
+        for variable in dashboard["templating"]["list"]
+        if variable["name"] != "model"
+    ]
+    read = [
+        (expr, metric, selector) for expr in exprs for metric, selector in monitor_selectors(expr)
+    ]
     # The parser finds what the dashboard reads (a regex that matched nothing would pass anything)...
-    assert {metric for _, metric, _ in read} >= {"data_drift", "concept_drift", "drift_feature_statistic", "rolling_error_rate",
-                                                "drift_probability_statistic", "monitor_evaluation_duration_seconds_bucket",
-                                                "monitor_records_consumed_total", "window_records"}
-    assert monitor_selectors("sum by (topic) (rate(monitor_records_consumed_total[1m]))") == [("monitor_records_consumed_total", "")]
+    assert {metric for _, metric, _ in read} >= {
+        "data_drift",
+        "concept_drift",
+        "drift_feature_statistic",
+        "rolling_error_rate",
+        "drift_probability_statistic",
+        "monitor_evaluation_duration_seconds_bucket",
+        "monitor_records_consumed_total",
+        "window_records",
+    }
+    assert monitor_selectors("sum by (topic) (rate(monitor_records_consumed_total[1m]))") == [
+        ("monitor_records_consumed_total", "")
+    ]
     # ... and every one of those reads is one model's.
     unfiltered = [(metric, expr) for expr, metric, selector in read if MODEL_FILTER not in selector]
     assert unfiltered == []
@@ -176,19 +254,39 @@ def test_every_monitor_query_filters_by_the_model_variable(dashboard):
 def test_every_query_is_valid_promql(dashboard, rules, tmp_path):
     # promtool parses each expression as a recording rule, the template variables set to values.
     exprs = [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])]
-    exprs += [query["model"]["expr"] for rule in rules for query in rule["data"] if query["datasourceUid"] != EXPRESSION_UID]
+    exprs += [
+        query["model"]["expr"]
+        for rule in rules
+        for query in rule["data"]
+        if query["datasourceUid"] != EXPRESSION_UID
+    ]
     concrete = [expr.replace("$model", "diamonds").replace("$feature", "carat") for expr in exprs]
     assert all("$" not in expr for expr in concrete), concrete
     path = tmp_path / "exprs.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "exprs", "rules": [{"record": f"check_{i}", "expr": expr}
-                                                                          for i, expr in enumerate(concrete)]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "exprs",
+                        "rules": [
+                            {"record": f"check_{i}", "expr": expr}
+                            for i, expr in enumerate(concrete)
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     run_tool("promtool", "check", "rules", str(path))
 
 
 def test_rule_refids_conditions_and_intervals(rules):
     for path in (GRAFANA / "alerting").glob("*.yml"):
         for group in load(path).get("groups", []):
-            assert seconds(group["interval"]) % 10 == 0 and seconds(group["interval"]) > 0, group["name"]
+            assert seconds(group["interval"]) % 10 == 0 and seconds(group["interval"]) > 0, group[
+                "name"
+            ]
     uids = [rule["uid"] for rule in rules]
     assert len(uids) == len(set(uids))
     for rule in rules:
@@ -199,10 +297,16 @@ def test_rule_refids_conditions_and_intervals(rules):
             model = query["model"]
             assert model["refId"] == query["refId"], rule["uid"]
             if query["datasourceUid"] == EXPRESSION_UID:
-                assert model["expression"] in refs, f"{rule['uid']}: {query['refId']} reads missing {model['expression']}"
+                assert model["expression"] in refs, (
+                    f"{rule['uid']}: {query['refId']} reads missing {model['expression']}"
+                )
             else:
                 assert model["expr"] and model.get("instant") is True, rule["uid"]
-        assert rule["noDataState"] in {"OK", "NoData", "Alerting"} and rule["execErrState"] in {"OK", "Error", "Alerting"}
+        assert rule["noDataState"] in {"OK", "NoData", "Alerting"} and rule["execErrState"] in {
+            "OK",
+            "Error",
+            "Alerting",
+        }
         seconds(rule["for"])
         # Labels get env expansion, annotations do not: a `$` in a label would be eaten.
         assert "$" not in json.dumps(rule["labels"]), rule["uid"]
@@ -213,7 +317,11 @@ def test_rules_cover_the_prometheus_alerts(rules):
     assert {*DRIFT_RULES, "ServiceDown", "DLQRateHigh", "MonitorNotConsuming"} <= titles
     by_title = {rule["title"]: rule for rule in rules}
     for title in ("DataDriftUncalibrated", "ConceptDriftUncalibrated"):
-        (threshold,) = [q["model"] for q in by_title[title]["data"] if q["refId"] == by_title[title]["condition"]]
+        (threshold,) = [
+            q["model"]
+            for q in by_title[title]["data"]
+            if q["refId"] == by_title[title]["condition"]
+        ]
         assert threshold["conditions"][0]["evaluator"] == {"type": "gt", "params": [0.1]}
         assert by_title[title]["labels"]["variant"] == "uncalibrated"
 
@@ -230,7 +338,9 @@ def test_drift_rules_keep_the_model_and_name_it(rules):
             # Each monitor series read is aggregated keeping `model`, so one model's numbers never mix with another's.
             expr = query["model"]["expr"]
             groupings = re.findall(r"\b(?:max|sum|count) by \(([^)]*)\)", expr)
-            assert groupings and all("model" in [label.strip() for label in labels.split(",")] for labels in groupings), (title, expr)
+            assert groupings and all(
+                "model" in [label.strip() for label in labels.split(",")] for labels in groupings
+            ), (title, expr)
     # The texts that depend on the task read it from drift_model_info, joined into the condition.
     for title in ("ConceptDrift", "PredictionDrift", "ConceptDriftUncalibrated"):
         rule = by_title[title]
@@ -242,13 +352,24 @@ def test_drift_rules_keep_the_model_and_name_it(rules):
 
 
 def test_rule_folder_differs_from_dashboard_folder():
-    dashboard_folders = {provider.get("folder", "") for provider in load(GRAFANA / "dashboards" / "dashboards.yml")["providers"]}
-    rule_folders = {group["folder"] for path in (GRAFANA / "alerting").glob("*.yml") for group in load(path).get("groups", [])}
+    dashboard_folders = {
+        provider.get("folder", "")
+        for provider in load(GRAFANA / "dashboards" / "dashboards.yml")["providers"]
+    }
+    rule_folders = {
+        group["folder"]
+        for path in (GRAFANA / "alerting").glob("*.yml")
+        for group in load(path).get("groups", [])
+    }
     assert rule_folders and not rule_folders & dashboard_folders
 
 
 def contact_receivers() -> list[dict]:
-    return [receiver for point in load(GRAFANA / "alerting" / "contact-points.yml")["contactPoints"] for receiver in point["receivers"]]
+    return [
+        receiver
+        for point in load(GRAFANA / "alerting" / "contact-points.yml")["contactPoints"]
+        for receiver in point["receivers"]
+    ]
 
 
 def test_discord_contact_point():
@@ -260,7 +381,10 @@ def test_discord_contact_point():
 
 
 def test_policy_receivers_exist():
-    names = {point["name"] for point in load(GRAFANA / "alerting" / "contact-points.yml")["contactPoints"]}
+    names = {
+        point["name"]
+        for point in load(GRAFANA / "alerting" / "contact-points.yml")["contactPoints"]
+    }
 
     def receivers(policy: dict) -> Iterator[str]:
         if "receiver" in policy:
@@ -275,25 +399,66 @@ def test_policy_receivers_exist():
 
 
 def test_referenced_templates_are_defined_and_render(tmp_path):
-    bodies = [template["template"] for template in load(GRAFANA / "alerting" / "templates.yml")["templates"]]
+    bodies = [
+        template["template"]
+        for template in load(GRAFANA / "alerting" / "templates.yml")["templates"]
+    ]
     defined = {name for body in bodies for name in re.findall(r'{{-?\s*define\s+"([^"]+)"', body)}
-    referenced = {name for receiver in contact_receivers() for value in receiver["settings"].values() if isinstance(value, str)
-                  for name in re.findall(r'{{-?\s*template\s+"([^"]+)"', value)}
+    referenced = {
+        name
+        for receiver in contact_receivers()
+        for value in receiver["settings"].values()
+        if isinstance(value, str)
+        for name in re.findall(r'{{-?\s*template\s+"([^"]+)"', value)
+    }
     assert referenced and referenced <= defined
     # Grafana's notification templates are Go templates with Alertmanager's functions: amtool
     # executes them on Alertmanager-shaped data, which catches syntax and field errors.
     (tmp_path / "grafana.tmpl").write_text("\n".join(bodies))
-    alert = {"status": "firing", "labels": {"alertname": "FeatureDataDrift", "model": "jewels", "feature": "carat", "variant": "calibrated",
-                                             "severity": "warning"},
-             "annotations": {"summary": "[jewels] Data drift on feature carat", "description": "statistic 0.31 above threshold 0.05"},
-             "startsAt": "2026-01-02T03:04:05Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "1"}
-    data = {"receiver": "discord", "status": "firing", "alerts": [alert], "groupLabels": {}, "commonLabels": alert["labels"],
-            "commonAnnotations": {}, "externalURL": ""}
+    alert = {
+        "status": "firing",
+        "labels": {
+            "alertname": "FeatureDataDrift",
+            "model": "jewels",
+            "feature": "carat",
+            "variant": "calibrated",
+            "severity": "warning",
+        },
+        "annotations": {
+            "summary": "[jewels] Data drift on feature carat",
+            "description": "statistic 0.31 above threshold 0.05",
+        },
+        "startsAt": "2026-01-02T03:04:05Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": "1",
+    }
+    data = {
+        "receiver": "discord",
+        "status": "firing",
+        "alerts": [alert],
+        "groupLabels": {},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": {},
+        "externalURL": "",
+    }
     (tmp_path / "data.json").write_text(json.dumps(data))
     for name in sorted(referenced):
-        output = run_tool("amtool", "template", "render", f"--template.glob={tmp_path / 'grafana.tmpl'}",
-                          f'--template.text={{{{ template "{name}" . }}}}', f"--template.data={tmp_path / 'data.json'}").stdout
+        output = run_tool(
+            "amtool",
+            "template",
+            "render",
+            f"--template.glob={tmp_path / 'grafana.tmpl'}",
+            f'--template.text={{{{ template "{name}" . }}}}',
+            f"--template.data={tmp_path / 'data.json'}",
+        ).stdout
         assert "carat" in output and "jewels" in output, (name, output)
-    title = run_tool("amtool", "template", "render", f"--template.glob={tmp_path / 'grafana.tmpl'}",
-                     '--template.text={{ template "drift.discord.title" . }}', f"--template.data={tmp_path / 'data.json'}").stdout
+    title = run_tool(
+        "amtool",
+        "template",
+        "render",
+        f"--template.glob={tmp_path / 'grafana.tmpl'}",
+        '--template.text={{ template "drift.discord.title" . }}',
+        f"--template.data={tmp_path / 'data.json'}",
+    ).stdout
     assert title.strip() == "[FIRING:1] jewels: FeatureDataDrift on carat"

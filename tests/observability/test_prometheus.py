@@ -1,4 +1,5 @@
 """prometheus.yml and the alerting rules, checked by promtool (a failure fails the test)."""
+
 from __future__ import annotations
 
 import re
@@ -9,14 +10,24 @@ from tests.observability._tools import run_tool
 from tests.support import ROOT
 
 RULES = ROOT / "prometheus" / "alerts.yml"
-DRIFT_ALERTS = ("FeatureDataDrift", "ConceptDrift", "PredictionDrift", "DataDriftUncalibrated", "ConceptDriftUncalibrated")
+DRIFT_ALERTS = (
+    "FeatureDataDrift",
+    "ConceptDrift",
+    "PredictionDrift",
+    "DataDriftUncalibrated",
+    "ConceptDriftUncalibrated",
+)
 # The PromQL of `printf "<query>" args... | query` (escaped quotes allowed), and its selectors.
 QUERY = re.compile(r'printf "((?:[^"\\]|\\.)*)"[^|}]*\|\s*query')
 SELECTOR = re.compile(r"([a-z_:][a-z0-9_:]*)\{([^}]*)\}")
 
 
 def alerts() -> dict[str, dict]:
-    return {rule["alert"]: rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
+    return {
+        rule["alert"]: rule
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+    }
 
 
 def test_promtool_check_config():
@@ -34,8 +45,11 @@ def test_promtool_rule_unit_tests():
 
 
 def test_every_alert_has_a_unit_test():
-    tested = {case["alertname"] for test in yaml.safe_load((ROOT / "prometheus" / "alerts_test.yml").read_text())["tests"]
-              for case in test["alert_rule_test"]}
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load((ROOT / "prometheus" / "alerts_test.yml").read_text())["tests"]
+        for case in test["alert_rule_test"]
+    }
     assert set(alerts()) <= tested
 
 
@@ -80,21 +94,48 @@ def test_every_companion_query_filters_by_model_and_instance():
                 selectors = SELECTOR.findall(literal)
                 assert selectors, (name, literal)
                 for metric, matchers in selectors:
-                    assert "model=%q" in matchers and "instance=%q" in matchers, (name, metric, matchers)
+                    assert "model=%q" in matchers and "instance=%q" in matchers, (
+                        name,
+                        metric,
+                        matchers,
+                    )
                     queried.add((name, metric))
     # The descriptions use what the monitor exports for each task.
-    assert {("ConceptDrift", m) for m in ("rolling_mse", "reference_mse", "rolling_error_rate", "reference_error_rate")} <= queried
-    assert {("PredictionDrift", m) for m in ("prediction_drift_statistic", "prediction_drift_threshold",
-                                             "drift_probability_statistic", "drift_probability_detected",
-                                             "drift_probability_threshold", "drift_model_info")} <= queried
-    assert {("FeatureDataDrift", m) for m in ("drift_feature_statistic", "drift_feature_threshold",
-                                              "drift_feature_pvalue", "window_records")} <= queried
+    assert {
+        ("ConceptDrift", m)
+        for m in ("rolling_mse", "reference_mse", "rolling_error_rate", "reference_error_rate")
+    } <= queried
+    assert {
+        ("PredictionDrift", m)
+        for m in (
+            "prediction_drift_statistic",
+            "prediction_drift_threshold",
+            "drift_probability_statistic",
+            "drift_probability_detected",
+            "drift_probability_threshold",
+            "drift_model_info",
+        )
+    } <= queried
+    assert {
+        ("FeatureDataDrift", m)
+        for m in (
+            "drift_feature_statistic",
+            "drift_feature_threshold",
+            "drift_feature_pvalue",
+            "window_records",
+        )
+    } <= queried
 
 
 def test_compose_prometheus_scrapes_scorer_and_monitor_and_alerts():
     config = yaml.safe_load((ROOT / "prometheus.yml").read_text())
-    targets = {job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]] for job in config["scrape_configs"]}
+    targets = {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+        for job in config["scrape_configs"]
+    }
     assert targets["scorer"] == ["scorer:8001"]
     assert targets["monitor"] == ["monitor:8000"]
     assert config["rule_files"] == ["prometheus/alerts.yml"]
-    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093"
+    ]

@@ -11,6 +11,7 @@ no-drift stream must keep within the false-alarm budget the test prints: at most
 flags (a test over its threshold at an evaluation) are expected; the test fails only beyond what
 that budget makes rarer than 1 in 10,000 runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,9 @@ MAX_BACKLOG_SECONDS = 3.0  # records behind the producer, in seconds of traffic
 SEED = int(os.environ.get("SOAK_SEED") or secrets.randbelow(2**31))
 DEFAULTS = MonitorConfig()  # the soak runs the monitor on its defaults
 ERT = DEFAULTS.ert  # the false-alarm budget: a false alarm per ERT records on average
-PANES_PER_WINDOW = DEFAULTS.window_size // DEFAULTS.step_size  # one extreme pane is in this many evaluations
+PANES_PER_WINDOW = (
+    DEFAULTS.window_size // DEFAULTS.step_size
+)  # one extreme pane is in this many evaluations
 
 
 def flags(port: int, records: int) -> dict:
@@ -53,14 +56,21 @@ def flags(port: int, records: int) -> dict:
 
     samples = scrape(port)
     by_test = {feature: int(value) for feature, value in flagged(samples).items() if value}
-    for name in ("prediction_drift_detections_total", "concept_drift_detections_total",
-                 "estimated_concept_drift_detections_total"):
+    for name in (
+        "prediction_drift_detections_total",
+        "concept_drift_detections_total",
+        "estimated_concept_drift_detections_total",
+    ):
         if samples.get((name, ())):
             by_test[name.removesuffix("_detections_total")] = int(samples[(name, ())])
     expected = records / ERT
     episodes = int(stats.poisson.isf(1e-4, expected))
-    return {"flags_by_test": by_test, "flags": sum(by_test.values()),
-            "expected_false_alarms": round(expected, 4), "false_alarm_limit": episodes * PANES_PER_WINDOW}
+    return {
+        "flags_by_test": by_test,
+        "flags": sum(by_test.values()),
+        "expected_false_alarms": round(expected, 4),
+        "false_alarm_limit": episodes * PANES_PER_WINDOW,
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -75,18 +85,57 @@ def rss_mb(pid: int) -> float:
 def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
     print(f"\nsoak seed {SEED} (replay this stream: SOAK_SEED={SEED} make soak)")
     ports = {name: free_port() for name in ("producer", "scorer", "monitor")}
-    producer = kafka.start("producer", "simulate", "--count", "0", "--rate", str(RATE), "--label-delay", "2", "--seed", str(SEED),
-                           "--metrics-host", "127.0.0.1", "--metrics-port", str(ports["producer"]), log=tmp_path / "producer.log")
-    scorer = kafka.start("scorer", "run", "--group", "soak", "--metrics-host", "127.0.0.1", "--metrics-port", str(ports["scorer"]),
-                         log=tmp_path / "scorer.log")
-    monitor = kafka.start("monitor", "run", "--group", "soak", "--metrics-host", "127.0.0.1", "--metrics-port", str(ports["monitor"]),
-                          log=tmp_path / "monitor.log", MONITOR_STATE_TOPIC=f"state-{kafka.suffix}")
+    producer = kafka.start(
+        "producer",
+        "simulate",
+        "--count",
+        "0",
+        "--rate",
+        str(RATE),
+        "--label-delay",
+        "2",
+        "--seed",
+        str(SEED),
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(ports["producer"]),
+        log=tmp_path / "producer.log",
+    )
+    scorer = kafka.start(
+        "scorer",
+        "run",
+        "--group",
+        "soak",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(ports["scorer"]),
+        log=tmp_path / "scorer.log",
+    )
+    monitor = kafka.start(
+        "monitor",
+        "run",
+        "--group",
+        "soak",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(ports["monitor"]),
+        log=tmp_path / "monitor.log",
+        MONITOR_STATE_TOPIC=f"state-{kafka.suffix}",
+    )
     services = {"producer": producer, "scorer": scorer, "monitor": monitor}
-    predictions, labels = (("topic", kafka.topics["PREDICTIONS_TOPIC"]),), (("topic", kafka.topics["LABELS_TOPIC"]),)
+    predictions, labels = (
+        (("topic", kafka.topics["PREDICTIONS_TOPIC"]),),
+        (("topic", kafka.topics["LABELS_TOPIC"]),),
+    )
 
     def scrape_retrying(port: int) -> dict:
         try:  # one slow answer on a loaded machine is not a failed service
-            return wait_until(lambda: scrape(port), 10, interval=0.5, message=f"an answer on port {port}")
+            return wait_until(
+                lambda: scrape(port), 10, interval=0.5, message=f"an answer on port {port}"
+            )
         except AssertionError:
             return {}  # this sample's values are NaN
 
@@ -106,28 +155,49 @@ def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
             "concept_drift": m.get(("concept_drift", ()), math.nan),
             "estimated_concept_drift": m.get(("estimated_concept_drift", ()), math.nan),
             "dataset_detections": m.get(("drift_dataset_detections_total", ()), math.nan),
-            "rss_mb": {n: round(rss_mb(proc.pid), 1) for n, proc in services.items() if proc.poll() is None},
+            "rss_mb": {
+                n: round(rss_mb(proc.pid), 1) for n, proc in services.items() if proc.poll() is None
+            },
         }
 
     samples: list[dict] = []
     try:
-        wait_until(lambda: scrape(ports["monitor"]).get(("window_records", ())) == 1000, 120, interval=0.5,
-                   message="first full window")
+        wait_until(
+            lambda: scrape(ports["monitor"]).get(("window_records", ())) == 1000,
+            120,
+            interval=0.5,
+            message="first full window",
+        )
         started = time.monotonic()
         while time.monotonic() - started < SECONDS:
-            time.sleep(SAMPLE_EVERY)  # pacing: a sample every 5 s of a run of fixed length, no event to await
+            time.sleep(
+                SAMPLE_EVERY
+            )  # pacing: a sample every 5 s of a run of fixed length, no event to await
             for name, process in services.items():
                 assert process.poll() is None, f"{name} died: see {tmp_path / name}.log"
             samples.append(sample(started))
         stopped = time.monotonic()
         assert stop_process(producer) == 0
         # The producer's summary line is its final count (its metrics page is gone with it).
-        produced = int(re.search(r"records (\d+) \(invalid 0\), labels \d+, delivered \d+, failed 0",
-                                 (tmp_path / "producer.log").read_text()).group(1))
-        wait_until(lambda: scrape(ports["scorer"]).get(("scorer_records_consumed_total", ())) == produced, 60,
-                   message="scorer drained")
-        wait_until(lambda: scrape(ports["monitor"]).get(("monitor_records_consumed_total", predictions)) == produced, 60,
-                   message="monitor drained")
+        produced = int(
+            re.search(
+                r"records (\d+) \(invalid 0\), labels \d+, delivered \d+, failed 0",
+                (tmp_path / "producer.log").read_text(),
+            ).group(1)
+        )
+        wait_until(
+            lambda: scrape(ports["scorer"]).get(("scorer_records_consumed_total", ())) == produced,
+            60,
+            message="scorer drained",
+        )
+        wait_until(
+            lambda: (
+                scrape(ports["monitor"]).get(("monitor_records_consumed_total", predictions))
+                == produced
+            ),
+            60,
+            message="monitor drained",
+        )
         drain_seconds = time.monotonic() - stopped
         end = sample(started)
         alarms = flags(ports["monitor"], produced)
@@ -138,27 +208,44 @@ def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
     steady = [s for s in samples if s["t"] >= WARM_UP]
     baseline = steady[0]
     report = {
-        "seconds": SECONDS, "target_rate": RATE,
-        "achieved_rate": round((samples[-1]["produced"] - samples[0]["produced"]) / (samples[-1]["t"] - samples[0]["t"])),
+        "seconds": SECONDS,
+        "target_rate": RATE,
+        "achieved_rate": round(
+            (samples[-1]["produced"] - samples[0]["produced"])
+            / (samples[-1]["t"] - samples[0]["t"])
+        ),
         "records": produced,
         "max_scorer_backlog": max(s["produced"] - s["scored"] for s in steady),
         "max_monitor_backlog": max(s["predictions"] - s["monitored"] for s in steady),
         "max_label_backlog": max(s["labels_produced"] - s["labels_monitored"] for s in steady),
         "drain_seconds_after_stop": round(drain_seconds, 1),
-        "rss_mb_after_warm_up": baseline["rss_mb"], "rss_mb_at_end": samples[-1]["rss_mb"],
-        "rss_growth": {n: round(samples[-1]["rss_mb"][n] / baseline["rss_mb"][n] - 1, 3) for n in services},
-        "evaluations": end["evaluations"], "dataset_detections": end["dataset_detections"],
-        "seed": SEED, **alarms,
+        "rss_mb_after_warm_up": baseline["rss_mb"],
+        "rss_mb_at_end": samples[-1]["rss_mb"],
+        "rss_growth": {
+            n: round(samples[-1]["rss_mb"][n] / baseline["rss_mb"][n] - 1, 3) for n in services
+        },
+        "evaluations": end["evaluations"],
+        "dataset_detections": end["dataset_detections"],
+        "seed": SEED,
+        **alarms,
         "samples": samples,
     }
-    Path(os.environ.get("SOAK_REPORT", ROOT / "soak-report.json")).write_text(json.dumps(report, indent=1))
+    Path(os.environ.get("SOAK_REPORT", ROOT / "soak-report.json")).write_text(
+        json.dumps(report, indent=1)
+    )
     print("\nsoak:", json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=1))
 
-    assert report["achieved_rate"] >= 0.95 * RATE, "the simulator could not hold the rate: the test is not at load"
+    assert report["achieved_rate"] >= 0.95 * RATE, (
+        "the simulator could not hold the rate: the test is not at load"
+    )
     allowed = MAX_BACKLOG_SECONDS * RATE
     for backlog in ("max_scorer_backlog", "max_monitor_backlog", "max_label_backlog"):
-        assert report[backlog] <= allowed, f"{backlog} {report[backlog]:.0f} > {allowed:.0f}: not keeping up"
-    assert end["scored"] == end["predictions"] == end["monitored"] == produced  # nothing lost or left behind
+        assert report[backlog] <= allowed, (
+            f"{backlog} {report[backlog]:.0f} > {allowed:.0f}: not keeping up"
+        )
+    assert (
+        end["scored"] == end["predictions"] == end["monitored"] == produced
+    )  # nothing lost or left behind
     for name in ("scorer", "monitor"):
         assert report["rss_growth"][name] <= MAX_RSS_GROWTH, (name, report["rss_growth"])
     # The gauges move at every sample: evaluations advance and the window stays full and finite.
@@ -172,4 +259,6 @@ def test_five_thousand_records_per_second_for_five_minutes(kafka, tmp_path):
     # No drift was sent: every flag is a false alarm, and their number must keep within the budget.
     assert report["flags"] <= report["false_alarm_limit"], (
         f"{report['flags']} flags {report['flags_by_test']} on a no-drift stream, above "
-        f"{report['false_alarm_limit']} (budget: {report['expected_false_alarms']:.3f} expected); replay: SOAK_SEED={SEED}")
+        f"{report['false_alarm_limit']} (budget: {report['expected_false_alarms']:.3f} expected); "
+        f"replay: SOAK_SEED={SEED}"
+    )

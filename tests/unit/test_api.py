@@ -1,5 +1,6 @@
 """POST /predict equals offline model.predict (and predict_proba), refuses bad input with reasons,
 and follows the model's schema."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,9 @@ def codec(model, model_dir):
 
 @pytest.fixture
 def client(model, codec):
-    return create_app(model, codec, CollectorRegistry(), max_body_bytes=64 * 1024, max_batch=100).test_client()
+    return create_app(
+        model, codec, CollectorRegistry(), max_body_bytes=64 * 1024, max_batch=100
+    ).test_client()
 
 
 def test_one_record_and_a_list_match_offline(client, model, model_dir, codec):
@@ -41,7 +44,9 @@ def test_one_record_and_a_list_match_offline(client, model, model_dir, codec):
     assert one.json["id"] == "0" and one.json["unseen_categories"] == []
     many = client.post("/predict", json=records)
     assert many.status_code == 200
-    assert [p["prediction"] for p in many.json["predictions"]] == pytest.approx(list(rows["prediction"]), abs=1e-9)
+    assert [p["prediction"] for p in many.json["predictions"]] == pytest.approx(
+        list(rows["prediction"]), abs=1e-9
+    )
     assert {p["model_version"] for p in many.json["predictions"]} == {model.version}
     unseen = client.post("/predict", json={**records[0], "id": "mine", "clarity": "I2"}).json
     assert (unseen["id"], unseen["unseen_categories"]) == ("mine", ["clarity"])
@@ -49,8 +54,17 @@ def test_one_record_and_a_list_match_offline(client, model, model_dir, codec):
 
 
 def test_bad_input_is_a_400_with_reasons(client):
-    good = {"carat": 1.0, "cut": "Ideal", "color": "E", "clarity": "SI1", "depth": 61.0, "table": 56.0}
-    response = client.post("/predict", json=[good, {**good, "carat": "x"}, {**good, "depth": -1}, 5])
+    good = {
+        "carat": 1.0,
+        "cut": "Ideal",
+        "color": "E",
+        "clarity": "SI1",
+        "depth": 61.0,
+        "table": 56.0,
+    }
+    response = client.post(
+        "/predict", json=[good, {**good, "carat": "x"}, {**good, "depth": -1}, 5]
+    )
     assert response.status_code == 400
     assert response.json["errors"] == [
         {"index": 1, "reason": "wrong_type", "detail": "'carat' must be a number, got str"},
@@ -67,23 +81,47 @@ def test_bad_input_is_a_400_with_reasons(client):
 
 def test_body_limit_health_and_metrics(client, model):
     assert client.post("/predict", data=b"x" * (64 * 1024 + 1)).status_code == 413
-    assert client.get("/healthz").json == {"status": "ok", "model": "diamonds", "model_version": model.version}
-    client.post("/predict", json={"carat": 1.0, "cut": "Ideal", "color": "E", "clarity": "SI1", "depth": 61.0, "table": 56.0})
+    assert client.get("/healthz").json == {
+        "status": "ok",
+        "model": "diamonds",
+        "model_version": model.version,
+    }
+    client.post(
+        "/predict",
+        json={
+            "carat": 1.0,
+            "cut": "Ideal",
+            "color": "E",
+            "clarity": "SI1",
+            "depth": 61.0,
+            "table": 56.0,
+        },
+    )
     text = client.get("/metrics").data.decode()
-    assert 'api_requests_total{status="200"} 1.0' in text and 'api_requests_total{status="413"} 1.0' in text
+    assert (
+        'api_requests_total{status="200"} 1.0' in text
+        and 'api_requests_total{status="413"} 1.0' in text
+    )
 
 
 def test_a_classifier_answers_its_class_and_probabilities(tmp_path):
     folder = build_classifier_dir(tmp_path / "pets")
     schema, model = load_model_schema(folder), load(folder)
-    app = create_app(model, BatchCodec(schema, check_against_schema(model, schema)), CollectorRegistry())
+    app = create_app(
+        model, BatchCodec(schema, check_against_schema(model, schema)), CollectorRegistry()
+    )
     rows = read_reference(folder / "reference.csv", schema).head(30)
-    records = [{c: row[c].item() if hasattr(row[c], "item") else row[c] for c in PET_FEATURES} for _, row in rows.iterrows()]
+    records = [
+        {c: row[c].item() if hasattr(row[c], "item") else row[c] for c in PET_FEATURES}
+        for _, row in rows.iterrows()
+    ]
     answers = app.test_client().post("/predict", json=records).json["predictions"]
     assert [a["prediction"] for a in answers] == rows["prediction"].tolist()
     for answer, (_, row) in zip(answers, rows.iterrows()):
         assert list(answer["probabilities"]) == ["dog", "cat", "bird"]
-        assert answer["probabilities"] == pytest.approx({c: row[f"proba_{c}"] for c in ("dog", "cat", "bird")}, abs=1e-12)
+        assert answer["probabilities"] == pytest.approx(
+            {c: row[f"proba_{c}"] for c in ("dog", "cat", "bird")}, abs=1e-12
+        )
     refused = app.test_client().post("/predict", json={**records[0], "legs": 4.5}).json
     assert refused["errors"][0]["reason"] == "wrong_type"
 
@@ -95,4 +133,9 @@ def test_serve_on_a_taken_port_says_which_flag_changes_it(model_dir, capsys):
         port = taken.getsockname()[1]
         assert main(["serve", "--model-dir", str(model_dir), "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"port {port}" in err and "--port" in err and "Traceback" not in err
+    assert (
+        err.count("\n") == 1
+        and f"port {port}" in err
+        and "--port" in err
+        and "Traceback" not in err
+    )

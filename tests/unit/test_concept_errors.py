@@ -3,6 +3,7 @@ from the join (a classifier's confidence kept from prediction time), error count
 (merged by addition, saved, restored from snapshots without them), a count window's complete
 concept panes, the evaluation's error_* fields and gauges, and the delays at the defaults on the
 simulator's own streams."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from monitor.errortest import ConfidenceWeightedErrors, ResidualKS
 from monitor.join import ErrorWindow, LabelJoin
 from monitor.reference import Reference
 from monitor.windows import CountWindow, Pane, PredictionBatch, TimeWindow
-from tests.unit.test_monitor_drift import CATEGORICAL, NUMERIC, feed, frame, heldout, reference, stream  # noqa: F401
+from tests.unit.test_monitor_drift import feed, frame, heldout, reference, stream  # noqa: F401
 
 ONSET = 5000
 
@@ -27,8 +28,12 @@ def regression(seed: int = 0, m: int = 2000) -> Reference:
     """Prices with multiplicative errors (as `test_errortest`), one feature of each kind."""
     rng = np.random.default_rng(seed)
     truth = rng.gamma(2.0, 1000.0, m)
-    return Reference.from_arrays({"x": rng.normal(0, 1, m)}, {"c": rng.choice(["u", "v"], m)},
-                                 truth * rng.lognormal(0.0, 0.1, m), truth)
+    return Reference.from_arrays(
+        {"x": rng.normal(0, 1, m)},
+        {"c": rng.choice(["u", "v"], m)},
+        truth * rng.lognormal(0.0, 0.1, m),
+        truth,
+    )
 
 
 def classifier(seed: int = 1, m: int = 2000, one_column: bool = False) -> Reference:
@@ -39,8 +44,15 @@ def classifier(seed: int = 1, m: int = 2000, one_column: bool = False) -> Refere
     wrong = rng.random(m) > np.maximum(p_yes, 1 - p_yes)
     labels = np.where(wrong, np.where(predicted == "yes", "no", "yes"), predicted)
     probabilities = {"yes": p_yes} if one_column else {"no": 1 - p_yes, "yes": p_yes}
-    return Reference.from_arrays({"x": rng.normal(0, 1, m)}, {}, predicted, labels, task="classification",
-                                 probabilities=probabilities, classes=("no", "yes"))
+    return Reference.from_arrays(
+        {"x": rng.normal(0, 1, m)},
+        {},
+        predicted,
+        labels,
+        task="classification",
+        probabilities=probabilities,
+        classes=("no", "yes"),
+    )
 
 
 def texts(values) -> np.ndarray:
@@ -49,6 +61,7 @@ def texts(values) -> np.ndarray:
 
 # -- the reference and the join ---------------------------------------------------------------------
 
+
 def test_the_reference_holds_the_error_test_of_its_task():
     assert isinstance(regression().error_test, ResidualKS) and regression().error_test.size == 100
     two, one = classifier(), classifier(one_column=True)
@@ -56,12 +69,20 @@ def test_the_reference_holds_the_error_test_of_its_task():
     assert two.error_test.size == one.error_test.size == 40  # 20 confidence cells x (right, wrong)
     # the same confidences whether the messages carry both classes' probabilities or the positive one's
     assert np.array_equal(two.error_test.weights, one.error_test.weights)
-    assert two.confidences({"no": np.array([0.2, 0.6]), "yes": np.array([0.8, 0.4])}).tolist() == [0.8, 0.6]
+    assert two.confidences({"no": np.array([0.2, 0.6]), "yes": np.array([0.8, 0.4])}).tolist() == [
+        0.8,
+        0.6,
+    ]
     assert one.confidences({"yes": np.array([0.2, 0.7])}).tolist() == [0.8, 0.7]
     assert two.confidences({}) is None and regression().confidences({}) is None
     rng = np.random.default_rng(2)
-    plain = Reference.from_arrays({"x": rng.normal(0, 1, 100)}, {}, texts(["a"] * 100),
-                                  texts(["a"] * 90 + ["b"] * 10), task="classification")
+    plain = Reference.from_arrays(
+        {"x": rng.normal(0, 1, 100)},
+        {},
+        texts(["a"] * 100),
+        texts(["a"] * 90 + ["b"] * 10),
+        task="classification",
+    )
     assert plain.error_test.size == 2 and plain.error_test.reference_value == 0.1  # the error rate
 
 
@@ -75,7 +96,10 @@ def test_the_join_bins_each_joined_record_whichever_side_comes_first():
     late = join.add_predictions(["c"], [2], predictions[2:], [1])
     assert early.bins.tolist() == [83, 52] and late.bins.tolist() == [16]
     order = [1, 0, 2]
-    assert early.bins.tolist() + late.bins.tolist() == test.bin_index(predictions[order], labels[order]).tolist()
+    assert (
+        early.bins.tolist() + late.bins.tolist()
+        == test.bin_index(predictions[order], labels[order]).tolist()
+    )
     assert early.bins.dtype == np.int64
     assert LabelJoin().add_labels(["z"], [0], [1.0]).bins.tolist() == []  # nothing joined
     # without a test every joined record is in bin 0
@@ -89,8 +113,13 @@ def test_a_classifier_keeps_each_confidence_until_its_label_comes():
     a snapshot written before it was kept restores 0.0: the least confident cell, the least weight."""
     test = classifier().error_test
     join = LabelJoin(ttl_ms=60_000, classification=True, error_test=test)
-    join.add_predictions(["a", "b", "c"], [0, 0, 0], texts(["yes", "no", "yes"]), [0, 0, 1],
-                         confidences=[0.55, 0.7, 0.99])
+    join.add_predictions(
+        ["a", "b", "c"],
+        [0, 0, 0],
+        texts(["yes", "no", "yes"]),
+        [0, 0, 1],
+        confidences=[0.55, 0.7, 0.99],
+    )
     state = json.loads(json.dumps(join.to_dict()))
     assert state["predictions"]["confidence"] == [0.55, 0.7, 0.99]
     restored = LabelJoin(ttl_ms=60_000, classification=True, error_test=test)
@@ -99,10 +128,15 @@ def test_a_classifier_keeps_each_confidence_until_its_label_comes():
     joined = restored.add_labels(["a", "b", "c"], [1, 1, 1], texts(["yes", "yes", "no"]))
     assert joined.bins.tolist() == [4, 17, 39]  # right in cell 2, wrong in cells 8 and 19
     assert joined.squared.tolist() == [0.0, 1.0, 1.0]
-    older = {**state, "predictions": {k: v for k, v in state["predictions"].items() if k != "confidence"}}
+    older = {
+        **state,
+        "predictions": {k: v for k, v in state["predictions"].items() if k != "confidence"},
+    }
     old = LabelJoin(ttl_ms=60_000, classification=True, error_test=test)
     old.load_dict(older)
-    assert old.add_labels(["a", "b", "c"], [1, 1, 1], texts(["yes", "yes", "no"])).bins.tolist() == [0, 1, 1]
+    assert old.add_labels(
+        ["a", "b", "c"], [1, 1, 1], texts(["yes", "yes", "no"])
+    ).bins.tolist() == [0, 1, 1]
     assert test.weights[0] == test.weights.min()
     # a regression join saves no confidence column (its snapshots keep their layout)
     assert "confidence" not in LabelJoin().to_dict()["predictions"]
@@ -110,11 +144,17 @@ def test_a_classifier_keeps_each_confidence_until_its_label_comes():
 
 # -- panes ------------------------------------------------------------------------------------------
 
+
 def batch(n: int, start: int = 0, step_ms: int = 1000) -> PredictionBatch:
     rng = np.random.default_rng(start)
     ids = np.array([f"r{i}" for i in range(start, start + n)], dtype=object)
-    return PredictionBatch(ids, (start + np.arange(n)) * step_ms, rng.gamma(2.0, 1000.0, n),
-                           {"x": rng.normal(0, 1, n)}, {"c": rng.choice(["u", "v"], n).astype(object)})
+    return PredictionBatch(
+        ids,
+        (start + np.arange(n)) * step_ms,
+        rng.gamma(2.0, 1000.0, n),
+        {"x": rng.normal(0, 1, n)},
+        {"c": rng.choice(["u", "v"], n).astype(object)},
+    )
 
 
 def test_panes_count_error_bins_merge_them_and_restore_older_ones():
@@ -123,10 +163,18 @@ def test_panes_count_error_bins_merge_them_and_restore_older_ones():
     window.update(batch(6))  # one record a second: panes 0..5
     assert window.layout.errors == 100 and window.panes[3].error_counts.tolist() == [0] * 100
     window.add_errors([2, 3, 3, 5, 5, 5], np.ones(6), np.ones(6), [7, 7, 9, 1, 1, 99])
-    assert window.panes[3].error_counts[[7, 9]].tolist() == [1, 1] and window.panes[5].error_counts.sum() == 3
-    counts = window.scale_counts(5)  # the window ending at pane 5: panes 2..5, newest half 4..5, newest 5
+    assert (
+        window.panes[3].error_counts[[7, 9]].tolist() == [1, 1]
+        and window.panes[5].error_counts.sum() == 3
+    )
+    counts = window.scale_counts(
+        5
+    )  # the window ending at pane 5: panes 2..5, newest half 4..5, newest 5
     assert {name: np.flatnonzero(c).tolist() for name, c in counts.items()} == {
-        "window": [1, 7, 9, 99], "recent": [1, 99], "pane": [1, 99]}
+        "window": [1, 7, 9, 99],
+        "recent": [1, 99],
+        "pane": [1, 99],
+    }
     assert np.array_equal(counts["window"], window.aggregate(5).error_counts)
     assert np.array_equal(counts["recent"], window.aggregate(5, 2).error_counts)
     assert np.array_equal(counts["pane"], window.aggregate(5, 1).error_counts)
@@ -158,7 +206,11 @@ def as_lists(counts: dict) -> dict:
 def test_the_count_windows_error_test_sees_complete_concept_panes():
     window = ErrorWindow(size=6, step=2, bins=3)
     window.add(np.arange(7.0) ** 2, np.arange(7.0), np.array([0, 1, 2, 2, 1, 1, 0]))
-    assert window.totals() == (5, 90.0, 20.0)  # the rolling MSE: panes [2, 3] [4, 5] and the filling [6]
+    assert window.totals() == (
+        5,
+        90.0,
+        20.0,
+    )  # the rolling MSE: panes [2, 3] [4, 5] and the filling [6]
     # complete panes only: [0, 1] [2, 2] [1, 1]
     assert as_lists(window.scale_counts()) == {"window": [1, 3, 2], "recent": [0, 2, 0]}
     window.add(np.ones(1), np.ones(1), np.array([2]))  # [0, 2] completes; [0, 1] leaves the window
@@ -172,12 +224,19 @@ def test_the_count_windows_error_test_sees_complete_concept_panes():
     # a snapshot from before the counts: its panes count none, its sums as saved
     older = ErrorWindow(size=6, step=2, bins=3)
     older.load_dict({k: v for k, v in state.items() if k != "counts"})
-    assert older.totals() == window.totals() and older.scale_counts()["window"].tolist() == [0, 0, 0]
+    assert older.totals() == window.totals() and older.scale_counts()["window"].tolist() == [
+        0,
+        0,
+        0,
+    ]
     # fewer complete panes than the window holds: the missing ones are empty
     young = ErrorWindow(size=1000, step=250, bins=2)
     young.add(np.zeros(600), np.zeros(600), np.zeros(600, np.int64))
-    assert {k: int(v.sum()) for k, v in young.scale_counts().items()} == {"window": 500, "recent": 500,
-                                                                          "pane": 250}
+    assert {k: int(v.sum()) for k, v in young.scale_counts().items()} == {
+        "window": 500,
+        "recent": 500,
+        "pane": 250,
+    }
     # a tumbling window: its last complete pane, as its rolling MSE
     tumbling = ErrorWindow(size=4, step=4, bins=2)
     tumbling.add(np.ones(6), np.ones(6), np.array([0, 1, 1, 1, 0, 0]))
@@ -186,6 +245,7 @@ def test_the_count_windows_error_test_sees_complete_concept_panes():
 
 
 # -- evaluation -------------------------------------------------------------------------------------
+
 
 def test_the_evaluation_reports_the_error_test(heldout, reference):  # noqa: F811
     """Labels 20% higher from record 2,000: the first concept pane of drifted labels is flagged by the
@@ -198,9 +258,15 @@ def test_the_evaluation_reports_the_error_test(heldout, reference):  # noqa: F81
     cols = stream(heldout, 3000, seed=6, scenario="price_1.2", onset=2000)
     results = feed(on, cols)
     calm, first = results[6], results[9]  # windows ending at records 1,750 and 2,500
-    assert calm.error_detected is False and calm.error_scale == "recent" and calm.error_records == 500
-    assert (first.error_test, first.error_scale, first.error_records, first.error_detected) == \
-        ("residual_ks", "pane", 250, True)
+    assert (
+        calm.error_detected is False and calm.error_scale == "recent" and calm.error_records == 500
+    )
+    assert (first.error_test, first.error_scale, first.error_records, first.error_detected) == (
+        "residual_ks",
+        "pane",
+        250,
+        True,
+    )
     assert first.drift_detected and first.error_statistic > 2 * first.error_threshold
     assert round(first.error_statistic, 4) == 0.6859 and round(first.error_threshold, 4) == 0.169
     assert first.error_threshold == stats.ks_threshold(first.alpha, 250, reference.size)
@@ -212,7 +278,9 @@ def test_the_evaluation_reports_the_error_test(heldout, reference):  # noqa: F81
     assert all(r.error_test is None and r.error_detected is None for r in feed(off, cols))
     # fixed mode runs no error test
     fixed = DriftMonitor(reference, CountWindow(reference), mode="fixed", error_test=True)
-    assert fixed.calibration.error_test is None and fixed.calibration.tests == 8  # whole windows only
+    assert (
+        fixed.calibration.error_test is None and fixed.calibration.tests == 8
+    )  # whole windows only
     assert feed(fixed, cols)[-1].error_statistic is None
 
 
@@ -224,7 +292,11 @@ def test_no_error_test_before_min_joined_records(heldout, reference):  # noqa: F
     assert monitor.result().error_statistic is None  # 250 joined: no scale holds 300
     monitor.update_labels(cols["id"][250:500], cols["ts"][250:500], cols["price"][250:500])
     latest = monitor.result()
-    assert (latest.error_scale, latest.error_records, latest.error_detected) == ("window", 500, False)
+    assert (latest.error_scale, latest.error_records, latest.error_detected) == (
+        "window",
+        500,
+        False,
+    )
 
 
 def test_a_time_window_tests_the_errors_of_its_own_predictions(heldout, reference):  # noqa: F811
@@ -235,7 +307,9 @@ def test_a_time_window_tests_the_errors_of_its_own_predictions(heldout, referenc
     latest = monitor.result()
     q = monitor.window.last_closed
     assert latest.error_records == {"window": 600, "recent": 300, "pane": 100}[latest.error_scale]
-    expected = errortest.scale_counts([monitor.window.panes[p].error_counts for p in range(q - 5, q + 1)])
+    expected = errortest.scale_counts(
+        [monitor.window.panes[p].error_counts for p in range(q - 5, q + 1)]
+    )
     assert all(np.array_equal(monitor.window.scale_counts(q)[k], v) for k, v in expected.items())
     assert latest.error_detected is False
 
@@ -259,11 +333,20 @@ def test_the_gauges_follow_the_error_test(heldout, reference):  # noqa: F811
     latest = monitor.result()
     metrics.show(latest)
     metrics.count_concept(latest)  # the latest window again: counted once
-    assert get("concept_error_statistic", {**model, "test": "residual_ks"}) == latest.error_statistic
+    assert (
+        get("concept_error_statistic", {**model, "test": "residual_ks"}) == latest.error_statistic
+    )
     assert get("concept_error_threshold", model) == latest.error_threshold
     assert get("concept_error_pvalue", model) == latest.error_pvalue
-    assert (get("concept_error_detected", model), get("concept_error_records", model)) == (1.0, 500.0)
-    assert get("concept_error_detections_total", model) == sum(bool(r.error_detected) for r in results) == 1
+    assert (get("concept_error_detected", model), get("concept_error_records", model)) == (
+        1.0,
+        500.0,
+    )
+    assert (
+        get("concept_error_detections_total", model)
+        == sum(bool(r.error_detected) for r in results)
+        == 1
+    )
     metrics.show(None)
     assert math.isnan(get("concept_error_threshold", model))
 
@@ -281,13 +364,27 @@ def test_a_classifiers_gauge_has_no_pvalue():
     p_yes = rng.uniform(0, 1, 750)
     predicted = texts(np.where(p_yes > 0.5, "yes", "no"))
     ids = texts([f"r{i}" for i in range(750)])
-    monitor.update(PredictionBatch(ids, np.arange(750), predicted, {"x": rng.normal(0, 1, 750)}, {},
-                                   {"no": 1 - p_yes, "yes": p_yes}))
+    monitor.update(
+        PredictionBatch(
+            ids,
+            np.arange(750),
+            predicted,
+            {"x": rng.normal(0, 1, 750)},
+            {},
+            {"no": 1 - p_yes, "yes": p_yes},
+        )
+    )
     monitor.update_labels(ids, np.arange(750), predicted)  # every label right
     latest = monitor.result()
     metrics.show(latest)
-    assert (latest.error_test, latest.error_statistic, latest.error_pvalue) == ("weighted_errors", 0.0, None)
-    assert get_value(registry, "concept_error_statistic", model="toy", test="weighted_errors") == 0.0
+    assert (latest.error_test, latest.error_statistic, latest.error_pvalue) == (
+        "weighted_errors",
+        0.0,
+        None,
+    )
+    assert (
+        get_value(registry, "concept_error_statistic", model="toy", test="weighted_errors") == 0.0
+    )
     assert math.isnan(get_value(registry, "concept_error_pvalue", model="toy"))
 
 
@@ -297,7 +394,10 @@ def get_value(registry, name: str, **labels: str) -> float:
 
 # -- delays at the defaults, on the simulator's streams ---------------------------------------------
 
-def simulated(schema, frame, scenario: str, count: int, seed: int) -> tuple[PredictionBatch, np.ndarray]:
+
+def simulated(
+    schema, frame, scenario: str, count: int, seed: int
+) -> tuple[PredictionBatch, np.ndarray]:
     """What `producer simulate --scenario SCENARIO --onset 5000 --seed SEED` sends (rows drawn from
     the reference with their own predictions and probabilities), as one batch and its labels."""
     from producer.grammar import parse_scenario
@@ -317,9 +417,13 @@ def simulated(schema, frame, scenario: str, count: int, seed: int) -> tuple[Pred
     kind = as_text if schema.classification else (lambda v: np.asarray(v, np.float64))
     probabilities = dict(zip(schema.probability_classes, schema.probability_columns))
     batch = PredictionBatch(
-        texts([f"{seed}-{i}" for i in range(count)]), np.arange(count) * 100, kind(cols[schema.prediction]),
-        {c: cols[c].astype(np.float64) for c in schema.numeric}, {c: as_text(cols[c]) for c in schema.categorical},
-        {text: cols[c].astype(np.float64) for text, c in probabilities.items()})
+        texts([f"{seed}-{i}" for i in range(count)]),
+        np.arange(count) * 100,
+        kind(cols[schema.prediction]),
+        {c: cols[c].astype(np.float64) for c in schema.numeric},
+        {c: as_text(cols[c]) for c in schema.categorical},
+        {text: cols[c].astype(np.float64) for text, c in probabilities.items()},
+    )
     return batch, kind(cols[schema.target])
 
 
@@ -336,8 +440,14 @@ def alarms(monitor: DriftMonitor, batch: PredictionBatch, labels: np.ndarray) ->
 
 def delay(results: list) -> int | None:
     """Records after the onset to the first result that flags concept drift (either test)."""
-    return next(((i + 1) * 250 - ONSET for i, r in enumerate(results)
-                 if (i + 1) * 250 > ONSET and (r.error_detected or r.concept_detected)), None)
+    return next(
+        (
+            (i + 1) * 250 - ONSET
+            for i, r in enumerate(results)
+            if (i + 1) * 250 > ONSET and (r.error_detected or r.concept_detected)
+        ),
+        None,
+    )
 
 
 def example(directory):
@@ -365,10 +475,17 @@ def test_price_inflation_is_flagged_within_250_records(diamonds):
     found, concept_only = [], []
     for seed in range(3):
         batch, labels = simulated(schema, frame, "price-inflation", ONSET + 1000, seed)
-        results = alarms(DriftMonitor(reference, CountWindow(reference), error_test=True), batch, labels)
+        results = alarms(
+            DriftMonitor(reference, CountWindow(reference), error_test=True), batch, labels
+        )
         found.append((delay(results), results[ONSET // 250].error_scale))
-        concept_only.append(next((i + 1) * 250 - ONSET for i, r in enumerate(results)
-                                 if (i + 1) * 250 > ONSET and r.concept_detected))
+        concept_only.append(
+            next(
+                (i + 1) * 250 - ONSET
+                for i, r in enumerate(results)
+                if (i + 1) * 250 > ONSET and r.concept_detected
+            )
+        )
     assert found == [(250, "pane")] * 3
     assert concept_only == [250, 500, 250]
 
@@ -380,7 +497,10 @@ def test_flipped_labels_are_flagged_within_500_records(affairs):
     for seed in range(3):
         batch, labels = simulated(schema, frame, "labels:flip:0.3", ONSET + 1000, seed)
         monitor = DriftMonitor(reference, CountWindow(reference), error_test=True)
-        assert monitor.calibration.error_test.name == "weighted_errors" and monitor.calibration.tests == 26
+        assert (
+            monitor.calibration.error_test.name == "weighted_errors"
+            and monitor.calibration.tests == 26
+        )
         delays.append(delay(alarms(monitor, batch, labels)))
     assert delays == [250, 250, 250]
 

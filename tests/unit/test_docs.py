@@ -71,25 +71,35 @@ def is_external(target):
 
 def test_slug_follows_githubs_rules():
     assert slug("Latency at 1,000 records/s, and the saturated scorer in the same run") == (
-        "latency-at-1000-recordss-and-the-saturated-scorer-in-the-same-run")
+        "latency-at-1000-recordss-and-the-saturated-scorer-in-the-same-run"
+    )
     assert slug("Delivery guarantee: at-least-once") == "delivery-guarantee-at-least-once"
     assert slug("The monitor's state and its dead letters") == (
-        "the-monitors-state-and-its-dead-letters")
+        "the-monitors-state-and-its-dead-letters"
+    )
     assert slug("Why `carat-shift` tilts down") == "why-carat-shift-tilts-down"
     assert slug("Load: make soak") == "load-make-soak"
 
 
 def test_the_pages_are_there():
     names = {p.relative_to(ROOT).as_posix() for p in PAGES}
-    assert {"README.md", "docs/schema.md", "docs/statistics.md", "docs/operations.md",
-            "docs/scale-out.md", "docs/benchmarks.md", "docs/limits.md"} <= names
+    assert {
+        "README.md",
+        "docs/schema.md",
+        "docs/statistics.md",
+        "docs/operations.md",
+        "docs/scale-out.md",
+        "docs/benchmarks.md",
+        "docs/limits.md",
+    } <= names
 
 
 def test_readme_is_short_and_names_the_two_commands():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     assert lines <= MAX_README_LINES, (
-        f"README.md has {lines} lines, at most {MAX_README_LINES}: move the detail to docs/")
+        f"README.md has {lines} lines, at most {MAX_README_LINES}: move the detail to docs/"
+    )
     assert "`make test` runs the tests" in text
     assert "`make demo` runs the product" in text
 

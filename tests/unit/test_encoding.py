@@ -1,4 +1,5 @@
 """The scorer's fast encoder: scikit-learn's transform, bit for bit, or scikit-learn's own transform."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,9 @@ def frame_and_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list
 
 
 def known_categories(model_dir) -> dict[str, list]:
-    return {f.name: list(f.categories) for f in load_model_schema(model_dir).features if not f.numeric}
+    return {
+        f.name: list(f.categories) for f in load_model_schema(model_dir).features if not f.numeric
+    }
 
 
 def assert_same_bits(encoder, transforms, frame: pd.DataFrame) -> None:
@@ -32,7 +35,9 @@ def assert_same_bits(encoder, transforms, frame: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("example", ["diamonds", "affairs"])
-def test_the_examples_encode_fast_and_exactly_as_scikit_learn_on_any_batch(example, model_dir, affairs_dir):
+def test_the_examples_encode_fast_and_exactly_as_scikit_learn_on_any_batch(
+    example, model_dir, affairs_dir
+):
     directory = model_dir if example == "diamonds" else affairs_dir
     model, known = load(directory), known_categories(directory)
     reference = load_reference(directory)[[f.name for f in load_model_schema(directory).features]]
@@ -42,7 +47,9 @@ def test_the_examples_encode_fast_and_exactly_as_scikit_learn_on_any_batch(examp
     rng = np.random.default_rng(7)
     for size in (1, 2, 31, 500):
         batch = reference.iloc[rng.integers(0, len(reference), size)].reset_index(drop=True)
-        for name in known:  # some records with a category the model never saw: a row of zeros in its block
+        for (
+            name
+        ) in known:  # some records with a category the model never saw: a row of zeros in its block
             batch.loc[rng.random(size) < 0.2, name] = UNSEEN_TEXT
         assert_same_bits(encoder, transforms, batch)
     # ... and so the model's predictions are the same bits too.
@@ -53,38 +60,71 @@ def test_the_examples_encode_fast_and_exactly_as_scikit_learn_on_any_batch(examp
 
 def test_the_diamonds_encoding_is_the_same_sparse_matrix_entry_for_entry(model_dir):
     model = load(model_dir)
-    frame, columns = frame_and_columns(load_reference(model_dir).head(200)[["carat", "cut", "color", "clarity",
-                                                                            "depth", "table"]])
+    frame, columns = frame_and_columns(
+        load_reference(model_dir).head(200)[["carat", "cut", "color", "clarity", "depth", "table"]]
+    )
     encoder = compile_transform(model.pipeline[:-1], frame, known_categories(model_dir))
     ours, theirs = encoder(frame, columns), model.pipeline[:-1].transform(frame)
     assert sparse.issparse(ours) and type(ours) is type(theirs)
-    assert np.array_equal(ours.indptr, theirs.indptr) and np.array_equal(ours.indices, theirs.indices)
+    assert np.array_equal(ours.indptr, theirs.indptr) and np.array_equal(
+        ours.indices, theirs.indices
+    )
     assert ours.data.tobytes() == theirs.data.tobytes()
 
 
 def mixed_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"size": rng.normal(3, 2, rows).tolist(), "weight": rng.exponential(5, rows).tolist(),
-                         "colour": rng.choice(["red", "green", "blue"], rows).tolist(),
-                         "floor": rng.choice([0, 1, 2, 5], rows).tolist()})
+    return pd.DataFrame(
+        {
+            "size": rng.normal(3, 2, rows).tolist(),
+            "weight": rng.exponential(5, rows).tolist(),
+            "colour": rng.choice(["red", "green", "blue"], rows).tolist(),
+            "floor": rng.choice([0, 1, 2, 5], rows).tolist(),
+        }
+    )
 
 
 def fitted(preprocess: ColumnTransformer, frame: pd.DataFrame) -> Pipeline:
     target = frame["size"] * 2 + frame["floor"]
-    return Pipeline([("preprocess", preprocess), ("forest", RandomForestRegressor(5, random_state=0))]).fit(frame, target)
+    return Pipeline(
+        [("preprocess", preprocess), ("forest", RandomForestRegressor(5, random_state=0))]
+    ).fit(frame, target)
 
 
 KNOWN = {"colour": ["red", "green", "blue"], "floor": [0, 1, 2, 5]}
 
 
-@pytest.mark.parametrize("preprocess", [
-    ColumnTransformer([("n", StandardScaler(with_mean=False), ["size"]), ("c", OneHotEncoder(handle_unknown="ignore"),
-                                                                          ["colour", "floor"])], remainder="passthrough"),
-    ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore", sparse_output=False), [2, 3]),
-                       ("n", StandardScaler(), [0, 1])], sparse_threshold=0),
-    ColumnTransformer([("c", OneHotEncoder(handle_unknown="infrequent_if_exist"), ["floor"]),
-                       ("gone", "drop", ["colour"]), ("n", "passthrough", ["weight", "size"])]),
-], ids=["sparse, scaled without mean, remainder", "dense, positional columns", "dropped column, passthrough"])
+@pytest.mark.parametrize(
+    "preprocess",
+    [
+        ColumnTransformer(
+            [
+                ("n", StandardScaler(with_mean=False), ["size"]),
+                ("c", OneHotEncoder(handle_unknown="ignore"), ["colour", "floor"]),
+            ],
+            remainder="passthrough",
+        ),
+        ColumnTransformer(
+            [
+                ("c", OneHotEncoder(handle_unknown="ignore", sparse_output=False), [2, 3]),
+                ("n", StandardScaler(), [0, 1]),
+            ],
+            sparse_threshold=0,
+        ),
+        ColumnTransformer(
+            [
+                ("c", OneHotEncoder(handle_unknown="infrequent_if_exist"), ["floor"]),
+                ("gone", "drop", ["colour"]),
+                ("n", "passthrough", ["weight", "size"]),
+            ]
+        ),
+    ],
+    ids=[
+        "sparse, scaled without mean, remainder",
+        "dense, positional columns",
+        "dropped column, passthrough",
+    ],
+)
 def test_column_transformers_of_the_common_encoders_are_reproduced(preprocess):
     frame = mixed_frame()
     pipeline = fitted(preprocess, frame)
@@ -96,14 +136,23 @@ def test_column_transformers_of_the_common_encoders_are_reproduced(preprocess):
     assert_same_bits(encoder, pipeline[:-1], batch)
 
 
-@pytest.mark.parametrize("preprocess, reason", [
-    (ColumnTransformer([("c", OrdinalEncoder(), ["colour"])]), "a OrdinalEncoder in the ColumnTransformer"),
-    (ColumnTransformer([("c", OneHotEncoder(drop="first"), ["colour"])]), "drops or groups categories"),
-    (ColumnTransformer([("c", OneHotEncoder(), ["colour"])]), "handle_unknown='error'"),
-    (ColumnTransformer([("n", SimpleImputer(), ["size"])]), "a SimpleImputer"),
-    (ColumnTransformer([("n", StandardScaler(), slice(0, 2))]), "column selection slice(0, 2"),
-    (ColumnTransformer([("c", "passthrough", ["colour"])]), "fast transform fails"),
-])
+@pytest.mark.parametrize(
+    "preprocess, reason",
+    [
+        (
+            ColumnTransformer([("c", OrdinalEncoder(), ["colour"])]),
+            "a OrdinalEncoder in the ColumnTransformer",
+        ),
+        (
+            ColumnTransformer([("c", OneHotEncoder(drop="first"), ["colour"])]),
+            "drops or groups categories",
+        ),
+        (ColumnTransformer([("c", OneHotEncoder(), ["colour"])]), "handle_unknown='error'"),
+        (ColumnTransformer([("n", SimpleImputer(), ["size"])]), "a SimpleImputer"),
+        (ColumnTransformer([("n", StandardScaler(), slice(0, 2))]), "column selection slice(0, 2"),
+        (ColumnTransformer([("c", "passthrough", ["colour"])]), "fast transform fails"),
+    ],
+)
 def test_anything_else_keeps_scikit_learns_transform_and_says_why(preprocess, reason):
     frame = mixed_frame()
     pipeline = fitted(preprocess, frame) if reason != "fast transform fails" else None
@@ -117,15 +166,25 @@ def test_anything_else_keeps_scikit_learns_transform_and_says_why(preprocess, re
     frame, columns = frame_and_columns(frame.head(20))
     expected = transforms.transform(frame)
     got = encoder(frame, columns)
-    assert (got != expected).nnz == 0 if sparse.issparse(expected) else np.array_equal(got, expected)
+    assert (
+        (got != expected).nnz == 0 if sparse.issparse(expected) else np.array_equal(got, expected)
+    )
 
 
 def test_other_pipelines_and_outputs_keep_scikit_learns_transform():
     frame = mixed_frame()
-    two_steps = Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
-                          ("encode", OneHotEncoder(handle_unknown="ignore"))]).fit(frame[["colour"]])
-    assert "not one ColumnTransformer" in compile_transform(two_steps, frame[["colour"]], KNOWN).reason
-    pandas_out = ColumnTransformer([("n", StandardScaler(), ["size"])]).set_output(transform="pandas")
+    two_steps = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("encode", OneHotEncoder(handle_unknown="ignore")),
+        ]
+    ).fit(frame[["colour"]])
+    assert (
+        "not one ColumnTransformer" in compile_transform(two_steps, frame[["colour"]], KNOWN).reason
+    )
+    pandas_out = ColumnTransformer([("n", StandardScaler(), ["size"])]).set_output(
+        transform="pandas"
+    )
     pipeline = fitted(pandas_out, frame)
     assert "DataFrame" in compile_transform(pipeline[:-1], frame, KNOWN).reason
     scaled = fitted(ColumnTransformer([("n", StandardScaler(), ["size"])]), frame)
@@ -137,4 +196,6 @@ def test_the_check_sample_gets_one_unseen_value_per_categorical_column():
     checked = with_unseen_values(sample, KNOWN)
     assert len(checked) == 5
     assert checked["colour"].tolist()[3] == UNSEEN_TEXT and checked["floor"].tolist()[4] == 6
-    assert with_unseen_values(sample, {"flag": [True, False]}).equals(sample)  # no bool outside both values
+    assert with_unseen_values(sample, {"flag": [True, False]}).equals(
+        sample
+    )  # no bool outside both values

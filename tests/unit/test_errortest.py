@@ -1,6 +1,7 @@
 """The error tests on joined records (`monitor.errortest`): exact numbers on seeded data, the
 realized false-alarm rate against references drawn independently of the windows, detection of a
 concept change, insensitivity to an input shift, and panes that merge by addition."""
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,10 @@ def test_scale_counts_sum_the_newest_panes():
     panes = [np.array([1, 0, 2]), np.array([0, 3, 0]), np.array([4, 0, 0]), np.array([0, 0, 5])]
     counts = errortest.scale_counts(panes)
     assert {k: v.tolist() for k, v in counts.items()} == {
-        "window": [5, 3, 7], "recent": [4, 0, 5], "pane": [0, 0, 5]}
+        "window": [5, 3, 7],
+        "recent": [4, 0, 5],
+        "pane": [0, 0, 5],
+    }
 
 
 def test_confidence_is_the_top_class_probability():
@@ -108,8 +112,18 @@ def test_weighted_errors_exact_numbers():
     rng = np.random.default_rng(7)
     test = ConfidenceWeightedErrors(*classifier_population(rng, 2000), bins=10)
     assert test.size == 20
-    assert np.round(test.weights, 3).tolist() == [0.747, 0.861, 0.987, 1.119, 1.283, 1.477, 1.747,
-                                                  2.087, 2.585, 3.647]
+    assert np.round(test.weights, 3).tolist() == [
+        0.747,
+        0.861,
+        0.987,
+        1.119,
+        1.283,
+        1.477,
+        1.747,
+        2.087,
+        2.585,
+        3.647,
+    ]
     assert round(test.reference_value, 4) == 0.3091
     # bin 2k + e: (k=0, right), (k=9, wrong), (k=5, wrong)
     predicted, labels = np.array(["a", "b", "a"]), np.array(["a", "a", "b"])
@@ -121,10 +135,13 @@ def test_weighted_errors_exact_numbers():
     assert round(test.statistic(test.counts(wrong, None, confidence)), 4) == 0.3146
 
 
-@pytest.mark.parametrize("share, weighted_hits, plain_hits",  # weighted 7, 39, 49 with the plug-in null
-                         [(0.1, 4, 1), (0.15, 36, 3), (0.2, 49, 20)])
-def test_weighted_errors_detect_flipped_labels_the_error_rate_misses(share, weighted_hits,
-                                                                     plain_hits):
+@pytest.mark.parametrize(
+    "share, weighted_hits, plain_hits",  # weighted 7, 39, 49 with the plug-in null
+    [(0.1, 4, 1), (0.15, 36, 3), (0.2, 49, 20)],
+)
+def test_weighted_errors_detect_flipped_labels_the_error_rate_misses(
+    share, weighted_hits, plain_hits
+):
     """A share of labels flipped in 50 windows of 500 records, alpha 1e-6: the weighted errors flag
     far more windows than the plain error rate (the same test with every weight 1). Flips turn
     right answers into errors where the model is confident: there errors are rare, weigh most."""
@@ -261,10 +278,15 @@ def test_the_smoothed_null_keeps_the_budget_when_the_reference_is_a_sample():
                     tail = upper_tail(population, n, test.threshold(n, alpha))
                     rates[name, alpha, n] = rates.get((name, alpha, n), 0.0) + tail / 400 / alpha
     assert {k: round(v, 2) for k, v in rates.items()} == {
-        ("smoothed", 1e-3, 250): 0.36, ("smoothed", 1e-3, 1000): 0.17,
-        ("smoothed", 1e-5, 250): 0.24, ("smoothed", 1e-5, 1000): 0.05,
-        ("plug-in", 1e-3, 250): 1.28, ("plug-in", 1e-3, 1000): 1.35,
-        ("plug-in", 1e-5, 250): 1.66, ("plug-in", 1e-5, 1000): 1.34}
+        ("smoothed", 1e-3, 250): 0.36,
+        ("smoothed", 1e-3, 1000): 0.17,
+        ("smoothed", 1e-5, 250): 0.24,
+        ("smoothed", 1e-5, 1000): 0.05,
+        ("plug-in", 1e-3, 250): 1.28,
+        ("plug-in", 1e-3, 1000): 1.35,
+        ("plug-in", 1e-5, 250): 1.66,
+        ("plug-in", 1e-5, 1000): 1.34,
+    }
 
 
 def test_from_reference_picks_the_test_for_the_task():
@@ -279,22 +301,27 @@ def test_from_reference_picks_the_test_for_the_task():
         errortest.from_reference("ranking", classes, classes)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: ResidualKS([1.0], [1.0]), "m >= 2"),
-    (lambda: ResidualKS([1.0, np.nan], [1.0, 2.0]), "finite"),
-    (lambda: ResidualKS([1.0, 2.0], [1.0, 2.0], bins=1), "bins"),
-    (lambda: ConfidenceWeightedErrors([True]), "m >= 2"),
-    (lambda: ConfidenceWeightedErrors([True, False], [0.9]), "confidences"),
-    (lambda: ConfidenceWeightedErrors([True, False], bins=0), "bins"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: ResidualKS([1.0], [1.0]), "m >= 2"),
+        (lambda: ResidualKS([1.0, np.nan], [1.0, 2.0]), "finite"),
+        (lambda: ResidualKS([1.0, 2.0], [1.0, 2.0], bins=1), "bins"),
+        (lambda: ConfidenceWeightedErrors([True]), "m >= 2"),
+        (lambda: ConfidenceWeightedErrors([True, False], [0.9]), "confidences"),
+        (lambda: ConfidenceWeightedErrors([True, False], bins=0), "bins"),
+    ],
+)
 def test_bad_references_are_refused(build, message):
     with pytest.raises(ValueError, match=message):
         build()
 
 
 def test_imports_no_io_libraries():
-    code = ("import sys; import monitor.errortest; "
-            "bad = [m for m in ('pandas', 'confluent_kafka', 'prometheus_client', 'flask') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; import monitor.errortest; "
+        "bad = [m for m in ('pandas', 'confluent_kafka', 'prometheus_client', 'flask') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,6 +1,7 @@
 """The estimated performance inside the monitor: per-record estimates summed in panes, merged by
 addition, saved with the window, tested as one more calibrated column. Seeded streams from the
 simulator's own draws (`producer.simulate.generate_chunks`) on the diamonds reference, no labels."""
+
 from __future__ import annotations
 
 import json
@@ -36,12 +37,18 @@ def stream(diamonds, scenario: str, count: int, seed: int) -> PredictionBatch:
     schema, frame, _, _ = diamonds
     source = source_columns(frame, schema)
     source["prediction"] = frame["prediction"].to_numpy(np.float64)
-    config = SimulateConfig(count=count, scenario=parse_scenario(scenario, schema, source), onset=ONSET, seed=seed)
+    config = SimulateConfig(
+        count=count, scenario=parse_scenario(scenario, schema, source), onset=ONSET, seed=seed
+    )
     parts = [chunk for _, chunk, _ in generate_chunks(source, config)]
     cols = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
-    return PredictionBatch(np.array([f"{seed}-{i}" for i in range(count)], dtype=object), np.arange(count) * 100,
-                           cols["prediction"], {c: cols[c].astype(np.float64) for c in schema.numeric},
-                           {c: cols[c].astype(object) for c in schema.categorical})
+    return PredictionBatch(
+        np.array([f"{seed}-{i}" for i in range(count)], dtype=object),
+        np.arange(count) * 100,
+        cols["prediction"],
+        {c: cols[c].astype(np.float64) for c in schema.numeric},
+        {c: cols[c].astype(object) for c in schema.categorical},
+    )
 
 
 def first_estimated_drop(monitor: DriftMonitor, batch: PredictionBatch) -> int | None:
@@ -57,10 +64,15 @@ def test_the_estimate_counts_as_one_more_test_per_scale(diamonds):
     _, _, reference, estimator = diamonds
     plain = DriftMonitor(reference, CountWindow(reference))
     estimated = DriftMonitor(reference, CountWindow(reference, estimator=estimator))
-    assert (plain.calibration.tests, estimated.calibration.tests) == (15, 17)  # 2 x (6 + 1 [+ 1]) + 1
+    assert (plain.calibration.tests, estimated.calibration.tests) == (
+        15,
+        17,
+    )  # 2 x (6 + 1 [+ 1]) + 1
 
 
-@pytest.mark.parametrize("scenario, alarms", [("tilt:carat:1.2", True), ("carat-shift", False), ("none", False)])
+@pytest.mark.parametrize(
+    "scenario, alarms", [("tilt:carat:1.2", True), ("carat-shift", False), ("none", False)]
+)
 def test_a_harmful_shift_drops_the_estimate_before_any_label(diamonds, scenario, alarms):
     """tilt:carat:1.2 (more big stones: MSE x1.65) alarms within a window; carat-shift (fewer: MSE
     x0.48) and a calm stream never do, though carat itself drifts under carat-shift."""
@@ -72,7 +84,9 @@ def test_a_harmful_shift_drops_the_estimate_before_any_label(diamonds, scenario,
     else:
         assert delay is None, delay
     latest = monitor.result()
-    assert latest.joined == 0 and latest.rolling_mse is None  # no label: the estimate is all there is
+    assert (
+        latest.joined == 0 and latest.rolling_mse is None
+    )  # no label: the estimate is all there is
     assert latest.estimate.records == {"window": 1000, "recent": 500}[latest.estimate_scale]
     assert latest.estimate.metric == "mse"
     direction = {"tilt:carat:1.2": 1, "carat-shift": -1}.get(scenario)
@@ -93,7 +107,10 @@ def test_panes_sum_the_per_record_estimates_and_merge_by_addition(diamonds):
     whole = window.aggregate(2)
     np.testing.assert_allclose(whole.estimates, per_record.sum(axis=0), rtol=1e-12)
     # two halves of the stream, in two windows, add up to the whole
-    halves = [TimeWindow(reference, window_ms=300_000, step_ms=100_000, estimator=estimator) for _ in range(2)]
+    halves = [
+        TimeWindow(reference, window_ms=300_000, step_ms=100_000, estimator=estimator)
+        for _ in range(2)
+    ]
     halves[0].update(batch.rows(0, 1500))
     halves[1].update(batch.rows(1500, 3000))
     merged = halves[0].aggregate(2).merge(halves[1].aggregate(2))

@@ -1,4 +1,5 @@
 """The exact categorical null (`monitor.exact`) against plain simulation of the same null."""
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,11 @@ def simulated(counts: np.ndarray, n: int, draws: int, seed: int = 1) -> np.ndarr
     return np.concatenate(out)
 
 
-@pytest.mark.parametrize("counts, n", [(CUT, 500), (CUT, 1000), (fifty(200_000), 500), (fifty(5_000), 1000)],
-                         ids=["cut at 500", "cut at 1,000", "50 categories at 500", "50 categories, 5,000 rows"])
+@pytest.mark.parametrize(
+    "counts, n",
+    [(CUT, 500), (CUT, 1000), (fifty(200_000), 500), (fifty(5_000), 1000)],
+    ids=["cut at 500", "cut at 1,000", "50 categories at 500", "50 categories, 5,000 rows"],
+)
 def test_threshold_keeps_alpha_against_plain_simulation(counts, n):
     """At alpha 1e-3 (plain simulation of 800,000 draws sees ~800 crossings) the realised rate is
     within [0.5, 1.0] x alpha (3 s.d. of the simulated count allowed), where the chi-square law's
@@ -47,7 +51,9 @@ def test_threshold_keeps_alpha_against_plain_simulation(counts, n):
     rate = (statistics > threshold).mean()
     law = (statistics > special.chdtri(len(counts) - 1, alpha)).mean()
     slack = 3 * np.sqrt(alpha * draws) / draws
-    print(f"threshold {threshold:.2f}: rate {rate / alpha:.2f} x alpha; chi-square law's {law / alpha:.2f} x alpha")
+    print(
+        f"threshold {threshold:.2f}: rate {rate / alpha:.2f} x alpha; chi-square law's {law / alpha:.2f} x alpha"
+    )
     assert 0.5 * alpha - slack <= rate <= alpha + slack
     if (n * counts / counts.sum()).min() < 1:
         assert law > 1.5 * alpha
@@ -66,13 +72,27 @@ def test_p_values_agree_with_the_threshold_and_the_statistic():
 
 def test_seeded_and_cached():
     a, b = PearsonNull(CUT, 0.5), PearsonNull(CUT, 0.5)
-    assert a.threshold(500, 1e-5) == b.threshold(500, 1e-5)  # the same reference: the same threshold at every start
+    assert a.threshold(500, 1e-5) == b.threshold(
+        500, 1e-5
+    )  # the same reference: the same threshold at every start
     assert a.threshold(543, 1e-5) == a.threshold(500, 1e-5)  # n on the grid
 
 
 def test_grid_rounds_down_and_keeps_count_windows_exact():
-    assert [grid_n(n) for n in (7, 13, 99, 100, 119, 120, 499, 500, 999, 1000, 1234, 312_345)] == \
-        [7, 12, 90, 100, 100, 120, 400, 500, 900, 1000, 1200, 300_000]
+    assert [grid_n(n) for n in (7, 13, 99, 100, 119, 120, 499, 500, 999, 1000, 1234, 312_345)] == [
+        7,
+        12,
+        90,
+        100,
+        100,
+        120,
+        400,
+        500,
+        900,
+        1000,
+        1200,
+        300_000,
+    ]
     assert all(grid_n(n) <= n for n in range(1, 20_000, 7))
 
 
@@ -106,8 +126,12 @@ def test_a_prefetched_tail_is_the_one_computed_on_demand_and_is_computed_once():
     null = Counting(CUT, 0.5)
     null.prefetch(1_000, 1e-5)
     null.prefetch(1_099, 1e-5)  # the same grid point: not queued again
-    wait_until(lambda: null.ready(1_000, 1e-5), 30, interval=0.01,
-               message="the background thread computing the prefetched tail")
+    wait_until(
+        lambda: null.ready(1_000, 1e-5),
+        30,
+        interval=0.01,
+        message="the background thread computing the prefetched tail",
+    )
     assert null.threshold(1_000, 1e-5) == fresh  # seeded: the same wherever it is computed
     assert null.computed == [(1_000, 1e-5, "exact-nulls")]
 
@@ -116,8 +140,12 @@ def test_the_loop_takes_back_a_queued_tail_instead_of_waiting_behind_the_queue()
     null = Counting(CUT, 0.5)
     null.gate.clear()
     null.prefetch(500, 1e-5)
-    wait_until(lambda: null._tails[(500, 1e-5)].running(), 30, interval=0.01,
-               message="the background thread taking the first job")
+    wait_until(
+        lambda: null._tails[(500, 1e-5)].running(),
+        30,
+        interval=0.01,
+        message="the background thread taking the first job",
+    )
     null.prefetch(2_000, 1e-5)  # queued behind a job that cannot finish yet
     threshold = null.threshold(2_000, 1e-5)  # returns: computed here, not waited for
     null.gate.set()

@@ -13,6 +13,7 @@ sizes, and with a varying n as time windows have. Every test must keep its share
 Seeded, so the counts are the same at every run; each bound allows the count's own sampling error
 (3 binomial s.d.), named in the assertion message.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,17 +32,25 @@ def loose(reference: Reference) -> Calibration:
     return Calibration(reference, ert=500 / ALPHA / Calibration(reference).tests)
 
 
-def windows(layout: PaneLayout, rows: dict[str, np.ndarray], sizes: np.ndarray, rng: np.random.Generator) -> list[Pane]:
+def windows(
+    layout: PaneLayout, rows: dict[str, np.ndarray], sizes: np.ndarray, rng: np.random.Generator
+) -> list[Pane]:
     """One pane per entry of `sizes`: that many rows resampled from `rows`, counted as the monitor counts."""
     count = len(rows["prediction"])
-    batch = PredictionBatch(np.arange(count).astype(str).astype(object), np.arange(count), rows["prediction"],
-                            {c: rows[c] for c in layout.reference.numeric},
-                            {c: rows[c] for c in layout.reference.categorical})
+    batch = PredictionBatch(
+        np.arange(count).astype(str).astype(object),
+        np.arange(count),
+        rows["prediction"],
+        {c: rows[c] for c in layout.reference.numeric},
+        {c: rows[c] for c in layout.reference.categorical},
+    )
     encoded = layout.encode(batch)
     assert not encoded.unseen, "every category the stream draws is in the reference"
     panes = []
     for size in sizes.tolist():
-        counts = np.bincount(encoded.flat[rng.integers(0, count, size)].ravel(), minlength=layout.total)
+        counts = np.bincount(
+            encoded.flat[rng.integers(0, count, size)].ravel(), minlength=layout.total
+        )
         panes.append(Pane(len(panes), counts.astype(np.int64), records=size))
     return panes
 
@@ -58,7 +67,9 @@ def tally(rates: dict, reference: Reference, panes: list[Pane], scale: str) -> N
 
 def check(rates: dict, lower: float | None) -> None:
     """Every test at most ALPHA; categorical ones at least `lower` x ALPHA (None: no lower bound)."""
-    shown = {f"{name}/{scale}": round(a / (ALPHA * e), 2) for (name, scale), (a, e, _) in rates.items()}
+    shown = {
+        f"{name}/{scale}": round(a / (ALPHA * e), 2) for (name, scale), (a, e, _) in rates.items()
+    }
     print("realised rate / alpha:", shown)
     for (name, scale), (alarms, evaluations, test) in rates.items():
         expected = ALPHA * evaluations
@@ -86,15 +97,20 @@ def diamonds(model_dir):
     as_arrays = lambda frame, prediction: {  # noqa: E731
         **{c: frame[c].to_numpy(np.float64) for c in schema.numeric},
         **{c: frame[c].astype(str).to_numpy(object) for c in schema.categorical},
-        "prediction": frame[prediction].to_numpy(np.float64)}
+        "prediction": frame[prediction].to_numpy(np.float64),
+    }
     # the population has no predictions: its price stands in for the prediction column (one more
     # numeric column, tied like the others)
     return schema, as_arrays(heldout, "prediction"), as_arrays(population, "price"), heldout
 
 
 def reference_of(rows: dict[str, np.ndarray], numeric, categorical) -> Reference:
-    return Reference.from_arrays({c: rows[c] for c in numeric}, {c: rows[c] for c in categorical},
-                                 rows["prediction"], rows["prediction"])
+    return Reference.from_arrays(
+        {c: rows[c] for c in numeric},
+        {c: rows[c] for c in categorical},
+        rows["prediction"],
+        rows["prediction"],
+    )
 
 
 def test_diamonds_resampled_from_the_reference_rows_every_test_within_alpha(diamonds):
@@ -104,11 +120,18 @@ def test_diamonds_resampled_from_the_reference_rows_every_test_within_alpha(diam
     rng = np.random.default_rng(1)
     rates: dict = {}
     for n, scale in ((1000, "window"), (500, "recent")):
-        tally(rates, reference, windows(PaneLayout(reference), heldout_rows, sizes(rng, n, 6000, False), rng), scale)
+        tally(
+            rates,
+            reference,
+            windows(PaneLayout(reference), heldout_rows, sizes(rng, n, 6000, False), rng),
+            scale,
+        )
     check(rates, lower=None)
 
 
-@pytest.mark.parametrize("varying", [False, True], ids=["count windows", "time windows (varying n)"])
+@pytest.mark.parametrize(
+    "varying", [False, True], ids=["count windows", "time windows (varying n)"]
+)
 def test_diamonds_references_drawn_from_the_population(diamonds, varying):
     schema, _, population, _ = diamonds
     rng = np.random.default_rng(2 + varying)
@@ -116,19 +139,34 @@ def test_diamonds_references_drawn_from_the_population(diamonds, varying):
     size = len(population["prediction"])
     for _ in range(4):  # references of the held-out set's size, each a sample of the population
         picked = rng.integers(0, size, 10_788)
-        reference = reference_of({c: v[picked] for c, v in population.items()}, schema.numeric, schema.categorical)
+        reference = reference_of(
+            {c: v[picked] for c, v in population.items()}, schema.numeric, schema.categorical
+        )
         for n, scale in ((1000, "window"), (500, "recent")):
-            tally(rates, reference, windows(PaneLayout(reference), population, sizes(rng, n, 2500, varying), rng), scale)
+            tally(
+                rates,
+                reference,
+                windows(PaneLayout(reference), population, sizes(rng, n, 2500, varying), rng),
+                scale,
+            )
     check(rates, lower=0.5)
 
 
-def fifty_categories(rows: int, rng: np.random.Generator, shares: np.ndarray) -> dict[str, np.ndarray]:
+def fifty_categories(
+    rows: int, rng: np.random.Generator, shares: np.ndarray
+) -> dict[str, np.ndarray]:
     names = np.array([f"c{i:02d}" for i in range(len(shares))], dtype=object)
     x = rng.normal(0, 1, rows)
-    return {"x": x, "kind": rng.choice(names, rows, p=shares), "prediction": x + rng.normal(0, 0.1, rows)}
+    return {
+        "x": x,
+        "kind": rng.choice(names, rows, p=shares),
+        "prediction": x + rng.normal(0, 0.1, rows),
+    }
 
 
-@pytest.mark.parametrize("varying", [False, True], ids=["count windows", "time windows (varying n)"])
+@pytest.mark.parametrize(
+    "varying", [False, True], ids=["count windows", "time windows (varying n)"]
+)
 def test_fifty_categories_with_rare_ones(varying):
     """A generated schema: a numeric column and a categorical one of 50 categories, ten of them
     rare (0.05% to 0.18%: expected counts 0.25 to 0.9 in a 500-record half window)."""
@@ -142,5 +180,10 @@ def test_fifty_categories_with_rare_ones(varying):
         reference = reference_of(fifty_categories(100_000, rng, shares), ("x",), ("kind",))
         assert reference.categorical["kind"].size == 50
         for n, scale in ((1000, "window"), (500, "recent")):
-            tally(rates, reference, windows(PaneLayout(reference), population, sizes(rng, n, 3000, varying), rng), scale)
+            tally(
+                rates,
+                reference,
+                windows(PaneLayout(reference), population, sizes(rng, n, 3000, varying), rng),
+                scale,
+            )
     check(rates, lower=0.5)

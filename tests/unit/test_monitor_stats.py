@@ -1,4 +1,5 @@
 """Binned statistics against scipy on raw values, null calibration, and the MSE-ratio tail model."""
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,10 @@ def heldout(model_dir) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def reference(heldout) -> Reference:
     return Reference.from_arrays(
-        {c: heldout[c] for c in NUMERIC}, {c: heldout[c] for c in CATEGORICAL}, heldout["prediction"], heldout["price"]
+        {c: heldout[c] for c in NUMERIC},
+        {c: heldout[c] for c in CATEGORICAL},
+        heldout["prediction"],
+        heldout["price"],
     )
 
 
@@ -44,8 +48,17 @@ def test_bins_exact_for_few_values_quantile_for_continuous(reference):
 
 @pytest.mark.parametrize(
     "column, shift",
-    [("carat", None), ("carat", 1.1), ("depth", None), ("depth", 1.01), ("table", None), ("table", 1.02),
-     ("prediction", None), ("prediction", 1.1), ("prediction", 0.95)],
+    [
+        ("carat", None),
+        ("carat", 1.1),
+        ("depth", None),
+        ("depth", 1.01),
+        ("table", None),
+        ("table", 1.02),
+        ("prediction", None),
+        ("prediction", 1.1),
+        ("prediction", 0.95),
+    ],
 )
 def test_binned_ks_agrees_with_scipy_on_1000_record_windows(heldout, reference, column, shift):
     bins = reference.prediction if column == "prediction" else reference.numeric[column]
@@ -111,18 +124,25 @@ def test_saddlepoint_tail_matches_bootstrap_where_bootstrap_reaches(reference):
 
 def test_calibrated_thresholds_at_defaults(reference):
     t = Calibration(reference).thresholds(1000, 250)
-    assert t["tests"] == 15 and t["alpha_per_test"] == 250 / 1e7 / 15  # 7 tests at 2 scales + MSE ratio
+    assert (
+        t["tests"] == 15 and t["alpha_per_test"] == 250 / 1e7 / 15
+    )  # 7 tests at 2 scales + MSE ratio
     assert t["carat"] == pytest.approx(0.08710, abs=1e-5)
     assert t["prediction"] == t["carat"]
     # categorical columns: the exact null's quantiles (monitor.exact), above the chi-square law's
-    # 32.29 / 37.12 / 39.36 (dof 4, 6, 7): small expected counts make the far tail heavier, and the reference is a sample too
+    # 32.29 / 37.12 / 39.36 (dof 4, 6, 7): small expected counts make the far tail heavier, and
+    # the reference is a sample too
     assert (t["cut"], t["color"], t["clarity"]) == pytest.approx((35.310, 38.455, 42.576), abs=1e-3)
     assert t["mse_ratio"] == pytest.approx(0.938, abs=1e-3)
     recent = t["recent"]  # the newest half window: 500 records
     assert t["recent_records"] == 500 and recent["carat"] == pytest.approx(0.12033, abs=1e-5)
     assert recent["prediction"] == recent["carat"]
-    assert (recent["cut"], recent["color"], recent["clarity"]) == pytest.approx((36.230, 38.642, 45.616), abs=1e-3)
-    single = Calibration(reference, recent=False).thresholds(1000, 250)  # one scale: as before, 8 tests
+    assert (recent["cut"], recent["color"], recent["clarity"]) == pytest.approx(
+        (36.230, 38.642, 45.616), abs=1e-3
+    )
+    single = Calibration(reference, recent=False).thresholds(
+        1000, 250
+    )  # one scale: as before, 8 tests
     assert single["alpha_per_test"] == 250 / 1e7 / 8 and "recent" not in single
     assert single["carat"] == pytest.approx(0.08512, abs=1e-5)
     fixed = Calibration(reference, mode="fixed").thresholds(1000, 250)
@@ -150,13 +170,21 @@ def test_false_alarm_rate_matches_budget_at_loose_alpha(heldout, reference):
             threshold = stats.ks_threshold(alpha, n, 10788)
             assert threshold == calibration.ks(n, alpha)
             for _ in range(200):
-                alarms[n] += stats.ks_statistic(bins.reference_cdf, bins.counts(rng.lognormal(8, 1, n))) > threshold
+                alarms[n] += (
+                    stats.ks_statistic(bins.reference_cdf, bins.counts(rng.lognormal(8, 1, n)))
+                    > threshold
+                )
     print("lognormal KS false-alarm rate by n", {n: a / 4000 for n, a in alarms.items()})
     assert all(abs(a / 4000 - 0.05) < 0.015 for a in alarms.values())
 
     bins, threshold = reference.prediction, calibration.ks(1000, alpha)
     windows = rng.integers(0, reference.size, (4000, 1000))
-    d = np.array([stats.ks_statistic(bins.reference_cdf, bins.counts(heldout["prediction"][w])) for w in windows])
+    d = np.array(
+        [
+            stats.ks_statistic(bins.reference_cdf, bins.counts(heldout["prediction"][w]))
+            for w in windows
+        ]
+    )
     one_sample = float(sps.kstwo.sf(threshold, 1000))
     print("held-out prediction KS false-alarm rate", (d > threshold).mean(), "expected", one_sample)
     assert abs((d > threshold).mean() - one_sample) < 0.012 and one_sample < 0.05
@@ -164,7 +192,11 @@ def test_false_alarm_rate_matches_budget_at_loose_alpha(heldout, reference):
     se = reference.squared_errors
     ratio = se[windows].mean(axis=1) / reference.mse - 1
     at_n = stats.mean_upper_quantile(se, 1000, alpha) / reference.mse - 1
-    print("MSE ratio false-alarm rate", (ratio > at_n).mean(), (ratio > calibration.mse_ratio(1000, alpha)).mean())
+    print(
+        "MSE ratio false-alarm rate",
+        (ratio > at_n).mean(),
+        (ratio > calibration.mse_ratio(1000, alpha)).mean(),
+    )
     assert abs((ratio > at_n).mean() - 0.05) < 0.015
     assert (ratio > calibration.mse_ratio(1000, alpha)).mean() <= 0.05
 
@@ -175,7 +207,9 @@ def test_binomial_upper_quantile_is_the_exact_tail():
     for n, p, alpha in ((857, 0.2132, 1.6e-6), (666, 0.1, 0.05), (300, 0.5 / 6000, 1e-3)):
         x = int(stats.binomial_upper_quantile(alpha, n, p))
         pmf = sps.binom.pmf(np.arange(n + 1), n, p)
-        assert pmf[x + 1:].sum() <= alpha < pmf[x:].sum()
-    assert stats.binomial_upper_quantile(0.5, 10, 1.0) == 10  # every record wrong already: no room above
+        assert pmf[x + 1 :].sum() <= alpha < pmf[x:].sum()
+    assert (
+        stats.binomial_upper_quantile(0.5, 10, 1.0) == 10
+    )  # every record wrong already: no room above
     with pytest.raises(ValueError, match="alpha"):
         stats.binomial_upper_quantile(0.0, 10, 0.1)

@@ -1,4 +1,5 @@
 """Panes and windows on a small synthetic reference: sliding, lateness, merging, persistence; the join."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,12 @@ def test_unseen_names_are_bounded_per_pane(reference):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"window": 100, "step": 200}, "smaller than step"), ({"window": 100, "step": 30}, "multiple of step"),
-     ({"window": 100, "step": 0}, "step must be > 0"), ({"window": 100.0, "step": 25}, "integers")],
+    [
+        ({"window": 100, "step": 200}, "smaller than step"),
+        ({"window": 100, "step": 30}, "multiple of step"),
+        ({"window": 100, "step": 0}, "step must be > 0"),
+        ({"window": 100.0, "step": 25}, "integers"),
+    ],
 )
 def test_window_arguments_are_checked(reference, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -120,7 +125,11 @@ def test_join_in_both_orders():
     got = join.add_predictions(["a", "b"], [0, 0], [10.0, 20.0], [0, 0])
     assert len(got) == 0
     got = join.add_labels(["b", "c"], [1, 1], [23.0, 5.0])  # b joins, c waits for its prediction
-    assert got.squared.tolist() == [9.0] and got.absolute.tolist() == [3.0] and got.pane_ids.tolist() == [0]
+    assert (
+        got.squared.tolist() == [9.0]
+        and got.absolute.tolist() == [3.0]
+        and got.pane_ids.tolist() == [0]
+    )
     got = join.add_predictions(["c"], [2], [7.0], [1])
     assert got.squared.tolist() == [4.0] and got.pane_ids.tolist() == [1]
     assert join.joined == 2 and join.pending == 1  # "a" still waits
@@ -129,12 +138,16 @@ def test_join_in_both_orders():
 def test_join_expires_by_ttl_and_by_count():
     join = LabelJoin(ttl_ms=10_000, max_pending=3)
     join.add_predictions(["a", "b"], [0, 5_000], [1.0, 1.0], [0, 0])
-    join.add_labels(["x"], [12_000], [1.0])  # the labels' watermark 12s: "a" (0s) is older than the 10s TTL
+    join.add_labels(
+        ["x"], [12_000], [1.0]
+    )  # the labels' watermark 12s: "a" (0s) is older than the 10s TTL
     assert join.expired_predictions == 1 and list(join.predictions) == ["b"]
     assert len(join.add_labels(["a"], [12_500], [1.0])) == 0  # too late to join: waits as a label
     join.add_predictions(["p", "q", "r"], [13_000] * 3, [1.0] * 3, [1] * 3)
     assert len(join.predictions) == 3 and join.expired_predictions == 2  # "b" evicted by count
-    join.add_predictions(["s"], [30_000], [1.0], [2])  # the predictions' watermark 30s: labels x, a expire
+    join.add_predictions(
+        ["s"], [30_000], [1.0], [2]
+    )  # the predictions' watermark 30s: labels x, a expire
     assert join.expired_labels == 2 and join.expired_predictions == 3  # and "p" by count
     join.add_labels(["y"], [30_000], [1.0])  # the labels' watermark 30s: q, r (13s) expire; s waits
     assert join.pending == 2 and join.expired_predictions == 5 and list(join.predictions) == ["s"]
@@ -153,7 +166,12 @@ def test_labels_published_after_their_predictions_join_whatever_the_event_time_s
         part = slice(start, start + 1000)
         join.add_predictions(ids[part], ts[part], np.ones(1000), np.zeros(1000, np.int64))
         join.add_labels(ids[part], ts[part], np.ones(1000))
-    assert (join.joined, join.expired_predictions, join.expired_labels, join.pending) == (5000, 0, 0, 0)
+    assert (join.joined, join.expired_predictions, join.expired_labels, join.pending) == (
+        5000,
+        0,
+        0,
+        0,
+    )
 
 
 def test_a_partition_read_ahead_expires_nothing_of_the_others():
@@ -161,12 +179,16 @@ def test_a_partition_read_ahead_expires_nothing_of_the_others():
     predictions whose labels wait on partition 1; the watermark is the slowest partition's."""
     join = LabelJoin(ttl_ms=60_000, partitions=(2, 2))
     join.add_predictions(["a", "b"], [0, 0], [1.0, 1.0], [0, 0], partition=np.array([0, 1]))
-    join.add_labels(["c"], [86_400_000], [1.0], partition=0)  # partition 1 has delivered no label yet
+    join.add_labels(
+        ["c"], [86_400_000], [1.0], partition=0
+    )  # partition 1 has delivered no label yet
     assert join.expired_predictions == 0
     join.add_labels(["b"], [10], [1.0], partition=1)  # b joins; the labels' watermark is now 10 ms
     assert join.expired_predictions == 0 and list(join.predictions) == ["a"]
     join.add_labels(["d"], [120_000], [1.0], partition=1)  # both partitions past a + TTL: a expires
-    assert join.expired_predictions == 1 and join.pending == 2  # labels c and d wait for predictions
+    assert (
+        join.expired_predictions == 1 and join.pending == 2
+    )  # labels c and d wait for predictions
 
 
 def test_expiry_watch_speaks_when_a_large_share_expires():
@@ -175,11 +197,22 @@ def test_expiry_watch_speaks_when_a_large_share_expires():
     watch = ExpiryWatch(share=0.1, at_least=100, every_s=60)
     counters = {"joined": 0, "expired_predictions": 0, "expired_labels": 0}
     assert watch.check(counters, 0.0) is None
-    assert watch.check({**counters, "joined": 1000, "expired_predictions": 99}, 1.0) is None  # under 100
-    said = watch.check({**counters, "joined": 1000, "expired_predictions": 120, "expired_labels": 3}, 2.0)
-    assert said == "120 of 1120 predictions waiting for a label expired without it (and 3 labels without their prediction)"
-    assert watch.check({**counters, "joined": 1000, "expired_predictions": 900}, 30.0) is None  # once a minute
-    assert watch.check({**counters, "joined": 9000, "expired_predictions": 200}, 70.0) is None  # 1% since it spoke
+    assert (
+        watch.check({**counters, "joined": 1000, "expired_predictions": 99}, 1.0) is None
+    )  # under 100
+    said = watch.check(
+        {**counters, "joined": 1000, "expired_predictions": 120, "expired_labels": 3}, 2.0
+    )
+    assert (
+        said
+        == "120 of 1120 predictions waiting for a label expired without it (and 3 labels without their prediction)"
+    )
+    assert (
+        watch.check({**counters, "joined": 1000, "expired_predictions": 900}, 30.0) is None
+    )  # once a minute
+    assert (
+        watch.check({**counters, "joined": 9000, "expired_predictions": 200}, 70.0) is None
+    )  # 1% since it spoke
 
 
 def test_join_skips_predictions_dropped_as_late():
@@ -192,10 +225,22 @@ def test_join_skips_predictions_dropped_as_late():
 
 def test_batch_from_prediction_messages(reference):
     messages = [
-        {"id": 7, "ts": 1000, "scored_at": 1001, "model_version": "v", "prediction": 101.5,
-         "features": {"x": 2.5, "c": "b"}},
-        {"id": "8", "ts": 2000, "scored_at": 2001, "model_version": "v", "prediction": 99.0,
-         "features": {"x": 3.0, "c": "zz"}},
+        {
+            "id": 7,
+            "ts": 1000,
+            "scored_at": 1001,
+            "model_version": "v",
+            "prediction": 101.5,
+            "features": {"x": 2.5, "c": "b"},
+        },
+        {
+            "id": "8",
+            "ts": 2000,
+            "scored_at": 2001,
+            "model_version": "v",
+            "prediction": 99.0,
+            "features": {"x": 3.0, "c": "zz"},
+        },
     ]
     b = PredictionBatch.from_messages(messages, ["x"], ["c"])
     assert b.ids.tolist() == ["7", "8"] and b.ts.tolist() == [1000, 2000]
@@ -243,7 +288,9 @@ class _NaiveJoin:
 
     def _advance(self, side, ts, rows):
         if len(ts):
-            self.newest[side] = max(ts) if self.newest[side] is None else max(self.newest[side], max(ts))
+            self.newest[side] = (
+                max(ts) if self.newest[side] is None else max(self.newest[side], max(ts))
+            )
         # each side against the other's clock
         self.expired_predictions += self._expire(self.predictions, self.newest["labels"])
         self.expired_labels += self._expire(self.labels, self.newest["predictions"])
@@ -255,7 +302,11 @@ class _NaiveJoin:
         while len(pending) > self.max_pending:
             del pending[next(iter(pending))]
             expired += 1
-        while pending and watermark is not None and pending[next(iter(pending))][0] < watermark - self.ttl_ms:
+        while (
+            pending
+            and watermark is not None
+            and pending[next(iter(pending))][0] < watermark - self.ttl_ms
+        ):
             del pending[next(iter(pending))]
             expired += 1
         return expired
@@ -278,31 +329,51 @@ def test_join_matches_the_one_record_at_a_time_rules(seed):
         values = rng.normal(1000, 300, k).round(2).tolist()
         if rng.random() < 0.5:
             panes = rng.integers(-1, 5, k).tolist()  # -1: dropped by the window
-            got, want = join.add_predictions(ids, ts, values, panes), naive.add_predictions(ids, ts, values, panes)
+            got, want = (
+                join.add_predictions(ids, ts, values, panes),
+                naive.add_predictions(ids, ts, values, panes),
+            )
         else:
             got, want = join.add_labels(ids, ts, values), naive.add_labels(ids, ts, values)
         errors = [p - price for _, p, price in want]
         assert got.pane_ids.tolist() == [pane for pane, _, _ in want]
         assert got.squared.tolist() == pytest.approx([e * e for e in errors])
         assert got.absolute.tolist() == pytest.approx([abs(e) for e in errors])
-        assert list(join.predictions) == list(naive.predictions) and list(join.labels) == list(naive.labels)
-        assert (join.joined, join.expired_predictions, join.expired_labels, join.duplicates) == \
-            (naive.joined, naive.expired_predictions, naive.expired_labels, naive.duplicates)
+        assert list(join.predictions) == list(naive.predictions) and list(join.labels) == list(
+            naive.labels
+        )
+        assert (join.joined, join.expired_predictions, join.expired_labels, join.duplicates) == (
+            naive.joined,
+            naive.expired_predictions,
+            naive.expired_labels,
+            naive.duplicates,
+        )
         if step % 50 == 49:
             state = join.to_dict()
             predictions, labels = state["predictions"], state["labels"]
-            assert [list(r) for r in zip(*predictions.values())] == [[k, *v] for k, v in naive.predictions.items()]
-            assert [list(r) for r in zip(*labels.values())] == [[k, *v] for k, v in naive.labels.items()]
+            assert [list(r) for r in zip(*predictions.values())] == [
+                [k, *v] for k, v in naive.predictions.items()
+            ]
+            assert [list(r) for r in zip(*labels.values())] == [
+                [k, *v] for k, v in naive.labels.items()
+            ]
             join = LabelJoin(ttl_ms=ttl, max_pending=cap)
             join.load_dict(json.loads(json.dumps(state)))
             assert join.to_dict() == state
             # a snapshot from before the columns ([id, ts, value(, pane)] rows) restores the same
-            rows = {**state, "predictions": [[k, *v] for k, v in naive.predictions.items()],
-                    "labels": [[k, *v] for k, v in naive.labels.items()]}
+            rows = {
+                **state,
+                "predictions": [[k, *v] for k, v in naive.predictions.items()],
+                "labels": [[k, *v] for k, v in naive.labels.items()],
+            }
             older = LabelJoin(ttl_ms=ttl, max_pending=cap)
             older.load_dict(json.loads(json.dumps(rows)))
             assert older.to_dict() == state
-    assert naive.joined > 100 and naive.duplicates > 10 and naive.expired_predictions + naive.expired_labels > 100
+    assert (
+        naive.joined > 100
+        and naive.duplicates > 10
+        and naive.expired_predictions + naive.expired_labels > 100
+    )
 
 
 @pytest.fixture(scope="module")
@@ -312,9 +383,15 @@ def classifier() -> Reference:
     m = 2000
     p_yes = rng.beta(5, 1, m)
     predicted = np.where(p_yes > 0.5, "yes", "no").astype(object)
-    return Reference.from_arrays({"x": rng.normal(0, 1, m)}, {"c": rng.choice(["a", "b"], m)}, predicted,
-                                 np.where(rng.random(m) < 0.1, "no", predicted), task="classification",
-                                 probabilities={"no": 1 - p_yes, "yes": p_yes}, classes=("no", "yes"))
+    return Reference.from_arrays(
+        {"x": rng.normal(0, 1, m)},
+        {"c": rng.choice(["a", "b"], m)},
+        predicted,
+        np.where(rng.random(m) < 0.1, "no", predicted),
+        task="classification",
+        probabilities={"no": 1 - p_yes, "yes": p_yes},
+        classes=("no", "yes"),
+    )
 
 
 def test_classifier_outputs_are_pane_columns(classifier):
@@ -322,10 +399,14 @@ def test_classifier_outputs_are_pane_columns(classifier):
     reference never predicted is counted by name, as an unseen category is."""
     assert list(classifier.layout) == ["x", "p(no)", "p(yes)", "c", "prediction"]
     window = CountWindow(classifier, 10, 5)
-    b = PredictionBatch(np.array([f"r{i}" for i in range(10)], dtype=object), np.arange(10) * 1000,
-                        np.array(["yes"] * 6 + ["no", "no", "maybe", "maybe"], dtype=object),
-                        {"x": np.zeros(10)}, {"c": np.array(["a"] * 10, dtype=object)},
-                        {"no": np.full(10, 0.2), "yes": np.full(10, 0.8)})
+    b = PredictionBatch(
+        np.array([f"r{i}" for i in range(10)], dtype=object),
+        np.arange(10) * 1000,
+        np.array(["yes"] * 6 + ["no", "no", "maybe", "maybe"], dtype=object),
+        {"x": np.zeros(10)},
+        {"c": np.array(["a"] * 10, dtype=object)},
+        {"no": np.full(10, 0.2), "yes": np.full(10, 0.8)},
+    )
     assert len(b.rows(2, 5).probabilities["yes"]) == 3
     pane_ids, closed = window.update(b)
     assert closed == [0, 1]
@@ -333,35 +414,62 @@ def test_classifier_outputs_are_pane_columns(classifier):
     layout = window.layout
     assert pane.counts[layout.slices["prediction"]].tolist() == [2, 6]  # no, yes
     assert pane.unseen == {"prediction": {"maybe": 2}}
-    assert pane.counts[layout.slices["p(yes)"]].sum() == 10 and pane.counts[layout.slices["c"]].tolist() == [10, 0]
+    assert pane.counts[layout.slices["p(yes)"]].sum() == 10 and pane.counts[
+        layout.slices["c"]
+    ].tolist() == [10, 0]
     state = json.loads(json.dumps(window.to_dict()))
     restored = CountWindow(classifier, 10, 5)
     restored.load_dict(state)
-    assert restored.aggregate(1).unseen == pane.unseen and np.array_equal(restored.aggregate(1).counts, pane.counts)
+    assert restored.aggregate(1).unseen == pane.unseen and np.array_equal(
+        restored.aggregate(1).counts, pane.counts
+    )
     with pytest.raises(ValueError, match="no column 'p\\(no\\)'"):
-        window.update(PredictionBatch(b.ids, b.ts, b.predictions, b.numeric, b.categorical))  # no probabilities
+        window.update(
+            PredictionBatch(b.ids, b.ts, b.predictions, b.numeric, b.categorical)
+        )  # no probabilities
 
 
 def test_classifier_join_counts_misclassified_records():
     join = LabelJoin(ttl_ms=10_000, classification=True)
-    join.add_predictions(["a", "b", "c"], [0, 0, 0], np.array(["yes", "no", "yes"], dtype=object), [0, 0, 1])
+    join.add_predictions(
+        ["a", "b", "c"], [0, 0, 0], np.array(["yes", "no", "yes"], dtype=object), [0, 0, 1]
+    )
     got = join.add_labels(["b", "a", "d"], [1, 1, 1], np.array(["yes", "yes", "no"], dtype=object))
-    assert got.squared.tolist() == got.absolute.tolist() == [1.0, 0.0] and got.pane_ids.tolist() == [0, 0]
+    assert got.squared.tolist() == got.absolute.tolist() == [
+        1.0,
+        0.0,
+    ] and got.pane_ids.tolist() == [0, 0]
     state = json.loads(json.dumps(join.to_dict()))
     assert state["predictions"]["prediction"] == ["yes"] and state["labels"]["label"] == ["no"]
     restored = LabelJoin(ttl_ms=10_000, classification=True)
     restored.load_dict(state)
     assert restored.to_dict() == state
-    got = restored.add_predictions(["d"], [2], np.array(["no"], dtype=object), [1])  # d's label waited
+    got = restored.add_predictions(
+        ["d"], [2], np.array(["no"], dtype=object), [1]
+    )  # d's label waited
     assert got.squared.tolist() == [0.0]
-    assert restored.add_labels(["c"], [3], np.array(["unknown"], dtype=object)).squared.tolist() == [1.0]
+    assert restored.add_labels(
+        ["c"], [3], np.array(["unknown"], dtype=object)
+    ).squared.tolist() == [1.0]
 
 
 def test_batch_from_classifier_messages():
-    messages = [{"id": 1, "ts": 5, "prediction": True, "probabilities": {"false": 0.1, "true": 0.9},
-                 "features": {"x": 1.0, "c": 3}},
-                {"id": 2, "ts": 6, "prediction": False, "probabilities": {"false": 0.7, "true": 0.3},
-                 "features": {"x": 2.0, "c": 4}}]
+    messages = [
+        {
+            "id": 1,
+            "ts": 5,
+            "prediction": True,
+            "probabilities": {"false": 0.1, "true": 0.9},
+            "features": {"x": 1.0, "c": 3},
+        },
+        {
+            "id": 2,
+            "ts": 6,
+            "prediction": False,
+            "probabilities": {"false": 0.7, "true": 0.3},
+            "features": {"x": 2.0, "c": 4},
+        },
+    ]
     b = PredictionBatch.from_messages(messages, ["x"], ["c"], classification=True)
     assert b.predictions.tolist() == ["true", "false"] and b.categorical["c"].tolist() == ["3", "4"]
     assert b.probabilities["true"].tolist() == [0.9, 0.3]

@@ -1,5 +1,6 @@
 """The monitor's page without a browser: the numbers it shows are the evaluation's (and the
 gauges'), its bars are the window's bin counts, names are escaped, closest to alarm comes first."""
+
 from __future__ import annotations
 
 import json
@@ -37,25 +38,35 @@ def toy_reference(names: dict[str, str] | None = None) -> Reference:
     names = names or {}
     rng = np.random.default_rng(7)
     x = rng.normal(0, 1, M)
-    numeric = {"x": x, "size": np.round(rng.gamma(2.0, 0.4, M), 2) + 0.01,
-               "k": rng.integers(0, 6, M).astype(float)}
+    numeric = {
+        "x": x,
+        "size": np.round(rng.gamma(2.0, 0.4, M), 2) + 0.01,
+        "k": rng.integers(0, 6, M).astype(float),
+    }
     categorical = {"c": rng.choice(["a", "b", "c"], M, p=[0.5, 0.3, 0.2])}
     predictions = 2 * x + rng.normal(0, 0.5, M)
-    return Reference.from_arrays({names.get(k, k): v for k, v in numeric.items()},
-                                 {names.get(k, k): v for k, v in categorical.items()},
-                                 predictions, predictions + rng.normal(0, 1, M))
+    return Reference.from_arrays(
+        {names.get(k, k): v for k, v in numeric.items()},
+        {names.get(k, k): v for k, v in categorical.items()},
+        predictions,
+        predictions + rng.normal(0, 1, M),
+    )
 
 
-def drifted(reference: Reference, names: dict[str, str] | None = None, n: int = 2000,
-            unseen: str = "zz") -> tuple[DriftMonitor, list[DriftResult]]:
+def drifted(
+    reference: Reference, names: dict[str, str] | None = None, n: int = 2000, unseen: str = "zz"
+) -> tuple[DriftMonitor, list[DriftResult]]:
     """A monitor fed n records in batches of 250: the first half like the reference, then size
     x1.3, k = 2.5 for 3% (a value the reference never had) and 5% of c an unseen category."""
     names = names or {}
     rng = np.random.default_rng(11)
     x = rng.normal(0, 1, n)
-    cols = {"x": x, "size": np.round(rng.gamma(2.0, 0.4, n), 2) + 0.01,
-            "k": rng.integers(0, 6, n).astype(float),
-            "c": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]).astype(object)}
+    cols = {
+        "x": x,
+        "size": np.round(rng.gamma(2.0, 0.4, n), 2) + 0.01,
+        "k": rng.integers(0, 6, n).astype(float),
+        "c": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]).astype(object),
+    }
     half = n // 2
     cols["size"][half:] *= 1.3
     cols["k"][half:][rng.random(n - half) < 0.03] = 2.5
@@ -68,10 +79,15 @@ def drifted(reference: Reference, names: dict[str, str] | None = None, n: int = 
     results = []
     for start in range(0, n, 250):
         rows = slice(start, start + 250)
-        results += monitor.update(PredictionBatch(
-            ids[rows], ts[rows], predictions[rows],
-            {names.get(f, f): cols[f][rows] for f in ("x", "size", "k")},
-            {names.get("c", "c"): cols["c"][rows]}))
+        results += monitor.update(
+            PredictionBatch(
+                ids[rows],
+                ts[rows],
+                predictions[rows],
+                {names.get(f, f): cols[f][rows] for f in ("x", "size", "k")},
+                {names.get("c", "c"): cols["c"][rows]},
+            )
+        )
         monitor.update_labels(ids[rows], ts[rows], labels[rows])
     return monitor, results
 
@@ -80,11 +96,20 @@ def page_of(monitor: DriftMonitor, history=(), **options):
     """(result, {scale: pane}, snapshot, html) of the monitor's latest window."""
     result = monitor.result()
     window = monitor.window
-    panes = {"window": window.aggregate(result.pane),
-             "recent": window.aggregate(result.pane, window.panes_per_window // 2)}
+    panes = {
+        "window": window.aggregate(result.pane),
+        "recent": window.aggregate(result.pane, window.panes_per_window // 2),
+    }
     options.setdefault("model", "toy")
-    snap = snapshot(result, window.layout, panes["window"], panes["recent"],
-                    window_text=describe_window(1000, "records"), history=history, **options)
+    snap = snapshot(
+        result,
+        window.layout,
+        panes["window"],
+        panes["recent"],
+        window_text=describe_window(1000, "records"),
+        history=history,
+        **options,
+    )
     return result, panes, snap, render(snap)
 
 
@@ -230,28 +255,60 @@ def test_columns_closest_to_alarm_first(toy):
 
 
 def test_sort_puts_untested_columns_last():
-    chart = Chart(kind="bars", bars=(Bar(label="a", bins=((0, 1),), reference=1, window=1),),
-                  records=1, reference_rows=1)
+    chart = Chart(
+        kind="bars",
+        bars=(Bar(label="a", bins=((0, 1),), reference=1, window=1),),
+        records=1,
+        reference_rows=1,
+    )
 
     def tested(name: str, statistic: float, detected: bool) -> Column:
-        return Column(name=name, role="feature", test="ks", chart=chart, statistic=statistic,
-                      distance=statistic, p_value=0.5, threshold=0.1, compared=statistic,
-                      detected=detected, scale="window", records=1)
+        return Column(
+            name=name,
+            role="feature",
+            test="ks",
+            chart=chart,
+            statistic=statistic,
+            distance=statistic,
+            p_value=0.5,
+            threshold=0.1,
+            compared=statistic,
+            detected=detected,
+            scale="window",
+            records=1,
+        )
 
-    columns = (tested("calm", 0.01, False), Column(name="untested", role="feature", test="ks",
-                                                   chart=chart),
-               tested("alarm", 0.3, True), tested("near", 0.09, False))
-    snap = Snapshot(model="m", task="regression", window="last 1 records", pane=3, records=1,
-                    ready=True, label_coverage=None, alerts=(), features=columns, outputs=(),
-                    performance=Performance("MSE", None, None, 1.0, 0))
+    columns = (
+        tested("calm", 0.01, False),
+        Column(name="untested", role="feature", test="ks", chart=chart),
+        tested("alarm", 0.3, True),
+        tested("near", 0.09, False),
+    )
+    snap = Snapshot(
+        model="m",
+        task="regression",
+        window="last 1 records",
+        pane=3,
+        records=1,
+        ready=True,
+        label_coverage=None,
+        alerts=(),
+        features=columns,
+        outputs=(),
+        performance=Performance("MSE", None, None, 1.0, 0),
+    )
     page = Page(render(snap))
-    assert page.sections["features"] == ["feature-alarm", "feature-near", "feature-calm",
-                                         "feature-untested"]
+    assert page.sections["features"] == [
+        "feature-alarm",
+        "feature-near",
+        "feature-calm",
+        "feature-untested",
+    ]
     assert page.card("near")["class"].split() == ["column", "near"]
 
 
 def test_names_from_schema_and_messages_are_escaped():
-    names = {"x": SCRIPT, "c": 'quote"&\'amp'}
+    names = {"x": SCRIPT, "c": "quote\"&'amp"}
     reference = toy_reference(names)
     monitor, _ = drifted(reference, names, unseen="<img src=x onerror=alert(2)>")
     html = page_of(monitor, model="<b>model</b>")[-1]
@@ -260,12 +317,48 @@ def test_names_from_schema_and_messages_are_escaped():
     page = Page(html)
     text = "".join(page.text)  # shown as text
     assert SCRIPT in text and "<img src=x onerror=alert(2)>" in text and "<b>model</b>" in text
-    assert {c["data-name"] for c in page.cards} >= {SCRIPT, 'quote"&\'amp'}
-    assert page.tags <= {"html", "head", "meta", "link", "title", "style", "body", "header", "h1",
-                         "small", "dl", "div", "dt", "dd", "span", "ul", "li", "a", "b", "section",
-                         "h2", "table", "tr", "th", "td", "article", "h3", "p", "svg", "g", "rect",
-                         "line", "text", "polyline", "circle", "details", "summary", "footer",
-                         "code"}
+    assert {c["data-name"] for c in page.cards} >= {SCRIPT, "quote\"&'amp"}
+    assert page.tags <= {
+        "html",
+        "head",
+        "meta",
+        "link",
+        "title",
+        "style",
+        "body",
+        "header",
+        "h1",
+        "small",
+        "dl",
+        "div",
+        "dt",
+        "dd",
+        "span",
+        "ul",
+        "li",
+        "a",
+        "b",
+        "section",
+        "h2",
+        "table",
+        "tr",
+        "th",
+        "td",
+        "article",
+        "h3",
+        "p",
+        "svg",
+        "g",
+        "rect",
+        "line",
+        "text",
+        "polyline",
+        "circle",
+        "details",
+        "summary",
+        "footer",
+        "code",
+    }
     assert anchor(SCRIPT) == "feature-%3Cscript%3Ealert%281%29%3C%2Fscript%3E"
 
 
@@ -283,14 +376,17 @@ def test_estimate_absent_or_given(toy):
     assert "Estimated MSE</th><td>not available" in html
     assert 'polyline class="estimated"' not in html
     # the estimated-performance feature's result, as the page reads it (monitor.estimate.Estimate)
-    estimate = SimpleNamespace(estimate=1.25, score=0.25, threshold=0.4, detected=False,
-                               outside_share=0.031)
+    estimate = SimpleNamespace(
+        estimate=1.25, score=0.25, threshold=0.4, detected=False, outside_share=0.031
+    )
     history = History()
     history.add(result, estimate)
     snap, html = page_of(monitor, history.points, estimate=estimate)[-2:]
     assert snap.performance.estimated == 1.25 and snap.performance.estimated_drift == 0.25
-    assert ("<b>1.25</b> from the inputs, without labels · change +25.0% ≤ threshold +40.0% · "
-            "3.1% of the records outside the reference's range") in html
+    assert (
+        "<b>1.25</b> from the inputs, without labels · change +25.0% ≤ threshold +40.0% · "
+        "3.1% of the records outside the reference's range"
+    ) in html
     assert 'circle class="estimated"' in html  # one point of history: a dot
 
 
@@ -310,18 +406,32 @@ def test_classifier_outputs_and_anchors():
     p_yes = rng.random(m)
     classes = np.where(p_yes > 0.5, "yes", "no")
     reference = Reference.from_arrays(
-        {"age": rng.choice([22.0, 27.0, 32.0, 37.0], m)}, {"job": rng.choice(["a", "b"], m)},
-        classes, classes, task="classification", classes=("no", "yes"),
-        probabilities={"no": 1 - p_yes, "yes": p_yes})
+        {"age": rng.choice([22.0, 27.0, 32.0, 37.0], m)},
+        {"job": rng.choice(["a", "b"], m)},
+        classes,
+        classes,
+        task="classification",
+        classes=("no", "yes"),
+        probabilities={"no": 1 - p_yes, "yes": p_yes},
+    )
     monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250))
     p = np.clip(rng.random(n) + 0.2, 0, 1)
-    monitor.update(PredictionBatch(
-        np.array([str(i) for i in range(n)], dtype=object), np.arange(n) * 10,
-        np.where(p > 0.5, "yes", "no").astype(object), {"age": rng.choice([22.0, 27.0], n)},
-        {"job": rng.choice(["a", "b"], n).astype(object)}, {"no": 1 - p, "yes": p}))
+    monitor.update(
+        PredictionBatch(
+            np.array([str(i) for i in range(n)], dtype=object),
+            np.arange(n) * 10,
+            np.where(p > 0.5, "yes", "no").astype(object),
+            {"age": rng.choice([22.0, 27.0], n)},
+            {"job": rng.choice(["a", "b"], n).astype(object)},
+            {"no": 1 - p, "yes": p},
+        )
+    )
     snap, html = page_of(monitor, order={PREDICTION: ["yes", "no"]})[-2:]
-    assert Page(html).sections["outputs"] == ["feature-prediction", "feature-p%28no%29",
-                                              "feature-p%28yes%29"]
+    assert Page(html).sections["outputs"] == [
+        "feature-prediction",
+        "feature-p%28no%29",
+        "feature-p%28yes%29",
+    ]
     assert [b.label for b in snap.outputs[0].chart.bars] == ["yes", "no"]
     assert snap.outputs[1].chart.kind == "histogram" and snap.performance.measure == "error rate"
     assert "Realized error rate" in html
@@ -374,7 +484,10 @@ def test_describe_window():
 
 
 # -- the diamonds model, as `monitor run` publishes it -------------------------------------------
-DIAMONDS_RECORDS, DIAMONDS_ONSET = 3000, 2500  # the shift in the newest half: some columns decided there
+DIAMONDS_RECORDS, DIAMONDS_ONSET = (
+    3000,
+    2500,
+)  # the shift in the newest half: some columns decided there
 
 
 @pytest.fixture(scope="module")
@@ -397,35 +510,64 @@ def diamonds(model_dir):
     frame = read_reference(model_dir / REFERENCE_FILE, schema)
     source = source_columns(frame, schema)
     source["prediction"] = frame[schema.prediction].to_numpy(np.float64)
-    config = SimulateConfig(count=DIAMONDS_RECORDS, onset=DIAMONDS_ONSET, seed=5,
-                            scenario=parse_scenario("carat-shift", schema, source))
+    config = SimulateConfig(
+        count=DIAMONDS_RECORDS,
+        onset=DIAMONDS_ONSET,
+        seed=5,
+        scenario=parse_scenario("carat-shift", schema, source),
+    )
     parts = [chunk for _, chunk, _ in generate_chunks(source, config)]
     cols = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
-    monitor = DriftMonitor(reference, CountWindow(reference, 1000, 250, estimator=baseline.estimator))
+    monitor = DriftMonitor(
+        reference, CountWindow(reference, 1000, 250, estimator=baseline.estimator)
+    )
     registry = CollectorRegistry()
-    metrics = MonitorMetrics(registry, reference, topics={}, model=schema.name,
-                             estimator=baseline.estimator)
+    metrics = MonitorMetrics(
+        registry, reference, topics={}, model=schema.name, estimator=baseline.estimator
+    )
     cache = PageCache()
-    publisher = PagePublisher(cache, schema.name, monitor.window.layout, monitor.window.describe,
-                              order_from_schema(schema))
+    publisher = PagePublisher(
+        cache,
+        schema.name,
+        monitor.window.layout,
+        monitor.window.describe,
+        order_from_schema(schema),
+    )
     ids = np.array([f"d{i}" for i in range(DIAMONDS_RECORDS)], dtype=object)
     ts = np.arange(DIAMONDS_RECORDS, dtype=np.int64) * 10
     for start in range(0, DIAMONDS_RECORDS, 250):
         rows = slice(start, start + 250)
-        publisher.record(monitor.update(PredictionBatch(
-            ids[rows], ts[rows], cols["prediction"][rows].astype(np.float64),
-            {c: cols[c][rows].astype(np.float64) for c in schema.numeric},
-            {c: cols[c][rows].astype(object) for c in schema.categorical})))
+        publisher.record(
+            monitor.update(
+                PredictionBatch(
+                    ids[rows],
+                    ts[rows],
+                    cols["prediction"][rows].astype(np.float64),
+                    {c: cols[c][rows].astype(np.float64) for c in schema.numeric},
+                    {c: cols[c][rows].astype(object) for c in schema.categorical},
+                )
+            )
+        )
         # labels of all but the newest 100: coverage and the realized MSE are not trivial
         joined = slice(start, start + 250 - (100 if start + 250 >= DIAMONDS_RECORDS else 0))
-        monitor.update_labels(ids[joined], ts[joined], cols[schema.target][joined].astype(np.float64))
+        monitor.update_labels(
+            ids[joined], ts[joined], cols[schema.target][joined].astype(np.float64)
+        )
     # Processor.refresh: evaluate, publish to the page, show on the gauges
     result = monitor.result()
     publisher.publish(monitor.evaluated)
     metrics.show(result)
     html = cache.page().decode()
-    return SimpleNamespace(schema=schema, reference=reference, monitor=monitor, result=result,
-                           evaluated=monitor.evaluated, registry=registry, html=html, page=Page(html))
+    return SimpleNamespace(
+        schema=schema,
+        reference=reference,
+        monitor=monitor,
+        result=result,
+        evaluated=monitor.evaluated,
+        registry=registry,
+        html=html,
+        page=Page(html),
+    )
 
 
 def shown_number(shown: str) -> tuple[float, float]:
@@ -447,22 +589,25 @@ def assert_shown(shown: str, value: float) -> None:
 
 def section(html: str, ident: str) -> str:
     start = html.index(f'<section id="{ident}"')
-    return html[start:html.index("</section>", start)]
+    return html[start : html.index("</section>", start)]
 
 
 def perf_rows(html: str) -> dict[str, str]:
     """The performance table, {row heading: its cell as text}."""
     import re
 
-    return {name: re.sub(r"<[^>]+>", "", cell).replace("&gt;", ">")
-            for name, cell in re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>",
-                                         section(html, "performance"))}
+    return {
+        name: re.sub(r"<[^>]+>", "", cell).replace("&gt;", ">")
+        for name, cell in re.findall(
+            r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", section(html, "performance")
+        )
+    }
 
 
 def facts(html: str) -> dict[str, str]:
     import re
 
-    return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html[:html.index("</header>")]))
+    return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html[: html.index("</header>")]))
 
 
 def test_diamonds_page_shows_the_gauges_of_the_same_evaluation(diamonds):
@@ -478,7 +623,9 @@ def test_diamonds_page_shows_the_gauges_of_the_same_evaluation(diamonds):
     for f in result.features:  # each card's unrounded numbers are the gauges'
         card, labels = page.card(f.name), {"model": model, "feature": f.name}
         assert card["data-test"] == f.test
-        assert float(card["data-statistic"]) == gauge("drift_feature_statistic", {**labels, "test": f.test})
+        assert float(card["data-statistic"]) == gauge(
+            "drift_feature_statistic", {**labels, "test": f.test}
+        )
         assert float(card["data-threshold"]) == gauge("drift_feature_threshold", labels)
         assert float(card["data-p-value"]) == gauge("drift_feature_pvalue", labels)
         assert ("flagged" in card["class"].split()) == bool(gauge("drift_feature_detected", labels))
@@ -493,9 +640,15 @@ def test_diamonds_page_shows_the_gauges_of_the_same_evaluation(diamonds):
             assert_shown(shown[3], gauge("drift_feature_pvalue", labels))
     # the prediction's card: the prediction_drift_* gauges (no p-value gauge exists for it)
     prediction = page.card(PREDICTION)
-    assert float(prediction["data-statistic"]) == gauge("prediction_drift_statistic", {"model": model})
-    assert float(prediction["data-threshold"]) == gauge("prediction_drift_threshold", {"model": model})
-    assert ("flagged" in prediction["class"].split()) == bool(gauge("prediction_drift_detected", {"model": model}))
+    assert float(prediction["data-statistic"]) == gauge(
+        "prediction_drift_statistic", {"model": model}
+    )
+    assert float(prediction["data-threshold"]) == gauge(
+        "prediction_drift_threshold", {"model": model}
+    )
+    assert ("flagged" in prediction["class"].split()) == bool(
+        gauge("prediction_drift_detected", {"model": model})
+    )
     # the header: records in the window and label coverage
     header = facts(html)
     assert header["Records"] == f"{int(gauge('window_records', {'model': model})):,}"
@@ -504,12 +657,17 @@ def test_diamonds_page_shows_the_gauges_of_the_same_evaluation(diamonds):
     assert_shown(header["Labels"], coverage)
     # performance: realized, estimated, reference and the two changes against their thresholds
     rows = perf_rows(html)
-    realized = re.match(r"([\d.,e+-]+) over the latest ([\d,]+) labelled records", rows["Realized MSE"])
+    realized = re.match(
+        r"([\d.,e+-]+) over the latest ([\d,]+) labelled records", rows["Realized MSE"]
+    )
     assert realized, rows
     assert_shown(realized[1], gauge("rolling_mse", {"model": model}))
     assert int(realized[2].replace(",", "")) == result.joined
-    estimated = re.match(r"([\d.,e+-]+) from the inputs, without labels · change ([+\-\d.]+%) "
-                         r"(?:>|≤) threshold ([+\-\d.]+%)", rows["Estimated MSE"])
+    estimated = re.match(
+        r"([\d.,e+-]+) from the inputs, without labels · change ([+\-\d.]+%) "
+        r"(?:>|≤) threshold ([+\-\d.]+%)",
+        rows["Estimated MSE"],
+    )
     assert estimated, rows
     assert_shown(estimated[1], gauge("estimated_mse", {"model": model}))
     assert_shown(estimated[2], gauge("estimated_concept_drift", {"model": model}))
@@ -528,7 +686,9 @@ def test_diamonds_page_shows_the_gauges_of_the_same_evaluation(diamonds):
     # what the page flags is what the gauges flag
     title = re.search(r"<title>(.*?)</title>", html)[1]
     assert "carat" in title
-    assert ("estimated performance" in title) == bool(gauge("estimated_concept_drift_detected", {"model": model}))
+    assert ("estimated performance" in title) == bool(
+        gauge("estimated_concept_drift_detected", {"model": model})
+    )
     assert ("model error" in title) == bool(gauge("concept_drift_detected", {"model": model}))
 
 
@@ -548,7 +708,9 @@ def test_diamonds_bars_are_the_window_bin_counts(diamonds):
         counts = pane.counts[part]
         bins = layout.ks_columns.get(name)
         if bins is not None:
-            reference_counts = np.rint(np.diff(bins.reference_cdf, prepend=0.0) * reference.size).astype(int)
+            reference_counts = np.rint(
+                np.diff(bins.reference_cdf, prepend=0.0) * reference.size
+            ).astype(int)
         else:
             reference_counts = layout.chi2_columns[name].counts
         assert card["charts"] == 1 and card["bars"], name
@@ -559,16 +721,22 @@ def test_diamonds_bars_are_the_window_bin_counts(diamonds):
             names = json.loads(bar.get("data-names", "[]"))
             for a, b in runs:
                 used[a:b] += 1
-            window = sum(int(counts[a:b].sum()) for a, b in runs) + sum(pane.unseen[name][u] for u in names)
+            window = sum(int(counts[a:b].sum()) for a, b in runs) + sum(
+                pane.unseen[name][u] for u in names
+            )
             assert int(bar["data-window"]) == window, (name, bar)
-            assert int(bar["data-reference"]) == sum(int(reference_counts[a:b].sum()) for a, b in runs), (name, bar)
+            assert int(bar["data-reference"]) == sum(
+                int(reference_counts[a:b].sum()) for a, b in runs
+            ), (name, bar)
             window_total += window
             reference_total += int(bar["data-reference"])
         assert (used == 1).all(), f"{name}: every bin in exactly one bar"
         assert window_total == pane.records and reference_total == int(reference_counts.sum())
     # carat's shift is what the bars show: the window's share of the biggest stones falls
     carat = page.card("carat")["bars"]
-    top = carat[len(carat) // 2:]
+    top = carat[len(carat) // 2 :]
     window_share = sum(int(b["data-window"]) for b in top) / panes[tested["carat"].scale].records
-    reference_share = sum(int(b["data-reference"]) for b in top) / sum(int(b["data-reference"]) for b in carat)
+    reference_share = sum(int(b["data-reference"]) for b in top) / sum(
+        int(b["data-reference"]) for b in carat
+    )
     assert window_share < reference_share

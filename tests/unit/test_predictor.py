@@ -1,4 +1,5 @@
 """The scorer's predict process: same predictions as the model, failures named, no orphan left."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,9 @@ class SlowToLoad:
     def __setstate__(self, state):
         if state.get("loading_marker"):
             Path(state["loading_marker"]).touch()
-        time.sleep(state["delay"])  # the slow load itself: what the stand-in is for, no event to await
+        time.sleep(
+            state["delay"]
+        )  # the slow load itself: what the stand-in is for, no event to await
         self.__dict__.update(state)
 
     def predict(self, frame):
@@ -75,7 +78,7 @@ def test_predictions_equal_the_model_batch_after_batch(model_dir):
     predictor = PredictProcess(model.pipeline)
     try:
         for start, size in ((0, 1), (1, 700), (701, 5000)):
-            batch = frame.iloc[start:start + size]
+            batch = frame.iloc[start : start + size]
             predictor.submit(batch)
             np.testing.assert_array_equal(predictor.result(), model.predict(batch))
     finally:
@@ -92,7 +95,7 @@ def test_the_forest_without_its_per_call_overhead_predicts_the_same_bits(model_d
     assert trees is not None and len(trees) == forest.n_estimators
     frame = load_reference(model_dir)[list(FEATURE_COLUMNS)]
     for start, size in ((0, 1), (1, 37), (38, 5000)):
-        encoded = transform.transform(frame.iloc[start:start + size])
+        encoded = transform.transform(frame.iloc[start : start + size])
         np.testing.assert_array_equal(forest_predict(trees, encoded), forest.predict(encoded))
         dense = encoded.toarray() if hasattr(encoded, "toarray") else encoded
         np.testing.assert_array_equal(forest_predict(trees, dense), forest.predict(dense))
@@ -108,7 +111,10 @@ def test_a_classifier_returns_classes_and_probabilities_in_one_round_trip():
 
     model = fit_classifier(pets(500, seed=1))
     frame = pets(300, seed=2)[PET_FEATURES]
-    with_probabilities, classes_only = PredictProcess(model, CLASSES_AND_PROBABILITIES), PredictProcess(model, CLASSES)
+    with_probabilities, classes_only = (
+        PredictProcess(model, CLASSES_AND_PROBABILITIES),
+        PredictProcess(model, CLASSES),
+    )
     try:
         with_probabilities.submit(frame)
         classes, probabilities = with_probabilities.result()
@@ -175,12 +181,21 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
             sys.stdin.read()  # until the test kills this process (or ends, closing the pipe)
     """)
     (tmp_path / "parent.py").write_text(script)
-    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                  filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    parent = subprocess.Popen(
+        [sys.executable, str(tmp_path / "parent.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
+    )
     try:
         worker = int(parent.stdout.readline())
-        assert os.getsid(worker) == worker != os.getsid(parent.pid), "the worker must not share the terminal's session"
+        assert os.getsid(worker) == worker != os.getsid(parent.pid), (
+            "the worker must not share the terminal's session"
+        )
         os.kill(worker, signal.SIGINT)
         os.kill(worker, signal.SIGTERM)
         parent.stdin.write("go\n")
@@ -189,8 +204,12 @@ def test_the_worker_ignores_ctrl_c_and_ends_when_its_parent_is_killed(tmp_path):
         assert process_alive(worker)
         parent.kill()
         parent.wait(10)
-        wait_until(lambda: not process_alive(worker), 10, interval=0.05,
-                   message="the predict process ending with its SIGKILLed scorer")
+        wait_until(
+            lambda: not process_alive(worker),
+            10,
+            interval=0.05,
+            message="the predict process ending with its SIGKILLed scorer",
+        )
     finally:
         parent.kill()
 
@@ -212,13 +231,24 @@ def test_ctrl_c_while_the_worker_starts_does_not_kill_it(tmp_path):
     """)
     (tmp_path / "parent.py").write_text(script)
     loading = tmp_path / "loading"
-    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py"), str(loading)], stdout=subprocess.PIPE,
-                              text=True, start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                  filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    parent = subprocess.Popen(
+        [sys.executable, str(tmp_path / "parent.py"), str(loading)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
+    )
     try:
         # the worker is spawned and unpickling its model (for 1.5 s after the marker appears)
-        wait_until(lambda: loading.exists() or parent.poll() is not None, 60, interval=0.02,
-                   message="the worker starting to load")
+        wait_until(
+            lambda: loading.exists() or parent.poll() is not None,
+            60,
+            interval=0.02,
+            message="the worker starting to load",
+        )
         assert parent.poll() is None, "the worker never started loading"
         os.killpg(parent.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         out, _ = parent.communicate(timeout=60)
@@ -229,5 +259,7 @@ def test_ctrl_c_while_the_worker_starts_does_not_kill_it(tmp_path):
 
 
 def test_a_model_the_worker_cannot_load_is_refused_with_the_reason():
-    with pytest.raises(PredictorFailed, match="could not load the model(.|\n)*this model cannot be loaded"):
+    with pytest.raises(
+        PredictorFailed, match="could not load the model(.|\n)*this model cannot be loaded"
+    ):
         PredictProcess(Unloadable())

@@ -1,6 +1,7 @@
 """Property-based checks: the scorer's decoding and POST /predict never crash on any input, and
 the batch path gives the schema's verdict on every record. (The monitor's decoders have theirs in
 the monitor's own property tests.)"""
+
 from __future__ import annotations
 
 import json
@@ -22,25 +23,51 @@ from tests.support import decoders_of
 
 SCHEMA = load_schema(DEFAULT_SCHEMA)
 CODEC = BatchCodec(SCHEMA)
-VALID = {"id": "r", "ts": 1, "carat": 0.7, "cut": "Ideal", "color": "E", "clarity": "SI1", "depth": 61.5, "table": 55.0}
+VALID = {
+    "id": "r",
+    "ts": 1,
+    "carat": 0.7,
+    "cut": "Ideal",
+    "color": "E",
+    "clarity": "SI1",
+    "depth": 61.5,
+    "table": 55.0,
+}
 FIELDS = ("id", "ts", *SCHEMA.feature_names)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=30,
 )
 # A valid record with any field replaced, removed, or joined by extra fields.
 mutated_records = st.builds(
-    lambda drop, changes, extra: {**{k: v for k, v in VALID.items() if k not in drop}, **changes, **extra},
+    lambda drop, changes, extra: {
+        **{k: v for k, v in VALID.items() if k not in drop},
+        **changes,
+        **extra,
+    },
     st.sets(st.sampled_from(sorted(VALID))),
     st.dictionaries(st.sampled_from(sorted(VALID)), json_values, max_size=3),
-    st.dictionaries(st.text(max_size=8).filter(lambda k: k not in VALID and k != "price"), json_values, max_size=3),
+    st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k not in VALID and k != "price"),
+        json_values,
+        max_size=3,
+    ),
 )
 # ... and sometimes the label (a published record may carry it; it is checked too).
 mutated_with_price = st.builds(
-    lambda record, price: {**record, **price}, mutated_records,
-    st.one_of(st.just({}), st.dictionaries(st.just("price"), json_values | st.floats(1, 1e7), max_size=1)),
+    lambda record, price: {**record, **price},
+    mutated_records,
+    st.one_of(
+        st.just({}), st.dictionaries(st.just("price"), json_values | st.floats(1, 1e7), max_size=1)
+    ),
 )
 
 
@@ -71,7 +98,11 @@ def test_mutated_records_are_valid_exactly_when_the_schema_holds(record):
     if not isinstance(result, Rejection):
         assert set(VALID) <= set(record)
         # What was accepted keeps its values (integer ids become strings).
-        expected = {**record, "id": str(record["id"]), **{k: float(record[k]) for k in SCHEMA.numeric}}
+        expected = {
+            **record,
+            "id": str(record["id"]),
+            **{k: float(record[k]) for k in SCHEMA.numeric},
+        }
         assert values_of(result) == tuple(expected[k] for k in FIELDS)
     else:
         assert result.reason in REJECTION_REASONS
@@ -87,7 +118,9 @@ def model(model_dir):
     return load(model_dir)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(mutated_records | json_values, min_size=1, max_size=20))
 def test_a_batch_scores_every_valid_record_and_rejects_the_rest(model, items):
     values = [to_bytes(item) for item in items]
@@ -98,11 +131,19 @@ def test_a_batch_scores_every_valid_record_and_rejects_the_rest(model, items):
     assert [p for p, _ in batch.rejections] == [i for i in range(len(values)) if i not in valid]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.binary(max_size=3000) | st.lists(mutated_records, min_size=1, max_size=10).map(to_bytes) | mutated_records.map(to_bytes))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.binary(max_size=3000)
+    | st.lists(mutated_records, min_size=1, max_size=10).map(to_bytes)
+    | mutated_records.map(to_bytes)
+)
 def test_predict_endpoint_never_answers_500(model, body):
     codec = BatchCodec(SCHEMA, check_against_schema(model, SCHEMA))
-    client = create_app(model, codec, CollectorRegistry(), max_body_bytes=2048, max_batch=5).test_client()
+    client = create_app(
+        model, codec, CollectorRegistry(), max_body_bytes=2048, max_batch=5
+    ).test_client()
     response = client.post("/predict", data=body, content_type="application/json")
     assert response.status_code in (200, 400, 413)
     if response.status_code == 400:
@@ -124,8 +165,12 @@ def test_the_batch_path_gives_the_schemas_verdict_on_every_record(record):
         assert not isinstance(expected, Rejection) and values_of(typed) == values_of(expected)
     batch = score_batch([raw], lambda frame: np.ones(len(frame)), "v", 0, CODEC)
     if isinstance(expected, Rejection):
-        assert [r.reason for _, r in batch.rejections] == [expected.reason] and not batch.predictions
+        assert [r.reason for _, r in batch.rejections] == [
+            expected.reason
+        ] and not batch.predictions
     else:
         assert not batch.rejections
         published = json.loads(batch.predictions[0][1])
-        assert (published["id"], published["ts"], *published["features"].values()) == values_of(expected)
+        assert (published["id"], published["ts"], *published["features"].values()) == values_of(
+            expected
+        )
