@@ -304,6 +304,28 @@ def test_report_of_a_shifted_jsonl_batch_flags_carat_first(model_dir, batches, t
     assert [c["data-name"] for c in features if "flagged" in c["classes"]] == ["carat"]
 
 
+def test_report_of_a_labelled_csv_batch_joins_its_labels(model_dir, tmp_path):
+    """A CSV named like the reference, its target column the labels: carat shifted and flagged first,
+    every row labelled, the realized MSE the batch's own (the mean squared error of its rows)."""
+    frame = pd.read_csv(model_dir / REFERENCE_FILE).sample(BATCH, random_state=3)
+    frame["carat"] = (frame["carat"] * 1.3).round(2)
+    batch = tmp_path / "shifted.csv"
+    frame.to_csv(batch, index=False)
+    output = tmp_path / "c.html"
+    page = wrote(report(*batch_args(model_dir, batch), "-o", output), output)
+    features = page.features()
+    assert features[0]["data-name"] == "carat" and "flagged" in features[0]["classes"]
+    assert page.facts["Records"] == f"{BATCH:,}" and page.facts["Labels"] == "100%"
+    assert page.facts["Window"].startswith(f"the {BATCH:,} records of shifted.csv")
+    realized = re.search(
+        r"Realized MSE</th><td><b>([\d,.]+)</b> over the latest ([\d,]+) labelled records",
+        output.read_text(),
+    )
+    assert realized and realized[2] == f"{BATCH:,}", "the realized MSE over every row"
+    mse = float(((frame["prediction"] - frame["price"]) ** 2).mean())
+    assert float(realized[1].replace(",", "")) == pytest.approx(mse, rel=5e-4)
+
+
 def test_report_of_a_calm_jsonl_batch_flags_nothing(model_dir, batches, tmp_path):
     output = tmp_path / "y.html"
     page = wrote(report(*batch_args(model_dir, batches["calm"]), "-o", output), output)

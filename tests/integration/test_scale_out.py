@@ -3,7 +3,9 @@ the same gauges as one monitor over the same event-time stream, also when a work
 and the evaluator is killed and restarted."""
 
 import math
+import re
 import signal
+import urllib.request
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -219,6 +221,19 @@ def test_three_workers_and_an_evaluator_equal_one_monitor(kafka, tmp_path):
         assert counter(stack.evaluator_port, "monitor_dropped_pane_records_total") == 0
         # the carat shift at record 8,000 was seen by both, in the same evaluations
         assert counter(stack.evaluator_port, "drift_feature_detections_total", feature="carat") > 0
+        # the evaluator serves the page of the merged window: carat flagged, its statistic the gauge
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{stack.evaluator_port}/", timeout=30
+        ) as page:
+            kind, html = page.headers["Content-Type"], page.read().decode()
+        assert kind.startswith("text/html"), kind
+        carat = re.search(r'<article class="column flagged" id="feature-carat"[^>]*>', html)
+        assert carat, "carat is flagged on the evaluator's page"
+        shown = float(re.search(r'data-statistic="([^"]+)"', carat[0])[1])
+        statistic = scrape(stack.evaluator_port)[
+            ("drift_feature_statistic", (("feature", "carat"), ("test", "ks")))
+        ]
+        assert shown == statistic, (shown, statistic)
     finally:
         codes = stack.stop()
     assert all(code == 0 for code in codes.values()), codes
