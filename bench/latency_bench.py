@@ -80,7 +80,7 @@ from bench.scorer_bench import (
     fill_features,
     offline_rate,
     sample_records,
-    scorer_throughput,  # noqa: E402
+    scorer_throughput,
     service_env,
 )
 from contract.artifacts import load_model_schema  # noqa: E402
