@@ -65,11 +65,22 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+# The churn reference's target and prediction, as most tests profile it.
+CHURN = ("--target", "churn", "--prediction", "prediction")
+
+
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     """`python -m monitor profile ARGV` in-process: (exit code, stdout, stderr)."""
     code = main(["profile", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def profiled_ok(capsys, *argv: str) -> str:
+    """`run` that must exit 0 (else fails with its stderr); its stdout."""
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(params=["csv", "parquet"])
@@ -84,10 +95,7 @@ def test_classification_schema_loads_and_its_reference_passes(
     code, out, err = run(
         capsys,
         classification_file,
-        "--target",
-        "churn",
-        "--prediction",
-        "prediction",
+        *CHURN,
         "-o",
         out_path,
     )
@@ -166,18 +174,12 @@ def test_csv_and_parquet_give_the_same_schema(tmp_path, capsys):
     schemas = []
     for suffix in ("csv", "parquet"):
         source = write(frame, tmp_path / f"ref.{suffix}")
-        assert (
-            run(
-                capsys,
-                source,
-                "--target",
-                "churn",
-                "--prediction",
-                "prediction",
-                "-o",
-                tmp_path / f"{suffix}.yaml",
-            )[0]
-            == 0
+        profiled_ok(
+            capsys,
+            source,
+            *CHURN,
+            "-o",
+            tmp_path / f"{suffix}.yaml",
         )
         schemas.append(load_schema(tmp_path / f"{suffix}.yaml").to_yaml())
     assert schemas[0] == schemas[1]
@@ -209,37 +211,24 @@ def test_integer_target_with_few_values_is_a_classifier_unless_told(tmp_path, ca
     frame["price"] = (frame["price"] > 1000).astype(int)
     frame["prediction"] = (frame["prediction"] > 1000).astype(int)
     source = write(frame, tmp_path / "ref.csv")
-    assert (
-        run(
-            capsys,
-            source,
-            "--target",
-            "price",
-            "--prediction",
-            "prediction",
-            "-o",
-            tmp_path / "a.yaml",
-        )[0]
-        == 0
+    profiled_ok(
+        capsys, source, "--target", "price", "--prediction", "prediction", "-o", tmp_path / "a.yaml"
     )
     schema = load_schema(tmp_path / "a.yaml")
     assert schema.task == "classification" and schema.classes == (0, 1)
     assert schema.messages.probabilities is None  # no proba_0 / proba_1 columns
     assert len(read_reference(source, schema)) == ROWS
-    assert (
-        run(
-            capsys,
-            source,
-            "--target",
-            "price",
-            "--prediction",
-            "prediction",
-            "--task",
-            "regression",
-            "-o",
-            tmp_path / "b.yaml",
-        )[0]
-        == 0
+    profiled_ok(
+        capsys,
+        source,
+        "--target",
+        "price",
+        "--prediction",
+        "prediction",
+        "--task",
+        "regression",
+        "-o",
+        tmp_path / "b.yaml",
     )
     assert load_schema(tmp_path / "b.yaml").task == "regression"
     assert "# task: inferred" not in (tmp_path / "b.yaml").read_text()
@@ -247,19 +236,7 @@ def test_integer_target_with_few_values_is_a_classifier_unless_told(tmp_path, ca
 
 def test_probabilities_only_when_every_class_has_a_column(tmp_path, capsys):
     source = write(reference_frame().drop(columns=["proba_no"]), tmp_path / "ref.csv")
-    assert (
-        run(
-            capsys,
-            source,
-            "--target",
-            "churn",
-            "--prediction",
-            "prediction",
-            "-o",
-            tmp_path / "s.yaml",
-        )[0]
-        == 0
-    )
+    profiled_ok(capsys, source, *CHURN, "-o", tmp_path / "s.yaml")
     schema = load_schema(tmp_path / "s.yaml")
     assert schema.messages.probabilities is None
     assert "proba_yes" not in schema.feature_names  # still not a feature
@@ -272,10 +249,7 @@ def test_flags_describe_another_message_layout(tmp_path, capsys):
     code, _, err = run(
         capsys,
         source,
-        "--target",
-        "churn",
-        "--prediction",
-        "prediction",
+        *CHURN,
         "-o",
         tmp_path / "s.yaml",
         "--id",
@@ -315,20 +289,14 @@ def test_flags_describe_another_message_layout(tmp_path, capsys):
     assert schema.timestamp_value(0) == "1970-01-01T00:00:00.000Z"
 
     for flags in (["--features-field", ""], ["--features-field", "inputs"]):
-        assert (
-            run(
-                capsys,
-                source,
-                "--target",
-                "churn",
-                "--prediction",
-                "prediction",
-                "-o",
-                tmp_path / "t.yaml",
-                "--force",
-                *flags,
-            )[0]
-            == 0
+        profiled_ok(
+            capsys,
+            source,
+            *CHURN,
+            "-o",
+            tmp_path / "t.yaml",
+            "--force",
+            *flags,
         )
         assert load_schema(tmp_path / "t.yaml").messages.features == (flags[1] or None)
 
@@ -337,10 +305,7 @@ def test_types_can_be_forced_and_limits_moved(tmp_path, capsys):
     source = write(reference_frame(), tmp_path / "ref.csv")
     common = [
         source,
-        "--target",
-        "churn",
-        "--prediction",
-        "prediction",
+        *CHURN,
         "-o",
         tmp_path / "s.yaml",
         "--force",
@@ -377,19 +342,7 @@ def test_categories_that_look_like_other_types_stay_strings(tmp_path, capsys):
     words = np.array(["no", "true", "null", "1e3", 'say "hi": ok', "~", "Yes"], dtype=object)
     frame["code"] = words[np.arange(ROWS) % len(words)]
     source = write(frame, tmp_path / "ref.parquet")
-    assert (
-        run(
-            capsys,
-            source,
-            "--target",
-            "churn",
-            "--prediction",
-            "prediction",
-            "-o",
-            tmp_path / "s.yaml",
-        )[0]
-        == 0
-    )
+    profiled_ok(capsys, source, *CHURN, "-o", tmp_path / "s.yaml")
     schema = load_schema(tmp_path / "s.yaml")
     assert schema.feature("code").categories == tuple(sorted(words))
     assert len(read_reference(source, schema)) == ROWS
@@ -397,19 +350,7 @@ def test_categories_that_look_like_other_types_stay_strings(tmp_path, capsys):
 
 def test_name_defaults_to_the_file_stem_made_valid(tmp_path, capsys):
     source = write(reference_frame(), tmp_path / "my churn (2026) v1.csv")
-    assert (
-        run(
-            capsys,
-            source,
-            "--target",
-            "churn",
-            "--prediction",
-            "prediction",
-            "-o",
-            tmp_path / "s.yaml",
-        )[0]
-        == 0
-    )
+    profiled_ok(capsys, source, *CHURN, "-o", tmp_path / "s.yaml")
     assert load_schema(tmp_path / "s.yaml").name == "my_churn_2026_v1"
     assert default_name(Path("!!!.csv")) == "model"
 
@@ -454,10 +395,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
     code, out, err = run(
         capsys,
         source,
-        "--target",
-        "churn",
-        "--prediction",
-        "prediction",
+        *CHURN,
         *flags,
         "-o",
         tmp_path / "s.yaml",
@@ -468,19 +406,18 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
 
 
 def test_bad_files_exit_2_with_one_line(tmp_path, capsys):
-    target = ["--target", "churn", "--prediction", "prediction"]
     (tmp_path / "ref.txt").write_text("a,b\n1,2\n")
     for source, message in (
         (tmp_path / "missing.csv", "error: no reference file"),
         (tmp_path / "ref.txt", "error: "),
         (write(regression_frame(), tmp_path / "reg.csv"), "error: --target churn: no such column"),
     ):
-        code, out, err = run(capsys, source, *target, "-o", tmp_path / "s.yaml")
+        code, out, err = run(capsys, source, *CHURN, "-o", tmp_path / "s.yaml")
         assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith(message), err
     only_ids = write(
         reference_frame()[["id", "comment", "churn", "prediction"]], tmp_path / "ids.csv"
     )
-    code, _, err = run(capsys, only_ids, *target, "-o", tmp_path / "s.yaml")
+    code, _, err = run(capsys, only_ids, *CHURN, "-o", tmp_path / "s.yaml")
     assert code == 2 and err.startswith(
         "error: no column is left as a feature: comment: 400 distinct strings"
     )
@@ -507,37 +444,19 @@ def test_an_existing_schema_is_kept_unless_forced(tmp_path, capsys):
     source = write(reference_frame(), tmp_path / "ref.csv")
     out_path = tmp_path / "schema.yaml"
     out_path.write_text("mine\n")
-    code, out, err = run(
-        capsys, source, "--target", "churn", "--prediction", "prediction", "-o", out_path
-    )
+    code, out, err = run(capsys, source, *CHURN, "-o", out_path)
     assert (code, out, err) == (
         2,
         "",
         f"error: {out_path} exists: pass --force to overwrite it, or choose another -o\n",
     )
     assert out_path.read_text() == "mine\n"
-    assert (
-        run(
-            capsys,
-            source,
-            "--target",
-            "churn",
-            "--prediction",
-            "prediction",
-            "-o",
-            out_path,
-            "--force",
-        )[0]
-        == 0
-    )
+    profiled_ok(capsys, source, *CHURN, "-o", out_path, "--force")
     assert load_schema(out_path).name == "ref"
     code, _, err = run(
         capsys,
         source,
-        "--target",
-        "churn",
-        "--prediction",
-        "prediction",
+        *CHURN,
         "-o",
         tmp_path / "no" / "s.yaml",
     )
@@ -800,10 +719,7 @@ def test_format_writes_that_logs_messages_block(tmp_path, capsys, fmt, topics):
     code, _, err = run(
         capsys,
         source,
-        "--target",
-        "churn",
-        "--prediction",
-        "prediction",
+        *CHURN,
         "--name",
         "churn",
         "--format",
